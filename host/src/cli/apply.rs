@@ -1,0 +1,41 @@
+//! `spark apply MANIFEST.toml`: a tenant's modules and settings from a file.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use spark_host::{Manifest, ModuleChange};
+
+use super::{Context, Outcome, output};
+
+/// Make the tenant match a manifest: declared modules are added or replaced, others
+/// removed, limits and retry settings replaced. A bad manifest changes nothing.
+#[derive(Debug, Args)]
+pub struct Apply {
+    /// The manifest (TOML); module paths in it are relative to its directory.
+    manifest: PathBuf,
+}
+
+impl Apply {
+    pub fn run(self, context: &Context) -> anyhow::Result<Outcome> {
+        let manifest = Manifest::load(&self.manifest)?;
+        let mut tenant = context.tenant()?;
+        let report = tenant.apply(&manifest, &self.manifest)?;
+        for (name, change) in &report.modules {
+            let verb = match change {
+                ModuleChange::Added => "added",
+                ModuleChange::Replaced => "replaced",
+                ModuleChange::Unchanged => "unchanged",
+            };
+            output::line(format!("{verb:<9} {name}"))?;
+        }
+        for name in &report.removed {
+            output::line(format!("{:<9} {name}", "removed"))?;
+        }
+        output::line(format!(
+            "tenant `{}` matches `{}`",
+            tenant.name(),
+            self.manifest.display()
+        ))?;
+        Ok(Outcome::Done)
+    }
+}

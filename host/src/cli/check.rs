@@ -1,0 +1,53 @@
+//! `spark check FILE.wasm`: what a module is, or why it is not one.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+use serde_json::json;
+use spark_host::Spark;
+
+use super::{Outcome, output, read_file};
+
+/// Tell what a module is (source, handler, interface version), or why it is not one.
+#[derive(Debug, Args)]
+pub struct Check {
+    /// The component to check.
+    file: PathBuf,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Check {
+    pub fn run(self) -> anyhow::Result<Outcome> {
+        let wasm = read_file(&self.file)?;
+        let started = Instant::now();
+        let name = format!("`{}`", self.file.display());
+        let info = Spark::check(&name, &wasm)?;
+        let compile_ms = started.elapsed().as_millis();
+        if self.json {
+            output::json_line(&json!({
+                "file": self.file,
+                "source": info.source,
+                "handler": info.handler,
+                "interface": format!("spark:engine@{}", info.interface_version),
+                "imports": info.imports,
+                "bytes": wasm.len(),
+                "compile_ms": compile_ms,
+            }))?;
+        } else {
+            output::line(format!(
+                "{}: a {} module for spark:engine@{} ({} bytes, compiled in {compile_ms} ms)",
+                self.file.display(),
+                info.kind(),
+                info.interface_version,
+                wasm.len(),
+            ))?;
+            if !info.imports.is_empty() {
+                output::line(format!("imports (sandboxed): {}", info.imports.join(", ")))?;
+            }
+        }
+        Ok(Outcome::Done)
+    }
+}

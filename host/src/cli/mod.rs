@@ -1,0 +1,164 @@
+//! The `spark` command line: global options, dispatch, exit status.
+//!
+//! Each subcommand is a clap struct in its own file with `fn run(self, &Context)`.
+//! Exit status: 0 when all went well, 1 when the command ran but some records or
+//! deliveries failed (each reported), 2 when nothing was done.
+
+mod apply;
+mod check;
+mod dead;
+mod events;
+mod ingest;
+mod module;
+mod outbox;
+mod output;
+mod process_sources;
+mod report;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use spark_host::{Spark, Tenant};
+
+/// Spark: a sandboxed WebAssembly rules engine. Records go in, sources (WebAssembly
+/// modules) turn them into events, each event key is processed once, and handlers turn
+/// new events into effects (mails, outputs) kept in an outbox.
+#[derive(Debug, Parser)]
+#[command(name = "spark", version, max_term_width = 100)]
+struct Cli {
+    /// Where tenants keep their data.
+    #[arg(
+        long,
+        global = true,
+        env = "SPARK_DATA_DIR",
+        default_value = "./spark-data"
+    )]
+    data_dir: PathBuf,
+
+    /// The tenant to act on: a-z, 0-9, `-`, `_`; at most 64 characters.
+    #[arg(long, global = true, env = "SPARK_TENANT", default_value = "default")]
+    tenant: String,
+
+    /// Show what modules write to stdout and stderr, and more detail on errors.
+    #[arg(short, long, global = true)]
+    verbose: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Check(check::Check),
+    #[command(subcommand)]
+    Module(module::ModuleCommand),
+    Apply(apply::Apply),
+    Ingest(ingest::Ingest),
+    ProcessSources(process_sources::ProcessSources),
+    #[command(subcommand)]
+    Events(events::EventsCommand),
+    #[command(subcommand)]
+    Outbox(outbox::OutboxCommand),
+    #[command(subcommand)]
+    Dead(dead::DeadCommand),
+}
+
+/// How a command that ran went.
+pub enum Outcome {
+    /// Everything worked: exit status 0.
+    Done,
+    /// It ran, but some records or deliveries failed (reported): exit status 1.
+    Partial,
+}
+
+impl Outcome {
+    fn from_failures(failed: bool) -> Self {
+        if failed {
+            Outcome::Partial
+        } else {
+            Outcome::Done
+        }
+    }
+}
+
+/// What every command gets: the global options.
+pub struct Context {
+    data_dir: PathBuf,
+    tenant: String,
+}
+
+impl Context {
+    /// Opens the tenant of `--tenant` in `--data-dir`.
+    fn tenant(&self) -> anyhow::Result<Tenant> {
+        let spark = Spark::open(&self.data_dir)?;
+        Ok(spark.tenant(&self.tenant)?)
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    init_logging(cli.verbose);
+    let context = Context {
+        data_dir: cli.data_dir,
+        tenant: cli.tenant,
+    };
+    let result = match cli.command {
+        Command::Check(command) => command.run(),
+        Command::Module(command) => command.run(&context),
+        Command::Apply(command) => command.run(&context),
+        Command::Ingest(command) => command.run(&context),
+        Command::ProcessSources(command) => command.run(&context),
+        Command::Events(command) => command.run(&context),
+        Command::Outbox(command) => command.run(&context),
+        Command::Dead(command) => command.run(&context),
+    };
+    match result {
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::Partial) => ExitCode::from(1),
+        // A reader that went away (`spark events list | head`) is not an error.
+        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Logs go to stderr. Module output is logged at `info` under `spark::guest`, shown
+/// with `--verbose`; `RUST_LOG` overrides.
+fn init_logging(verbose: bool) {
+    let default = if verbose { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}
+
+/// Reads a whole file, naming it on failure.
+fn read_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))
+}

@@ -1,0 +1,159 @@
+//! `spark module add|list|remove`: a tenant's modules.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+use spark_host::{LimitOverrides, ModuleChange, ModuleSpec};
+
+use super::output::{self, Table};
+use super::{Context, Outcome, read_file};
+
+/// Register, list and remove a tenant's modules.
+#[derive(Debug, Subcommand)]
+pub enum ModuleCommand {
+    Add(Add),
+    List(List),
+    Remove(Remove),
+}
+
+/// Register a module as a source for models and/or a handler for event groups.
+#[derive(Debug, Args)]
+pub struct Add {
+    /// The component (built with `cargo build --target wasm32-wasip2`).
+    file: PathBuf,
+    /// The name to register it under; dead letters are kept by this name.
+    #[arg(long)]
+    name: String,
+    /// A model whose records this module turns into events (repeatable).
+    #[arg(long = "source", value_name = "MODEL")]
+    sources: Vec<String>,
+    /// A regex searched in event groups (unanchored, like `re.search`): the module
+    /// handles events whose group matches one of them (repeatable).
+    #[arg(long = "handler", value_name = "REGEX")]
+    handlers: Vec<String>,
+    /// Replace a module registered under the same name (it keeps its place in the
+    /// handler order).
+    #[arg(long)]
+    replace: bool,
+}
+
+/// List the tenant's modules in registration order (the order handlers run in).
+#[derive(Debug, Args)]
+pub struct List {
+    /// One JSON object per line, with every limit.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Unregister a module. Its dead letters stay until a module of that name retries them.
+#[derive(Debug, Args)]
+pub struct Remove {
+    name: String,
+}
+
+impl ModuleCommand {
+    pub fn run(self, context: &Context) -> anyhow::Result<Outcome> {
+        match self {
+            ModuleCommand::Add(add) => add.run(context),
+            ModuleCommand::List(list) => list.run(context),
+            ModuleCommand::Remove(remove) => remove.run(context),
+        }
+    }
+}
+
+impl Add {
+    fn run(self, context: &Context) -> anyhow::Result<Outcome> {
+        let wasm = read_file(&self.file)?;
+        let mut tenant = context.tenant()?;
+        let spec = ModuleSpec {
+            name: self.name.clone(),
+            wasm,
+            sources: self.sources,
+            handlers: self.handlers,
+            limits: LimitOverrides::default(),
+        };
+        let change = tenant.add_module(spec, self.replace)?;
+        let verb = match change {
+            ModuleChange::Added => "added",
+            ModuleChange::Replaced => "replaced",
+            ModuleChange::Unchanged => "unchanged:",
+        };
+        output::line(format!(
+            "{verb} module `{}` of tenant `{}`",
+            self.name,
+            tenant.name()
+        ))?;
+        Ok(Outcome::Done)
+    }
+}
+
+impl List {
+    fn run(self, context: &Context) -> anyhow::Result<Outcome> {
+        let tenant = context.tenant()?;
+        let modules = tenant.modules()?;
+        if self.json {
+            for module in &modules {
+                let limits: serde_json::Map<String, serde_json::Value> = module
+                    .limits
+                    .entries()
+                    .into_iter()
+                    .map(|(limit, value)| (limit.name().to_owned(), json!(value)))
+                    .collect();
+                output::json_line(&json!({
+                    "name": module.record.name,
+                    "exports": module.record.exports,
+                    "sources": module.record.sources,
+                    "handlers": module.record.handlers,
+                    "hash": module.record.hash,
+                    "limits": limits,
+                }))?;
+            }
+            return Ok(Outcome::Done);
+        }
+        let mut table = Table::new(&[
+            "NAME",
+            "EXPORTS",
+            "SOURCE FOR",
+            "HANDLES",
+            "LIMITS SET",
+            "SHA256",
+        ]);
+        for module in &modules {
+            let own: Vec<String> = module
+                .record
+                .limits
+                .entries()
+                .into_iter()
+                .map(|(limit, value)| format!("{limit}={value}"))
+                .collect();
+            table.row(vec![
+                module.record.name.clone(),
+                module.record.exports.join("+"),
+                module.record.sources.join(", "),
+                module.record.handlers.join(", "),
+                if own.is_empty() {
+                    "-".to_owned()
+                } else {
+                    own.join(" ")
+                },
+                module.record.hash[..12].to_owned(),
+            ]);
+        }
+        table.print(&format!("tenant `{}` has no modules", tenant.name()))?;
+        Ok(Outcome::Done)
+    }
+}
+
+impl Remove {
+    fn run(self, context: &Context) -> anyhow::Result<Outcome> {
+        let mut tenant = context.tenant()?;
+        tenant.remove_module(&self.name)?;
+        output::line(format!(
+            "removed module `{}` of tenant `{}`",
+            self.name,
+            tenant.name()
+        ))?;
+        Ok(Outcome::Done)
+    }
+}

@@ -1,0 +1,173 @@
+//! The errors of the library: [`Error`] for what a caller asked that could not be done,
+//! [`CallError`] for a module call that failed.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::limits::Limit;
+
+/// What went wrong in a request to the host.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A tenant name that could be a path trick or is otherwise unusable.
+    #[error(
+        "invalid tenant name `{name}`: {why} (use 1 to 64 characters from a-z, 0-9, `-` and `_`, starting with a letter or digit)"
+    )]
+    InvalidTenant { name: String, why: &'static str },
+
+    /// Another process has this tenant's data open.
+    #[error(
+        "tenant `{tenant}` in `{}` is in use by another spark process; wait for it to finish",
+        data_dir.display()
+    )]
+    TenantInUse { tenant: String, data_dir: PathBuf },
+
+    /// The storage failed (disk full, corruption, permissions).
+    #[error("storage error: {0}")]
+    Storage(String),
+
+    /// Reading or writing a file failed.
+    #[error("{what} `{}`: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    /// A file given as a module is not one Spark can run.
+    #[error("{name} is not a usable Spark module: {why}")]
+    InvalidModule { name: String, why: String },
+
+    /// A module name that is not registered for this tenant.
+    #[error("no module named `{0}` is registered")]
+    UnknownModule(String),
+
+    /// A module name that is taken.
+    #[error("a module named `{0}` is already registered; pass --replace to replace it")]
+    ModuleExists(String),
+
+    /// A module name that cannot be used.
+    #[error("invalid module name `{name}`: {why}")]
+    InvalidModuleName { name: String, why: &'static str },
+
+    /// A registration that does not fit what the module exports, or registers nothing.
+    #[error("cannot register module `{name}`: {why}")]
+    Registration { name: String, why: String },
+
+    /// A group regex that does not compile.
+    #[error("invalid group regex `{regex}`: {why}")]
+    InvalidRegex { regex: String, why: String },
+
+    /// A model that no module is registered as a source for.
+    #[error("unknown model `{model}`: {}", known_models_hint(known))]
+    UnknownModel { model: String, known: Vec<String> },
+
+    /// An event key that is not in the ledger.
+    #[error("no event with key `{0}` is in the ledger")]
+    UnknownEvent(String),
+
+    /// A manifest that cannot be applied.
+    #[error("manifest `{}`: {why}", path.display())]
+    Manifest { path: PathBuf, why: String },
+
+    /// A limit value that cannot be used.
+    #[error("invalid limits: {0}")]
+    InvalidLimits(String),
+
+    /// A time that cannot be parsed.
+    #[error(
+        "invalid time `{0}`: expected a date like 2024-05-01 or a time like 2024-05-01T12:00:00Z"
+    )]
+    InvalidTime(String),
+
+    /// The WebAssembly engine could not be set up.
+    #[error("cannot set up the WebAssembly engine: {0}")]
+    Engine(String),
+}
+
+fn known_models_hint(known: &[String]) -> String {
+    if known.is_empty() {
+        "no models are known yet; register a source with `spark module add FILE.wasm --name N --source MODEL`".to_owned()
+    } else {
+        format!("known models: {}", known.join(", "))
+    }
+}
+
+impl From<sled::Error> for Error {
+    fn from(error: sled::Error) -> Self {
+        Error::Storage(error.to_string())
+    }
+}
+
+/// Why one call into a module failed. The variants are what an operator acts on; each
+/// message names the limit and its value where one was hit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum CallError {
+    /// The module returned an error of its own.
+    #[error("the module returned an error: {message}")]
+    Guest { message: String },
+
+    /// The module trapped (a panic, `unreachable`, a stack overflow, ...). `log` holds
+    /// the end of what it wrote to stderr, where a Rust panic message goes.
+    #[error("the module trapped: {message}{}", log_suffix(log))]
+    Trap { message: String, log: String },
+
+    /// A limit of the sandbox was hit.
+    #[error("{limit} limit of {max} exceeded{}", actual_suffix(*actual))]
+    Limit {
+        limit: Limit,
+        max: u64,
+        /// What the module asked for, where it is known.
+        actual: Option<u64>,
+    },
+
+    /// The module returned something the host refuses (an empty key, a context that is
+    /// not a JSON object, ...).
+    #[error("the module returned an invalid {what}: {why}")]
+    InvalidOutput { what: String, why: String },
+
+    /// A handler emitted an event deeper than the emit depth limit.
+    #[error("emitted event `{key}` is at depth {depth}, beyond the emit depth limit of {max}")]
+    EmitDepth { key: String, depth: u32, max: u32 },
+
+    /// The module a delivery was meant for is no longer registered as a handler.
+    #[error("module `{module}` is not registered as a handler")]
+    NoSuchHandler { module: String },
+
+    /// The host could not run the module at all (compilation, instantiation).
+    #[error("the module could not be run: {message}")]
+    Host { message: String },
+}
+
+fn log_suffix(log: &str) -> String {
+    if log.trim().is_empty() {
+        String::new()
+    } else {
+        format!("; its output ends with: {}", log.trim())
+    }
+}
+
+fn actual_suffix(actual: Option<u64>) -> String {
+    actual
+        .map(|actual| format!(" ({actual})"))
+        .unwrap_or_default()
+}
+
+impl CallError {
+    /// A short stable name for the variant, for scripts (`--json`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::Guest { .. } => "guest-error",
+            CallError::Trap { .. } => "trap",
+            CallError::Limit { .. } => "limit",
+            CallError::InvalidOutput { .. } => "invalid-output",
+            CallError::EmitDepth { .. } => "emit-depth",
+            CallError::NoSuchHandler { .. } => "no-such-handler",
+            CallError::Host { .. } => "host",
+        }
+    }
+}

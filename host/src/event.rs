@@ -1,0 +1,231 @@
+//! Events, effects and invocations as the host sees them, and the checks every event
+//! passes before it reaches the ledger.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::CallError;
+use crate::limits::{Limit, MAX_CONTEXT_BYTES, MAX_GROUP_BYTES, MAX_KEY_BYTES};
+
+/// Something that happened: a group, a key unique across groups, and a context.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// The kind of event; handlers are routed by regexes on it.
+    pub group: String,
+    /// The identity of the event: each key is processed once.
+    pub key: String,
+    /// A JSON object, as text.
+    pub context: String,
+}
+
+/// What every module call is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    /// The tenant the call serves.
+    pub tenant: String,
+    /// The logical time of the run, in milliseconds since the Unix epoch.
+    pub now_ms: i64,
+    /// 1 on the first delivery, 2 on the first retry, ...
+    pub attempt: u32,
+}
+
+/// A mail returned by a handler.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mail {
+    pub to: Vec<String>,
+    pub subject: String,
+    pub body: String,
+    pub template: Option<String>,
+    /// A JSON object, as text.
+    pub context: Option<String>,
+}
+
+/// What a handler asks the host to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// A new event, processed like one from a source.
+    Emit(Event),
+    /// A mail for the outbox.
+    Mail(Mail),
+    /// A payload for an operator-defined channel, for the outbox.
+    Output { channel: String, payload: String },
+}
+
+impl Event {
+    /// Refuses what the ledger must not hold: empty or overlong keys and groups, and
+    /// contexts that are not JSON objects or are too large. Keys and groups are Rust
+    /// strings, so they are valid UTF-8 by construction; control characters are refused
+    /// because they would corrupt every listing that shows them.
+    pub fn validate(&self) -> Result<(), CallError> {
+        check_name("key", &self.key, Limit::KeyBytes, MAX_KEY_BYTES)?;
+        check_name("group", &self.group, Limit::GroupBytes, MAX_GROUP_BYTES)?;
+        if self.context.len() > MAX_CONTEXT_BYTES {
+            return Err(CallError::Limit {
+                limit: Limit::ContextBytes,
+                max: MAX_CONTEXT_BYTES as u64,
+                actual: Some(self.context.len() as u64),
+            });
+        }
+        check_json_object(&self.context).map_err(|why| CallError::InvalidOutput {
+            what: format!("context of event `{}`", self.key),
+            why,
+        })
+    }
+}
+
+fn check_name(what: &str, value: &str, limit: Limit, max: usize) -> Result<(), CallError> {
+    if value.is_empty() {
+        return Err(CallError::InvalidOutput {
+            what: format!("event {what}"),
+            why: "it is empty".to_owned(),
+        });
+    }
+    if value.len() > max {
+        return Err(CallError::Limit {
+            limit,
+            max: max as u64,
+            actual: Some(value.len() as u64),
+        });
+    }
+    if value.chars().any(char::is_control) {
+        return Err(CallError::InvalidOutput {
+            what: format!("event {what} {value:?}"),
+            why: "it contains control characters".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks that `text` is one JSON object, without building it.
+pub(crate) fn check_json_object(text: &str) -> Result<(), String> {
+    if !text.trim_start().starts_with('{') {
+        return Err("it is not a JSON object".to_owned());
+    }
+    serde_json::from_str::<serde::de::IgnoredAny>(text)
+        .map(|_| ())
+        .map_err(|error| format!("it is not valid JSON: {error}"))
+}
+
+impl Effect {
+    /// The number of bytes of text this effect carries (for the output limit).
+    pub(crate) fn text_len(&self) -> usize {
+        match self {
+            Effect::Emit(event) => event.text_len(),
+            Effect::Mail(mail) => {
+                mail.to.iter().map(String::len).sum::<usize>()
+                    + mail.subject.len()
+                    + mail.body.len()
+                    + mail.template.as_ref().map_or(0, String::len)
+                    + mail.context.as_ref().map_or(0, String::len)
+            }
+            Effect::Output { channel, payload } => channel.len() + payload.len(),
+        }
+    }
+
+    /// Refuses effects the outbox must not hold.
+    pub(crate) fn validate(&self) -> Result<(), CallError> {
+        match self {
+            Effect::Emit(event) => event.validate(),
+            Effect::Mail(mail) => {
+                if mail.to.is_empty() || mail.to.iter().any(|to| to.trim().is_empty()) {
+                    return Err(CallError::InvalidOutput {
+                        what: "mail".to_owned(),
+                        why: "it needs at least one recipient and no empty ones".to_owned(),
+                    });
+                }
+                if let Some(context) = &mail.context {
+                    check_json_object(context).map_err(|why| CallError::InvalidOutput {
+                        what: "mail context".to_owned(),
+                        why,
+                    })?;
+                }
+                Ok(())
+            }
+            Effect::Output { channel, .. } => {
+                if channel.is_empty() {
+                    return Err(CallError::InvalidOutput {
+                        what: "output".to_owned(),
+                        why: "its channel name is empty".to_owned(),
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Event {
+    pub(crate) fn text_len(&self) -> usize {
+        self.group.len() + self.key.len() + self.context.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(group: &str, key: &str, context: &str) -> Event {
+        Event {
+            group: group.to_owned(),
+            key: key.to_owned(),
+            context: context.to_owned(),
+        }
+    }
+
+    #[test]
+    fn valid_events_pass() {
+        assert_eq!(event("g", "g_1", "{}").validate(), Ok(()));
+        assert_eq!(event("g", "g_ü", r#" {"a": [1, 2]} "#).validate(), Ok(()));
+    }
+
+    #[test]
+    fn bad_events_are_refused_with_the_reason() {
+        let cases = [
+            (event("", "k", "{}"), "invalid-output"),
+            (event("g", "", "{}"), "invalid-output"),
+            (event("g", "a\nb", "{}"), "invalid-output"),
+            (event("g", "k", "[1]"), "invalid-output"),
+            (event("g", "k", "{"), "invalid-output"),
+            (event("g", "k", "not json"), "invalid-output"),
+            (event("g", "k", "{} {}"), "invalid-output"),
+            (event("g", &"k".repeat(MAX_KEY_BYTES + 1), "{}"), "limit"),
+            (event(&"g".repeat(MAX_GROUP_BYTES + 1), "k", "{}"), "limit"),
+        ];
+        for (event, kind) in cases {
+            let error = event
+                .validate()
+                .expect_err(&format!("{event:?} must be refused"));
+            assert_eq!(error.kind(), kind, "{event:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn context_size_is_bounded() {
+        let big = format!(r#"{{"a": "{}"}}"#, "x".repeat(MAX_CONTEXT_BYTES));
+        let error = event("g", "k", &big).validate().unwrap_err();
+        assert!(matches!(
+            error,
+            CallError::Limit {
+                limit: Limit::ContextBytes,
+                ..
+            }
+        ));
+        let at_limit = format!(r#"{{"a": "{}"}}"#, "x".repeat(MAX_CONTEXT_BYTES - 10));
+        assert_eq!(event("g", "k", &at_limit).validate(), Ok(()));
+    }
+
+    #[test]
+    fn mails_need_recipients() {
+        let mail = |to: Vec<&str>| {
+            Effect::Mail(Mail {
+                to: to.into_iter().map(str::to_owned).collect(),
+                subject: "s".to_owned(),
+                body: "b".to_owned(),
+                template: None,
+                context: None,
+            })
+        };
+        assert!(mail(vec!["a@example.com"]).validate().is_ok());
+        assert!(mail(vec![]).validate().is_err());
+        assert!(mail(vec![" "]).validate().is_err());
+    }
+}

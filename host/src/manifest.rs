@@ -1,0 +1,217 @@
+//! `spark apply`: a tenant's set-up declared in a TOML file.
+//!
+//! ```toml
+//! [limits]                 # the tenant's defaults over the engine's (optional)
+//! fuel = 50_000_000
+//!
+//! [retry]                  # optional
+//! attempts = 3
+//! backoff-ms = 100
+//!
+//! [[modules]]
+//! name = "challenges"
+//! path = "challenges_source.wasm"   # relative to this file
+//! sources = ["challenge"]
+//!
+//! [[modules]]
+//! name = "mailer"
+//! path = "challenges_mailer.wasm"
+//! handlers = ["^challenge"]
+//! limits = { memory-bytes = 16_777_216 }
+//! ```
+//!
+//! Applying makes the tenant match the file: declared modules are added or replaced
+//! (in the file's order), modules not declared are removed, settings are replaced.
+//! Everything is checked before anything changes, so a bad file changes nothing.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::Error;
+use crate::limits::LimitOverrides;
+use crate::store::{RetryPolicy, TenantSettings};
+use crate::tenant::{ModuleChange, ModuleSpec, Tenant};
+
+/// A parsed manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    #[serde(default)]
+    pub limits: LimitOverrides,
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    #[serde(default)]
+    pub modules: Vec<ModuleEntry>,
+}
+
+/// One `[[modules]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleEntry {
+    pub name: String,
+    /// The component, relative to the manifest's directory.
+    pub path: PathBuf,
+    #[serde(default)]
+    pub sources: Vec<String>,
+    #[serde(default)]
+    pub handlers: Vec<String>,
+    #[serde(default)]
+    pub limits: LimitOverrides,
+}
+
+/// What applying a manifest changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Each declared module and what happened to it, in the file's order.
+    pub modules: Vec<(String, ModuleChange)>,
+    /// Modules that were registered but are not declared.
+    pub removed: Vec<String>,
+}
+
+impl Manifest {
+    /// Reads and parses a manifest file.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            what: "cannot read the manifest",
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses manifest text; `path` names it in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, Error> {
+        let manifest: Manifest = toml::from_str(text).map_err(|error| Error::Manifest {
+            path: path.to_owned(),
+            why: error.to_string().trim_end().to_owned(),
+        })?;
+        let mut names = HashSet::new();
+        for module in &manifest.modules {
+            if !names.insert(module.name.as_str()) {
+                return Err(Error::Manifest {
+                    path: path.to_owned(),
+                    why: format!("module `{}` is declared twice", module.name),
+                });
+            }
+        }
+        Ok(manifest)
+    }
+}
+
+impl Tenant {
+    /// Makes this tenant match `manifest`, read from `path` (module paths are relative
+    /// to its directory). Nothing changes unless every module checks out.
+    pub fn apply(&mut self, manifest: &Manifest, path: &Path) -> Result<ApplyReport, Error> {
+        let base = path.parent().unwrap_or(Path::new("."));
+        let in_manifest = |error: Error| Error::Manifest {
+            path: path.to_owned(),
+            why: error.to_string(),
+        };
+        let settings = TenantSettings {
+            limits: manifest.limits,
+            retry: manifest.retry,
+        };
+        settings.limits.validate().map_err(in_manifest)?;
+        if settings.retry.attempts == 0 {
+            return Err(in_manifest(Error::InvalidLimits(
+                "retry `attempts` must be at least 1".to_owned(),
+            )));
+        }
+        let mut prepared = Vec::new();
+        for entry in &manifest.modules {
+            let file = base.join(&entry.path);
+            let wasm = std::fs::read(&file).map_err(|source| {
+                in_manifest(Error::Io {
+                    what: "cannot read module",
+                    path: file.clone(),
+                    source,
+                })
+            })?;
+            let spec = ModuleSpec {
+                name: entry.name.clone(),
+                wasm,
+                sources: entry.sources.clone(),
+                handlers: entry.handlers.clone(),
+                limits: entry.limits,
+            };
+            prepared.push(self.prepare_module(spec).map_err(in_manifest)?);
+        }
+
+        self.set_settings(&settings)?;
+        let declared: HashSet<&str> = manifest.modules.iter().map(|m| m.name.as_str()).collect();
+        let mut report = ApplyReport::default();
+        for module in self.modules()? {
+            if !declared.contains(module.record.name.as_str()) {
+                self.remove_module(&module.record.name)?;
+                report.removed.push(module.record.name);
+            }
+        }
+        for module in prepared {
+            let name = module.name().to_owned();
+            let change = self.install_module(module, true)?;
+            report.modules.push((name, change));
+        }
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_manifest_parses() {
+        let manifest = Manifest::parse(
+            Path::new("spark.toml"),
+            r#"
+            [limits]
+            fuel = 5
+
+            [retry]
+            attempts = 2
+            backoff-ms = 10
+
+            [[modules]]
+            name = "source"
+            path = "a.wasm"
+            sources = ["challenge"]
+
+            [[modules]]
+            name = "mailer"
+            path = "b.wasm"
+            handlers = ["^challenge"]
+            limits = { memory-bytes = 1024 }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(manifest.limits.fuel, Some(5));
+        assert_eq!(manifest.retry.attempts, 2);
+        assert_eq!(manifest.modules.len(), 2);
+        assert_eq!(manifest.modules[1].limits.memory_bytes, Some(1024));
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let cases = [
+            (
+                "[[modules]]\nname = \"a\"\npath = \"a.wasm\"\nsource = [\"x\"]",
+                "source",
+            ),
+            ("[limits]\nfeul = 1", "feul"),
+            ("[[modules]]\nname = \"a\"", "path"),
+            (
+                "[[modules]]\nname = \"a\"\npath = \"a.wasm\"\n[[modules]]\nname = \"a\"\npath = \"b.wasm\"",
+                "declared twice",
+            ),
+            ("modules = 3", "modules"),
+        ];
+        for (text, expected) in cases {
+            let error = Manifest::parse(Path::new("spark.toml"), text).unwrap_err();
+            let message = error.to_string();
+            assert!(matches!(error, Error::Manifest { .. }), "{text}");
+            assert!(message.contains(expected), "{text}: {message}");
+        }
+    }
+}

@@ -1,0 +1,808 @@
+//! Records -> sources -> ledger -> handlers -> effects, committed in groups.
+//!
+//! For each record the pipeline stages the record, the new events (duplicates stop
+//! here), each matching handler's effects or its pending retry, and the events those
+//! handlers emit, all in one [`Commit`]. Commits happen between records, every
+//! [`COMMIT_GROUP`] records, so a record's whole cascade is committed at once: a crash
+//! loses at most the uncommitted group, which the next run processes again, and never
+//! half of a record. After the records, failed deliveries are retried with backoff until
+//! they succeed or are parked as dead.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::io::BufRead;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CallError, Error};
+use crate::event::{Effect, Event, Invocation};
+use crate::limits::{Limits, MAX_EMIT_DEPTH};
+use crate::routes::Routes;
+use crate::store::{
+    Commit, DeadLetter, LedgerEntry, ModuleRecord, NewOutboxItem, OutboxKind, PendingDelivery,
+    TenantSettings,
+};
+use crate::tenant::Tenant;
+use crate::time::wall_clock_ms;
+use crate::wasm::{CallOutput, Instance};
+
+/// Records per commit: large enough that the commit cost is spread over many events,
+/// small enough that a crash costs little work to redo.
+const COMMIT_GROUP: usize = 1_000;
+/// A run waits this long at most for a retry to come due; later ones are left pending
+/// for the next run.
+const MAX_RETRY_WAIT_MS: i64 = 30_000;
+/// The largest record line read; longer lines are reported and skipped.
+pub const MAX_RECORD_BYTES: usize = 16 << 20;
+/// Records read from the store at a time by `process-sources`.
+const RECORD_PAGE: usize = 1_000;
+
+/// What a run did. The counters are what `--json` prints.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunReport {
+    /// Records stored and run through their sources.
+    pub records: u64,
+    /// Input lines refused (not JSON, no id, ...).
+    pub invalid: u64,
+    /// Events produced by sources and handlers, new or not.
+    pub events: u64,
+    /// Events whose key was new.
+    pub new: u64,
+    /// Events whose key was seen before.
+    pub duplicates: u64,
+    /// Handler calls whose effects were committed.
+    pub deliveries: u64,
+    /// Deliveries parked as dead in this run.
+    pub failed: u64,
+    /// Source calls that failed (the record is stored; its other sources ran).
+    pub source_errors: u64,
+    /// Retry attempts made in this run.
+    pub retried: u64,
+    /// Deliveries still waiting for a retry when the run ended.
+    pub pending: u64,
+    /// What went wrong, one entry per failure; not part of `--json`.
+    #[serde(skip)]
+    pub problems: Vec<Problem>,
+}
+
+impl RunReport {
+    /// Whether anything failed: the CLI exits with status 1 then.
+    pub fn has_failures(&self) -> bool {
+        self.invalid > 0 || self.failed > 0 || self.source_errors > 0
+    }
+}
+
+/// One failure of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// An input line that is not a record.
+    InvalidRecord { line: u64, why: String },
+    /// A source call that failed.
+    SourceFailed {
+        record: RecordOrigin,
+        module: String,
+        error: CallError,
+    },
+    /// A handler call that failed; `dead` when it will not be retried.
+    DeliveryFailed {
+        event: String,
+        handler: String,
+        attempts: u32,
+        dead: bool,
+        error: CallError,
+    },
+}
+
+/// Where a record came from, for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordOrigin {
+    /// A line of the ingested input.
+    Line(u64),
+    /// A stored record (`process-sources`).
+    Stored { model: String, id: String },
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::InvalidRecord { line, why } => write!(f, "line {line}: {why}"),
+            Problem::SourceFailed {
+                record,
+                module,
+                error,
+            } => {
+                match record {
+                    RecordOrigin::Line(line) => write!(f, "line {line}: ")?,
+                    RecordOrigin::Stored { model, id } => {
+                        write!(f, "record `{id}` of `{model}`: ")?
+                    }
+                }
+                write!(f, "source `{module}` failed: {error}")
+            }
+            Problem::DeliveryFailed {
+                event,
+                handler,
+                attempts,
+                dead,
+                error,
+            } => {
+                let fate = if *dead {
+                    "parked as dead (see `spark dead list`)"
+                } else {
+                    "will be retried"
+                };
+                write!(
+                    f,
+                    "event `{event}`: handler `{handler}` failed (attempt {attempts}, {fate}): {error}"
+                )
+            }
+        }
+    }
+}
+
+/// A record line, parsed: its id and its trimmed JSON text.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct ParsedRecord {
+    pub id: String,
+    pub json: String,
+}
+
+/// Parses one line of JSON Lines input. `Ok(None)` for a blank line.
+pub(crate) fn parse_record(line: &[u8]) -> Result<Option<ParsedRecord>, String> {
+    let text = std::str::from_utf8(line).map_err(|_| "it is not UTF-8".to_owned())?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if text.len() > MAX_RECORD_BYTES {
+        return Err(format!("it is larger than {MAX_RECORD_BYTES} bytes"));
+    }
+    if !text.starts_with('{') {
+        return Err("it is not a JSON object".to_owned());
+    }
+    #[derive(Deserialize)]
+    struct IdOnly {
+        id: Option<serde_json::Value>,
+    }
+    let parsed: IdOnly =
+        serde_json::from_str(text).map_err(|error| format!("it is not valid JSON: {error}"))?;
+    let id = match parsed.id {
+        None | Some(serde_json::Value::Null) => return Err("the record has no `id`".to_owned()),
+        Some(serde_json::Value::String(id)) => id,
+        Some(serde_json::Value::Number(number)) if number.is_i64() || number.is_u64() => {
+            number.to_string()
+        }
+        Some(other) => {
+            return Err(format!(
+                "`id` must be a string or an integer, not `{other}`"
+            ));
+        }
+    };
+    if id.is_empty() {
+        return Err("`id` is empty".to_owned());
+    }
+    if id.chars().any(char::is_control) {
+        return Err("`id` contains control characters".to_owned());
+    }
+    Ok(Some(ParsedRecord {
+        id,
+        json: text.to_owned(),
+    }))
+}
+
+/// One run of the pipeline over a tenant.
+pub(crate) struct Pipeline<'t> {
+    tenant: &'t mut Tenant,
+    now_ms: i64,
+    settings: TenantSettings,
+    modules: HashMap<String, ModuleRecord>,
+    /// Model -> its source modules, in registration order.
+    sources: HashMap<String, Vec<String>>,
+    routes: Routes,
+    instances: HashMap<String, Instance>,
+    commit: Commit,
+    /// Keys staged in the uncommitted group: a duplicate inside a group stops too.
+    staged_keys: HashSet<String>,
+    staged_records: usize,
+    pub(crate) report: RunReport,
+}
+
+impl<'t> Pipeline<'t> {
+    pub(crate) fn new(tenant: &'t mut Tenant, now_ms: i64) -> Result<Self, Error> {
+        let settings = tenant.store.settings()?;
+        let records = tenant.store.modules()?;
+        let routes = Routes::new(&records)?;
+        let mut sources: HashMap<String, Vec<String>> = HashMap::new();
+        for record in &records {
+            for model in &record.sources {
+                sources
+                    .entry(model.clone())
+                    .or_default()
+                    .push(record.name.clone());
+            }
+        }
+        Ok(Self {
+            tenant,
+            now_ms,
+            settings,
+            modules: records
+                .into_iter()
+                .map(|record| (record.name.clone(), record))
+                .collect(),
+            sources,
+            routes,
+            instances: HashMap::new(),
+            commit: Commit::default(),
+            staged_keys: HashSet::new(),
+            staged_records: 0,
+            report: RunReport::default(),
+        })
+    }
+
+    /// Counts and reports an input line that is not a record.
+    pub(crate) fn invalid(&mut self, line: u64, why: String) {
+        self.report.invalid += 1;
+        self.report
+            .problems
+            .push(Problem::InvalidRecord { line, why });
+    }
+
+    /// Stores a record and runs it through its model's sources.
+    pub(crate) fn ingest_record(
+        &mut self,
+        model: &str,
+        record: ParsedRecord,
+        line: u64,
+    ) -> Result<(), Error> {
+        self.commit
+            .records
+            .push((model.to_owned(), record.id, record.json.clone()));
+        self.run_sources(model, &record.json, RecordOrigin::Line(line))
+    }
+
+    /// Runs every stored record of `model` through its sources again.
+    pub(crate) fn reprocess_model(
+        &mut self,
+        model: &str,
+        progress: &mut dyn FnMut(&RunReport),
+    ) -> Result<(), Error> {
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .tenant
+                .store
+                .records(model, after.as_deref(), RECORD_PAGE)?;
+            let Some((last, _)) = page.last() else {
+                return Ok(());
+            };
+            after = Some(last.clone());
+            for (id, json) in page {
+                let origin = RecordOrigin::Stored {
+                    model: model.to_owned(),
+                    id,
+                };
+                self.run_sources(model, &json, origin)?;
+                progress(&self.report);
+            }
+        }
+    }
+
+    fn run_sources(&mut self, model: &str, json: &str, origin: RecordOrigin) -> Result<(), Error> {
+        self.report.records += 1;
+        let modules = self.sources.get(model).cloned().unwrap_or_default();
+        for module in modules {
+            let inv = self.invocation(1);
+            match self.call(&module, |instance| instance.events(model, json, &inv)) {
+                Ok(events) => self.process(events, 0)?,
+                Err(error) => {
+                    self.report.source_errors += 1;
+                    self.report.problems.push(Problem::SourceFailed {
+                        record: origin.clone(),
+                        module,
+                        error,
+                    });
+                }
+            }
+        }
+        self.end_record()
+    }
+
+    /// Events through the ledger and to their handlers; emitted events follow, deeper.
+    fn process(&mut self, events: Vec<Event>, depth: u32) -> Result<(), Error> {
+        let mut queue: VecDeque<(Event, u32)> =
+            events.into_iter().map(|event| (event, depth)).collect();
+        while let Some((event, depth)) = queue.pop_front() {
+            self.report.events += 1;
+            if self.staged_keys.contains(&event.key) || self.tenant.store.is_seen(&event.key)? {
+                self.report.duplicates += 1;
+                continue;
+            }
+            self.report.new += 1;
+            self.staged_keys.insert(event.key.clone());
+            self.commit.ledger.push(LedgerEntry {
+                key: event.key.clone(),
+                group: event.group.clone(),
+                created_at_ms: self.now_ms,
+                context: event.context.clone(),
+            });
+            let handlers: Vec<String> = self
+                .routes
+                .matching(&event.group)
+                .map(str::to_owned)
+                .collect();
+            for handler in handlers {
+                match self.deliver(&handler, &event, depth, 1) {
+                    Ok(emitted) => queue.extend(emitted.into_iter().map(|e| (e, depth + 1))),
+                    Err(error) => {
+                        let dead = self.out_of_attempts(1);
+                        self.failed(&handler, &event.key, depth, 1, error, dead);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls one handler with one event and stages its effects. Returns the events it
+    /// emitted; on failure nothing of the call is staged.
+    fn deliver(
+        &mut self,
+        handler: &str,
+        event: &Event,
+        depth: u32,
+        attempt: u32,
+    ) -> Result<Vec<Event>, CallError> {
+        if !self.routes.has_handler(handler) {
+            return Err(CallError::NoSuchHandler {
+                module: handler.to_owned(),
+            });
+        }
+        let inv = self.invocation(attempt);
+        let effects = self.call(handler, |instance| instance.handle(event, &inv))?;
+        let mut emitted = Vec::new();
+        let mut outbox = Vec::new();
+        for effect in effects {
+            let (kind, data) = match effect {
+                Effect::Emit(event) => {
+                    if depth + 1 > MAX_EMIT_DEPTH {
+                        return Err(CallError::EmitDepth {
+                            key: event.key,
+                            depth: depth + 1,
+                            max: MAX_EMIT_DEPTH,
+                        });
+                    }
+                    emitted.push(event);
+                    continue;
+                }
+                Effect::Mail(mail) => (OutboxKind::Mail, mail_data(&mail)),
+                Effect::Output { channel, payload } => {
+                    (OutboxKind::Output, output_data(&channel, &payload))
+                }
+            };
+            outbox.push(NewOutboxItem {
+                event: event.key.clone(),
+                handler: handler.to_owned(),
+                kind,
+                data,
+                created_at_ms: self.now_ms,
+            });
+        }
+        self.commit.outbox.extend(outbox);
+        self.report.deliveries += 1;
+        Ok(emitted)
+    }
+
+    /// Stages a failed delivery: dead when `dead`, else pending for another attempt.
+    fn failed(
+        &mut self,
+        handler: &str,
+        event: &str,
+        depth: u32,
+        attempts: u32,
+        error: CallError,
+        dead: bool,
+    ) {
+        self.report.problems.push(Problem::DeliveryFailed {
+            event: event.to_owned(),
+            handler: handler.to_owned(),
+            attempts,
+            dead,
+            error: error.clone(),
+        });
+        if dead {
+            self.report.failed += 1;
+            self.commit.dead.push(DeadLetter {
+                event: event.to_owned(),
+                handler: handler.to_owned(),
+                attempts,
+                error,
+                dead_at_ms: wall_clock_ms(),
+                depth,
+            });
+        } else {
+            let wait = self.settings.retry.backoff_after(attempts);
+            self.commit.pending.push(PendingDelivery {
+                event: event.to_owned(),
+                handler: handler.to_owned(),
+                attempts,
+                error,
+                next_at_ms: wall_clock_ms().saturating_add(i64::try_from(wait).unwrap_or(i64::MAX)),
+                depth,
+            });
+        }
+    }
+
+    /// Calls a module on its live instance, creating it first if needed, and drops the
+    /// instance when the call poisoned it.
+    fn call<T>(
+        &mut self,
+        module: &str,
+        f: impl FnOnce(&mut Instance) -> Result<CallOutput<T>, CallError>,
+    ) -> Result<T, CallError> {
+        if !self.instances.contains_key(module) {
+            let instance = self.instantiate(module)?;
+            self.instances.insert(module.to_owned(), instance);
+        }
+        let instance = self
+            .instances
+            .get_mut(module)
+            .expect("the instance was inserted above");
+        let result = f(instance);
+        if instance.is_poisoned() {
+            self.instances.remove(module);
+        }
+        let output = result?;
+        if !output.log.is_empty() {
+            tracing::info!(target: "spark::guest", tenant = %self.tenant.name, module, "{}", output.log.trim_end());
+        }
+        Ok(output.value)
+    }
+
+    fn instantiate(&mut self, module: &str) -> Result<Instance, CallError> {
+        let record = self
+            .modules
+            .get(module)
+            .ok_or_else(|| CallError::NoSuchHandler {
+                module: module.to_owned(),
+            })?;
+        let limits = Limits::default()
+            .with(&self.settings.limits)
+            .with(&record.limits);
+        let compiled = self
+            .tenant
+            .compiled(record)
+            .map_err(|error| CallError::Host {
+                message: error.to_string(),
+            })?;
+        compiled.instantiate(&self.tenant.engine, &limits)
+    }
+
+    fn invocation(&self, attempt: u32) -> Invocation {
+        Invocation {
+            tenant: self.tenant.name.clone(),
+            now_ms: self.now_ms,
+            attempt,
+        }
+    }
+
+    fn end_record(&mut self) -> Result<(), Error> {
+        self.staged_records += 1;
+        if self.staged_records >= COMMIT_GROUP {
+            self.commit_staged()?;
+        }
+        Ok(())
+    }
+
+    fn commit_staged(&mut self) -> Result<(), Error> {
+        self.tenant.store.commit(std::mem::take(&mut self.commit))?;
+        self.staged_keys.clear();
+        self.staged_records = 0;
+        Ok(())
+    }
+
+    /// Delivers dead letters again (all, or those of one event and/or handler).
+    pub(crate) fn retry_dead(
+        &mut self,
+        event: Option<&str>,
+        handler: Option<&str>,
+    ) -> Result<usize, Error> {
+        let letters: Vec<DeadLetter> = self
+            .tenant
+            .store
+            .dead()
+            .filter(|letter| match letter {
+                Ok(letter) => {
+                    event.is_none_or(|event| letter.event == event)
+                        && handler.is_none_or(|handler| letter.handler == handler)
+                }
+                Err(_) => true,
+            })
+            .collect::<Result<_, _>>()?;
+        for letter in &letters {
+            self.report.retried += 1;
+            self.commit
+                .dead_done
+                .push((letter.event.clone(), letter.handler.clone()));
+            self.redeliver(
+                &letter.event,
+                &letter.handler,
+                letter.depth,
+                letter.attempts + 1,
+                true,
+            )?;
+        }
+        Ok(letters.len())
+    }
+
+    /// Whether a delivery that failed `attempts` times is out of attempts.
+    fn out_of_attempts(&self, attempts: u32) -> bool {
+        attempts >= self.settings.retry.attempts
+    }
+
+    /// Delivers an event from the ledger again. A failure goes to pending, or to dead
+    /// when `last_attempt` or out of attempts.
+    fn redeliver(
+        &mut self,
+        key: &str,
+        handler: &str,
+        depth: u32,
+        attempt: u32,
+        last_attempt: bool,
+    ) -> Result<(), Error> {
+        let Some(entry) = self.tenant.store.ledger_entry(key)? else {
+            // The ledger entry and the delivery are committed together, so this is
+            // damage from outside; there is nothing to deliver.
+            tracing::warn!(tenant = %self.tenant.name, key, handler, "a delivery names an event missing from the ledger; dropped");
+            return Ok(());
+        };
+        let event = Event {
+            group: entry.group,
+            key: entry.key,
+            context: entry.context,
+        };
+        match self.deliver(handler, &event, depth, attempt) {
+            Ok(emitted) => self.process(emitted, depth + 1),
+            Err(error) => {
+                let dead = last_attempt || self.out_of_attempts(attempt);
+                self.failed(handler, key, depth, attempt, error, dead);
+                Ok(())
+            }
+        }
+    }
+
+    /// Commits what is staged, retries pending deliveries as they come due (waiting
+    /// up to [`MAX_RETRY_WAIT_MS`] for each), and makes everything durable.
+    pub(crate) fn finish(mut self) -> Result<RunReport, Error> {
+        loop {
+            self.commit_staged()?;
+            let pending: Vec<PendingDelivery> =
+                self.tenant.store.pending().collect::<Result<_, _>>()?;
+            let Some(next_at) = pending.iter().map(|p| p.next_at_ms).min() else {
+                break;
+            };
+            let wait = next_at - wall_clock_ms();
+            if wait > MAX_RETRY_WAIT_MS {
+                self.report.pending = pending.len() as u64;
+                break;
+            }
+            if wait > 0 {
+                std::thread::sleep(Duration::from_millis(wait as u64));
+            }
+            let now = wall_clock_ms();
+            for delivery in pending.into_iter().filter(|p| p.next_at_ms <= now) {
+                self.report.retried += 1;
+                self.commit
+                    .pending_done
+                    .push((delivery.event.clone(), delivery.handler.clone()));
+                self.redeliver(
+                    &delivery.event,
+                    &delivery.handler,
+                    delivery.depth,
+                    delivery.attempts + 1,
+                    false,
+                )?;
+            }
+        }
+        self.tenant.store.flush()?;
+        Ok(self.report)
+    }
+}
+
+fn mail_data(mail: &crate::event::Mail) -> serde_json::Value {
+    serde_json::json!({
+        "to": mail.to,
+        "subject": mail.subject,
+        "body": mail.body,
+        "template": mail.template,
+        "context": mail.context.as_deref().map(json_or_text),
+    })
+}
+
+fn output_data(channel: &str, payload: &str) -> serde_json::Value {
+    serde_json::json!({ "channel": channel, "payload": json_or_text(payload) })
+}
+
+/// A payload that is JSON stays structured in listings; anything else stays text.
+fn json_or_text(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_owned()))
+}
+
+impl Tenant {
+    /// Ingests JSON Lines records of `model` from `input` at logical time `now_ms`.
+    /// `progress` is called after each line. Refuses an unknown model before reading.
+    pub fn ingest(
+        &mut self,
+        model: &str,
+        input: &mut dyn BufRead,
+        now_ms: i64,
+        progress: &mut dyn FnMut(&RunReport),
+    ) -> Result<RunReport, Error> {
+        self.require_model(model)?;
+        let mut pipeline = Pipeline::new(self, now_ms)?;
+        let mut line = Vec::new();
+        let mut number = 0;
+        loop {
+            line.clear();
+            let read = std::io::Read::take(&mut *input, MAX_RECORD_BYTES as u64 + 1)
+                .read_until(b'\n', &mut line);
+            let read = match read {
+                Ok(read) => read,
+                Err(source) => {
+                    // What was read so far is processed and kept.
+                    pipeline.finish()?;
+                    return Err(Error::Io {
+                        what: "cannot read the input",
+                        path: "-".into(),
+                        source,
+                    });
+                }
+            };
+            if read == 0 {
+                break;
+            }
+            number += 1;
+            if line.len() > MAX_RECORD_BYTES && !line.ends_with(b"\n") {
+                skip_line(input);
+                pipeline.invalid(
+                    number,
+                    format!("it is larger than {MAX_RECORD_BYTES} bytes"),
+                );
+                continue;
+            }
+            match parse_record(&line) {
+                Ok(None) => {}
+                Ok(Some(record)) => pipeline.ingest_record(model, record, number)?,
+                Err(why) => pipeline.invalid(number, why),
+            }
+            progress(&pipeline.report);
+        }
+        pipeline.finish()
+    }
+
+    /// Runs the stored records of `model` (or of every known model) through their
+    /// sources again at logical time `now_ms`, for events that depend on time.
+    pub fn process_sources(
+        &mut self,
+        model: Option<&str>,
+        now_ms: i64,
+        progress: &mut dyn FnMut(&RunReport),
+    ) -> Result<RunReport, Error> {
+        let models = match model {
+            Some(model) => {
+                self.require_model(model)?;
+                vec![model.to_owned()]
+            }
+            None => self.known_models()?,
+        };
+        let mut pipeline = Pipeline::new(self, now_ms)?;
+        for model in &models {
+            pipeline.reprocess_model(model, progress)?;
+        }
+        pipeline.finish()
+    }
+
+    /// Delivers dead letters again: all of them, or those of one event and/or handler.
+    /// Each gets one more attempt, with the handler registered under its name now.
+    pub fn retry_dead(
+        &mut self,
+        event: Option<&str>,
+        handler: Option<&str>,
+        now_ms: i64,
+    ) -> Result<RunReport, Error> {
+        let mut pipeline = Pipeline::new(self, now_ms)?;
+        pipeline.retry_dead(event, handler)?;
+        pipeline.finish()
+    }
+
+    fn require_model(&self, model: &str) -> Result<(), Error> {
+        let known = self.known_models()?;
+        if known.iter().any(|known| known == model) {
+            Ok(())
+        } else {
+            Err(Error::UnknownModel {
+                model: model.to_owned(),
+                known,
+            })
+        }
+    }
+}
+
+/// Reads and drops the rest of an overlong line.
+fn skip_line(input: &mut dyn BufRead) {
+    loop {
+        let (done, used) = match input.fill_buf() {
+            Ok([]) | Err(_) => return,
+            Ok(buffer) => match buffer.iter().position(|&b| b == b'\n') {
+                Some(end) => (true, end + 1),
+                None => (false, buffer.len()),
+            },
+        };
+        input.consume(used);
+        if done {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(line: &str) -> Result<Option<ParsedRecord>, String> {
+        parse_record(line.as_bytes())
+    }
+
+    #[test]
+    fn records_with_string_or_integer_ids_parse() {
+        let record = parsed(r#"{"id": 7, "title": "Run"}"#).unwrap().unwrap();
+        assert_eq!(record.id, "7");
+        assert_eq!(record.json, r#"{"id": 7, "title": "Run"}"#);
+        assert_eq!(parsed(r#" {"id": "c-1"} "#).unwrap().unwrap().id, "c-1");
+        assert_eq!(parsed("{\"id\": -3}\r\n").unwrap().unwrap().id, "-3");
+        assert_eq!(parsed("   \n"), Ok(None));
+    }
+
+    #[test]
+    fn bad_lines_say_why() {
+        let cases = [
+            ("{\"id\": 1", "not valid JSON"),
+            ("[1, 2]", "not a JSON object"),
+            ("\"text\"", "not a JSON object"),
+            ("{\"title\": \"x\"}", "has no `id`"),
+            ("{\"id\": null}", "has no `id`"),
+            ("{\"id\": 1.5}", "string or an integer"),
+            ("{\"id\": true}", "string or an integer"),
+            ("{\"id\": {\"a\": 1}}", "string or an integer"),
+            ("{\"id\": \"\"}", "is empty"),
+            ("{\"id\": \"a\\u0000b\"}", "control characters"),
+            ("{\"id\": 1, \"id\": 2}", "duplicate field"),
+        ];
+        for (line, expected) in cases {
+            let error = parsed(line).expect_err(line);
+            assert!(error.contains(expected), "{line}: {error}");
+        }
+        assert_eq!(
+            parse_record(b"{\"id\": \xff}"),
+            Err("it is not UTF-8".to_owned())
+        );
+    }
+
+    #[test]
+    fn problems_read_well() {
+        let problem = Problem::DeliveryFailed {
+            event: "challenge_created_1".to_owned(),
+            handler: "mailer".to_owned(),
+            attempts: 3,
+            dead: true,
+            error: CallError::Guest {
+                message: "no owner".to_owned(),
+            },
+        };
+        assert_eq!(
+            problem.to_string(),
+            "event `challenge_created_1`: handler `mailer` failed (attempt 3, parked as dead \
+             (see `spark dead list`)): the module returned an error: no owner"
+        );
+    }
+}

@@ -1,0 +1,229 @@
+//! What a tenant keeps: records, the ledger of seen keys, the outbox, deliveries
+//! waiting for a retry, dead letters, registered modules and settings.
+//!
+//! [`Store`] is the seam to the storage engine ([`SledStore`] today). Everything the
+//! pipeline changes for a group of records goes into one [`Commit`], applied atomically:
+//! that is what makes "the seen mark and each handler's effects (or its pending retry)"
+//! one unit, so a crash never loses an event nor commits effects twice.
+
+mod sled;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+use crate::error::CallError;
+use crate::limits::LimitOverrides;
+
+pub use self::sled::SledStore;
+
+/// A seen event, as the ledger keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub key: String,
+    pub group: String,
+    /// The logical time of the run that first saw the key (unix ms).
+    pub created_at_ms: i64,
+    /// The event's context: a JSON object, as text.
+    pub context: String,
+}
+
+/// What an outbox item is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutboxKind {
+    Mail,
+    Output,
+}
+
+/// An effect waiting for a transport.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxItem {
+    /// Stable and unique within the tenant, increasing in the order items were added.
+    pub id: u64,
+    /// The key of the event whose handler returned it.
+    pub event: String,
+    /// The name of the module whose handler returned it.
+    pub handler: String,
+    pub kind: OutboxKind,
+    /// The effect: `{to, subject, body, template, context}` for a mail,
+    /// `{channel, payload}` for an output.
+    pub data: serde_json::Value,
+    pub created_at_ms: i64,
+}
+
+/// An outbox item before the store gives it an id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewOutboxItem {
+    pub event: String,
+    pub handler: String,
+    pub kind: OutboxKind,
+    pub data: serde_json::Value,
+    pub created_at_ms: i64,
+}
+
+/// A handler call that failed and waits for its next attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingDelivery {
+    pub event: String,
+    pub handler: String,
+    /// Attempts made so far.
+    pub attempts: u32,
+    pub error: CallError,
+    /// When the next attempt is due, in wall-clock unix ms.
+    pub next_at_ms: i64,
+    /// How deep the event was emitted (0 for events from sources).
+    pub depth: u32,
+}
+
+/// A handler call that failed every attempt. `spark dead retry` delivers it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub event: String,
+    pub handler: String,
+    pub attempts: u32,
+    pub error: CallError,
+    /// When it was parked, in wall-clock unix ms.
+    pub dead_at_ms: i64,
+    pub depth: u32,
+}
+
+/// A module registered for a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleRecord {
+    pub name: String,
+    /// SHA-256 of the component, hex: names the stored file.
+    pub hash: String,
+    /// Registration order; handlers run in this order. Kept when a module is replaced.
+    pub order: u64,
+    /// Models this module is a source for.
+    pub sources: Vec<String>,
+    /// Group regexes this module handles.
+    pub handlers: Vec<String>,
+    /// The Spark interfaces the component exports: `source`, `handler` or both.
+    #[serde(default)]
+    pub exports: Vec<String>,
+    /// The module's own limits, over the tenant's.
+    #[serde(default)]
+    pub limits: LimitOverrides,
+}
+
+/// How failed deliveries are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included, before a delivery is parked as dead.
+    pub attempts: u32,
+    /// The wait before the first retry; it doubles for each further one.
+    pub backoff_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 3,
+            backoff_ms: 100,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait after the `attempts`-th failed attempt.
+    pub fn backoff_after(&self, attempts: u32) -> u64 {
+        let doublings = attempts.saturating_sub(1).min(20);
+        self.backoff_ms.saturating_mul(1 << doublings)
+    }
+}
+
+/// A tenant's settings, set by `spark apply`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantSettings {
+    #[serde(default)]
+    pub limits: LimitOverrides,
+    #[serde(default)]
+    pub retry: RetryPolicy,
+}
+
+/// Everything one group of work changes, applied atomically by [`Store::commit`].
+#[derive(Debug, Default)]
+pub struct Commit {
+    /// (model, id, record as JSON text): the latest version replaces the stored one.
+    pub records: Vec<(String, String, String)>,
+    pub ledger: Vec<LedgerEntry>,
+    pub outbox: Vec<NewOutboxItem>,
+    pub pending: Vec<PendingDelivery>,
+    /// (event, handler) of pending deliveries that are settled.
+    pub pending_done: Vec<(String, String)>,
+    pub dead: Vec<DeadLetter>,
+    /// (event, handler) of dead letters that were delivered after all.
+    pub dead_done: Vec<(String, String)>,
+}
+
+impl Commit {
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+            && self.ledger.is_empty()
+            && self.outbox.is_empty()
+            && self.pending.is_empty()
+            && self.pending_done.is_empty()
+            && self.dead.is_empty()
+            && self.dead_done.is_empty()
+    }
+}
+
+/// A boxed iterator over stored items.
+pub type Items<'a, T> = Box<dyn Iterator<Item = Result<T, Error>> + 'a>;
+
+/// A tenant's storage. One process at a time opens a tenant; implementations may rely
+/// on being the only writer.
+pub trait Store: Send {
+    /// Applies everything in `commit` at once: after a crash, all of it or none of it
+    /// is there.
+    fn commit(&mut self, commit: Commit) -> Result<(), Error>;
+    /// Makes every commit so far durable (on disk, synced).
+    fn flush(&self) -> Result<(), Error>;
+
+    fn is_seen(&self, key: &str) -> Result<bool, Error>;
+    fn ledger_entry(&self, key: &str) -> Result<Option<LedgerEntry>, Error>;
+    /// The ledger in key order.
+    fn ledger(&self) -> Items<'_, LedgerEntry>;
+
+    /// Up to `limit` stored records of `model` with ids after `after`, in id order:
+    /// (id, record as JSON text). Paging lets callers write while they read.
+    fn records(
+        &self,
+        model: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, Error>;
+
+    /// The outbox in id order.
+    fn outbox(&self) -> Items<'_, OutboxItem>;
+    fn pending(&self) -> Items<'_, PendingDelivery>;
+    fn dead(&self) -> Items<'_, DeadLetter>;
+
+    fn modules(&self) -> Result<Vec<ModuleRecord>, Error>;
+    fn put_module(&mut self, module: &ModuleRecord) -> Result<(), Error>;
+    /// Removes a module; whether it was there.
+    fn remove_module(&mut self, name: &str) -> Result<bool, Error>;
+    /// The next registration order number (for a new module).
+    fn next_module_order(&mut self) -> Result<u64, Error>;
+
+    fn settings(&self) -> Result<TenantSettings, Error>;
+    fn put_settings(&mut self, settings: &TenantSettings) -> Result<(), Error>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles() {
+        let policy = RetryPolicy {
+            attempts: 5,
+            backoff_ms: 100,
+        };
+        let waits: Vec<u64> = (1..=4).map(|n| policy.backoff_after(n)).collect();
+        assert_eq!(waits, [100, 200, 400, 800]);
+        assert_eq!(policy.backoff_after(u32::MAX), 100 << 20);
+    }
+}

@@ -1,0 +1,538 @@
+//! [`Store`] on sled: one database per tenant, one tree per keyspace.
+//!
+//! Keys: records `model \0 id`; ledger `key`; outbox the id as big-endian u64 (so
+//! scans come out in id order); pending and dead `event \0 handler`; modules `name`.
+//! Model names, event keys and handler names never contain `\0` (they are checked
+//! before they get here), so these keys are unambiguous. Values are JSON.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use super::{
+    Commit, DeadLetter, Items, LedgerEntry, ModuleRecord, OutboxItem, PendingDelivery, Store,
+    TenantSettings,
+};
+use crate::Error;
+
+/// A tenant's data in a sled database.
+pub struct SledStore {
+    db: sled::Db,
+    records: sled::Tree,
+    ledger: sled::Tree,
+    outbox: sled::Tree,
+    pending: sled::Tree,
+    dead: sled::Tree,
+    modules: sled::Tree,
+    meta: sled::Tree,
+    next_outbox_id: u64,
+}
+
+const SETTINGS: &[u8] = b"settings";
+const MODULE_ORDER: &[u8] = b"module-order";
+
+impl SledStore {
+    /// Opens (or creates) the database in `path`. The caller holds the tenant's lock.
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        let db = sled::Config::new().path(path).open()?;
+        Self::from_db(db)
+    }
+
+    /// A database that lives in a temporary directory and is deleted when dropped.
+    #[cfg(test)]
+    pub fn temporary() -> Result<Self, Error> {
+        Self::from_db(sled::Config::new().temporary(true).open()?)
+    }
+
+    fn from_db(db: sled::Db) -> Result<Self, Error> {
+        let outbox = db.open_tree("outbox")?;
+        let next_outbox_id = match outbox.last()? {
+            Some((key, _)) => decode_id(&key)? + 1,
+            None => 1,
+        };
+        Ok(Self {
+            records: db.open_tree("records")?,
+            ledger: db.open_tree("ledger")?,
+            pending: db.open_tree("pending")?,
+            dead: db.open_tree("dead")?,
+            modules: db.open_tree("modules")?,
+            meta: db.open_tree("meta")?,
+            outbox,
+            db,
+            next_outbox_id,
+        })
+    }
+}
+
+fn pair_key(first: &str, second: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(first.len() + 1 + second.len());
+    key.extend_from_slice(first.as_bytes());
+    key.push(0);
+    key.extend_from_slice(second.as_bytes());
+    key
+}
+
+fn decode_id(key: &[u8]) -> Result<u64, Error> {
+    let bytes: [u8; 8] = key
+        .try_into()
+        .map_err(|_| Error::Storage("an outbox key is not 8 bytes".to_owned()))?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, Error> {
+    serde_json::to_vec(value).map_err(|error| Error::Storage(format!("encoding: {error}")))
+}
+
+fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(bytes).map_err(|error| Error::Storage(format!("decoding: {error}")))
+}
+
+fn utf8(bytes: &[u8]) -> Result<String, Error> {
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| Error::Storage("a stored key is not UTF-8".to_owned()))
+}
+
+/// The ledger's value: the context is stored as the JSON it is, without re-encoding.
+fn encode_ledger(entry: &LedgerEntry) -> Result<Vec<u8>, Error> {
+    let group = serde_json::to_string(&entry.group)
+        .map_err(|error| Error::Storage(format!("encoding: {error}")))?;
+    Ok(format!(
+        r#"{{"group":{group},"created_at":{},"context":{}}}"#,
+        entry.created_at_ms, entry.context
+    )
+    .into_bytes())
+}
+
+fn decode_ledger(key: &[u8], value: &[u8]) -> Result<LedgerEntry, Error> {
+    #[derive(Deserialize)]
+    struct Stored<'a> {
+        group: String,
+        created_at: i64,
+        #[serde(borrow)]
+        context: &'a RawValue,
+    }
+    let stored: Stored<'_> = serde_json::from_slice(value)
+        .map_err(|error| Error::Storage(format!("decoding the ledger: {error}")))?;
+    Ok(LedgerEntry {
+        key: utf8(key)?,
+        group: stored.group,
+        created_at_ms: stored.created_at,
+        context: stored.context.get().to_owned(),
+    })
+}
+
+fn values<'a, T: DeserializeOwned + 'a>(tree: &sled::Tree) -> Items<'a, T> {
+    Box::new(tree.iter().map(|item| {
+        let (_, value) = item?;
+        from_json(&value)
+    }))
+}
+
+impl Store for SledStore {
+    fn commit(&mut self, commit: Commit) -> Result<(), Error> {
+        if commit.is_empty() {
+            return Ok(());
+        }
+        // Everything is encoded before the transaction, which sled may run more than once.
+        let records: Vec<(Vec<u8>, Vec<u8>)> = commit
+            .records
+            .iter()
+            .map(|(model, id, json)| (pair_key(model, id), json.clone().into_bytes()))
+            .collect();
+        let ledger = commit
+            .ledger
+            .iter()
+            .map(|entry| Ok((entry.key.clone().into_bytes(), encode_ledger(entry)?)))
+            .collect::<Result<Vec<_>, Error>>()?;
+        let mut next_id = self.next_outbox_id;
+        let outbox = commit
+            .outbox
+            .into_iter()
+            .map(|item| {
+                let id = next_id;
+                next_id += 1;
+                let item = OutboxItem {
+                    id,
+                    event: item.event,
+                    handler: item.handler,
+                    kind: item.kind,
+                    data: item.data,
+                    created_at_ms: item.created_at_ms,
+                };
+                Ok((id.to_be_bytes().to_vec(), to_json(&item)?))
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let pending = commit
+            .pending
+            .iter()
+            .map(|p| Ok((pair_key(&p.event, &p.handler), to_json(p)?)))
+            .collect::<Result<Vec<_>, Error>>()?;
+        let pending_done: Vec<Vec<u8>> = commit
+            .pending_done
+            .iter()
+            .map(|(event, handler)| pair_key(event, handler))
+            .collect();
+        let dead = commit
+            .dead
+            .iter()
+            .map(|d| Ok((pair_key(&d.event, &d.handler), to_json(d)?)))
+            .collect::<Result<Vec<_>, Error>>()?;
+        let dead_done: Vec<Vec<u8>> = commit
+            .dead_done
+            .iter()
+            .map(|(event, handler)| pair_key(event, handler))
+            .collect();
+
+        let trees = (
+            &self.records,
+            &self.ledger,
+            &self.outbox,
+            &self.pending,
+            &self.dead,
+        );
+        trees
+            .transaction(|(records_tx, ledger_tx, outbox_tx, pending_tx, dead_tx)| {
+                for (key, value) in &records {
+                    records_tx.insert(key.as_slice(), value.as_slice())?;
+                }
+                for (key, value) in &ledger {
+                    ledger_tx.insert(key.as_slice(), value.as_slice())?;
+                }
+                for (key, value) in &outbox {
+                    outbox_tx.insert(key.as_slice(), value.as_slice())?;
+                }
+                // Settled first, then new: a delivery that failed again replaces itself.
+                for key in &pending_done {
+                    pending_tx.remove(key.as_slice())?;
+                }
+                for (key, value) in &pending {
+                    pending_tx.insert(key.as_slice(), value.as_slice())?;
+                }
+                for key in &dead_done {
+                    dead_tx.remove(key.as_slice())?;
+                }
+                for (key, value) in &dead {
+                    dead_tx.insert(key.as_slice(), value.as_slice())?;
+                }
+                Ok::<(), ConflictableTransactionError<()>>(())
+            })
+            .map_err(|error| match error {
+                TransactionError::Storage(error) => Error::from(error),
+                TransactionError::Abort(()) => Error::Storage("commit aborted".to_owned()),
+            })?;
+        self.next_outbox_id = next_id;
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), Error> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn is_seen(&self, key: &str) -> Result<bool, Error> {
+        Ok(self.ledger.contains_key(key.as_bytes())?)
+    }
+
+    fn ledger_entry(&self, key: &str) -> Result<Option<LedgerEntry>, Error> {
+        self.ledger
+            .get(key.as_bytes())?
+            .map(|value| decode_ledger(key.as_bytes(), &value))
+            .transpose()
+    }
+
+    fn ledger(&self) -> Items<'_, LedgerEntry> {
+        Box::new(self.ledger.iter().map(|item| {
+            let (key, value) = item?;
+            decode_ledger(&key, &value)
+        }))
+    }
+
+    fn records(
+        &self,
+        model: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, Error> {
+        let prefix = pair_key(model, "");
+        let skip = prefix.len();
+        let range = match after {
+            Some(after) => self.records.range(pair_key(model, after)..),
+            None => self.records.range(prefix.clone()..),
+        };
+        range
+            .map(|item| item.map_err(Error::from))
+            .take_while(|item| match item {
+                Ok((key, _)) => key.starts_with(&prefix),
+                Err(_) => true,
+            })
+            .filter(|item| match (item, after) {
+                (Ok((key, _)), Some(after)) => &key[skip..] != after.as_bytes(),
+                _ => true,
+            })
+            .take(limit)
+            .map(|item| {
+                let (key, value) = item?;
+                Ok((utf8(&key[skip..])?, utf8(&value)?))
+            })
+            .collect()
+    }
+
+    fn outbox(&self) -> Items<'_, OutboxItem> {
+        values(&self.outbox)
+    }
+
+    fn pending(&self) -> Items<'_, PendingDelivery> {
+        values(&self.pending)
+    }
+
+    fn dead(&self) -> Items<'_, DeadLetter> {
+        values(&self.dead)
+    }
+
+    fn modules(&self) -> Result<Vec<ModuleRecord>, Error> {
+        let mut modules: Vec<ModuleRecord> = values(&self.modules).collect::<Result<_, _>>()?;
+        modules.sort_by_key(|module| module.order);
+        Ok(modules)
+    }
+
+    fn put_module(&mut self, module: &ModuleRecord) -> Result<(), Error> {
+        self.modules
+            .insert(module.name.as_bytes(), to_json(module)?)?;
+        self.modules.flush()?;
+        Ok(())
+    }
+
+    fn remove_module(&mut self, name: &str) -> Result<bool, Error> {
+        let removed = self.modules.remove(name.as_bytes())?.is_some();
+        self.modules.flush()?;
+        Ok(removed)
+    }
+
+    fn next_module_order(&mut self) -> Result<u64, Error> {
+        let next = self
+            .meta
+            .update_and_fetch(MODULE_ORDER, |old| {
+                let current = old
+                    .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+                    .map_or(0, u64::from_be_bytes);
+                Some((current + 1).to_be_bytes().to_vec())
+            })?
+            .ok_or_else(|| Error::Storage("module order counter vanished".to_owned()))?;
+        decode_id(&next)
+    }
+
+    fn settings(&self) -> Result<TenantSettings, Error> {
+        match self.meta.get(SETTINGS)? {
+            Some(bytes) => from_json(&bytes),
+            None => Ok(TenantSettings::default()),
+        }
+    }
+
+    fn put_settings(&mut self, settings: &TenantSettings) -> Result<(), Error> {
+        self.meta.insert(SETTINGS, to_json(settings)?)?;
+        self.meta.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::CallError;
+    use crate::store::{NewOutboxItem, OutboxKind};
+
+    fn entry(key: &str, group: &str) -> LedgerEntry {
+        LedgerEntry {
+            key: key.to_owned(),
+            group: group.to_owned(),
+            created_at_ms: 1_700_000_000_000,
+            context: r#"{"n": 1, "s": "\"quoted\""}"#.to_owned(),
+        }
+    }
+
+    fn output(event: &str) -> NewOutboxItem {
+        NewOutboxItem {
+            event: event.to_owned(),
+            handler: "h".to_owned(),
+            kind: OutboxKind::Output,
+            data: serde_json::json!({"channel": "c", "payload": "p"}),
+            created_at_ms: 5,
+        }
+    }
+
+    #[test]
+    fn the_ledger_keeps_group_time_and_context_exactly() {
+        let mut store = SledStore::temporary().unwrap();
+        assert!(!store.is_seen("a_1").unwrap());
+        store
+            .commit(Commit {
+                ledger: vec![entry("a_1", "a"), entry("b_1", "b")],
+                ..Commit::default()
+            })
+            .unwrap();
+        assert!(store.is_seen("a_1").unwrap());
+        assert_eq!(store.ledger_entry("a_1").unwrap(), Some(entry("a_1", "a")));
+        assert_eq!(store.ledger_entry("c_1").unwrap(), None);
+        let keys: Vec<String> = store.ledger().map(|e| e.unwrap().key).collect();
+        assert_eq!(keys, ["a_1", "b_1"]);
+    }
+
+    #[test]
+    fn outbox_ids_increase_across_commits_and_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut store = SledStore::open(dir.path()).unwrap();
+            store
+                .commit(Commit {
+                    outbox: vec![output("e1"), output("e2")],
+                    ..Commit::default()
+                })
+                .unwrap();
+            store
+                .commit(Commit {
+                    outbox: vec![output("e3")],
+                    ..Commit::default()
+                })
+                .unwrap();
+            store.flush().unwrap();
+        }
+        let mut store = SledStore::open(dir.path()).unwrap();
+        store
+            .commit(Commit {
+                outbox: vec![output("e4")],
+                ..Commit::default()
+            })
+            .unwrap();
+        let items: Vec<(u64, String)> = store
+            .outbox()
+            .map(|item| {
+                let item = item.unwrap();
+                (item.id, item.event)
+            })
+            .collect();
+        assert_eq!(
+            items,
+            [
+                (1, "e1".to_owned()),
+                (2, "e2".to_owned()),
+                (3, "e3".to_owned()),
+                (4, "e4".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn records_keep_the_latest_version_per_model_and_id() {
+        let mut store = SledStore::temporary().unwrap();
+        let record =
+            |model: &str, id: &str, json: &str| (model.to_owned(), id.to_owned(), json.to_owned());
+        store
+            .commit(Commit {
+                records: vec![
+                    record("challenge", "1", r#"{"id":1,"v":1}"#),
+                    record("challenge", "2", r#"{"id":2}"#),
+                    record("challengex", "1", r#"{"id":1,"other":true}"#),
+                ],
+                ..Commit::default()
+            })
+            .unwrap();
+        store
+            .commit(Commit {
+                records: vec![record("challenge", "1", r#"{"id":1,"v":2}"#)],
+                ..Commit::default()
+            })
+            .unwrap();
+        let records = store.records("challenge", None, 10).unwrap();
+        assert_eq!(
+            records,
+            [
+                ("1".to_owned(), r#"{"id":1,"v":2}"#.to_owned()),
+                ("2".to_owned(), r#"{"id":2}"#.to_owned())
+            ]
+        );
+        let first_page = store.records("challenge", None, 1).unwrap();
+        assert_eq!(first_page.len(), 1);
+        let second_page = store
+            .records("challenge", Some(&first_page[0].0), 1)
+            .unwrap();
+        assert_eq!(second_page, [("2".to_owned(), r#"{"id":2}"#.to_owned())]);
+        assert!(store.records("challenge", Some("2"), 1).unwrap().is_empty());
+        assert_eq!(store.records("challengex", None, 10).unwrap().len(), 1);
+        assert!(store.records("challeng", None, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn pending_and_dead_deliveries_move_atomically() {
+        let mut store = SledStore::temporary().unwrap();
+        let error = CallError::Guest {
+            message: "no".to_owned(),
+        };
+        let pending = PendingDelivery {
+            event: "e".to_owned(),
+            handler: "h".to_owned(),
+            attempts: 1,
+            error: error.clone(),
+            next_at_ms: 10,
+            depth: 0,
+        };
+        store
+            .commit(Commit {
+                pending: vec![pending.clone()],
+                ..Commit::default()
+            })
+            .unwrap();
+        assert_eq!(
+            store.pending().map(Result::unwrap).collect::<Vec<_>>(),
+            [pending]
+        );
+        let dead = DeadLetter {
+            event: "e".to_owned(),
+            handler: "h".to_owned(),
+            attempts: 3,
+            error,
+            dead_at_ms: 20,
+            depth: 0,
+        };
+        store
+            .commit(Commit {
+                pending_done: vec![("e".to_owned(), "h".to_owned())],
+                dead: vec![dead.clone()],
+                ..Commit::default()
+            })
+            .unwrap();
+        assert_eq!(store.pending().count(), 0);
+        assert_eq!(store.dead().map(Result::unwrap).collect::<Vec<_>>(), [dead]);
+    }
+
+    #[test]
+    fn modules_come_back_in_registration_order() {
+        let mut store = SledStore::temporary().unwrap();
+        for name in ["zeta", "alpha"] {
+            let order = store.next_module_order().unwrap();
+            store
+                .put_module(&ModuleRecord {
+                    name: name.to_owned(),
+                    hash: "h".to_owned(),
+                    order,
+                    sources: vec![],
+                    handlers: vec!["x".to_owned()],
+                    exports: vec!["handler".to_owned()],
+                    limits: Default::default(),
+                })
+                .unwrap();
+        }
+        let names: Vec<String> = store
+            .modules()
+            .unwrap()
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
+        assert_eq!(names, ["zeta", "alpha"]);
+        assert!(store.remove_module("zeta").unwrap());
+        assert!(!store.remove_module("zeta").unwrap());
+    }
+}

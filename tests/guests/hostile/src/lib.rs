@@ -1,0 +1,162 @@
+//! A module that misbehaves on request, to show the sandbox holds. A record's `do`
+//! (source) or an event context's `do` (handler) names the misbehaviour; anything else
+//! behaves. The same misbehaviours are used for sources and handlers.
+
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::io::Write;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+use spark_guest::{Effect, Error, Event, Invocation, Value, event, json};
+
+#[derive(Deserialize)]
+struct Record {
+    id: Value,
+    #[serde(default, rename = "do")]
+    action: String,
+}
+
+#[spark_guest::source]
+fn events(record: Record, _inv: &Invocation) -> Result<Vec<Event>, Error> {
+    let id = match &record.id {
+        Value::String(id) => id.clone(),
+        other => other.to_string(),
+    };
+    match misbehave(&record.action, &id)? {
+        Outcome::Events(events) => Ok(events),
+        Outcome::Report(report) => Ok(vec![event("report", id, report)]),
+    }
+}
+
+#[spark_guest::handler]
+fn handle(event: &Event, _inv: &Invocation) -> Result<Vec<Effect>, Error> {
+    let action = event
+        .context
+        .get("do")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    match misbehave(action, &event.key)? {
+        Outcome::Events(events) => Ok(events.into_iter().map(Effect::Emit).collect()),
+        Outcome::Report(report) => Ok(vec![Effect::output("report", report)]),
+    }
+}
+
+enum Outcome {
+    /// Events to return (or emit, from a handler).
+    Events(Vec<Event>),
+    /// What the module observed, returned as an event context or an output.
+    Report(Value),
+}
+
+fn misbehave(action: &str, id: &str) -> Result<Outcome, Error> {
+    let raw = |group: &str, key: String, context: &str| Event {
+        group: group.to_owned(),
+        key,
+        // The SDK only builds JSON values; a raw context needs the host's own check.
+        context: serde_json::from_str(context).unwrap_or(Value::String(context.to_owned())),
+    };
+    Ok(match action {
+        "loop" => {
+            let mut n: u64 = 0;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
+        "recurse" => Outcome::Report(json!({ "depth": recurse(0) })),
+        "alloc" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(vec![1u8; 1 << 20]);
+                std::hint::black_box(&hoard);
+            }
+        }
+        "huge-output" => Outcome::Report(json!({ "blob": "x".repeat(4 << 20) })),
+        "many" => Outcome::Events(
+            (0..1_000)
+                .map(|n| event("many", format!("{id}_{n}"), json!({})))
+                .collect(),
+        ),
+        "panic" => panic!("hostile panic for {id}"),
+        "fail" => return Err(Error::msg(format!("asked to fail for {id}"))),
+        "exit" => std::process::exit(3),
+        "array-context" => Outcome::Events(vec![raw("bad", format!("bad_{id}"), "[1, 2, 3]")]),
+        "string-context" => Outcome::Events(vec![raw("bad", format!("bad_{id}"), "{oops")]),
+        "empty-key" => Outcome::Events(vec![raw("bad", String::new(), "{}")]),
+        "long-key" => Outcome::Events(vec![raw("bad", "k".repeat(1_000), "{}")]),
+        "control-key" => Outcome::Events(vec![raw("bad", format!("bad\u{7}{id}"), "{}")]),
+        "empty-group" => Outcome::Events(vec![raw("", format!("bad_{id}"), "{}")]),
+        "long-group" => Outcome::Events(vec![raw(&"g".repeat(1_000), format!("bad_{id}"), "{}")]),
+        "huge-context" => Outcome::Events(vec![event(
+            "bad",
+            id,
+            json!({ "blob": "x".repeat(100 << 10) }),
+        )]),
+        "bad-utf8" => {
+            // Invalid UTF-8 behind a `String`: the canonical ABI refuses it on the way out.
+            let bytes = vec![b'k', 0xff, 0xfe];
+            let key = unsafe { String::from_utf8_unchecked(bytes) };
+            Outcome::Events(vec![raw("bad", key, "{}")])
+        }
+        "clock" => {
+            let now_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+            let started = Instant::now();
+            std::thread::sleep(Duration::from_secs(3_600));
+            let slept_ms = started.elapsed().as_millis() as u64;
+            Outcome::Report(json!({ "now_ms": now_ms, "slept_ms": slept_ms }))
+        }
+        "random" => {
+            let mut bytes = [0u8; 16];
+            getrandom::fill(&mut bytes).map_err(|e| Error::msg(e.to_string()))?;
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            42u32.hash(&mut hasher);
+            Outcome::Report(json!({ "bytes": bytes.to_vec(), "hash": hasher.finish() }))
+        }
+        "files" => {
+            let read = std::fs::read("/etc/passwd").map(|b| b.len());
+            let list = std::fs::read_dir("/").map(|d| d.count());
+            let create = std::fs::write("escape.txt", b"hello");
+            Outcome::Report(json!({
+                "read": format!("{read:?}"),
+                "list": format!("{list:?}"),
+                "create": format!("{create:?}"),
+            }))
+        }
+        "env" => Outcome::Report(json!({
+            "vars": std::env::vars().count(),
+            "args": std::env::args().count(),
+            "home": format!("{:?}", std::env::var("HOME")),
+            "cwd": format!("{:?}", std::env::current_dir()),
+        })),
+        "socket" => {
+            use std::net::{TcpStream, ToSocketAddrs, UdpSocket};
+            let tcp = TcpStream::connect("127.0.0.1:80").map(|_| ());
+            let udp = UdpSocket::bind("0.0.0.0:0").map(|_| ());
+            let dns = ("localhost", 80).to_socket_addrs().map(|a| a.count());
+            Outcome::Report(json!({
+                "tcp": format!("{tcp:?}"),
+                "udp": format!("{udp:?}"),
+                "dns": format!("{dns:?}"),
+            }))
+        }
+        "print" => {
+            let line = "spam ".repeat(200);
+            let mut stdout = std::io::stdout();
+            for _ in 0..100 {
+                let _ = writeln!(stdout, "{line}");
+            }
+            eprintln!("a line on stderr");
+            Outcome::Report(json!({ "printed": 100 * (line.len() + 1) }))
+        }
+        _ => Outcome::Events(vec![event("ok", id, json!({}))]),
+    })
+}
+
+/// Recurses until the stack runs out; `black_box` keeps it from becoming a loop.
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    let frame = std::hint::black_box([depth; 32]);
+    1 + recurse(std::hint::black_box(frame[0] + 1))
+}
