@@ -1,4 +1,8 @@
 //! [`Spark`]: the host, over one data dir.
+//!
+//! A data dir holds `tenants/` (see [`Tenant`]) and, unless another cache dir is
+//! given, `cache/`: compiled components shared by all tenants, named by content hash
+//! and engine settings, safe to delete.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,8 +18,20 @@ pub struct Spark {
 }
 
 impl Spark {
-    /// Opens the host over `data_dir` (created on first use).
+    /// Opens the host over `data_dir` (created on first use), caching compiled
+    /// modules in its `cache/`.
     pub fn open(data_dir: impl Into<PathBuf>) -> Result<Self, Error> {
+        let data_dir = data_dir.into();
+        let cache_dir = data_dir.join("cache");
+        Self::open_with_cache(data_dir, cache_dir)
+    }
+
+    /// Opens the host over `data_dir`, caching compiled modules in `cache_dir` (which
+    /// several data dirs may share).
+    pub fn open_with_cache(
+        data_dir: impl Into<PathBuf>,
+        cache_dir: impl Into<PathBuf>,
+    ) -> Result<Self, Error> {
         let data_dir = data_dir.into();
         std::fs::create_dir_all(&data_dir).map_err(|source| Error::Io {
             what: "cannot create the data dir",
@@ -24,7 +40,7 @@ impl Spark {
         })?;
         Ok(Self {
             data_dir,
-            engine: Arc::new(WasmEngine::new()?),
+            engine: Arc::new(WasmEngine::new(Some(cache_dir.into()))?),
         })
     }
 
@@ -42,6 +58,7 @@ impl Spark {
     /// What a component is, or why it is not a usable module. `name` names it in
     /// errors (a file path, say). Needs no data dir.
     pub fn check(name: &str, wasm: &[u8]) -> Result<ModuleInfo, Error> {
-        Ok(WasmEngine::new()?.compile(name, wasm)?.info().clone())
+        let hash = crate::tenant::hex_sha256(wasm);
+        Ok(WasmEngine::new(None)?.compile(name, wasm, &hash)?.info().clone())
     }
 }

@@ -390,7 +390,7 @@ impl Tenant {
         if let Some(compiled) = self.compiled.get(hash) {
             return Ok(compiled.clone());
         }
-        let compiled = Arc::new(self.engine.compile(name, wasm)?);
+        let compiled = Arc::new(self.engine.compile(name, wasm, hash)?);
         self.compiled.insert(hash.to_owned(), compiled.clone());
         Ok(compiled)
     }

@@ -37,6 +37,11 @@ struct Cli {
     )]
     data_dir: PathBuf,
 
+    /// Where compiled modules are cached [default: DATA_DIR/cache]. Data dirs may
+    /// share one.
+    #[arg(long, global = true, env = "SPARK_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+
     /// The tenant to act on: a-z, 0-9, `-`, `_`; at most 64 characters.
     #[arg(long, global = true, env = "SPARK_TENANT", default_value = "default")]
     tenant: String,
@@ -86,13 +91,17 @@ impl Outcome {
 /// What every command gets: the global options.
 pub struct Context {
     data_dir: PathBuf,
+    cache_dir: Option<PathBuf>,
     tenant: String,
 }
 
 impl Context {
     /// Opens the tenant of `--tenant` in `--data-dir`.
     fn tenant(&self) -> anyhow::Result<Tenant> {
-        let spark = Spark::open(&self.data_dir)?;
+        let spark = match &self.cache_dir {
+            Some(cache_dir) => Spark::open_with_cache(&self.data_dir, cache_dir)?,
+            None => Spark::open(&self.data_dir)?,
+        };
         Ok(spark.tenant(&self.tenant)?)
     }
 }
@@ -112,6 +121,7 @@ pub fn main() -> ExitCode {
     init_logging(cli.verbose);
     let context = Context {
         data_dir: cli.data_dir,
+        cache_dir: cli.cache_dir,
         tenant: cli.tenant,
     };
     let result = match cli.command {

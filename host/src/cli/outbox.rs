@@ -41,13 +41,11 @@ pub fn summary(item: &OutboxItem) -> String {
                 .and_then(|to| to.as_array())
                 .map(|to| to.iter().filter_map(|a| a.as_str()).collect())
                 .unwrap_or_default();
-            let template = text("template");
-            let subject = if template.is_empty() {
-                format!("\"{}\"", text("subject"))
-            } else {
-                format!("template {template}")
+            let template = match text("template") {
+                "" => String::new(),
+                name => format!(" (template {name})"),
             };
-            format!("mail to {}: {subject}", to.join(", "))
+            format!("mail to {}: \"{}\"{template}", to.join(", "), text("subject"))
         }
         OutboxKind::Output => {
             let payload = item

@@ -109,7 +109,7 @@ pub struct ModuleRecord {
 
 /// How failed deliveries are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included, before a delivery is parked as dead.
     pub attempts: u32,

@@ -8,6 +8,8 @@
 
 mod sandbox;
 
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -51,6 +53,8 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub struct WasmEngine {
     engine: Engine,
     linker: Linker<SandboxState>,
+    /// Where compiled components are kept between runs, if anywhere.
+    cache: Option<ArtifactCache>,
     _ticker: EpochTicker,
 }
 
@@ -88,8 +92,9 @@ pub struct CompiledModule {
 }
 
 impl WasmEngine {
-    /// An engine with fuel, epoch deadlines and the sandboxed WASI linker.
-    pub fn new() -> Result<Self, Error> {
+    /// An engine with fuel, epoch deadlines and the sandboxed WASI linker. With a
+    /// `cache_dir`, compiled components are kept there and reused by later runs.
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, Error> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.consume_fuel(true);
@@ -101,24 +106,30 @@ impl WasmEngine {
             .instance(TYPES_IMPORT)
             .map_err(|error| Error::Engine(format!("{error:#}")))?;
         let ticker = EpochTicker::start(&engine);
+        let cache = cache_dir.map(|dir| ArtifactCache::new(dir, &engine));
         Ok(Self {
             engine,
             linker,
+            cache,
             _ticker: ticker,
         })
     }
 
     /// Compiles and validates a component: it must be a component (not a core module),
     /// import nothing outside sandboxed WASI, export a Spark interface with the right
-    /// types, and instantiate under default limits. `name` names it in errors.
-    pub fn compile(&self, name: &str, bytes: &[u8]) -> Result<CompiledModule, Error> {
+    /// types, and instantiate under default limits. `name` names it in errors; `hash`
+    /// (the SHA-256 of `bytes`) keys the compiled artifact in the cache.
+    pub fn compile(&self, name: &str, bytes: &[u8], hash: &str) -> Result<CompiledModule, Error> {
         let invalid = |why: String| Error::InvalidModule {
             name: name.to_owned(),
             why,
         };
         check_header(bytes).map_err(invalid)?;
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|error| invalid(format!("it does not compile: {}", root_cause(&error))))?;
+        let component = match &self.cache {
+            Some(cache) => cache.load_or_compile(&self.engine, bytes, hash),
+            None => Component::new(&self.engine, bytes),
+        }
+        .map_err(|error| invalid(format!("it does not compile: {}", root_cause(&error))))?;
         let component_type = component.component_type();
         let imports: Vec<String> = component_type
             .imports(&self.engine)
@@ -171,6 +182,60 @@ impl WasmEngine {
             .instantiate(self, &Limits::default())
             .map_err(|error| invalid(format!("it cannot be instantiated: {error}")))?;
         Ok(module)
+    }
+}
+
+/// Compiled components on disk, named by the component's hash and the engine's
+/// settings, so a module is compiled once, not on every run (compiling costs tens of
+/// milliseconds for a small Rust component and seconds for an interpreter-based one).
+struct ArtifactCache {
+    dir: PathBuf,
+    /// Which engine settings (and wasmtime version) the artifacts fit.
+    fingerprint: String,
+}
+
+impl ArtifactCache {
+    fn new(dir: PathBuf, engine: &Engine) -> Self {
+        let mut hasher = std::hash::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        Self {
+            dir,
+            fingerprint: format!("{:016x}", hasher.finish()),
+        }
+    }
+
+    fn load_or_compile(&self, engine: &Engine, bytes: &[u8], hash: &str) -> wasmtime::Result<Component> {
+        let path = self.dir.join(format!("{hash}-{}.cwasm", self.fingerprint));
+        if path.exists() {
+            // SAFETY: files here are written only by `store` below, from
+            // `Component::serialize` of an engine with the same fingerprint, in the
+            // operator's data dir; modules cannot write files. wasmtime also checks
+            // the artifact's header against the engine.
+            match unsafe { Component::deserialize_file(engine, &path) } {
+                Ok(component) => return Ok(component),
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), "recompiling a cached module that does not load: {error:#}");
+                }
+            }
+        }
+        let component = Component::new(engine, bytes)?;
+        self.store(&path, &component);
+        Ok(component)
+    }
+
+    /// Writes an artifact aside and renames it into place, so a reader never sees half
+    /// a file. A failure only costs a recompile next time, so it is logged, not raised.
+    fn store(&self, path: &Path, component: &Component) {
+        let result = (|| -> anyhow::Result<()> {
+            std::fs::create_dir_all(&self.dir)?;
+            let partial = path.with_extension(format!("{}.partial", std::process::id()));
+            std::fs::write(&partial, component.serialize()?)?;
+            std::fs::rename(&partial, path)?;
+            Ok(())
+        })();
+        if let Err(error) = result {
+            tracing::warn!(path = %path.display(), "cannot cache a compiled module: {error:#}");
+        }
     }
 }
 

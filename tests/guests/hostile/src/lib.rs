@@ -1,6 +1,7 @@
 //! A module that misbehaves on request, to show the sandbox holds. A record's `do`
 //! (source) or an event context's `do` (handler) names the misbehaviour; anything else
-//! behaves. The same misbehaviours are used for sources and handlers.
+//! behaves: the source returns an event `ok_<id>`, the handler an output `ok`. The
+//! same misbehaviours are used for sources and handlers.
 
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::io::Write;
@@ -23,8 +24,9 @@ fn events(record: Record, _inv: &Invocation) -> Result<Vec<Event>, Error> {
         other => other.to_string(),
     };
     match misbehave(&record.action, &id)? {
-        Outcome::Events(events) => Ok(events),
-        Outcome::Report(report) => Ok(vec![event("report", id, report)]),
+        Some(Outcome::Events(events)) => Ok(events),
+        Some(Outcome::Report(report)) => Ok(vec![event("report", id, report)]),
+        None => Ok(vec![event("ok", id, json!({}))]),
     }
 }
 
@@ -36,8 +38,9 @@ fn handle(event: &Event, _inv: &Invocation) -> Result<Vec<Effect>, Error> {
         .and_then(Value::as_str)
         .unwrap_or("");
     match misbehave(action, &event.key)? {
-        Outcome::Events(events) => Ok(events.into_iter().map(Effect::Emit).collect()),
-        Outcome::Report(report) => Ok(vec![Effect::output("report", report)]),
+        Some(Outcome::Events(events)) => Ok(events.into_iter().map(Effect::Emit).collect()),
+        Some(Outcome::Report(report)) => Ok(vec![Effect::output("report", report)]),
+        None => Ok(vec![Effect::output("ok", json!({ "key": event.key }))]),
     }
 }
 
@@ -48,14 +51,15 @@ enum Outcome {
     Report(Value),
 }
 
-fn misbehave(action: &str, id: &str) -> Result<Outcome, Error> {
+/// Does what `action` says; `None` for an action it does not know, which means behave.
+fn misbehave(action: &str, id: &str) -> Result<Option<Outcome>, Error> {
     let raw = |group: &str, key: String, context: &str| Event {
         group: group.to_owned(),
         key,
         // The SDK only builds JSON values; a raw context needs the host's own check.
         context: serde_json::from_str(context).unwrap_or(Value::String(context.to_owned())),
     };
-    Ok(match action {
+    Ok(Some(match action {
         "loop" => {
             let mut n: u64 = 0;
             loop {
@@ -150,8 +154,8 @@ fn misbehave(action: &str, id: &str) -> Result<Outcome, Error> {
             eprintln!("a line on stderr");
             Outcome::Report(json!({ "printed": 100 * (line.len() + 1) }))
         }
-        _ => Outcome::Events(vec![event("ok", id, json!({}))]),
-    })
+        _ => return Ok(None),
+    }))
 }
 
 /// Recurses until the stack runs out; `black_box` keeps it from becoming a loop.

@@ -52,12 +52,17 @@ fn events(record: Record, _inv: &Invocation) -> Result<Vec<Event>, Error> {
 }
 
 /// Returns an output `seen` naming the event and the attempt; a context may add
-/// `emit` (a list of event specs), `mail` (`to`, `subject`, `body`) and `fail` (an error
-/// message).
+/// `emit` (a list of event specs), `mail` (`to`, `subject`, `body`), `fail` (an error
+/// message) and `fail_before_attempt` (fail until that attempt).
 #[spark_guest::handler]
 fn handle(event: &Event, inv: &Invocation) -> Result<Vec<Effect>, Error> {
     if let Some(message) = event.context.get("fail").and_then(Value::as_str) {
         return Err(Error::msg(message));
+    }
+    if let Some(first_good) = event.context.get("fail_before_attempt").and_then(Value::as_u64)
+        && u64::from(inv.attempt()) < first_good
+    {
+        return Err(Error::msg(format!("attempt {} is too early", inv.attempt())));
     }
     let mut effects = vec![Effect::output(
         "seen",

@@ -1,0 +1,46 @@
+//! Guests that misbehave are stopped and the engine goes on.
+
+use serde_json::json;
+
+use crate::support::{Spark, count, guests, jsonl};
+
+#[test]
+fn a_guest_that_loops_or_allocates_forever_is_stopped_and_the_next_event_is_served() {
+    let spark = Spark::new();
+    let manifest = spark.write(
+        "spark.toml",
+        format!(
+            "[retry]\nattempts = 1\n\n\
+             [[modules]]\nname = \"source\"\npath = {:?}\nsources = [\"thing\"]\n\n\
+             [[modules]]\nname = \"hostile\"\npath = {:?}\nhandlers = [\"^job\"]\n",
+            guests::RECORDER,
+            guests::HOSTILE
+        ),
+    );
+    spark.run(&["apply", manifest.to_str().unwrap()]).ok();
+    let job = |id: u64, action: &str| {
+        json!({ "id": id, "events": [{ "group": "job", "id": id, "context": { "do": action } }] })
+    };
+    let summary = spark
+        .run_with_input(
+            &["ingest", "--model", "thing", "--json"],
+            &jsonl(&[job(1, "loop"), job(2, "alloc"), job(3, "behave")]),
+        )
+        .code(1)
+        .json();
+    assert_eq!(count(&summary, "failed"), 2);
+    assert_eq!(count(&summary, "deliveries"), 1);
+    let dead = spark.dead();
+    let errors: Vec<(&str, &str)> = dead
+        .iter()
+        .map(|d| (d["event"].as_str().unwrap(), d["error"].as_str().unwrap()))
+        .collect();
+    assert_eq!(errors.len(), 2);
+    assert_eq!(errors[0].0, "job_1");
+    assert!(errors[0].1.starts_with("fuel limit of 100000000 exceeded"), "{}", errors[0].1);
+    assert_eq!(errors[1].0, "job_2");
+    assert!(errors[1].1.starts_with("memory-bytes limit of 67108864 exceeded"), "{}", errors[1].1);
+    let outbox = spark.outbox();
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(outbox[0]["event"], "job_3");
+}

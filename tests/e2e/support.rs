@@ -1,0 +1,184 @@
+//! What every end-to-end test needs: a fresh data dir, the real `spark` binary run on
+//! it, and readable failures.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+pub use spark_test_guests as guests;
+
+/// A temporary data dir and the `spark` binary pointed at it. Compiled modules are
+/// cached in one directory shared by all tests, as an operator would share it.
+pub struct Spark {
+    dir: tempfile::TempDir,
+}
+
+impl Spark {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("cannot create a temporary directory"),
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Writes a file next to the data dir and returns its path.
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, contents).expect("cannot write a test file");
+        path
+    }
+
+    /// Runs `spark ARGS` on this data dir.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with_input(args, "")
+    }
+
+    /// Runs `spark ARGS` with `input` on stdin.
+    pub fn run_with_input(&self, args: &[&str], input: &str) -> Run {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start spark");
+        child
+            .stdin
+            .take()
+            .expect("stdin is piped")
+            .write_all(input.as_bytes())
+            .expect("cannot write to spark's stdin");
+        let output = child.wait_with_output().expect("cannot wait for spark");
+        Run {
+            args: args.join(" "),
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// The command, for tests that need to control the process themselves.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_spark"));
+        command
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(args)
+            .env("SPARK_CACHE_DIR", cache_dir())
+            .env_remove("SPARK_TENANT")
+            .env_remove("SPARK_DATA_DIR")
+            .env_remove("RUST_LOG");
+        command
+    }
+
+    /// Registers a module, asserting success.
+    pub fn add(&self, wasm: &str, name: &str, registration: &[&str]) {
+        let mut args = vec!["module", "add", wasm, "--name", name];
+        args.extend_from_slice(registration);
+        self.run(&args).ok();
+    }
+
+    /// The ledger, as `events list --json` prints it.
+    pub fn events(&self) -> Vec<Value> {
+        self.run(&["events", "list", "--json"]).ok().json_lines()
+    }
+
+    /// The keys in the ledger, in key order.
+    pub fn event_keys(&self) -> Vec<String> {
+        self.events()
+            .iter()
+            .map(|event| event["key"].as_str().expect("key is text").to_owned())
+            .collect()
+    }
+
+    /// The outbox, as `outbox list --json` prints it.
+    pub fn outbox(&self) -> Vec<Value> {
+        self.run(&["outbox", "list", "--json"]).ok().json_lines()
+    }
+
+    /// The dead letters, as `dead list --json` prints them.
+    pub fn dead(&self) -> Vec<Value> {
+        self.run(&["dead", "list", "--json"]).ok().json_lines()
+    }
+}
+
+/// Compiled modules shared by all tests (the cache is keyed by content and engine).
+fn cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("spark-module-cache")
+}
+
+/// A finished `spark` run.
+pub struct Run {
+    args: String,
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Asserts exit status 0.
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        self.code(0)
+    }
+
+    /// Asserts an exit status, showing everything the run printed otherwise.
+    #[track_caller]
+    pub fn code(self, expected: i32) -> Self {
+        assert_eq!(
+            self.code, expected,
+            "`spark {}` exited with {} (expected {expected})\n--- stdout\n{}--- stderr\n{}",
+            self.args, self.code, self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Stdout as one JSON value.
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|error| panic!("stdout is not JSON ({error}):\n{}", self.stdout))
+    }
+
+    /// Stdout as JSON Lines.
+    #[track_caller]
+    pub fn json_lines(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|error| panic!("not a JSON line ({error}): {line}"))
+            })
+            .collect()
+    }
+
+    /// Asserts that stderr mentions `text`.
+    #[track_caller]
+    pub fn stderr_has(self, text: &str) -> Self {
+        assert!(
+            self.stderr.contains(text),
+            "stderr of `spark {}` lacks {text:?}:\n{}",
+            self.args,
+            self.stderr
+        );
+        self
+    }
+}
+
+/// One JSON Lines record per value.
+pub fn jsonl(records: &[Value]) -> String {
+    records.iter().map(|record| format!("{record}\n")).collect()
+}
+
+/// The integer field `name` of a JSON summary.
+#[track_caller]
+pub fn count(summary: &Value, name: &str) -> u64 {
+    summary[name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("`{name}` is not an integer in {summary}"))
+}
