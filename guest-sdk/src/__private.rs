@@ -34,6 +34,10 @@ pub fn invocation(tenant: String, now_ms: i64, attempt: u32, model: Option<Strin
 }
 
 /// What a source function may return.
+#[diagnostic::on_unimplemented(
+    message = "a source returns `Vec<Event>` or `Result<I, E>` (I: IntoIterator<Item = Event>, E: Display), not `{Self}`",
+    label = "this return type"
+)]
 pub trait SourceOutput {
     fn into_events(self) -> Result<Vec<Event>, String>;
 }
@@ -52,6 +56,10 @@ impl<I: IntoIterator<Item = Event>, E: Display> SourceOutput for Result<I, E> {
 }
 
 /// What a handler function may return.
+#[diagnostic::on_unimplemented(
+    message = "a handler returns `Vec<Effect>` or `Result<I, E>` (I: IntoIterator<Item = Effect>, E: Display), not `{Self}`",
+    label = "this return type"
+)]
 pub trait HandlerOutput {
     fn into_effects(self) -> Result<Vec<Effect>, String>;
 }

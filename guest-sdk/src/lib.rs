@@ -72,6 +72,11 @@ pub use serde_json::Value;
 /// records may hold dates such as `"2024-05-01"` as `jiff::civil::Date` fields.
 pub use jiff;
 
+/// The author guide's code blocks, compiled as doctests so the guide stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct AuthorGuide;
+
 /// What the generated glue uses. Not part of the API: it changes without notice.
 #[doc(hidden)]
 pub mod __private;

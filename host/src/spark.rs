@@ -59,6 +59,9 @@ impl Spark {
     /// errors (a file path, say). Needs no data dir.
     pub fn check(name: &str, wasm: &[u8]) -> Result<ModuleInfo, Error> {
         let hash = crate::tenant::hex_sha256(wasm);
-        Ok(WasmEngine::new(None)?.compile(name, wasm, &hash)?.info().clone())
+        Ok(WasmEngine::new(None)?
+            .compile(name, wasm, &hash)?
+            .info()
+            .clone())
     }
 }

@@ -87,17 +87,63 @@ fn registrations_that_cannot_work_are_refused_with_the_reason() {
     );
     let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
     let cases: Vec<(Vec<String>, &str)> = vec![
-        (vec![path(&garbage), "--handler".into(), "a".into()], "not a WebAssembly file"),
-        (vec![path(&core), "--handler".into(), "a".into()], "core WebAssembly module, not a component"),
-        (vec![path(&truncated), "--handler".into(), "a".into()], "does not compile"),
-        (vec![path(&empty), "--handler".into(), "a".into()], "exports neither"),
-        (vec![path(&foreign), "--handler".into(), "a".into()], "imports `acme:db/query`"),
-        (vec![guests::RECORDER.into(), "--handler".into(), "(unclosed".into()], "invalid group regex `(unclosed`"),
+        (
+            vec![path(&garbage), "--handler".into(), "a".into()],
+            "not a WebAssembly file",
+        ),
+        (
+            vec![path(&core), "--handler".into(), "a".into()],
+            "core WebAssembly module, not a component",
+        ),
+        (
+            vec![path(&truncated), "--handler".into(), "a".into()],
+            "does not compile",
+        ),
+        (
+            vec![path(&empty), "--handler".into(), "a".into()],
+            "exports neither",
+        ),
+        (
+            vec![path(&foreign), "--handler".into(), "a".into()],
+            "imports `acme:db/query`",
+        ),
+        (
+            vec![
+                guests::RECORDER.into(),
+                "--handler".into(),
+                "(unclosed".into(),
+            ],
+            "invalid group regex `(unclosed`",
+        ),
         (vec![guests::RECORDER.into()], "registered for nothing"),
-        (vec![guests::CHALLENGES_MAILER.into(), "--source".into(), "x".into()], "does not export a source"),
-        (vec![guests::CHALLENGES_SOURCE.into(), "--handler".into(), "x".into()], "does not export a handler"),
-        (vec![guests::RECORDER.into(), "--source".into(), "bad model".into()], "invalid model name"),
-        (vec!["/no/such/file.wasm".into(), "--handler".into(), "a".into()], "cannot read `/no/such/file.wasm`"),
+        (
+            vec![
+                guests::CHALLENGES_MAILER.into(),
+                "--source".into(),
+                "x".into(),
+            ],
+            "does not export a source",
+        ),
+        (
+            vec![
+                guests::CHALLENGES_SOURCE.into(),
+                "--handler".into(),
+                "x".into(),
+            ],
+            "does not export a handler",
+        ),
+        (
+            vec![
+                guests::RECORDER.into(),
+                "--source".into(),
+                "bad model".into(),
+            ],
+            "invalid model name",
+        ),
+        (
+            vec!["/no/such/file.wasm".into(), "--handler".into(), "a".into()],
+            "cannot read `/no/such/file.wasm`",
+        ),
     ];
     for (args, expected) in cases {
         let mut full = vec!["module", "add", "--name", "new"];
@@ -105,13 +151,27 @@ fn registrations_that_cannot_work_are_refused_with_the_reason() {
         spark.run(&full).code(2).stderr_has(expected);
     }
     spark
-        .run(&["module", "add", guests::RECORDER, "--name", "../evil", "--handler", "a"])
+        .run(&[
+            "module",
+            "add",
+            guests::RECORDER,
+            "--name",
+            "../evil",
+            "--handler",
+            "a",
+        ])
         .code(2)
         .stderr_has("invalid module name `../evil`");
     assert_eq!(state(&spark), before);
     // `spark check` says the same without a data dir.
-    spark.run(&["check", &path(&empty)]).code(2).stderr_has("exports neither");
-    let checked = spark.run(&["check", guests::RECORDER, "--json"]).ok().json();
+    spark
+        .run(&["check", &path(&empty)])
+        .code(2)
+        .stderr_has("exports neither");
+    let checked = spark
+        .run(&["check", guests::RECORDER, "--json"])
+        .ok()
+        .json();
     assert_eq!(checked["source"], true);
     assert_eq!(checked["handler"], true);
     assert_eq!(checked["interface"], "spark:engine@0.1.0");
@@ -129,8 +189,14 @@ fn a_bad_manifest_changes_nothing() {
             ),
             "invalid group regex",
         ),
-        ("[[modules]]\nname = \"x\"\npath = \"missing.wasm\"\nhandlers = [\"a\"]\n".to_owned(), "cannot read module"),
-        ("[limits]\nfuel = 0\n".to_owned(), "`fuel` must be greater than 0"),
+        (
+            "[[modules]]\nname = \"x\"\npath = \"missing.wasm\"\nhandlers = [\"a\"]\n".to_owned(),
+            "cannot read module",
+        ),
+        (
+            "[limits]\nfuel = 0\n".to_owned(),
+            "`fuel` must be greater than 0",
+        ),
         ("[limits]\nfule = 10\n".to_owned(), "unknown field `fule`"),
         ("not toml at all [".to_owned(), "spark.toml"),
     ];
@@ -157,8 +223,14 @@ fn bad_times_and_tenants_are_refused() {
             .code(2)
             .stderr_has("invalid tenant name");
     }
-    spark.run(&["events", "show", "nope"]).code(2).stderr_has("no event with key `nope`");
-    spark.run(&["module", "remove", "nope"]).code(2).stderr_has("no module named `nope`");
+    spark
+        .run(&["events", "show", "nope"])
+        .code(2)
+        .stderr_has("no event with key `nope`");
+    spark
+        .run(&["module", "remove", "nope"])
+        .code(2)
+        .stderr_has("no module named `nope`");
     spark.run(&["no-such-command"]).code(2);
     spark.run(&["--help"]).ok();
 }

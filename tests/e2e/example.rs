@@ -27,7 +27,15 @@ fn example() -> Spark {
 fn ingest(spark: &Spark, now: &str) -> Value {
     let data = spark.write("challenges.jsonl", DATA);
     spark
-        .run(&["ingest", "--model", "challenge", data.to_str().unwrap(), "--now", now, "--json"])
+        .run(&[
+            "ingest",
+            "--model",
+            "challenge",
+            data.to_str().unwrap(),
+            "--now",
+            now,
+            "--json",
+        ])
         .ok()
         .json()
 }
@@ -86,10 +94,21 @@ fn the_example_yields_the_readme_events_for_a_fixed_day() {
     };
     assert_eq!(groups_of(1), ["challenge_created"], "started today");
     assert_eq!(groups_of(2), ["challenge_created"], "started 2 days ago");
-    assert_eq!(groups_of(3), ["challenge_created", "challenge_inactivity_2d"]);
+    assert_eq!(
+        groups_of(3),
+        ["challenge_created", "challenge_inactivity_2d"]
+    );
     assert_eq!(groups_of(4), ["challenge_created"], "2 donations");
-    assert_eq!(groups_of(6), ["challenge_created", "challenge_ends_2d"], "ends in 2 days");
-    assert_eq!(groups_of(7), ["challenge_created", "challenge_ends_2d"], "ends today");
+    assert_eq!(
+        groups_of(6),
+        ["challenge_created", "challenge_ends_2d"],
+        "ends in 2 days"
+    );
+    assert_eq!(
+        groups_of(7),
+        ["challenge_created", "challenge_ends_2d"],
+        "ends today"
+    );
     assert_eq!(
         groups_of(8),
         ["challenge_created", "challenge_ends_2d", "challenge_ended"],
@@ -125,10 +144,21 @@ fn each_event_becomes_one_mail_to_the_owner_with_the_group_template() {
         let owner = &event["context"]["challenge"]["owner"]["email"];
         assert_eq!(mail["data"]["to"], serde_json::json!([owner]));
         assert_eq!(mail["data"]["template"], event["group"]);
-        assert_eq!(mail["data"]["context"]["challenge"], event["context"]["challenge"]);
-        assert!(mail["data"]["subject"].as_str().unwrap().contains("Your challenge"));
+        assert_eq!(
+            mail["data"]["context"]["challenge"],
+            event["context"]["challenge"]
+        );
+        assert!(
+            mail["data"]["subject"]
+                .as_str()
+                .unwrap()
+                .contains("Your challenge")
+        );
     }
-    let ids: Vec<u64> = outbox.iter().map(|item| item["id"].as_u64().unwrap()).collect();
+    let ids: Vec<u64> = outbox
+        .iter()
+        .map(|item| item["id"].as_u64().unwrap())
+        .collect();
     let mut sorted = ids.clone();
     sorted.sort();
     sorted.dedup();
@@ -165,14 +195,25 @@ fn later_runs_add_only_the_events_time_has_brought() {
     // The events first seen on the 20th carry that date.
     for event in spark.events() {
         let key = event["key"].as_str().unwrap();
-        let expected_day = if before.contains(key) { "2024-05-10" } else { "2024-05-20" };
-        assert!(event["created_at"].as_str().unwrap().starts_with(expected_day), "{event}");
+        let expected_day = if before.contains(key) {
+            "2024-05-10"
+        } else {
+            "2024-05-20"
+        };
+        assert!(
+            event["created_at"]
+                .as_str()
+                .unwrap()
+                .starts_with(expected_day),
+            "{event}"
+        );
     }
 }
 
 #[test]
 fn the_example_manifest_names_the_modules_the_readme_builds() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/challenges/spark.toml");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/challenges/spark.toml");
     let manifest = spark_host::Manifest::load(&path).unwrap();
     let modules: Vec<(&str, &str)> = manifest
         .modules
@@ -182,8 +223,14 @@ fn the_example_manifest_names_the_modules_the_readme_builds() {
     assert_eq!(
         modules,
         [
-            ("challenges", "../../target/wasm32-wasip2/release/challenges_source.wasm"),
-            ("challenge-mails", "../../target/wasm32-wasip2/release/challenges_mailer.wasm"),
+            (
+                "challenges",
+                "../../target/wasm32-wasip2/release/challenges_source.wasm"
+            ),
+            (
+                "challenge-mails",
+                "../../target/wasm32-wasip2/release/challenges_mailer.wasm"
+            ),
         ]
     );
     assert_eq!(manifest.modules[0].sources, ["challenge"]);

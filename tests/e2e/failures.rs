@@ -19,7 +19,17 @@ fn a_failing_handler_is_retried_then_dead_then_delivered_after_a_fix() {
 
     let input = jsonl(&[job(1, json!({ "do": "panic" })), job(2, json!({}))]);
     let run = spark
-        .run_with_input(&["ingest", "--model", "thing", "--now", "2024-05-01", "--json"], &input)
+        .run_with_input(
+            &[
+                "ingest",
+                "--model",
+                "thing",
+                "--now",
+                "2024-05-01",
+                "--json",
+            ],
+            &input,
+        )
         .code(1)
         .stderr_has("attempt 1, will be retried")
         .stderr_has("attempt 3, parked as dead")
@@ -37,7 +47,12 @@ fn a_failing_handler_is_retried_then_dead_then_delivered_after_a_fix() {
     assert_eq!(dead[0]["handler"], "mailer");
     assert_eq!(dead[0]["attempts"], 3);
     assert_eq!(dead[0]["error_kind"], "trap");
-    assert!(dead[0]["error"].as_str().unwrap().contains("hostile panic for job_1"));
+    assert!(
+        dead[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("hostile panic for job_1")
+    );
 
     // The event is seen: ingesting it again does not deliver it again.
     let again = spark
@@ -48,7 +63,11 @@ fn a_failing_handler_is_retried_then_dead_then_delivered_after_a_fix() {
     assert_eq!(spark.dead().len(), 1);
 
     // The operator fixes `mailer` and retries: the dead letter reaches the new version.
-    spark.add(guests::RECORDER, "mailer", &["--handler", "^job", "--replace"]);
+    spark.add(
+        guests::RECORDER,
+        "mailer",
+        &["--handler", "^job", "--replace"],
+    );
     let retry = spark.run(&["dead", "retry", "--json"]).ok().json();
     assert_eq!(count(&retry, "deliveries"), 1);
     assert!(spark.dead().is_empty());
@@ -58,8 +77,14 @@ fn a_failing_handler_is_retried_then_dead_then_delivered_after_a_fix() {
         .filter(|item| item["handler"] == "mailer" && item["event"] == "job_1")
         .collect();
     assert_eq!(delivered.len(), 1);
-    assert_eq!(delivered[0]["data"]["payload"]["attempt"], 4, "the attempt counts on");
-    assert_eq!(spark.run(&["dead", "retry"]).ok().stdout, "no dead letters to retry\n");
+    assert_eq!(
+        delivered[0]["data"]["payload"]["attempt"], 4,
+        "the attempt counts on"
+    );
+    assert_eq!(
+        spark.run(&["dead", "retry"]).ok().stdout,
+        "no dead letters to retry\n"
+    );
 }
 
 #[test]
@@ -106,7 +131,12 @@ fn the_retry_policy_comes_from_the_manifest() {
     let dead = spark.dead();
     assert_eq!(dead[0]["attempts"], 1);
     assert_eq!(dead[0]["error_kind"], "guest-error");
-    assert!(dead[0]["error"].as_str().unwrap().contains("no route to the moon"));
+    assert!(
+        dead[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no route to the moon")
+    );
 }
 
 #[test]
@@ -115,7 +145,10 @@ fn dead_retry_of_a_removed_handler_keeps_the_letter() {
     spark.add(guests::RECORDER, "source", &["--source", "thing"]);
     spark.add(guests::HOSTILE, "mailer", &["--handler", "^job"]);
     spark
-        .run_with_input(&["ingest", "--model", "thing"], &jsonl(&[job(1, json!({ "do": "fail" }))]))
+        .run_with_input(
+            &["ingest", "--model", "thing"],
+            &jsonl(&[job(1, json!({ "do": "fail" }))]),
+        )
         .code(1);
     spark.run(&["module", "remove", "mailer"]).ok();
     spark

@@ -14,7 +14,14 @@ fn recorder() -> Spark {
 fn ingest(spark: &Spark, records: &[Value]) -> Value {
     spark
         .run_with_input(
-            &["ingest", "--model", "thing", "--now", "2024-05-01", "--json"],
+            &[
+                "ingest",
+                "--model",
+                "thing",
+                "--now",
+                "2024-05-01",
+                "--json",
+            ],
             &jsonl(records),
         )
         .ok()
@@ -43,7 +50,10 @@ fn a_key_is_processed_once_whatever_its_group_and_whenever_it_comes() {
     assert_eq!(events[0]["key"], "k1");
     assert_eq!(events[0]["group"], "a", "the first group seen is kept");
 
-    let second = ingest(&spark, &[json!({ "id": 3, "events": [{ "group": "z", "key": "k2" }]})]);
+    let second = ingest(
+        &spark,
+        &[json!({ "id": 3, "events": [{ "group": "z", "key": "k2" }]})],
+    );
     assert_eq!(count(&second, "new"), 0);
     assert_eq!(count(&second, "duplicates"), 1);
     assert_eq!(spark.outbox().len(), 2);
@@ -52,13 +62,16 @@ fn a_key_is_processed_once_whatever_its_group_and_whenever_it_comes() {
 #[test]
 fn records_keep_their_latest_version() {
     let spark = recorder();
-    ingest(&spark, &[json!({ "id": 1, "events": [{ "group": "a", "id": 1 }] })]);
-    ingest(&spark, &[json!({ "id": 1, "events": [{ "group": "a", "id": 2 }] })]);
+    ingest(
+        &spark,
+        &[json!({ "id": 1, "events": [{ "group": "a", "id": 1 }] })],
+    );
+    ingest(
+        &spark,
+        &[json!({ "id": 1, "events": [{ "group": "a", "id": 2 }] })],
+    );
     // process-sources sees only the latest version of record 1: event a_2, seen already.
-    let summary = spark
-        .run(&["process-sources", "--json"])
-        .ok()
-        .json();
+    let summary = spark.run(&["process-sources", "--json"]).ok().json();
     assert_eq!(count(&summary, "records"), 1);
     assert_eq!(count(&summary, "events"), 1);
     assert_eq!(count(&summary, "duplicates"), 1);
@@ -115,5 +128,9 @@ fn emitting_stops_at_the_depth_limit() {
     assert_eq!(dead[0]["error_kind"], "emit-depth");
     // Nothing of the failed delivery was committed: no output for its event.
     let outputs = beyond.outbox();
-    assert!(!outputs.iter().any(|item| item["event"] == format!("chain_{limit}")));
+    assert!(
+        !outputs
+            .iter()
+            .any(|item| item["event"] == format!("chain_{limit}"))
+    );
 }

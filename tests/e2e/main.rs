@@ -4,7 +4,9 @@
 mod bad_input;
 mod example;
 mod failures;
+mod guide;
 mod ledger;
+mod readme;
 mod routing;
 mod sandbox;
 mod support;

@@ -39,7 +39,11 @@ fn handlers_match_unanchored_in_registration_order_and_run_once() {
         "twice",
         &["--handler", "created$", "--handler", "^challenge_"],
     );
-    spark.add(guests::RECORDER, "exact", &["--handler", "^challenge_ended$"]);
+    spark.add(
+        guests::RECORDER,
+        "exact",
+        &["--handler", "^challenge_ended$"],
+    );
 
     let input = jsonl(&[
         record(1, &["challenge_created"]),
@@ -50,7 +54,10 @@ fn handlers_match_unanchored_in_registration_order_and_run_once() {
         record(6, &["nobody_listens"]),
     ]);
     spark
-        .run_with_input(&["ingest", "--model", "thing", "-", "--now", "2024-05-01"], &input)
+        .run_with_input(
+            &["ingest", "--model", "thing", "-", "--now", "2024-05-01"],
+            &input,
+        )
         .ok();
 
     let got = deliveries(&spark);
@@ -82,12 +89,23 @@ fn a_replaced_module_keeps_its_place_in_the_order() {
     spark.add(guests::RECORDER, "first", &["--handler", "."]);
     spark.add(guests::RECORDER, "second", &["--handler", "."]);
     spark
-        .run(&["module", "add", guests::RECORDER, "--name", "first", "--handler", "^e"])
+        .run(&[
+            "module",
+            "add",
+            guests::RECORDER,
+            "--name",
+            "first",
+            "--handler",
+            "^e",
+        ])
         .code(2)
         .stderr_has("already registered");
     spark.add(guests::RECORDER, "first", &["--handler", "^e", "--replace"]);
     spark
-        .run_with_input(&["ingest", "--model", "thing"], &jsonl(&[record(1, &["e"])]))
+        .run_with_input(
+            &["ingest", "--model", "thing"],
+            &jsonl(&[record(1, &["e"])]),
+        )
         .ok();
     let handlers: Vec<String> = deliveries(&spark).into_iter().map(|(_, h)| h).collect();
     assert_eq!(handlers, ["first", "second"]);
@@ -100,7 +118,10 @@ fn events_list_filters_by_group_regex() {
     spark
         .run_with_input(
             &["ingest", "--model", "thing"],
-            &jsonl(&[record(1, &["challenge_created", "user_created", "challenge_ended"])]),
+            &jsonl(&[record(
+                1,
+                &["challenge_created", "user_created", "challenge_ended"],
+            )]),
         )
         .ok();
     let listed = spark

@@ -18,9 +18,7 @@ fn a_guest_that_loops_or_allocates_forever_is_stopped_and_the_next_event_is_serv
         ),
     );
     spark.run(&["apply", manifest.to_str().unwrap()]).ok();
-    let job = |id: u64, action: &str| {
-        json!({ "id": id, "events": [{ "group": "job", "id": id, "context": { "do": action } }] })
-    };
+    let job = |id: u64, action: &str| json!({ "id": id, "events": [{ "group": "job", "id": id, "context": { "do": action } }] });
     let summary = spark
         .run_with_input(
             &["ingest", "--model", "thing", "--json"],
@@ -37,9 +35,19 @@ fn a_guest_that_loops_or_allocates_forever_is_stopped_and_the_next_event_is_serv
         .collect();
     assert_eq!(errors.len(), 2);
     assert_eq!(errors[0].0, "job_1");
-    assert!(errors[0].1.starts_with("fuel limit of 100000000 exceeded"), "{}", errors[0].1);
+    assert!(
+        errors[0].1.starts_with("fuel limit of 100000000 exceeded"),
+        "{}",
+        errors[0].1
+    );
     assert_eq!(errors[1].0, "job_2");
-    assert!(errors[1].1.starts_with("memory-bytes limit of 67108864 exceeded"), "{}", errors[1].1);
+    assert!(
+        errors[1]
+            .1
+            .starts_with("memory-bytes limit of 67108864 exceeded"),
+        "{}",
+        errors[1].1
+    );
     let outbox = spark.outbox();
     assert_eq!(outbox.len(), 1);
     assert_eq!(outbox[0]["event"], "job_3");

@@ -8,8 +8,16 @@ use std::process::Command;
 
 /// (constant, package, artifact)
 const GUESTS: &[(&str, &str, &str)] = &[
-    ("CHALLENGES_SOURCE", "challenges-source", "challenges_source"),
-    ("CHALLENGES_MAILER", "challenges-mailer", "challenges_mailer"),
+    (
+        "CHALLENGES_SOURCE",
+        "challenges-source",
+        "challenges_source",
+    ),
+    (
+        "CHALLENGES_MAILER",
+        "challenges-mailer",
+        "challenges_mailer",
+    ),
     ("RECORDER", "test-recorder", "test_recorder"),
     ("HOSTILE", "test-hostile", "test_hostile"),
 ];
@@ -40,13 +48,24 @@ fn main() {
     let mut command = Command::new(cargo);
     command
         .current_dir(workspace)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
         .arg(&target_dir);
     for (_, package, _) in GUESTS {
         command.args(["-p", package]);
     }
     // Flags meant for this build script's own compilation must not reach the guests.
-    for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR"] {
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+    ] {
         command.env_remove(var);
     }
     let status = command
@@ -64,7 +83,10 @@ fn main() {
             .join("release")
             .join(format!("{artifact}.wasm"));
         assert!(path.exists(), "{} was not built", path.display());
-        constants.push_str(&format!("pub const {name}: &str = {:?};\n", path.display().to_string()));
+        constants.push_str(&format!(
+            "pub const {name}: &str = {:?};\n",
+            path.display().to_string()
+        ));
     }
     let out = PathBuf::from(env::var("OUT_DIR").expect("set by cargo")).join("guests.rs");
     std::fs::write(out, constants).expect("cannot write guests.rs");

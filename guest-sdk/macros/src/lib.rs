@@ -12,23 +12,36 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{FnArg, ItemFn, ReturnType, Type};
 
-/// The interface, compiled into the macro so that authors need no WIT files of their own.
-const WIT: &str = include_str!("../../wit/engine.wit");
+/// The interface, read from the SDK's own directory so that authors need no WIT files
+/// of their own. An absolute path, because `wit_bindgen` resolves relative paths (and,
+/// without one, a `wit/` directory) against the crate being compiled.
+const WIT_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../wit");
 
 /// Marks the module's source function. See `spark_guest::source`.
 #[proc_macro_attribute]
 pub fn source(attr: TokenStream, item: TokenStream) -> TokenStream {
-    expand(Entry::Source, attr.into(), item.into())
-        .unwrap_or_else(syn::Error::into_compile_error)
-        .into()
+    expand_or_explain(Entry::Source, attr.into(), item.into()).into()
 }
 
 /// Marks the module's handler function. See `spark_guest::handler`.
 #[proc_macro_attribute]
 pub fn handler(attr: TokenStream, item: TokenStream) -> TokenStream {
-    expand(Entry::Handler, attr.into(), item.into())
-        .unwrap_or_else(syn::Error::into_compile_error)
-        .into()
+    expand_or_explain(Entry::Handler, attr.into(), item.into()).into()
+}
+
+/// The expansion, or the error next to the item as written, so that the author sees
+/// this one error rather than a cascade about the item having vanished.
+fn expand_or_explain(entry: Entry, attr: TokenStream2, item: TokenStream2) -> TokenStream2 {
+    match expand(entry, attr, item.clone()) {
+        Ok(expanded) => expanded,
+        Err(error) => {
+            let error = error.into_compile_error();
+            quote! {
+                #error
+                #item
+            }
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -185,7 +198,7 @@ fn call(func: &ItemFn, signature: &Signature, input: TokenStream2) -> TokenStrea
 fn bindings(world: &str) -> TokenStream2 {
     quote! {
         ::spark_guest::__private::wit_bindgen::generate!({
-            inline: #WIT,
+            path: #WIT_DIR,
             world: #world,
             runtime_path: "::spark_guest::__private::wit_bindgen::rt",
         });

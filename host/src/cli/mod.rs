@@ -46,7 +46,7 @@ struct Cli {
     #[arg(long, global = true, env = "SPARK_TENANT", default_value = "default")]
     tenant: String,
 
-    /// Show what modules write to stdout and stderr, and more detail on errors.
+    /// Show what modules write to stdout and stderr (logged at `info`; RUST_LOG overrides).
     #[arg(short, long, global = true)]
     verbose: bool,
 

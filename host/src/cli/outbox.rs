@@ -43,9 +43,9 @@ pub fn summary(item: &OutboxItem) -> String {
                 .unwrap_or_default();
             let template = match text("template") {
                 "" => String::new(),
-                name => format!(" (template {name})"),
+                name => format!(" [template {name}]"),
             };
-            format!("mail to {}: \"{}\"{template}", to.join(", "), text("subject"))
+            format!("to {}: {}{template}", to.join(", "), text("subject"))
         }
         OutboxKind::Output => {
             let payload = item
@@ -53,7 +53,7 @@ pub fn summary(item: &OutboxItem) -> String {
                 .get("payload")
                 .map(|p| p.to_string())
                 .unwrap_or_default();
-            format!("output on {}: {payload}", text("channel"))
+            format!("{}: {payload}", text("channel"))
         }
     }
 }

@@ -204,7 +204,12 @@ impl ArtifactCache {
         }
     }
 
-    fn load_or_compile(&self, engine: &Engine, bytes: &[u8], hash: &str) -> wasmtime::Result<Component> {
+    fn load_or_compile(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+        hash: &str,
+    ) -> wasmtime::Result<Component> {
         let path = self.dir.join(format!("{hash}-{}.cwasm", self.fingerprint));
         if path.exists() {
             // SAFETY: files here are written only by `store` below, from

@@ -91,14 +91,20 @@ mod tests {
     fn each_rule_at_its_boundary() {
         let today = "2024-05-10";
         // Started exactly 2 days ago: not yet inactive; ends in 3 days: not yet ending.
-        assert_eq!(groups(challenge("2024-05-08", "2024-05-13", 0, true), today), ["challenge_created"]);
+        assert_eq!(
+            groups(challenge("2024-05-08", "2024-05-13", 0, true), today),
+            ["challenge_created"]
+        );
         // Started 3 days ago with 1 donation: inactive.
         assert_eq!(
             groups(challenge("2024-05-07", "2024-05-13", 1, true), today),
             ["challenge_created", "challenge_inactivity_2d"]
         );
         // Two donations are enough.
-        assert_eq!(groups(challenge("2024-05-01", "2024-05-13", 2, true), today), ["challenge_created"]);
+        assert_eq!(
+            groups(challenge("2024-05-01", "2024-05-13", 2, true), today),
+            ["challenge_created"]
+        );
         // Ends in 2 days, and today.
         assert_eq!(
             groups(challenge("2024-05-09", "2024-05-12", 5, true), today),
@@ -122,6 +128,9 @@ mod tests {
         let inv = Invocation::new("test", "2024-05-10T00:00:00Z".parse().unwrap());
         let events = challenge_events(challenge("2024-05-09", "2024-06-01", 5, true), &inv);
         assert_eq!(events[0].key, "challenge_created_7");
-        assert_eq!(events[0].context["challenge"]["owner"]["email"], "ada@example.com");
+        assert_eq!(
+            events[0].context["challenge"]["owner"]["email"],
+            "ada@example.com"
+        );
     }
 }

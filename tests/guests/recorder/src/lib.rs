@@ -59,10 +59,16 @@ fn handle(event: &Event, inv: &Invocation) -> Result<Vec<Effect>, Error> {
     if let Some(message) = event.context.get("fail").and_then(Value::as_str) {
         return Err(Error::msg(message));
     }
-    if let Some(first_good) = event.context.get("fail_before_attempt").and_then(Value::as_u64)
+    if let Some(first_good) = event
+        .context
+        .get("fail_before_attempt")
+        .and_then(Value::as_u64)
         && u64::from(inv.attempt()) < first_good
     {
-        return Err(Error::msg(format!("attempt {} is too early", inv.attempt())));
+        return Err(Error::msg(format!(
+            "attempt {} is too early",
+            inv.attempt()
+        )));
     }
     let mut effects = vec![Effect::output(
         "seen",

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The challenges example, end to end, from a fresh checkout:
+#   1. builds the `spark` binary and the example's two modules from source;
+#   2. applies the example's manifest to a fresh data dir (target/example-data);
+#   3. ingests the sample challenges as of 2024-05-10 and shows the events and the
+#      mails waiting in the outbox;
+#   4. ingests them again: every event is a duplicate, nothing is sent twice;
+#   5. runs the sources again ten days later: only the events time has brought.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "building spark and the example modules"
+rustup target add wasm32-wasip2
+cargo build --release -p spark-host
+cargo build --release --target wasm32-wasip2 -p challenges-source -p challenges-mailer
+
+export SPARK_DATA_DIR=target/example-data
+rm -rf "$SPARK_DATA_DIR"
+spark=target/release/spark
+
+step "spark apply examples/challenges/spark.toml"
+$spark apply examples/challenges/spark.toml
+$spark module list
+
+step "spark ingest --model challenge examples/challenges/challenges.jsonl --now 2024-05-10"
+$spark ingest --model challenge examples/challenges/challenges.jsonl --now 2024-05-10
+
+step "spark events list --group '^challenge_ended'"
+$spark events list --group '^challenge_ended'
+
+step "spark outbox list (first 10)"
+$spark outbox list | head -n 11
+
+step "the same records again: only duplicates"
+$spark ingest --model challenge examples/challenges/challenges.jsonl --now 2024-05-10 --json
+
+step "spark process-sources --now 2024-05-20: what ten days bring"
+$spark process-sources --now 2024-05-20
+
+printf '\nThe data dir is %s; try `%s events show challenge_ended_8`.\n' "$SPARK_DATA_DIR" "$spark"

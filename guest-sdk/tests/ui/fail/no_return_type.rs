@@ -1,0 +1,8 @@
+use spark_guest::Event;
+
+#[spark_guest::handler]
+fn handle(event: &Event) {
+    let _ = event;
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[spark_guest::source]
+struct Challenge;
+
+fn main() {}

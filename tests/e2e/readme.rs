@@ -1,0 +1,111 @@
+//! README.md says what the code does: its manifest parses, its command table names
+//! real commands and flags, its JSON field lists match the output.
+
+use std::collections::BTreeSet;
+
+use serde_json::json;
+
+use crate::support::{Spark, guests, jsonl};
+
+const README: &str = include_str!("../../README.md");
+
+#[test]
+fn the_readme_manifest_parses() {
+    let blocks: Vec<&str> = README
+        .split("```toml\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap())
+        .collect();
+    assert_eq!(blocks.len(), 1);
+    let manifest = spark_host::Manifest::parse("README.md".as_ref(), blocks[0]).unwrap();
+    assert_eq!(manifest.limits.fuel, Some(50_000_000));
+    assert_eq!(manifest.modules.len(), 2);
+    assert_eq!(manifest.modules[1].limits.memory_bytes, Some(16 << 20));
+}
+
+#[test]
+fn every_command_in_the_table_exists_with_its_flags() {
+    let spark = Spark::new();
+    let rows: Vec<&str> = README
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `spark "))
+        .map(|rest| rest.split('`').next().unwrap())
+        .collect();
+    assert!(rows.len() >= 12, "{rows:?}");
+    for row in rows {
+        let words: Vec<&str> = row
+            .split_whitespace()
+            .take_while(|word| {
+                !word.starts_with('-') && word.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+            })
+            .collect();
+        let mut args = words.clone();
+        args.push("--help");
+        let help = spark.run(&args).ok().stdout;
+        for flag in row.split(|c: char| c.is_whitespace() || c == '[' || c == ']') {
+            if flag.starts_with("--") {
+                assert!(
+                    help.contains(flag),
+                    "`spark {}` has no {flag}:\n{help}",
+                    words.join(" ")
+                );
+            }
+        }
+    }
+}
+
+/// The field names the README lists in the bullet that starts with `start`, without
+/// the words in `not_fields` (command names, values and nested fields it also quotes).
+fn listed_fields(start: &str, not_fields: &[&str]) -> BTreeSet<String> {
+    let bullet = README
+        .split("\n- ")
+        .find(|item| item.starts_with(start))
+        .unwrap_or_else(|| panic!("no bullet for {start}"));
+    let bullet = bullet.split("\n\n").next().unwrap();
+    bullet
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|word| word.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .filter(|word| !not_fields.contains(word))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn keys(value: &serde_json::Value) -> BTreeSet<String> {
+    value.as_object().unwrap().keys().cloned().collect()
+}
+
+#[test]
+fn the_json_fields_are_the_ones_the_readme_lists() {
+    let spark = Spark::new();
+    spark.add(guests::RECORDER, "source", &["--source", "thing"]);
+    spark.add(guests::RECORDER, "handler", &["--handler", "."]);
+    spark.add(guests::HOSTILE, "broken", &["--handler", "."]);
+    let summary = spark
+        .run_with_input(
+            &["ingest", "--model", "thing", "--json"],
+            &jsonl(&[json!({ "id": 1, "events": [{ "group": "g", "id": 1, "context": { "do": "fail" } }] })]),
+        )
+        .code(1)
+        .json();
+
+    let listed = listed_fields("`ingest`, `process-sources`, `dead retry`", &["ingest"]);
+    assert_eq!(keys(&summary), listed);
+
+    let event = &spark.events()[0];
+    assert_eq!(keys(event), listed_fields("`events list`", &[]));
+
+    let nested = [
+        "mail", "output", "to", "subject", "body", "template", "context", "channel", "payload",
+    ];
+    let item = &spark.outbox()[0];
+    assert_eq!(keys(item), listed_fields("`outbox list`", &nested));
+
+    let dead = &spark.dead()[0];
+    let kinds = ["trap", "limit", "host"];
+    assert_eq!(keys(dead), listed_fields("`dead list`", &kinds));
+
+    let module = &spark.run(&["module", "list", "--json"]).ok().json_lines()[0];
+    assert_eq!(keys(module), listed_fields("`module list`", &[]));
+}
