@@ -40,6 +40,11 @@ pub enum Error {
     #[error("{name} is not a usable Spark module: {why}")]
     InvalidModule { name: String, why: String },
 
+    /// A module that cannot start under the limits it would run with (or traps while
+    /// starting); `error` says which limit, or what went wrong.
+    #[error("{name} cannot start: {error}")]
+    ModuleCannotStart { name: String, error: CallError },
+
     /// A module name that is not registered for this tenant.
     #[error("no module named `{0}` is registered")]
     UnknownModule(String),

@@ -82,6 +82,6 @@ pub use store::{
     DeadLetter, LedgerEntry, ModuleRecord, OutboxItem, OutboxKind, PendingDelivery, RetryPolicy,
     TenantSettings,
 };
-pub use tenant::{ModuleChange, ModuleSpec, ModuleSummary, PreparedModule, Tenant};
+pub use tenant::{ModuleChange, ModuleSpec, ModuleSummary, Tenant};
 pub use time::{format_time, parse_time, wall_clock_ms};
 pub use wasm::{INTERFACE_VERSION, ModuleInfo};

@@ -50,6 +50,13 @@ macro_rules! limits {
             }
         }
 
+        impl From<Limits> for LimitOverrides {
+            /// Every limit set: a module with these ignores its tenant's limits.
+            fn from(limits: Limits) -> Self {
+                Self { $($field: Some(limits.$field),)* }
+            }
+        }
+
         impl LimitOverrides {
             /// Refuses values that would make every call fail.
             pub fn validate(&self) -> Result<(), Error> {

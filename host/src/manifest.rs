@@ -136,7 +136,10 @@ impl Tenant {
                 handlers: entry.handlers.clone(),
                 limits: entry.limits,
             };
-            prepared.push(self.prepare_module(spec).map_err(in_manifest)?);
+            prepared.push(
+                self.prepare_module(spec, &settings.limits)
+                    .map_err(in_manifest)?,
+            );
         }
 
         self.set_settings(&settings)?;

@@ -255,10 +255,12 @@ impl<'t> Pipeline<'t> {
         record: ParsedRecord,
         line: u64,
     ) -> Result<(), Error> {
+        self.run_sources(model, &record.json, RecordOrigin::Line(line))?;
+        // Staged with its events, in the same group.
         self.commit
             .records
-            .push((model.to_owned(), record.id, record.json.clone()));
-        self.run_sources(model, &record.json, RecordOrigin::Line(line))
+            .push((model.to_owned(), record.id, record.json));
+        self.end_record()
     }
 
     /// Runs every stored record of `model` through its sources again.
@@ -283,6 +285,7 @@ impl<'t> Pipeline<'t> {
                     id,
                 };
                 self.run_sources(model, &json, origin)?;
+                self.end_record()?;
                 progress(&self.report);
             }
         }
@@ -305,7 +308,7 @@ impl<'t> Pipeline<'t> {
                 }
             }
         }
-        self.end_record()
+        Ok(())
     }
 
     /// Events through the ledger and to their handlers; emitted events follow, deeper.
@@ -486,6 +489,7 @@ impl<'t> Pipeline<'t> {
         }
     }
 
+    /// Ends a record's work: the group is committed once it holds enough records.
     fn end_record(&mut self) -> Result<(), Error> {
         self.staged_records += 1;
         if self.staged_records >= COMMIT_GROUP {

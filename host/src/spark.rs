@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::Error;
+use crate::limits::Limits;
 use crate::tenant::Tenant;
 use crate::wasm::{ModuleInfo, WasmEngine};
 
@@ -59,9 +60,9 @@ impl Spark {
     /// errors (a file path, say). Needs no data dir.
     pub fn check(name: &str, wasm: &[u8]) -> Result<ModuleInfo, Error> {
         let hash = crate::tenant::hex_sha256(wasm);
-        Ok(WasmEngine::new(None)?
-            .compile(name, wasm, &hash)?
-            .info()
-            .clone())
+        let engine = WasmEngine::new(None)?;
+        let module = engine.compile(name, wasm, &hash)?;
+        module.check_instantiates(&engine, &Limits::default())?;
+        Ok(module.info().clone())
     }
 }

@@ -8,6 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
@@ -50,7 +51,7 @@ pub struct ModuleSpec {
 
 /// A module that passed every check, ready to store.
 #[derive(Debug)]
-pub struct PreparedModule {
+pub(crate) struct PreparedModule {
     spec: ModuleSpec,
     hash: String,
     exports: Vec<String>,
@@ -58,7 +59,7 @@ pub struct PreparedModule {
 
 impl PreparedModule {
     /// The name it will be registered under.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.spec.name
     }
 }
@@ -146,22 +147,17 @@ impl Tenant {
                 path: lock_path.clone(),
                 source,
             })?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(Error::TenantInUse {
-                    tenant: name.to_owned(),
-                    data_dir: data_dir.to_owned(),
-                });
-            }
-            Err(TryLockError::Error(source)) => {
-                return Err(Error::Io {
-                    what: "cannot lock",
-                    path: lock_path,
-                    source,
-                });
-            }
-        }
+        lock_or_wait(&lock).map_err(|error| match error {
+            TryLockError::WouldBlock => Error::TenantInUse {
+                tenant: name.to_owned(),
+                data_dir: data_dir.to_owned(),
+            },
+            TryLockError::Error(source) => Error::Io {
+                what: "cannot lock",
+                path: lock_path,
+                source,
+            },
+        })?;
         let store = SledStore::open(&dir.join("db"))?;
         Ok(Self {
             name: name.to_owned(),
@@ -197,13 +193,19 @@ impl Tenant {
     /// Registers a module, or replaces one of the same name when `replace` is set.
     /// Everything is checked before anything is stored.
     pub fn add_module(&mut self, spec: ModuleSpec, replace: bool) -> Result<ModuleChange, Error> {
-        let prepared = self.prepare_module(spec)?;
+        let tenant_limits = self.store.settings()?.limits;
+        let prepared = self.prepare_module(spec, &tenant_limits)?;
         self.install_module(prepared, replace)
     }
 
     /// Checks a module for registration without storing anything: its name, models
-    /// and regexes, its component, and that it exports what it is registered for.
-    pub fn prepare_module(&mut self, spec: ModuleSpec) -> Result<PreparedModule, Error> {
+    /// and regexes, its component, that it exports what it is registered for, and that
+    /// it starts under its limits (the tenant's `tenant_limits`, then its own).
+    pub(crate) fn prepare_module(
+        &mut self,
+        spec: ModuleSpec,
+        tenant_limits: &LimitOverrides,
+    ) -> Result<PreparedModule, Error> {
         validate_name(&spec.name).map_err(|why| Error::InvalidModuleName {
             name: spec.name.clone(),
             why,
@@ -227,6 +229,8 @@ impl Tenant {
         }
         let hash = hex_sha256(&spec.wasm);
         let compiled = self.compile(&format!("module `{}`", spec.name), &hash, &spec.wasm)?;
+        let limits = Limits::default().with(tenant_limits).with(&spec.limits);
+        compiled.check_instantiates(&self.engine, &limits)?;
         let info = compiled.info();
         if !spec.sources.is_empty() && !info.source {
             return Err(refuse(
@@ -253,7 +257,7 @@ impl Tenant {
 
     /// Stores a module checked by [`prepare_module`](Self::prepare_module). A replaced
     /// module keeps its place in the registration order.
-    pub fn install_module(
+    pub(crate) fn install_module(
         &mut self,
         prepared: PreparedModule,
         replace: bool,
@@ -435,6 +439,23 @@ impl Tenant {
     }
 }
 
+/// How long to wait for a tenant's lock before calling the tenant in use. A moment's
+/// patience covers a process that is just exiting, and a child process that this one
+/// forked still holding a copy of the lock's file descriptor until it execs.
+const LOCK_PATIENCE: Duration = Duration::from_millis(500);
+
+fn lock_or_wait(lock: &File) -> Result<(), TryLockError> {
+    let deadline = Instant::now() + LOCK_PATIENCE;
+    loop {
+        match lock.try_lock() {
+            Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            result => return result,
+        }
+    }
+}
+
 fn create_dir(path: &Path) -> Result<(), Error> {
     fs::create_dir_all(path).map_err(|source| Error::Io {
         what: "cannot create directory",
@@ -499,5 +520,24 @@ mod tests {
             hex_sha256(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+}
+
+#[cfg(test)]
+mod lock_tests {
+    use crate::Spark;
+
+    #[test]
+    fn a_tenant_can_be_reopened_after_it_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let spark = Spark::open(dir.path()).unwrap();
+        let tenant = spark.tenant("t").unwrap();
+        assert!(matches!(
+            spark.tenant("t"),
+            Err(crate::Error::TenantInUse { .. })
+        ));
+        drop(tenant);
+        let again = spark.tenant("t");
+        assert!(again.is_ok(), "{:?}", again.err());
     }
 }

@@ -2,11 +2,18 @@
 //! binary, real sled data dirs in temporary directories.
 
 mod bad_input;
+mod crash;
 mod example;
 mod failures;
 mod guide;
+mod host;
+mod hostile;
 mod ledger;
+mod limits;
+mod model;
 mod readme;
+mod rng;
 mod routing;
 mod sandbox;
 mod support;
+mod tenants;

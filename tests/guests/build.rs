@@ -20,6 +20,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ),
     ("RECORDER", "test-recorder", "test_recorder"),
     ("HOSTILE", "test-hostile", "test_hostile"),
+    ("RAW", "test-raw", "test_raw"),
 ];
 
 fn main() {
@@ -39,6 +40,7 @@ fn main() {
         "examples/challenges/handler/src",
         "tests/guests/recorder/src",
         "tests/guests/hostile/src",
+        "tests/guests/raw/src",
         "Cargo.lock",
     ] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());

@@ -89,6 +89,8 @@ pub struct CompiledModule {
     source: Option<source::GuestIndices>,
     handler: Option<handler::GuestIndices>,
     info: ModuleInfo,
+    /// What errors call it.
+    name: String,
 }
 
 impl WasmEngine {
@@ -116,9 +118,9 @@ impl WasmEngine {
     }
 
     /// Compiles and validates a component: it must be a component (not a core module),
-    /// import nothing outside sandboxed WASI, export a Spark interface with the right
-    /// types, and instantiate under default limits. `name` names it in errors; `hash`
-    /// (the SHA-256 of `bytes`) keys the compiled artifact in the cache.
+    /// import nothing outside sandboxed WASI and export a Spark interface. `name` names
+    /// it in errors; `hash` (the SHA-256 of `bytes`) keys the compiled artifact in the
+    /// cache. [`CompiledModule::check_instantiates`] completes the checks.
     pub fn compile(&self, name: &str, bytes: &[u8], hash: &str) -> Result<CompiledModule, Error> {
         let invalid = |why: String| Error::InvalidModule {
             name: name.to_owned(),
@@ -169,19 +171,13 @@ impl WasmEngine {
             interface_version: INTERFACE_VERSION.to_owned(),
             imports,
         };
-        let module = CompiledModule {
+        Ok(CompiledModule {
             pre,
             source,
             handler,
             info,
-        };
-        // Instantiating once checks the exported functions' types and that the module
-        // can start at all, so a broken module is refused now rather than at its first
-        // event.
-        module
-            .instantiate(self, &Limits::default())
-            .map_err(|error| invalid(format!("it cannot be instantiated: {error}")))?;
-        Ok(module)
+            name: name.to_owned(),
+        })
     }
 }
 
@@ -290,6 +286,18 @@ impl CompiledModule {
     /// What the module is.
     pub fn info(&self) -> &ModuleInfo {
         &self.info
+    }
+
+    /// Instantiates the module once, under the limits it will run with: this checks the
+    /// types of its exported functions and that it can start at all, so that a broken
+    /// module is refused when it is added rather than at its first event.
+    pub fn check_instantiates(&self, engine: &WasmEngine, limits: &Limits) -> Result<(), Error> {
+        self.instantiate(engine, limits)
+            .map(drop)
+            .map_err(|error| Error::ModuleCannotStart {
+                name: self.name.clone(),
+                error,
+            })
     }
 
     /// A fresh instance in its own sandbox, under `limits`.

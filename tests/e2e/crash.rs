@@ -1,0 +1,146 @@
+//! Crash safety: `spark ingest` killed with SIGKILL at random moments, again and again,
+//! then run to completion: every key in the ledger once, every handler's effects for
+//! every event in the outbox once, and the data dir opening cleanly after each kill.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::rng::Rng;
+use crate::support::{Spark, count, guests, jsonl};
+
+const RECORDS: u64 = 20_000;
+const KILLS: usize = 12;
+
+/// Each record: an event `e_N` whose handler emits `emitted_N`, and an event `x_N`.
+fn records() -> String {
+    let records: Vec<serde_json::Value> = (1..=RECORDS)
+        .map(|n| {
+            json!({ "id": n, "events": [
+                { "group": "e", "id": n, "context": { "emit": [{ "group": "emitted", "id": n }] } },
+                { "group": "x", "id": n },
+            ]})
+        })
+        .collect();
+    jsonl(&records)
+}
+
+/// (event, handler) for every delivery the run must have made exactly once.
+fn expected_deliveries() -> BTreeSet<(String, String)> {
+    let mut expected = BTreeSet::new();
+    for n in 1..=RECORDS {
+        for (event, handlers) in [
+            (format!("e_{n}"), ["first", "every"]),
+            (format!("emitted_{n}"), ["first", "every"]),
+            (format!("x_{n}"), ["every", "x"]),
+        ] {
+            for handler in handlers {
+                expected.insert((event.clone(), handler.to_owned()));
+            }
+        }
+    }
+    expected
+}
+
+#[test]
+fn ingest_survives_sigkill_at_random_moments() {
+    let mut rng = Rng::from_env("ingest_survives_sigkill_at_random_moments");
+    let spark = Spark::new();
+    spark.add(guests::RECORDER, "source", &["--source", "thing"]);
+    spark.add(guests::RECORDER, "first", &["--handler", "^e"]);
+    spark.add(guests::RECORDER, "every", &["--handler", "."]);
+    spark.add(guests::RECORDER, "x", &["--handler", "^x$"]);
+    let input = spark.write("records.jsonl", records());
+    let input = input.to_str().unwrap();
+
+    let mut killed = 0;
+    let mut finished_early = 0;
+    let mut ledger_sizes = Vec::new();
+    while killed < KILLS {
+        let mut child = spark
+            .command(&["ingest", "--model", "thing", input, "--now", "2024-05-01"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let wait = Duration::from_millis(rng.between(20..1_500));
+        let started = Instant::now();
+        let mut done = false;
+        while started.elapsed() < wait {
+            if child.try_wait().unwrap().is_some() {
+                done = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if done {
+            // It finished before the kill; start over so the kills land mid-run.
+            finished_early += 1;
+            assert!(
+                finished_early < 50,
+                "ingest keeps finishing before it can be killed"
+            );
+            spark.run(&["dead", "list"]).ok();
+            continue;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        killed += 1;
+        // The data dir opens cleanly, and nothing is dead.
+        assert!(spark.dead().is_empty());
+        let listed = spark.run(&["events", "list", "--json"]).ok();
+        ledger_sizes.push(listed.stdout.lines().count() as u64);
+    }
+    // The kills interrupted real work, not only the re-reading of done records.
+    assert!(
+        ledger_sizes
+            .iter()
+            .any(|&size| size > 0 && size < 3 * RECORDS),
+        "no kill landed while events were being committed: {ledger_sizes:?}"
+    );
+    // Committed work is never lost: the ledger only grows.
+    assert!(
+        ledger_sizes.windows(2).all(|pair| pair[0] <= pair[1]),
+        "{ledger_sizes:?}"
+    );
+
+    let summary = spark
+        .run(&[
+            "ingest",
+            "--model",
+            "thing",
+            input,
+            "--now",
+            "2024-05-01",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(count(&summary, "records"), RECORDS);
+    assert_eq!(count(&summary, "failed"), 0);
+
+    let keys = spark.event_keys();
+    let unique: BTreeSet<&String> = keys.iter().collect();
+    assert_eq!(keys.len(), unique.len());
+    assert_eq!(keys.len() as u64, 3 * RECORDS, "every key once");
+
+    let mut deliveries: BTreeMap<(String, String), u32> = BTreeMap::new();
+    for item in spark.outbox() {
+        let event = item["data"]["payload"]["key"].as_str().unwrap().to_owned();
+        assert_eq!(item["event"], event.as_str());
+        let handler = item["handler"].as_str().unwrap().to_owned();
+        *deliveries.entry((event, handler)).or_default() += 1;
+    }
+    let doubled: Vec<_> = deliveries.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(doubled.is_empty(), "effects committed twice: {doubled:?}");
+    let delivered: BTreeSet<(String, String)> = deliveries.into_keys().collect();
+    let expected = expected_deliveries();
+    let missing: Vec<_> = expected.difference(&delivered).take(5).collect();
+    assert!(missing.is_empty(), "deliveries lost: {missing:?}");
+    assert_eq!(delivered, expected);
+
+    let reprocessed = spark.run(&["process-sources", "--json"]).ok().json();
+    assert_eq!(count(&reprocessed, "records"), RECORDS);
+    assert_eq!(count(&reprocessed, "new"), 0);
+}
