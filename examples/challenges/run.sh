@@ -5,7 +5,8 @@
 #   3. ingests the sample challenges as of 2024-05-10 and shows the events and the
 #      mails waiting in the outbox;
 #   4. ingests them again: every event is a duplicate, nothing is sent twice;
-#   5. runs the sources again ten days later: only the events time has brought.
+#   5. runs the manifest's generator (stalled challenges, a rule without code);
+#   6. runs the sources again ten days later: only the events time has brought.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -32,6 +33,11 @@ $spark events list --group '^challenge_ended'
 
 step "spark outbox list (first 10)"
 $spark outbox list | head -n 11
+
+step "spark generate --now 2024-05-10: the manifest's generator, stalled challenges"
+$spark generators list
+$spark generate --now 2024-05-10
+$spark events list --group '^challenge_stalled'
 
 step "the same records again: only duplicates"
 $spark ingest --model challenge examples/challenges/challenges.jsonl --now 2024-05-10 --json

@@ -77,6 +77,28 @@ impl<I: IntoIterator<Item = Effect>, E: Display> HandlerOutput for Result<I, E> 
     }
 }
 
+/// What a context function may return.
+#[diagnostic::on_unimplemented(
+    message = "a context function returns `Value` or `Result<Value, E>` (E: Display), not `{Self}`",
+    label = "this return type"
+)]
+pub trait ContextOutput {
+    fn into_context(self) -> Result<String, String>;
+}
+
+impl ContextOutput for serde_json::Value {
+    fn into_context(self) -> Result<String, String> {
+        Ok(self.to_string())
+    }
+}
+
+impl<E: Display> ContextOutput for Result<serde_json::Value, E> {
+    fn into_context(self) -> Result<String, String> {
+        self.map(|value| value.to_string())
+            .map_err(|error| error.to_string())
+    }
+}
+
 /// An event as the three strings of the WIT record.
 pub fn event_parts(event: Event) -> (String, String, String) {
     (event.group, event.key, event.context.to_string())

@@ -62,6 +62,28 @@ pub use spark_guest_macros::source;
 /// implements `Display`. A crate has at most one handler.
 pub use spark_guest_macros::handler;
 
+/// Marks `fn(record: T, inv: &Invocation) -> R` as the module's context function,
+/// which tells generators what a record offers to their conditions.
+///
+/// Takes the record like a source; returns a JSON object (`Value`, or
+/// `Result<Value, E>` where `E` implements `Display`): generators test their conditions
+/// on it and use it as the context of the events they make. The attribute's arguments
+/// describe the variables, for `spark generators describe`:
+///
+/// ```no_run
+/// use spark_guest::{Invocation, Value, json};
+///
+/// #[derive(serde::Deserialize)]
+/// struct Challenge { id: u64, donations: u32, owner: Value }
+///
+/// #[spark_guest::context(donations = "donations so far", "owner.email" = "the owner's address")]
+/// fn challenge_context(challenge: Challenge, _inv: &Invocation) -> Value {
+///     json!({ "donations": challenge.donations, "owner": challenge.owner })
+/// }
+/// # fn main() {}
+/// ```
+pub use spark_guest_macros::context;
+
 /// Builds a JSON value: `json!({"challenge": challenge})` (re-exported from serde_json).
 pub use serde_json::json;
 

@@ -73,6 +73,18 @@ pub enum Error {
     #[error("no event with key `{0}` is in the ledger")]
     UnknownEvent(String),
 
+    /// A generator definition that cannot work (bad name, group or condition).
+    #[error("invalid generator `{name}`: {why}")]
+    InvalidGenerator { name: String, why: String },
+
+    /// A generator name that is taken.
+    #[error("a generator named `{0}` already exists; pass --replace to replace it")]
+    GeneratorExists(String),
+
+    /// A generator name that is not defined for this tenant.
+    #[error("no generator named `{0}` is defined")]
+    UnknownGenerator(String),
+
     /// A manifest that cannot be applied.
     #[error("manifest `{}`: {why}", path.display())]
     Manifest { path: PathBuf, why: String },

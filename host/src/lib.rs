@@ -58,6 +58,7 @@
 
 mod error;
 mod event;
+mod generators;
 mod limits;
 mod manifest;
 mod pipeline;
@@ -70,6 +71,7 @@ mod wasm;
 
 pub use error::{CallError, Error};
 pub use event::{Effect, Event, Invocation, Mail};
+pub use generators::{Condition, Generator, ModelDescription, Verdict};
 pub use limits::{
     Limit, LimitOverrides, Limits, MAX_CONTEXT_BYTES, MAX_EMIT_DEPTH, MAX_GROUP_BYTES,
     MAX_KEY_BYTES,

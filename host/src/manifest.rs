@@ -18,10 +18,18 @@
 //! path = "challenges_mailer.wasm"
 //! handlers = ["^challenge"]
 //! limits = { memory-bytes = 16_777_216 }
+//!
+//! [[generators]]
+//! name = "popular"
+//! group = "challenge_popular"
+//! model = "challenge"
+//! when = ["donations >= 3"]
+//! active = true            # the default
 //! ```
 //!
 //! Applying makes the tenant match the file: declared modules are added or replaced
-//! (in the file's order), modules not declared are removed, settings are replaced.
+//! (in the file's order), modules and generators not declared are removed, generators
+//! and settings are replaced.
 //! Everything is checked before anything changes, so a bad file changes nothing.
 
 use std::collections::HashSet;
@@ -30,6 +38,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::Error;
+use crate::generators::Generator;
 use crate::limits::LimitOverrides;
 use crate::store::{RetryPolicy, TenantSettings};
 use crate::tenant::{ModuleChange, ModuleSpec, Tenant};
@@ -44,6 +53,26 @@ pub struct Manifest {
     pub retry: RetryPolicy,
     #[serde(default)]
     pub modules: Vec<ModuleEntry>,
+    #[serde(default)]
+    pub generators: Vec<GeneratorEntry>,
+}
+
+/// One `[[generators]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratorEntry {
+    pub name: String,
+    pub group: String,
+    pub model: String,
+    /// Conditions, all of which must hold.
+    #[serde(default)]
+    pub when: Vec<String>,
+    #[serde(default = "active_by_default")]
+    pub active: bool,
+}
+
+fn active_by_default() -> bool {
+    true
 }
 
 /// One `[[modules]]` entry.
@@ -68,6 +97,10 @@ pub struct ApplyReport {
     pub modules: Vec<(String, ModuleChange)>,
     /// Modules that were registered but are not declared.
     pub removed: Vec<String>,
+    /// The generators declared (all replaced).
+    pub generators: Vec<String>,
+    /// Generators that were defined but are not declared.
+    pub removed_generators: Vec<String>,
 }
 
 impl Manifest {
@@ -87,13 +120,20 @@ impl Manifest {
             path: path.to_owned(),
             why: error.to_string().trim_end().to_owned(),
         })?;
+        let twice = |what: &str, name: &str| Error::Manifest {
+            path: path.to_owned(),
+            why: format!("{what} `{name}` is declared twice"),
+        };
         let mut names = HashSet::new();
         for module in &manifest.modules {
             if !names.insert(module.name.as_str()) {
-                return Err(Error::Manifest {
-                    path: path.to_owned(),
-                    why: format!("module `{}` is declared twice", module.name),
-                });
+                return Err(twice("module", &module.name));
+            }
+        }
+        let mut names = HashSet::new();
+        for generator in &manifest.generators {
+            if !names.insert(generator.name.as_str()) {
+                return Err(twice("generator", &generator.name));
             }
         }
         Ok(manifest)
@@ -142,6 +182,21 @@ impl Tenant {
             );
         }
 
+        let generators = manifest
+            .generators
+            .iter()
+            .map(|entry| {
+                Generator::new(
+                    &entry.name,
+                    &entry.group,
+                    &entry.model,
+                    &entry.when,
+                    entry.active,
+                )
+                .map_err(in_manifest)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
         self.set_settings(&settings)?;
         let declared: HashSet<&str> = manifest.modules.iter().map(|m| m.name.as_str()).collect();
         let mut report = ApplyReport::default();
@@ -155,6 +210,17 @@ impl Tenant {
             let name = module.name().to_owned();
             let change = self.install_module(module, true)?;
             report.modules.push((name, change));
+        }
+        let declared: HashSet<&str> = generators.iter().map(|g| g.name.as_str()).collect();
+        for existing in self.generators()? {
+            if !declared.contains(existing.name.as_str()) {
+                self.remove_generator(&existing.name)?;
+                report.removed_generators.push(existing.name);
+            }
+        }
+        for generator in generators {
+            report.generators.push(generator.name.clone());
+            self.add_generator(generator, true)?;
         }
         Ok(report)
     }

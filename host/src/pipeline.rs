@@ -8,7 +8,7 @@
 //! half of a record. After the records, failed deliveries are retried with backoff until
 //! they succeed or are parked as dead.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::io::BufRead;
 use std::time::Duration;
@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CallError, Error};
 use crate::event::{Effect, Event, Invocation};
+use crate::generators::{Generator, Verdict};
 use crate::limits::{Limits, MAX_EMIT_DEPTH};
 use crate::routes::Routes;
 use crate::store::{
@@ -61,6 +62,8 @@ pub struct RunReport {
     pub retried: u64,
     /// Deliveries still waiting for a retry when the run ended.
     pub pending: u64,
+    /// Generator candidates skipped because a variable's type did not fit a condition.
+    pub mismatches: u64,
     /// What went wrong, one entry per failure; not part of `--json`.
     #[serde(skip)]
     pub problems: Vec<Problem>,
@@ -69,7 +72,7 @@ pub struct RunReport {
 impl RunReport {
     /// Whether anything failed: the CLI exits with status 1 then.
     pub fn has_failures(&self) -> bool {
-        self.invalid > 0 || self.failed > 0 || self.source_errors > 0
+        self.invalid > 0 || self.failed > 0 || self.source_errors > 0 || self.mismatches > 0
     }
 }
 
@@ -82,6 +85,20 @@ pub enum Problem {
     SourceFailed {
         record: RecordOrigin,
         module: String,
+        error: CallError,
+    },
+    /// A generator's candidate whose context has a variable of another type than a
+    /// condition's value: skipped.
+    ConditionMismatch {
+        generator: String,
+        record: RecordOrigin,
+        why: String,
+    },
+    /// A generator could not make its event for a candidate (its context could not be
+    /// computed, or the event is invalid).
+    GeneratorFailed {
+        generator: String,
+        record: RecordOrigin,
         error: CallError,
     },
     /// A handler call that failed; `dead` when it will not be retried.
@@ -103,6 +120,15 @@ pub enum RecordOrigin {
     Stored { model: String, id: String },
 }
 
+impl fmt::Display for RecordOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecordOrigin::Line(line) => write!(f, "line {line}"),
+            RecordOrigin::Stored { model, id } => write!(f, "record `{id}` of `{model}`"),
+        }
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -111,15 +137,17 @@ impl fmt::Display for Problem {
                 record,
                 module,
                 error,
-            } => {
-                match record {
-                    RecordOrigin::Line(line) => write!(f, "line {line}: ")?,
-                    RecordOrigin::Stored { model, id } => {
-                        write!(f, "record `{id}` of `{model}`: ")?
-                    }
-                }
-                write!(f, "source `{module}` failed: {error}")
-            }
+            } => write!(f, "{record}: source `{module}` failed: {error}"),
+            Problem::ConditionMismatch {
+                generator,
+                record,
+                why,
+            } => write!(f, "{record}: generator `{generator}` skipped it: {why}"),
+            Problem::GeneratorFailed {
+                generator,
+                record,
+                error,
+            } => write!(f, "{record}: generator `{generator}` failed: {error}"),
             Problem::DeliveryFailed {
                 event,
                 handler,
@@ -505,6 +533,105 @@ impl<'t> Pipeline<'t> {
         Ok(())
     }
 
+    /// Runs `generators` (all on `model`) over the model's stored records: each record
+    /// is read, and its context computed, once for all of them.
+    pub(crate) fn generate_model(
+        &mut self,
+        model: &str,
+        generators: &[Generator],
+        context_module: Option<&str>,
+        progress: &mut dyn FnMut(&RunReport),
+    ) -> Result<(), Error> {
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .tenant
+                .store
+                .records(model, after.as_deref(), RECORD_PAGE)?;
+            let Some((last, _)) = page.last() else {
+                return Ok(());
+            };
+            after = Some(last.clone());
+            for (id, json) in page {
+                self.report.records += 1;
+                let origin = RecordOrigin::Stored {
+                    model: model.to_owned(),
+                    id: id.clone(),
+                };
+                self.generate_record(model, &id, json, &origin, generators, context_module)?;
+                self.end_record()?;
+                progress(&self.report);
+            }
+        }
+    }
+
+    fn generate_record(
+        &mut self,
+        model: &str,
+        id: &str,
+        record: String,
+        origin: &RecordOrigin,
+        generators: &[Generator],
+        context_module: Option<&str>,
+    ) -> Result<(), Error> {
+        let context = match context_module {
+            None => record,
+            Some(module) => {
+                let inv = self.invocation(1);
+                match self.call(module, |instance| instance.context(model, &record, &inv)) {
+                    Ok(context) => context,
+                    Err(error) => {
+                        for generator in generators {
+                            self.report.source_errors += 1;
+                            self.report.problems.push(Problem::GeneratorFailed {
+                                generator: generator.name.clone(),
+                                record: origin.clone(),
+                                error: error.clone(),
+                            });
+                        }
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        // Both kinds of context were checked to be JSON objects on the way in.
+        let value: serde_json::Value = serde_json::from_str(&context)
+            .map_err(|error| Error::Storage(format!("a stored record is not JSON: {error}")))?;
+        let mut events = Vec::new();
+        for generator in generators {
+            match generator.test(&value) {
+                Verdict::Pass => {}
+                Verdict::Fail | Verdict::Missing => continue,
+                Verdict::Mismatch(why) => {
+                    self.report.mismatches += 1;
+                    self.report.problems.push(Problem::ConditionMismatch {
+                        generator: generator.name.clone(),
+                        record: origin.clone(),
+                        why,
+                    });
+                    continue;
+                }
+            }
+            let event = Event {
+                group: generator.group.clone(),
+                key: format!("{}_{id}", generator.group),
+                context: context.clone(),
+            };
+            match event.validate() {
+                Ok(()) => events.push(event),
+                Err(error) => {
+                    self.report.source_errors += 1;
+                    self.report.problems.push(Problem::GeneratorFailed {
+                        generator: generator.name.clone(),
+                        record: origin.clone(),
+                        error,
+                    });
+                }
+            }
+        }
+        self.process(events, 0)
+    }
+
     /// Delivers dead letters again (all, or those of one event and/or handler).
     pub(crate) fn retry_dead(
         &mut self,
@@ -706,6 +833,36 @@ impl Tenant {
         pipeline.finish()
     }
 
+    /// Runs every active generator over its model's stored records at logical time
+    /// `now_ms`. Each model is read once, however many generators use it.
+    pub fn generate(
+        &mut self,
+        now_ms: i64,
+        progress: &mut dyn FnMut(&RunReport),
+    ) -> Result<RunReport, Error> {
+        let mut by_model: BTreeMap<String, Vec<Generator>> = BTreeMap::new();
+        for generator in self.generators()? {
+            if generator.active {
+                by_model
+                    .entry(generator.model.clone())
+                    .or_default()
+                    .push(generator);
+            }
+        }
+        let mut context_modules = HashMap::new();
+        for model in by_model.keys() {
+            if let Some(module) = self.context_module(model)? {
+                context_modules.insert(model.clone(), module.name);
+            }
+        }
+        let mut pipeline = Pipeline::new(self, now_ms)?;
+        for (model, generators) in &by_model {
+            let context_module = context_modules.get(model).map(String::as_str);
+            pipeline.generate_model(model, generators, context_module, progress)?;
+        }
+        pipeline.finish()
+    }
+
     /// Delivers dead letters again: all of them, or those of one event and/or handler.
     /// Each gets one more attempt, with the handler registered under its name now.
     pub fn retry_dead(
@@ -717,18 +874,6 @@ impl Tenant {
         let mut pipeline = Pipeline::new(self, now_ms)?;
         pipeline.retry_dead(event, handler)?;
         pipeline.finish()
-    }
-
-    fn require_model(&self, model: &str) -> Result<(), Error> {
-        let known = self.known_models()?;
-        if known.iter().any(|known| known == model) {
-            Ok(())
-        } else {
-            Err(Error::UnknownModel {
-                model: model.to_owned(),
-                known,
-            })
-        }
     }
 }
 

@@ -243,11 +243,7 @@ impl Tenant {
                     .to_owned(),
             ));
         }
-        let exports = [("source", info.source), ("handler", info.handler)]
-            .into_iter()
-            .filter(|(_, exported)| *exported)
-            .map(|(name, _)| name.to_owned())
-            .collect();
+        let exports = info.exports().into_iter().map(str::to_owned).collect();
         Ok(PreparedModule {
             spec,
             hash,
@@ -328,15 +324,41 @@ impl Tenant {
             .collect())
     }
 
-    /// Models with at least one source, sorted.
+    /// Models with at least one source or generator, sorted.
     pub fn known_models(&self) -> Result<Vec<String>, Error> {
-        let models: BTreeSet<String> = self
+        let mut models: BTreeSet<String> = self
             .store
             .modules()?
             .into_iter()
             .flat_map(|module| module.sources)
             .collect();
+        models.extend(
+            self.store
+                .generators()?
+                .into_iter()
+                .map(|generator| generator.model),
+        );
         Ok(models.into_iter().collect())
+    }
+
+    /// Refuses a model that no source or generator makes known, naming those that are.
+    pub(crate) fn require_model(&self, model: &str) -> Result<(), Error> {
+        let known = self.known_models()?;
+        if known.iter().any(|known| known == model) {
+            Ok(())
+        } else {
+            Err(Error::UnknownModel {
+                model: model.to_owned(),
+                known,
+            })
+        }
+    }
+
+    /// The limits a registered module runs under: the engine's defaults, then the
+    /// tenant's, then its own.
+    pub(crate) fn limits_of(&self, record: &ModuleRecord) -> Result<Limits, Error> {
+        let tenant = self.store.settings()?.limits;
+        Ok(Limits::default().with(&tenant).with(&record.limits))
     }
 
     /// One event of the ledger.

@@ -167,7 +167,7 @@ fn registrations_that_cannot_work_are_refused_with_the_reason() {
     spark
         .run(&["check", &path(&empty)])
         .code(2)
-        .stderr_has("exports neither");
+        .stderr_has("exports none of");
     let checked = spark
         .run(&["check", guests::RECORDER, "--json"])
         .ok()

@@ -8,18 +8,21 @@ use crate::support::{Spark, count, guests};
 
 const DATA: &str = include_str!("../../examples/challenges/challenges.jsonl");
 
-/// The example's modules, registered as its manifest registers them.
+const MANIFEST: &str = include_str!("../../examples/challenges/spark.toml");
+
+/// The example's manifest, with the paths of the modules built for the tests.
 fn example() -> Spark {
     let spark = Spark::new();
-    let manifest = spark.write(
-        "spark.toml",
-        format!(
-            "[[modules]]\nname = \"challenges\"\npath = {:?}\nsources = [\"challenge\"]\n\n\
-             [[modules]]\nname = \"challenge-mails\"\npath = {:?}\nhandlers = [\"^challenge\"]\n",
+    let manifest = MANIFEST
+        .replace(
+            "../../target/wasm32-wasip2/release/challenges_source.wasm",
             guests::CHALLENGES_SOURCE,
-            guests::CHALLENGES_MAILER
-        ),
-    );
+        )
+        .replace(
+            "../../target/wasm32-wasip2/release/challenges_mailer.wasm",
+            guests::CHALLENGES_MAILER,
+        );
+    let manifest = spark.write("spark.toml", manifest);
     spark.run(&["apply", manifest.to_str().unwrap()]).ok();
     spark
 }
@@ -208,6 +211,47 @@ fn later_runs_add_only_the_events_time_has_brought() {
             "{event}"
         );
     }
+}
+
+#[test]
+fn the_example_generator_finds_stalled_challenges() {
+    let spark = example();
+    ingest(&spark, "2024-05-10");
+    let summary = spark
+        .run(&["generate", "--now", "2024-05-10", "--json"])
+        .ok()
+        .json();
+    let today: jiff::civil::Date = "2024-05-10".parse().unwrap();
+    let mut expected = BTreeSet::new();
+    for line in DATA.lines() {
+        let record: Value = serde_json::from_str(line).unwrap();
+        let start: jiff::civil::Date = record["start_date"].as_str().unwrap().parse().unwrap();
+        let running = today.duration_since(start).as_hours() / 24;
+        if record["is_active"] == true && running > 7 && record["donations"] == 0 {
+            expected.insert(format!("challenge_stalled_{}", record["id"]));
+        }
+    }
+    assert!(
+        !expected.is_empty(),
+        "the sample data has stalled challenges"
+    );
+    let stalled: BTreeSet<String> = spark
+        .event_keys()
+        .into_iter()
+        .filter(|key| key.starts_with("challenge_stalled_"))
+        .collect();
+    assert_eq!(stalled, expected);
+    assert_eq!(count(&summary, "records"), 40);
+    assert_eq!(
+        count(&summary, "deliveries") as usize,
+        expected.len(),
+        "each gets a mail"
+    );
+    let described = spark
+        .run(&["generators", "describe", "--model", "challenge"])
+        .ok()
+        .stdout;
+    assert!(described.contains("days_running"), "{described}");
 }
 
 #[test]

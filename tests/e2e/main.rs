@@ -5,6 +5,7 @@ mod bad_input;
 mod crash;
 mod example;
 mod failures;
+mod generators;
 mod guide;
 mod host;
 mod hostile;

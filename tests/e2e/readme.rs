@@ -21,6 +21,10 @@ fn the_readme_manifest_parses() {
     assert_eq!(manifest.limits.fuel, Some(50_000_000));
     assert_eq!(manifest.modules.len(), 2);
     assert_eq!(manifest.modules[1].limits.memory_bytes, Some(16 << 20));
+    assert_eq!(manifest.generators.len(), 1);
+    for condition in &manifest.generators[0].when {
+        spark_host::Condition::parse(condition).unwrap();
+    }
 }
 
 #[test]
@@ -90,7 +94,10 @@ fn the_json_fields_are_the_ones_the_readme_lists() {
         .code(1)
         .json();
 
-    let listed = listed_fields("`ingest`, `process-sources`, `dead retry`", &["ingest"]);
+    let listed = listed_fields(
+        "`ingest`, `process-sources`, `generate`, `dead retry`",
+        &["ingest", "generate"],
+    );
     assert_eq!(keys(&summary), listed);
 
     let event = &spark.events()[0];
@@ -108,4 +115,21 @@ fn the_json_fields_are_the_ones_the_readme_lists() {
 
     let module = &spark.run(&["module", "list", "--json"]).ok().json_lines()[0];
     assert_eq!(keys(module), listed_fields("`module list`", &[]));
+
+    spark
+        .run(&[
+            "generators",
+            "add",
+            "all",
+            "--group",
+            "all",
+            "--model",
+            "thing",
+        ])
+        .ok();
+    let generator = &spark
+        .run(&["generators", "list", "--json"])
+        .ok()
+        .json_lines()[0];
+    assert_eq!(keys(generator), listed_fields("`generators list`", &[]));
 }

@@ -9,8 +9,10 @@
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
 use quote::{quote, quote_spanned};
+use syn::parse::{Parse, ParseStream, Parser};
+use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
-use syn::{FnArg, ItemFn, ReturnType, Type};
+use syn::{FnArg, ItemFn, LitStr, ReturnType, Token, Type};
 
 /// The interface, read from the SDK's own directory so that authors need no WIT files
 /// of their own. An absolute path, because `wit_bindgen` resolves relative paths (and,
@@ -27,6 +29,12 @@ pub fn source(attr: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn handler(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand_or_explain(Entry::Handler, attr.into(), item.into()).into()
+}
+
+/// Marks the module's context function for generators. See `spark_guest::context`.
+#[proc_macro_attribute]
+pub fn context(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand_or_explain(Entry::Context, attr.into(), item.into()).into()
 }
 
 /// The expansion, or the error next to the item as written, so that the author sees
@@ -48,6 +56,7 @@ fn expand_or_explain(entry: Entry, attr: TokenStream2, item: TokenStream2) -> To
 enum Entry {
     Source,
     Handler,
+    Context,
 }
 
 impl Entry {
@@ -55,6 +64,7 @@ impl Entry {
         match self {
             Entry::Source => "#[spark_guest::source]",
             Entry::Handler => "#[spark_guest::handler]",
+            Entry::Context => "#[spark_guest::context]",
         }
     }
 
@@ -62,6 +72,7 @@ impl Entry {
         match self {
             Entry::Source => "fn name(record: T, inv: &Invocation) -> Vec<Event>",
             Entry::Handler => "fn name(event: &Event, inv: &Invocation) -> Vec<Effect>",
+            Entry::Context => "fn name(record: T, inv: &Invocation) -> Value",
         }
     }
 }
@@ -75,12 +86,16 @@ struct Signature {
 }
 
 fn expand(entry: Entry, attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
-    if !attr.is_empty() {
-        return Err(syn::Error::new_spanned(
-            attr,
-            format!("`{}` takes no arguments", entry.attribute()),
-        ));
-    }
+    let variables = match entry {
+        Entry::Context => parse_variables(attr)?,
+        Entry::Source | Entry::Handler if attr.is_empty() => Vec::new(),
+        Entry::Source | Entry::Handler => {
+            return Err(syn::Error::new_spanned(
+                attr,
+                format!("`{}` takes no arguments", entry.attribute()),
+            ));
+        }
+    };
     let func: ItemFn = syn::parse2(item).map_err(|error| {
         syn::Error::new(
             error.span(),
@@ -95,6 +110,7 @@ fn expand(entry: Entry, attr: TokenStream2, item: TokenStream2) -> syn::Result<T
     let glue = match entry {
         Entry::Source => source_glue(&func, &signature),
         Entry::Handler => handler_glue(&func, &signature),
+        Entry::Context => context_glue(&func, &signature, &variables),
     };
     Ok(quote! {
         #func
@@ -134,7 +150,7 @@ fn check(entry: Entry, func: &ItemFn) -> syn::Result<Signature> {
     }
     if types.is_empty() || types.len() > 2 {
         let what = match entry {
-            Entry::Source => "takes the record and, optionally, the invocation",
+            Entry::Source | Entry::Context => "takes the record and, optionally, the invocation",
             Entry::Handler => "takes the event and, optionally, the invocation",
         };
         return if types.is_empty() {
@@ -149,7 +165,7 @@ fn check(entry: Entry, func: &ItemFn) -> syn::Result<Signature> {
         }
     }
     let input_by_ref = matches!(types[0], Type::Reference(_));
-    if input_by_ref && matches!(entry, Entry::Source) {
+    if input_by_ref && matches!(entry, Entry::Source | Entry::Context) {
         return fail(types[0], "takes the record by value (any `T: Deserialize`)");
     }
     let output_span = match &sig.output {
@@ -157,6 +173,7 @@ fn check(entry: Entry, func: &ItemFn) -> syn::Result<Signature> {
             let what = match entry {
                 Entry::Source => "must return its events",
                 Entry::Handler => "must return its effects",
+                Entry::Context => "must return the context",
             };
             return fail(&sig.ident, what);
         }
@@ -167,6 +184,62 @@ fn check(entry: Entry, func: &ItemFn) -> syn::Result<Signature> {
         invocation_by_ref: types.get(1).map(|ty| matches!(ty, Type::Reference(_))),
         output_span,
     })
+}
+
+/// The attribute's `name = "description"` pairs; a dotted name is written as a string:
+/// `#[context(donations = "...", "owner.email" = "...")]`.
+fn parse_variables(attr: TokenStream2) -> syn::Result<Vec<(String, LitStr)>> {
+    let parser = Punctuated::<Variable, Token![,]>::parse_terminated;
+    let variables = parser.parse2(attr)?;
+    let mut seen = std::collections::HashSet::new();
+    let mut pairs = Vec::new();
+    for variable in variables {
+        if !seen.insert(variable.name.clone()) {
+            return Err(syn::Error::new(
+                variable.span,
+                format!("variable `{}` is described twice", variable.name),
+            ));
+        }
+        pairs.push((variable.name, variable.description));
+    }
+    Ok(pairs)
+}
+
+/// `name = "description"` or `"dotted.name" = "description"`.
+struct Variable {
+    name: String,
+    span: Span,
+    description: LitStr,
+}
+
+impl Parse for Variable {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let (name, span) = if input.peek(LitStr) {
+            let name: LitStr = input.parse()?;
+            (name.value(), name.span())
+        } else {
+            let name: syn::Ident = input.parse().map_err(|error| {
+                syn::Error::new(
+                    error.span(),
+                    "`#[spark_guest::context]` takes `variable = \"description\"` pairs",
+                )
+            })?;
+            (name.to_string(), name.span())
+        };
+        if !input.peek(Token![=]) {
+            return Err(syn::Error::new(
+                span,
+                format!("describe the variable: `{name} = \"what it means\"`"),
+            ));
+        }
+        input.parse::<Token![=]>()?;
+        let description: LitStr = input.parse()?;
+        Ok(Self {
+            name,
+            span,
+            description,
+        })
+    }
 }
 
 fn contains_impl_trait(ty: &Type) -> bool {
@@ -304,6 +377,54 @@ fn handler_glue(func: &ItemFn, signature: &Signature) -> TokenStream2 {
                             })
                             .collect(),
                     )
+                }
+            }
+
+            export!(Glue);
+        }
+    }
+}
+
+fn context_glue(
+    func: &ItemFn,
+    signature: &Signature,
+    variables: &[(String, LitStr)],
+) -> TokenStream2 {
+    let bindings = bindings("context-module");
+    let call = call(func, signature, quote!(__record));
+    let into_context = quote_spanned! {signature.output_span=>
+        ::spark_guest::__private::ContextOutput::into_context(__output)
+    };
+    let names = variables.iter().map(|(name, _)| name);
+    let descriptions = variables.iter().map(|(_, description)| description);
+    quote! {
+        #[doc(hidden)]
+        #[allow(unused_braces, clippy::all)]
+        mod __spark_context_glue {
+            #bindings
+
+            struct Glue;
+
+            impl exports::spark::engine::context::Guest for Glue {
+                fn context(
+                    model: ::std::string::String,
+                    data: ::std::string::String,
+                    inv: spark::engine::types::Invocation,
+                ) -> ::std::result::Result<::std::string::String, ::std::string::String> {
+                    let __invocation = ::spark_guest::__private::invocation(
+                        inv.tenant, inv.now_ms, inv.attempt, ::std::option::Option::Some(model),
+                    );
+                    let __record = ::spark_guest::__private::parse_record(&data)?;
+                    let __output = #call;
+                    #into_context
+                }
+
+                fn describe(
+                    _model: ::std::string::String,
+                ) -> ::std::vec::Vec<(::std::string::String, ::std::string::String)> {
+                    ::std::vec![
+                        #((::std::string::String::from(#names), ::std::string::String::from(#descriptions)),)*
+                    ]
                 }
             }
 

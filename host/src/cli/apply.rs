@@ -31,6 +31,12 @@ impl Apply {
         for name in &report.removed {
             output::line(format!("{:<9} {name}", "removed"))?;
         }
+        for name in &report.generators {
+            output::line(format!("{:<9} generator {name}", "defined"))?;
+        }
+        for name in &report.removed_generators {
+            output::line(format!("{:<9} generator {name}", "removed"))?;
+        }
         output::line(format!(
             "tenant `{}` matches `{}`",
             tenant.name(),

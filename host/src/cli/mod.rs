@@ -8,6 +8,8 @@ mod apply;
 mod check;
 mod dead;
 mod events;
+mod generate;
+mod generators;
 mod ingest;
 mod module;
 mod outbox;
@@ -68,6 +70,9 @@ enum Command {
     Outbox(outbox::OutboxCommand),
     #[command(subcommand)]
     Dead(dead::DeadCommand),
+    #[command(subcommand)]
+    Generators(generators::GeneratorsCommand),
+    Generate(generate::Generate),
 }
 
 /// How a command that ran went.
@@ -133,6 +138,8 @@ pub fn main() -> ExitCode {
         Command::Events(command) => command.run(&context),
         Command::Outbox(command) => command.run(&context),
         Command::Dead(command) => command.run(&context),
+        Command::Generators(command) => command.run(&context),
+        Command::Generate(command) => command.run(&context),
     };
     match result {
         Ok(Outcome::Done) => ExitCode::SUCCESS,

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use serde_json::json;
-use spark_host::{LimitOverrides, ModuleChange, ModuleSpec};
+use spark_host::{LimitOverrides, Limits, ModuleChange, ModuleSpec};
 
 use super::output::{self, Table};
 use super::{Context, Outcome, read_file};
@@ -116,16 +116,19 @@ impl List {
             "EXPORTS",
             "SOURCE FOR",
             "HANDLES",
-            "LIMITS SET",
+            "LIMITS (NOT DEFAULT)",
             "SHA256",
         ]);
+        let defaults = Limits::default().entries();
         for module in &modules {
+            // The tenant's and the module's own changes; --json shows every limit.
             let own: Vec<String> = module
-                .record
                 .limits
                 .entries()
                 .into_iter()
-                .map(|(limit, value)| format!("{limit}={value}"))
+                .zip(&defaults)
+                .filter(|((_, value), (_, default))| value != default)
+                .map(|((limit, value), _)| format!("{limit}={value}"))
                 .collect();
             table.row(vec![
                 module.record.name.clone(),

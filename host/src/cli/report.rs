@@ -13,7 +13,9 @@ use super::{Outcome, output};
 pub fn finish(report: &RunReport, json: bool) -> anyhow::Result<Outcome> {
     for problem in &report.problems {
         let level = match problem {
-            Problem::DeliveryFailed { dead: false, .. } => "warning",
+            Problem::DeliveryFailed { dead: false, .. } | Problem::ConditionMismatch { .. } => {
+                "warning"
+            }
             _ => "error",
         };
         eprintln!("{level}: {problem}");
@@ -39,6 +41,7 @@ fn summary(report: &RunReport) -> String {
     );
     for (count, what) in [
         (report.source_errors, "source errors"),
+        (report.mismatches, "candidates skipped for a type mismatch"),
         (report.retried, "retries"),
         (report.pending, "deliveries waiting for a retry"),
     ] {

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::error::CallError;
+use crate::generators::Generator;
 use crate::limits::LimitOverrides;
 
 pub use self::sled::SledStore;
@@ -207,6 +208,12 @@ pub trait Store: Send {
     fn remove_module(&mut self, name: &str) -> Result<bool, Error>;
     /// The next registration order number (for a new module).
     fn next_module_order(&mut self) -> Result<u64, Error>;
+
+    /// The generators, in name order.
+    fn generators(&self) -> Result<Vec<Generator>, Error>;
+    fn put_generator(&mut self, generator: &Generator) -> Result<(), Error>;
+    /// Removes a generator; whether it was there.
+    fn remove_generator(&mut self, name: &str) -> Result<bool, Error>;
 
     fn settings(&self) -> Result<TenantSettings, Error>;
     fn put_settings(&mut self, settings: &TenantSettings) -> Result<(), Error>;

@@ -1,7 +1,8 @@
 //! [`Store`] on sled: one database per tenant, one tree per keyspace.
 //!
 //! Keys: records `model \0 id`; ledger `key`; outbox the id as big-endian u64 (so
-//! scans come out in id order); pending and dead `event \0 handler`; modules `name`.
+//! scans come out in id order); pending and dead `event \0 handler`; modules and
+//! generators `name`.
 //! Model names, event keys and handler names never contain `\0` (they are checked
 //! before they get here), so these keys are unambiguous. Values are JSON.
 
@@ -18,6 +19,7 @@ use super::{
     TenantSettings,
 };
 use crate::Error;
+use crate::generators::Generator;
 
 /// A tenant's data in a sled database.
 pub struct SledStore {
@@ -28,6 +30,7 @@ pub struct SledStore {
     pending: sled::Tree,
     dead: sled::Tree,
     modules: sled::Tree,
+    generators: sled::Tree,
     meta: sled::Tree,
     next_outbox_id: u64,
 }
@@ -60,6 +63,7 @@ impl SledStore {
             pending: db.open_tree("pending")?,
             dead: db.open_tree("dead")?,
             modules: db.open_tree("modules")?,
+            generators: db.open_tree("generators")?,
             meta: db.open_tree("meta")?,
             outbox,
             db,
@@ -323,6 +327,23 @@ impl Store for SledStore {
             })?
             .ok_or_else(|| Error::Storage("module order counter vanished".to_owned()))?;
         decode_id(&next)
+    }
+
+    fn generators(&self) -> Result<Vec<Generator>, Error> {
+        values(&self.generators).collect()
+    }
+
+    fn put_generator(&mut self, generator: &Generator) -> Result<(), Error> {
+        self.generators
+            .insert(generator.name.as_bytes(), to_json(generator)?)?;
+        self.generators.flush()?;
+        Ok(())
+    }
+
+    fn remove_generator(&mut self, name: &str) -> Result<bool, Error> {
+        let removed = self.generators.remove(name.as_bytes())?.is_some();
+        self.generators.flush()?;
+        Ok(removed)
     }
 
     fn settings(&self) -> Result<TenantSettings, Error> {

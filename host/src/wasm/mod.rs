@@ -19,18 +19,18 @@ use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Config, Engine, Store, Trap};
 
 use crate::error::{CallError, Error};
-use crate::event::{Effect, Event, Invocation, Mail};
-use crate::limits::{Limit, Limits};
+use crate::event::{Effect, Event, Invocation, Mail, check_json_object};
+use crate::limits::{Limit, Limits, MAX_CONTEXT_BYTES};
 use sandbox::{LimitHit, SandboxState};
 
 mod bindings {
     wasmtime::component::bindgen!({
         path: "../guest-sdk/wit",
-        world: "spark-module",
+        world: "any-module",
     });
 }
 
-use bindings::exports::spark::engine::{handler, source};
+use bindings::exports::spark::engine::{context, handler, source};
 use bindings::spark::engine::types as wit;
 
 /// The interface version this host implements.
@@ -40,6 +40,7 @@ const SOURCE_EXPORT: &str = "spark:engine/source@0.1.0";
 /// types; it has no functions, so importing it grants nothing.
 const TYPES_IMPORT: &str = "spark:engine/types@0.1.0";
 const HANDLER_EXPORT: &str = "spark:engine/handler@0.1.0";
+const CONTEXT_EXPORT: &str = "spark:engine/context@0.1.0";
 
 /// WASI packages a module may import. The sandbox grants none of their authority
 /// (no files, sockets, environment, real clock), so importing them is harmless, and the
@@ -65,6 +66,8 @@ pub struct ModuleInfo {
     pub source: bool,
     /// It exports `spark:engine/handler`.
     pub handler: bool,
+    /// It exports `spark:engine/context` (for generators).
+    pub context: bool,
     /// The interface version it was built against.
     pub interface_version: String,
     /// The interfaces it imports (all WASI, all sandboxed).
@@ -72,14 +75,22 @@ pub struct ModuleInfo {
 }
 
 impl ModuleInfo {
-    /// `source`, `handler` or `source+handler`.
-    pub fn kind(&self) -> &'static str {
-        match (self.source, self.handler) {
-            (true, true) => "source+handler",
-            (true, false) => "source",
-            (false, true) => "handler",
-            (false, false) => "none",
-        }
+    /// The Spark interfaces it exports: `source`, `handler`, `context`, in that order.
+    pub fn exports(&self) -> Vec<&'static str> {
+        [
+            ("source", self.source),
+            ("handler", self.handler),
+            ("context", self.context),
+        ]
+        .into_iter()
+        .filter(|(_, exported)| *exported)
+        .map(|(name, _)| name)
+        .collect()
+    }
+
+    /// Its exports joined with `+`, e.g. `source+context`.
+    pub fn kind(&self) -> String {
+        self.exports().join("+")
     }
 }
 
@@ -88,6 +99,7 @@ pub struct CompiledModule {
     pre: InstancePre<SandboxState>,
     source: Option<source::GuestIndices>,
     handler: Option<handler::GuestIndices>,
+    context: Option<context::GuestIndices>,
     info: ModuleInfo,
     /// What errors call it.
     name: String,
@@ -150,7 +162,8 @@ impl WasmEngine {
             .map_err(|error| invalid(format!("its imports do not fit: {}", root_cause(&error))))?;
         let source = source::GuestIndices::new(&pre).ok();
         let handler = handler::GuestIndices::new(&pre).ok();
-        if source.is_none() && handler.is_none() {
+        let context = context::GuestIndices::new(&pre).ok();
+        if source.is_none() && handler.is_none() && context.is_none() {
             let exports: Vec<String> = component_type
                 .exports(&self.engine)
                 .map(|(name, _)| format!("`{name}`"))
@@ -161,13 +174,15 @@ impl WasmEngine {
                 exports.join(", ")
             };
             return Err(invalid(format!(
-                "it exports neither `{SOURCE_EXPORT}` nor `{HANDLER_EXPORT}` (it exports \
-                 {exports}); build it with spark-guest's #[source] or #[handler]"
+                "it exports none of `{SOURCE_EXPORT}`, `{HANDLER_EXPORT}` and \
+                 `{CONTEXT_EXPORT}` (it exports {exports}); build it with spark-guest's \
+                 #[source], #[handler] or #[context]"
             )));
         }
         let info = ModuleInfo {
             source: source.is_some(),
             handler: handler.is_some(),
+            context: context.is_some(),
             interface_version: INTERFACE_VERSION.to_owned(),
             imports,
         };
@@ -175,6 +190,7 @@ impl WasmEngine {
             pre,
             source,
             handler,
+            context,
             info,
             name: name.to_owned(),
         })
@@ -316,14 +332,19 @@ impl CompiledModule {
                 Some(indices) => Some(indices.load(&mut store, &instance)?),
                 None => None,
             };
-            Ok((source, handler))
+            let context = match &self.context {
+                Some(indices) => Some(indices.load(&mut store, &instance)?),
+                None => None,
+            };
+            Ok((source, handler, context))
         })();
         let log = store.data().call.take_log();
-        let (source, handler) = started.map_err(|error| classify(error, limits, log))?;
+        let (source, handler, context) = started.map_err(|error| classify(error, limits, log))?;
         Ok(Instance {
             store,
             source,
             handler,
+            context,
             limits: *limits,
             poisoned: false,
         })
@@ -337,6 +358,7 @@ pub struct Instance {
     store: Store<SandboxState>,
     source: Option<source::Guest>,
     handler: Option<handler::Guest>,
+    context: Option<context::Guest>,
     limits: Limits,
     poisoned: bool,
 }
@@ -419,6 +441,57 @@ impl Instance {
             value: effects,
             log: output.log,
         })
+    }
+
+    /// Calls the module's context function with one record: the record's context for
+    /// generators, a JSON object as text.
+    pub fn context(
+        &mut self,
+        model: &str,
+        record: &str,
+        inv: &Invocation,
+    ) -> Result<CallOutput<String>, CallError> {
+        let Some(context) = self.context.clone() else {
+            return Err(CallError::Host {
+                message: "the module does not export a context function".to_owned(),
+            });
+        };
+        let wit_inv = wit_invocation(inv);
+        let output = self.call(record.len() + model.len(), seed(record), inv, |store| {
+            context.call_context(store, model, record, &wit_inv)
+        })?;
+        check_size(output.value.len(), &self.limits)?;
+        if output.value.len() > MAX_CONTEXT_BYTES {
+            return Err(CallError::Limit {
+                limit: Limit::ContextBytes,
+                max: MAX_CONTEXT_BYTES as u64,
+                actual: Some(output.value.len() as u64),
+            });
+        }
+        check_json_object(&output.value).map_err(|why| CallError::InvalidOutput {
+            what: "context".to_owned(),
+            why,
+        })?;
+        Ok(output)
+    }
+
+    /// Asks the module's context function which variables it offers for `model`.
+    pub fn describe(
+        &mut self,
+        model: &str,
+        inv: &Invocation,
+    ) -> Result<CallOutput<Vec<(String, String)>>, CallError> {
+        let Some(context) = self.context.clone() else {
+            return Err(CallError::Host {
+                message: "the module does not export a context function".to_owned(),
+            });
+        };
+        let output = self.call(model.len(), seed(model), inv, |store| {
+            context.call_describe(store, model).map(Ok)
+        })?;
+        let bytes: usize = output.value.iter().map(|(n, d)| n.len() + d.len()).sum();
+        check_size(bytes, &self.limits)?;
+        Ok(output)
     }
 
     /// Runs `f` under the per-call limits and sorts its failure into a [`CallError`].

@@ -10,10 +10,13 @@
 //!
 //! An inactive challenge yields nothing. Each event's context is `{"challenge": ...}`,
 //! the record itself, and its key is `{group}_{id}`, so each fires once per challenge.
+//!
+//! For generators, the context function adds `days_running` and `days_left`, so that
+//! operators can declare rules such as "no donations after a week" without code.
 
 use serde::{Deserialize, Serialize};
 use spark_guest::jiff::civil::Date;
-use spark_guest::{Event, Invocation, event, json};
+use spark_guest::{Event, Invocation, Value, event, json};
 
 /// A challenge record, as ingested with `spark ingest --model challenge`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,6 +40,23 @@ pub struct Owner {
 /// Whole days from `from` to `to` (negative when `to` is earlier).
 fn days(from: Date, to: Date) -> i64 {
     to.duration_since(from).as_hours() / 24
+}
+
+/// For generators: what conditions on a challenge can test, as of the run's day.
+#[spark_guest::context(
+    "challenge.donations" = "donations received so far",
+    "challenge.is_active" = "whether the challenge is active",
+    "challenge.owner.email" = "the owner's address",
+    days_running = "days since the challenge started",
+    days_left = "days until it ends (negative once it has ended)",
+)]
+pub fn challenge_context(challenge: Challenge, inv: &Invocation) -> Value {
+    let today = inv.today();
+    json!({
+        "days_running": days(challenge.start_date, today),
+        "days_left": days(today, challenge.end_date),
+        "challenge": challenge,
+    })
 }
 
 #[spark_guest::source]
@@ -121,6 +141,15 @@ mod tests {
         );
         // Inactive challenges yield nothing.
         assert!(groups(challenge("2024-01-01", "2024-01-02", 0, false), today).is_empty());
+    }
+
+    #[test]
+    fn the_context_counts_days_both_ways() {
+        let inv = Invocation::new("test", "2024-05-10T00:00:00Z".parse().unwrap());
+        let context = challenge_context(challenge("2024-05-03", "2024-05-08", 1, true), &inv);
+        assert_eq!(context["days_running"], 7);
+        assert_eq!(context["days_left"], -2);
+        assert_eq!(context["challenge"]["donations"], 1);
     }
 
     #[test]

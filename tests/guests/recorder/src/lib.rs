@@ -1,5 +1,5 @@
 //! A scriptable test module: records say which events to make, event contexts say which
-//! effects to return. End-to-end tests register it under several names and read the
+//! effects to return, and the context function adds `key_length` for generators. End-to-end tests register it under several names and read the
 //! outbox to see which handler ran for which event.
 
 use serde::Deserialize;
@@ -49,6 +49,21 @@ fn events(record: Record, _inv: &Invocation) -> Result<Vec<Event>, Error> {
         .into_iter()
         .map(EventSpec::into_event)
         .collect())
+}
+
+/// For generators: the record itself, plus `key_length` when it has a text `key`
+/// (django-spark's generator test case).
+#[spark_guest::context(key_length = "the length of the record's `key`")]
+fn context(record: Value) -> Result<Value, Error> {
+    let mut context = record;
+    let length = context
+        .get("key")
+        .and_then(Value::as_str)
+        .map(|key| key.chars().count());
+    if let (Some(length), Some(object)) = (length, context.as_object_mut()) {
+        object.insert("key_length".to_owned(), json!(length));
+    }
+    Ok(context)
 }
 
 /// Returns an output `seen` naming the event and the attempt; a context may add
