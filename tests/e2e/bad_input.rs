@@ -101,7 +101,7 @@ fn registrations_that_cannot_work_are_refused_with_the_reason() {
         ),
         (
             vec![path(&empty), "--handler".into(), "a".into()],
-            "exports neither",
+            "exports none of",
         ),
         (
             vec![path(&foreign), "--handler".into(), "a".into()],
