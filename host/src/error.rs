@@ -28,12 +28,13 @@ pub enum Error {
     #[error("storage error: {0}")]
     Storage(String),
 
-    /// Reading or writing a file failed.
-    #[error("{what} `{}`: {source}", path.display())]
+    /// Reading or writing a file failed. (`error` is in the message, not a `source`:
+    /// messages are shown whole, and a chain would say it twice.)
+    #[error("{what} `{}`: {error}", path.display())]
     Io {
         what: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     /// A file given as a module is not one Spark can run.
@@ -84,6 +85,18 @@ pub enum Error {
     /// A generator name that is not defined for this tenant.
     #[error("no generator named `{0}` is defined")]
     UnknownGenerator(String),
+
+    /// A mail template that does not parse.
+    #[error("invalid template for `{group}`: {why}")]
+    InvalidTemplate { group: String, why: String },
+
+    /// A group that has no template.
+    #[error("no template for group `{0}`; `spark mails list` shows those there are")]
+    UnknownTemplate(String),
+
+    /// A mail transport that cannot be used.
+    #[error("invalid transport `{transport}`: {why}")]
+    InvalidTransport { transport: String, why: String },
 
     /// A manifest that cannot be applied.
     #[error("manifest `{}`: {why}", path.display())]

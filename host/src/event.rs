@@ -29,14 +29,21 @@ pub struct Invocation {
 }
 
 /// A mail returned by a handler.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mail {
     pub to: Vec<String>,
     pub subject: String,
     pub body: String,
+    /// The name of the tenant's template (an event group) to render.
     pub template: Option<String>,
-    /// A JSON object, as text.
+    /// The template's variables: a JSON object, as text.
     pub context: Option<String>,
+    /// Set by the built-in mail handler (from `spark_mail`); a module's mails get the
+    /// tenant's defaults.
+    pub cc: Vec<String>,
+    pub bcc: Vec<String>,
+    pub from: Option<String>,
+    pub reply_to: Option<String>,
 }
 
 /// What a handler asks the host to do.
@@ -111,7 +118,14 @@ impl Effect {
         match self {
             Effect::Emit(event) => event.text_len(),
             Effect::Mail(mail) => {
-                mail.to.iter().map(String::len).sum::<usize>()
+                mail.to
+                    .iter()
+                    .chain(&mail.cc)
+                    .chain(&mail.bcc)
+                    .map(String::len)
+                    .sum::<usize>()
+                    + mail.from.as_ref().map_or(0, String::len)
+                    + mail.reply_to.as_ref().map_or(0, String::len)
                     + mail.subject.len()
                     + mail.body.len()
                     + mail.template.as_ref().map_or(0, String::len)
@@ -220,8 +234,7 @@ mod tests {
                 to: to.into_iter().map(str::to_owned).collect(),
                 subject: "s".to_owned(),
                 body: "b".to_owned(),
-                template: None,
-                context: None,
+                ..Mail::default()
             })
         };
         assert!(mail(vec!["a@example.com"]).validate().is_ok());

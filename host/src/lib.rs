@@ -23,14 +23,14 @@
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use spark_host::{ModuleSpec, Spark, parse_time};
+//! use spark_host::{ModuleCode, ModuleSpec, Spark, parse_time};
 //!
 //! let spark = Spark::open("spark-data")?;
 //! let mut tenant = spark.tenant("default")?;
 //! tenant.add_module(
 //!     ModuleSpec {
 //!         name: "challenges".into(),
-//!         wasm: std::fs::read("challenges_source.wasm")?,
+//!         code: ModuleCode::load("challenges_source.wasm".as_ref())?,
 //!         sources: vec!["challenge".into()],
 //!         handlers: vec![],
 //!         limits: Default::default(),
@@ -60,6 +60,7 @@ mod error;
 mod event;
 mod generators;
 mod limits;
+mod mail;
 mod manifest;
 mod pipeline;
 mod routes;
@@ -76,14 +77,15 @@ pub use limits::{
     Limit, LimitOverrides, Limits, MAX_CONTEXT_BYTES, MAX_EMIT_DEPTH, MAX_GROUP_BYTES,
     MAX_KEY_BYTES,
 };
+pub use mail::{MailSettings, Rendered, SendReport, Transport};
 pub use manifest::{ApplyReport, Manifest, ModuleEntry};
 pub use pipeline::{MAX_RECORD_BYTES, Problem, RecordOrigin, RunReport};
 pub use routes::compile_regex;
 pub use spark::Spark;
 pub use store::{
-    DeadLetter, LedgerEntry, ModuleRecord, OutboxItem, OutboxKind, PendingDelivery, RetryPolicy,
-    TenantSettings,
+    DeadLetter, LedgerEntry, ModuleRecord, OutboxItem, OutboxKind, OutboxStatus, PendingDelivery,
+    RetryPolicy, TenantSettings,
 };
-pub use tenant::{ModuleChange, ModuleSpec, ModuleSummary, Tenant};
+pub use tenant::{ModuleChange, ModuleCode, ModuleSpec, ModuleSummary, Tenant};
 pub use time::{format_time, parse_time, wall_clock_ms};
 pub use wasm::{INTERFACE_VERSION, ModuleInfo};

@@ -19,6 +19,13 @@
 //! handlers = ["^challenge"]
 //! limits = { memory-bytes = 16_777_216 }
 //!
+//! [mails]                  # optional
+//! from = "Challenges <challenges@example.com>"
+//! reply-to = "help@example.com"
+//! transport = "file:mails"  # for `spark outbox send` without --transport (a relative
+//!                           # directory is the manifest's)
+//! templates = "templates"   # GROUP.txt files; when given, the tenant's templates
+//!
 //! [[generators]]
 //! name = "popular"
 //! group = "challenge_popular"
@@ -40,8 +47,9 @@ use serde::Deserialize;
 use crate::error::Error;
 use crate::generators::Generator;
 use crate::limits::LimitOverrides;
+use crate::mail::{MailSettings, Transport, builtin::BUILTIN_MAILS, check_template};
 use crate::store::{RetryPolicy, TenantSettings};
-use crate::tenant::{ModuleChange, ModuleSpec, Tenant};
+use crate::tenant::{ModuleChange, ModuleCode, ModuleSpec, Tenant};
 
 /// A parsed manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -55,6 +63,73 @@ pub struct Manifest {
     pub modules: Vec<ModuleEntry>,
     #[serde(default)]
     pub generators: Vec<GeneratorEntry>,
+    #[serde(default)]
+    pub mails: MailsEntry,
+}
+
+/// The `[mails]` table: the tenant's mail settings and its templates.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct MailsEntry {
+    /// The sender of mails that name none.
+    pub from: Option<String>,
+    /// The reply address of mails that name none.
+    pub reply_to: Option<String>,
+    /// What `spark outbox send` uses when not told.
+    pub transport: Option<String>,
+    /// A directory of templates, relative to the manifest: `GROUP.txt` is the template
+    /// of the event group `GROUP`. When given, the tenant's templates become exactly
+    /// these; when not, they are left as they are.
+    pub templates: Option<PathBuf>,
+}
+
+impl MailsEntry {
+    fn settings(&self) -> MailSettings {
+        MailSettings {
+            from: self.from.clone(),
+            reply_to: self.reply_to.clone(),
+            transport: self.transport.clone(),
+        }
+    }
+}
+
+/// The templates in `dir`: `GROUP.txt` files, each checked. Hidden files are ignored;
+/// anything else is refused, so that a misnamed template is not silently unused.
+fn read_templates(dir: &Path) -> Result<Vec<(String, String)>, Error> {
+    let io = |source| Error::Io {
+        what: "cannot read the templates directory",
+        path: dir.to_owned(),
+        error: source,
+    };
+    let mut templates = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        let name = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or_default();
+        if name.starts_with('.') {
+            continue;
+        }
+        let Some(group) = name.strip_suffix(".txt").filter(|group| !group.is_empty()) else {
+            return Err(Error::InvalidTemplate {
+                group: name.to_owned(),
+                why: format!("`{}` is not named GROUP.txt", path.display()),
+            });
+        };
+        let source = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+            what: "cannot read template",
+            path: path.clone(),
+            error: source,
+        })?;
+        check_template(&source).map_err(|why| Error::InvalidTemplate {
+            group: group.to_owned(),
+            why,
+        })?;
+        templates.push((group.to_owned(), source));
+    }
+    templates.sort();
+    Ok(templates)
 }
 
 /// One `[[generators]]` entry.
@@ -101,6 +176,8 @@ pub struct ApplyReport {
     pub generators: Vec<String>,
     /// Generators that were defined but are not declared.
     pub removed_generators: Vec<String>,
+    /// The groups whose templates the manifest's directory set.
+    pub templates: Vec<String>,
 }
 
 impl Manifest {
@@ -109,7 +186,7 @@ impl Manifest {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
             what: "cannot read the manifest",
             path: path.to_owned(),
-            source,
+            error: source,
         })?;
         Self::parse(path, &text)
     }
@@ -149,9 +226,28 @@ impl Tenant {
             path: path.to_owned(),
             why: error.to_string(),
         };
+        let mut mail = manifest.mails.settings();
+        // A relative `file:` directory is the manifest's, like module paths; stored
+        // absolute, so that `outbox send` finds it from anywhere.
+        if let Some(dir) = mail
+            .transport
+            .as_deref()
+            .and_then(|t| t.strip_prefix("file:"))
+            && Path::new(dir).is_relative()
+        {
+            let absolute = std::path::absolute(base.join(dir)).map_err(|source| {
+                in_manifest(Error::Io {
+                    what: "cannot resolve the transport directory",
+                    path: base.join(dir),
+                    error: source,
+                })
+            })?;
+            mail.transport = Some(format!("file:{}", absolute.display()));
+        }
         let settings = TenantSettings {
             limits: manifest.limits,
             retry: manifest.retry,
+            mail,
         };
         settings.limits.validate().map_err(in_manifest)?;
         if settings.retry.attempts == 0 {
@@ -161,17 +257,14 @@ impl Tenant {
         }
         let mut prepared = Vec::new();
         for entry in &manifest.modules {
-            let file = base.join(&entry.path);
-            let wasm = std::fs::read(&file).map_err(|source| {
-                in_manifest(Error::Io {
-                    what: "cannot read module",
-                    path: file.clone(),
-                    source,
-                })
-            })?;
+            let path = if entry.path.as_os_str() == BUILTIN_MAILS {
+                entry.path.clone()
+            } else {
+                base.join(&entry.path)
+            };
             let spec = ModuleSpec {
                 name: entry.name.clone(),
-                wasm,
+                code: ModuleCode::load(&path).map_err(in_manifest)?,
                 sources: entry.sources.clone(),
                 handlers: entry.handlers.clone(),
                 limits: entry.limits,
@@ -197,6 +290,14 @@ impl Tenant {
             })
             .collect::<Result<Vec<_>, _>>()?;
 
+        if let Some(transport) = &settings.mail.transport {
+            transport.parse::<Transport>().map_err(in_manifest)?;
+        }
+        let templates = match &manifest.mails.templates {
+            Some(dir) => Some(read_templates(&base.join(dir)).map_err(in_manifest)?),
+            None => None,
+        };
+
         self.set_settings(&settings)?;
         let declared: HashSet<&str> = manifest.modules.iter().map(|m| m.name.as_str()).collect();
         let mut report = ApplyReport::default();
@@ -221,6 +322,19 @@ impl Tenant {
         for generator in generators {
             report.generators.push(generator.name.clone());
             self.add_generator(generator, true)?;
+        }
+        if let Some(templates) = templates {
+            let declared: HashSet<&str> =
+                templates.iter().map(|(group, _)| group.as_str()).collect();
+            for (group, _) in self.templates()? {
+                if !declared.contains(group.as_str()) {
+                    self.remove_template(&group)?;
+                }
+            }
+            for (group, source) in &templates {
+                self.set_template(group, source)?;
+                report.templates.push(group.clone());
+            }
         }
         Ok(report)
     }

@@ -19,6 +19,7 @@ use crate::error::{CallError, Error};
 use crate::event::{Effect, Event, Invocation};
 use crate::generators::{Generator, Verdict};
 use crate::limits::{Limits, MAX_EMIT_DEPTH};
+use crate::mail::{self, Templates, builtin::BUILTIN_MAILS};
 use crate::routes::Routes;
 use crate::store::{
     Commit, DeadLetter, LedgerEntry, ModuleRecord, NewOutboxItem, OutboxKind, PendingDelivery,
@@ -228,6 +229,7 @@ pub(crate) struct Pipeline<'t> {
     /// Model -> its source modules, in registration order.
     sources: HashMap<String, Vec<String>>,
     routes: Routes,
+    templates: Templates,
     instances: HashMap<String, Instance>,
     commit: Commit,
     /// Keys staged in the uncommitted group: a duplicate inside a group stops too.
@@ -241,6 +243,7 @@ impl<'t> Pipeline<'t> {
         let settings = tenant.store.settings()?;
         let records = tenant.store.modules()?;
         let routes = Routes::new(&records)?;
+        let templates = Templates::new(tenant.store.templates()?).map_err(Error::Storage)?;
         let mut sources: HashMap<String, Vec<String>> = HashMap::new();
         for record in &records {
             for model in &record.sources {
@@ -260,6 +263,7 @@ impl<'t> Pipeline<'t> {
                 .collect(),
             sources,
             routes,
+            templates,
             instances: HashMap::new(),
             commit: Commit::default(),
             staged_keys: HashSet::new(),
@@ -389,8 +393,16 @@ impl<'t> Pipeline<'t> {
                 module: handler.to_owned(),
             });
         }
-        let inv = self.invocation(attempt);
-        let effects = self.call(handler, |instance| instance.handle(event, &inv))?;
+        let builtin = self
+            .modules
+            .get(handler)
+            .is_some_and(|record| record.hash == BUILTIN_MAILS);
+        let effects = if builtin {
+            mail::builtin::handle(event)?
+        } else {
+            let inv = self.invocation(attempt);
+            self.call(handler, |instance| instance.handle(event, &inv))?
+        };
         let mut emitted = Vec::new();
         let mut outbox = Vec::new();
         for effect in effects {
@@ -406,7 +418,10 @@ impl<'t> Pipeline<'t> {
                     emitted.push(event);
                     continue;
                 }
-                Effect::Mail(mail) => (OutboxKind::Mail, mail_data(&mail)),
+                Effect::Mail(mail) => (
+                    OutboxKind::Mail,
+                    mail::compose(&mail, &event.context, &self.settings.mail, &self.templates),
+                ),
                 Effect::Output { channel, payload } => {
                     (OutboxKind::Output, output_data(&channel, &payload))
                 }
@@ -740,16 +755,6 @@ impl<'t> Pipeline<'t> {
     }
 }
 
-fn mail_data(mail: &crate::event::Mail) -> serde_json::Value {
-    serde_json::json!({
-        "to": mail.to,
-        "subject": mail.subject,
-        "body": mail.body,
-        "template": mail.template,
-        "context": mail.context.as_deref().map(json_or_text),
-    })
-}
-
 fn output_data(channel: &str, payload: &str) -> serde_json::Value {
     serde_json::json!({ "channel": channel, "payload": json_or_text(payload) })
 }
@@ -785,7 +790,7 @@ impl Tenant {
                     return Err(Error::Io {
                         what: "cannot read the input",
                         path: "-".into(),
-                        source,
+                        error: source,
                     });
                 }
             };

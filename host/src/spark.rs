@@ -37,7 +37,7 @@ impl Spark {
         std::fs::create_dir_all(&data_dir).map_err(|source| Error::Io {
             what: "cannot create the data dir",
             path: data_dir.clone(),
-            source,
+            error: source,
         })?;
         Ok(Self {
             data_dir,

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::Error;
 use crate::limits::{LimitOverrides, Limits};
+use crate::mail::builtin::BUILTIN_MAILS;
 use crate::routes::compile_regex;
 use crate::store::{
     DeadLetter, LedgerEntry, ModuleRecord, OutboxItem, PendingDelivery, SledStore, Store,
@@ -39,14 +40,40 @@ pub struct Tenant {
 pub struct ModuleSpec {
     /// The name it is registered under; dead letters are kept by this name.
     pub name: String,
-    /// The component.
-    pub wasm: Vec<u8>,
+    /// What runs: a component, or a handler built into the host.
+    pub code: ModuleCode,
     /// Models it is a source for.
     pub sources: Vec<String>,
     /// Group regexes it handles.
     pub handlers: Vec<String>,
     /// Its own limits, over the tenant's.
     pub limits: LimitOverrides,
+}
+
+/// What a module runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModuleCode {
+    /// A WebAssembly component.
+    Wasm(Vec<u8>),
+    /// The built-in mail handler (`builtin:mails`): events whose context holds
+    /// `spark_mail` become mails.
+    BuiltinMails,
+}
+
+impl ModuleCode {
+    /// `builtin:mails`, or the component in the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        if path.as_os_str() == BUILTIN_MAILS {
+            return Ok(ModuleCode::BuiltinMails);
+        }
+        fs::read(path)
+            .map(ModuleCode::Wasm)
+            .map_err(|source| Error::Io {
+                what: "cannot read module",
+                path: path.to_owned(),
+                error: source,
+            })
+    }
 }
 
 /// A module that passed every check, ready to store.
@@ -145,7 +172,7 @@ impl Tenant {
             .map_err(|source| Error::Io {
                 what: "cannot open the lock file",
                 path: lock_path.clone(),
-                source,
+                error: source,
             })?;
         lock_or_wait(&lock).map_err(|error| match error {
             TryLockError::WouldBlock => Error::TenantInUse {
@@ -155,7 +182,7 @@ impl Tenant {
             TryLockError::Error(source) => Error::Io {
                 what: "cannot lock",
                 path: lock_path,
-                source,
+                error: source,
             },
         })?;
         let store = SledStore::open(&dir.join("db"))?;
@@ -227,8 +254,23 @@ impl Tenant {
                 "it is registered for nothing; give --source MODEL or --handler REGEX".to_owned(),
             ));
         }
-        let hash = hex_sha256(&spec.wasm);
-        let compiled = self.compile(&format!("module `{}`", spec.name), &hash, &spec.wasm)?;
+        let wasm = match &spec.code {
+            ModuleCode::Wasm(wasm) => wasm,
+            ModuleCode::BuiltinMails => {
+                if !spec.sources.is_empty() {
+                    return Err(refuse(
+                        "the built-in mail handler is a handler; it cannot be a source".to_owned(),
+                    ));
+                }
+                return Ok(PreparedModule {
+                    spec,
+                    hash: BUILTIN_MAILS.to_owned(),
+                    exports: vec!["handler".to_owned()],
+                });
+            }
+        };
+        let hash = hex_sha256(wasm);
+        let compiled = self.compile(&format!("module `{}`", spec.name), &hash, wasm)?;
         let limits = Limits::default().with(tenant_limits).with(&spec.limits);
         compiled.check_instantiates(&self.engine, &limits)?;
         let info = compiled.info();
@@ -285,7 +327,9 @@ impl Tenant {
         if existing.as_ref() == Some(&record) {
             return Ok(ModuleChange::Unchanged);
         }
-        self.write_blob(&hash, &spec.wasm)?;
+        if let ModuleCode::Wasm(wasm) = &spec.code {
+            self.write_blob(&hash, wasm)?;
+        }
         self.store.put_module(&record)?;
         if let Some(old) = existing {
             self.remove_unused_blob(&old.hash)?;
@@ -402,7 +446,7 @@ impl Tenant {
         let wasm = fs::read(&path).map_err(|source| Error::Io {
             what: "cannot read the component of a registered module",
             path,
-            source,
+            error: source,
         })?;
         self.compile(&format!("module `{}`", record.name), &record.hash, &wasm)
     }
@@ -436,7 +480,7 @@ impl Tenant {
         let io = |what, source| Error::Io {
             what,
             path: partial.clone(),
-            source,
+            error: source,
         };
         let file = File::create(&partial).map_err(|e| io("cannot create", e))?;
         std::io::Write::write_all(&mut &file, wasm).map_err(|e| io("cannot write", e))?;
@@ -446,6 +490,9 @@ impl Tenant {
     }
 
     fn remove_unused_blob(&self, hash: &str) -> Result<(), Error> {
+        if is_builtin(hash) {
+            return Ok(());
+        }
         let in_use = self
             .store
             .modules()?
@@ -482,8 +529,13 @@ fn create_dir(path: &Path) -> Result<(), Error> {
     fs::create_dir_all(path).map_err(|source| Error::Io {
         what: "cannot create directory",
         path: path.to_owned(),
-        source,
+        error: source,
     })
+}
+
+/// Whether a module record's hash names a built-in handler rather than a component.
+pub(crate) fn is_builtin(hash: &str) -> bool {
+    hash.starts_with("builtin:")
 }
 
 /// SHA-256 of `bytes` as lowercase hex.

@@ -142,7 +142,7 @@ fn registrations_that_cannot_work_are_refused_with_the_reason() {
         ),
         (
             vec!["/no/such/file.wasm".into(), "--handler".into(), "a".into()],
-            "cannot read `/no/such/file.wasm`",
+            "cannot read module `/no/such/file.wasm`: No such file or directory",
         ),
     ];
     for (args, expected) in cases {

@@ -10,6 +10,10 @@ const DATA: &str = include_str!("../../examples/challenges/challenges.jsonl");
 
 const MANIFEST: &str = include_str!("../../examples/challenges/spark.toml");
 
+fn examples() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/challenges")
+}
+
 /// The example's manifest, with the paths of the modules built for the tests.
 fn example() -> Spark {
     let spark = Spark::new();
@@ -21,7 +25,12 @@ fn example() -> Spark {
         .replace(
             "../../target/wasm32-wasip2/release/challenges_mailer.wasm",
             guests::CHALLENGES_MAILER,
-        );
+        )
+        .replace(
+            "templates = \"templates\"",
+            &format!("templates = {:?}", examples().join("templates")),
+        )
+        .replace("file:../../target/example-mails", "file:mails");
     let manifest = spark.write("spark.toml", manifest);
     spark.run(&["apply", manifest.to_str().unwrap()]).ok();
     spark
@@ -151,12 +160,14 @@ fn each_event_becomes_one_mail_to_the_owner_with_the_group_template() {
             mail["data"]["context"]["challenge"],
             event["context"]["challenge"]
         );
-        assert!(
-            mail["data"]["subject"]
-                .as_str()
-                .unwrap()
-                .contains("Your challenge")
-        );
+        assert_eq!(mail["data"]["from"], "Challenges <challenges@example.com>");
+        // Rendered with the example's template of the event's group.
+        let title = event["context"]["challenge"]["title"].as_str().unwrap();
+        let subject = mail["data"]["subject"].as_str().unwrap();
+        assert!(subject.contains(&format!("\"{title}\"")), "{subject}");
+        assert!(mail["data"]["render_error"].is_null(), "{mail}");
+        let body = mail["data"]["body"].as_str().unwrap();
+        assert!(body.ends_with("The Challenges team"), "{body}");
     }
     let ids: Vec<u64> = outbox
         .iter()
@@ -166,6 +177,50 @@ fn each_event_becomes_one_mail_to_the_owner_with_the_group_template() {
     sorted.sort();
     sorted.dedup();
     assert_eq!(ids, sorted, "outbox ids are unique and increasing");
+
+    // The manifest's transport writes one .eml per mail into a directory next to it.
+    let report = spark.run(&["outbox", "send", "--json"]).ok().json();
+    assert_eq!(count(&report, "sent") as usize, outbox.len());
+    let written = std::fs::read_dir(spark.data_dir().with_file_name("mails"))
+        .unwrap()
+        .count();
+    assert_eq!(written, outbox.len());
+}
+
+#[test]
+fn the_example_templates_parse_and_the_sample_context_previews() {
+    let spark = example();
+    let templates = spark.run(&["mails", "list", "--json"]).ok().json_lines();
+    let groups: Vec<&str> = templates
+        .iter()
+        .map(|t| t["group"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            "challenge_created",
+            "challenge_ended",
+            "challenge_ends_2d",
+            "challenge_inactivity_2d",
+            "challenge_stalled"
+        ]
+    );
+    let context = examples().join("sample-context.json");
+    let preview = spark
+        .run(&[
+            "mails",
+            "preview",
+            "challenge_ended",
+            "--context",
+            context.to_str().unwrap(),
+        ])
+        .ok()
+        .stdout;
+    assert!(
+        preview.starts_with("Subject: \"Walk 10k steps\" has ended\n\nHello Ada,"),
+        "{preview}"
+    );
+    assert!(preview.contains("with 5\ndonations."), "{preview}");
 }
 
 #[test]

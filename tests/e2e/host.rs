@@ -82,7 +82,7 @@ impl Host {
     ) -> Result<(), spark_host::Error> {
         let spec = ModuleSpec {
             name: name.to_owned(),
-            wasm: std::fs::read(wasm).unwrap(),
+            code: spark_host::ModuleCode::Wasm(std::fs::read(wasm).unwrap()),
             sources: sources.iter().map(|s| (*s).to_owned()).collect(),
             handlers: handlers.iter().map(|h| (*h).to_owned()).collect(),
             limits,

@@ -11,6 +11,7 @@ mod host;
 mod hostile;
 mod ledger;
 mod limits;
+mod mails;
 mod model;
 mod readme;
 mod rng;

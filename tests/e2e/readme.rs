@@ -89,7 +89,11 @@ fn the_json_fields_are_the_ones_the_readme_lists() {
     let summary = spark
         .run_with_input(
             &["ingest", "--model", "thing", "--json"],
-            &jsonl(&[json!({ "id": 1, "events": [{ "group": "g", "id": 1, "context": { "do": "fail" } }] })]),
+            &jsonl(&[
+                json!({ "id": 1, "events": [{ "group": "g", "id": 1, "context": { "do": "fail" } }] }),
+                json!({ "id": 2, "events": [{ "group": "g", "id": 2, "context": {
+                    "mail": { "to": "a@example.com", "subject": "s", "body": "b" } } }] }),
+            ]),
         )
         .code(1)
         .json();
@@ -103,11 +107,65 @@ fn the_json_fields_are_the_ones_the_readme_lists() {
     let event = &spark.events()[0];
     assert_eq!(keys(event), listed_fields("`events list`", &[]));
 
-    let nested = [
-        "mail", "output", "to", "subject", "body", "template", "context", "channel", "payload",
+    let values = ["mail", "output", "pending", "sent"];
+    let mail_data = [
+        "from",
+        "reply_to",
+        "to",
+        "cc",
+        "bcc",
+        "subject",
+        "body",
+        "template",
+        "context",
+        "render_error",
     ];
-    let item = &spark.outbox()[0];
-    assert_eq!(keys(item), listed_fields("`outbox list`", &nested));
+    let output_data = ["channel", "payload"];
+    let nested: Vec<&str> = values
+        .iter()
+        .chain(&mail_data)
+        .chain(&output_data)
+        .copied()
+        .collect();
+    let outbox = spark.outbox();
+    assert_eq!(keys(&outbox[0]), listed_fields("`outbox list`", &nested));
+    let mail = outbox
+        .iter()
+        .find(|item| item["kind"] == "mail")
+        .expect("a mail");
+    assert_eq!(
+        keys(&mail["data"]),
+        mail_data.iter().map(|f| f.to_string()).collect()
+    );
+    let output = outbox
+        .iter()
+        .find(|item| item["kind"] == "output")
+        .expect("an output");
+    assert_eq!(
+        keys(&output["data"]),
+        output_data.iter().map(|f| f.to_string()).collect()
+    );
+    let listed = listed_fields("`outbox list`", &[]);
+    assert!(
+        mail_data
+            .iter()
+            .chain(&output_data)
+            .all(|f| listed.contains(*f))
+    );
+
+    let sent = spark
+        .run(&["outbox", "send", "--transport", "stdout", "--json"])
+        .code(1)
+        .json_lines();
+    let sent = sent.last().expect("a summary");
+    assert_eq!(keys(sent), listed_fields("`outbox send`", &[]));
+
+    let template = spark.write("t.txt", "Hello");
+    spark
+        .run(&["mails", "set", "g", template.to_str().unwrap()])
+        .ok();
+    let listed_template = &spark.run(&["mails", "list", "--json"]).ok().json_lines()[0];
+    assert_eq!(keys(listed_template), listed_fields("`mails list`", &[]));
 
     let dead = &spark.dead()[0];
     let kinds = ["trap", "limit", "host"];

@@ -37,6 +37,9 @@ impl Apply {
         for name in &report.removed_generators {
             output::line(format!("{:<9} generator {name}", "removed"))?;
         }
+        for group in &report.templates {
+            output::line(format!("{:<9} template {group}", "set"))?;
+        }
         output::line(format!(
             "tenant `{}` matches `{}`",
             tenant.name(),

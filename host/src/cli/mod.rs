@@ -11,6 +11,7 @@ mod events;
 mod generate;
 mod generators;
 mod ingest;
+mod mails;
 mod module;
 mod outbox;
 mod output;
@@ -68,6 +69,8 @@ enum Command {
     Events(events::EventsCommand),
     #[command(subcommand)]
     Outbox(outbox::OutboxCommand),
+    #[command(subcommand)]
+    Mails(mails::MailsCommand),
     #[command(subcommand)]
     Dead(dead::DeadCommand),
     #[command(subcommand)]
@@ -137,6 +140,7 @@ pub fn main() -> ExitCode {
         Command::ProcessSources(command) => command.run(&context),
         Command::Events(command) => command.run(&context),
         Command::Outbox(command) => command.run(&context),
+        Command::Mails(command) => command.run(&context),
         Command::Dead(command) => command.run(&context),
         Command::Generators(command) => command.run(&context),
         Command::Generate(command) => command.run(&context),

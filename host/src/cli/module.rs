@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use serde_json::json;
-use spark_host::{LimitOverrides, Limits, ModuleChange, ModuleSpec};
+use spark_host::{LimitOverrides, Limits, ModuleChange, ModuleCode, ModuleSpec};
 
 use super::output::{self, Table};
-use super::{Context, Outcome, read_file};
+use super::{Context, Outcome};
 
 /// Register, list and remove a tenant's modules.
 #[derive(Debug, Subcommand)]
@@ -20,7 +20,8 @@ pub enum ModuleCommand {
 /// Register a module as a source for models and/or a handler for event groups.
 #[derive(Debug, Args)]
 pub struct Add {
-    /// The component (built with `cargo build --target wasm32-wasip2`).
+    /// The component (built with `cargo build --target wasm32-wasip2`), or
+    /// `builtin:mails` for the built-in mail handler.
     file: PathBuf,
     /// The name to register it under; dead letters are kept by this name.
     #[arg(long)]
@@ -64,11 +65,11 @@ impl ModuleCommand {
 
 impl Add {
     fn run(self, context: &Context) -> anyhow::Result<Outcome> {
-        let wasm = read_file(&self.file)?;
+        let code = ModuleCode::load(&self.file)?;
         let mut tenant = context.tenant()?;
         let spec = ModuleSpec {
             name: self.name.clone(),
-            wasm,
+            code,
             sources: self.sources,
             handlers: self.handlers,
             limits: LimitOverrides::default(),

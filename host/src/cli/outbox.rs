@@ -2,7 +2,7 @@
 
 use clap::{Args, Subcommand};
 use serde_json::json;
-use spark_host::{OutboxItem, OutboxKind, format_time};
+use spark_host::{OutboxItem, OutboxKind, OutboxStatus, Transport, format_time};
 
 use super::output::{self, Table};
 use super::{Context, Outcome};
@@ -11,12 +11,31 @@ use super::{Context, Outcome};
 #[derive(Debug, Subcommand)]
 pub enum OutboxCommand {
     List(List),
+    Send(Send),
 }
 
 /// List outbox items in the order they were added.
 #[derive(Debug, Args)]
 pub struct List {
-    /// One JSON object per line: id, event, handler, kind, data.
+    /// Only the items not sent yet.
+    #[arg(long)]
+    pending: bool,
+    /// One JSON object per line: id, event, handler, kind, data, status, attempts, error.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Send the pending mails, each once: sent mails are marked sent; a mail that fails
+/// stays pending with its error for the next `outbox send`. Outputs are not sent.
+#[derive(Debug, Args)]
+pub struct Send {
+    /// `file:DIR` (one .eml per mail), `smtp://HOST:PORT`, `smtps://HOST:PORT` or
+    /// `stdout`; default: the tenant's `[mails] transport`. SMTP credentials come from
+    /// SPARK_SMTP_USERNAME and SPARK_SMTP_PASSWORD; SPARK_SMTP_TLS is `opportunistic`
+    /// (the default), `required` or `off`.
+    #[arg(long)]
+    transport: Option<String>,
+    /// Print the summary as one JSON object: sent, failed.
     #[arg(long)]
     json: bool,
 }
@@ -25,7 +44,36 @@ impl OutboxCommand {
     pub fn run(self, context: &Context) -> anyhow::Result<Outcome> {
         match self {
             OutboxCommand::List(list) => list.run(context),
+            OutboxCommand::Send(send) => send.run(context),
         }
+    }
+}
+
+impl Send {
+    fn run(self, context: &Context) -> anyhow::Result<Outcome> {
+        let mut tenant = context.tenant()?;
+        let transport = match self.transport {
+            Some(transport) => transport,
+            None => tenant.settings()?.mail.transport.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no transport: pass --transport, or set `transport` under [mails] in the manifest"
+                )
+            })?,
+        };
+        let transport: Transport = transport.parse()?;
+        let report = tenant.send_outbox(&transport)?;
+        for (id, why) in &report.problems {
+            eprintln!("error: outbox item {id} was not sent (it stays pending): {why}");
+        }
+        if self.json {
+            output::json_line(&report)?;
+        } else if transport != Transport::Stdout {
+            output::line(format!(
+                "{} mails sent, {} failed",
+                report.sent, report.failed
+            ))?;
+        }
+        Ok(Outcome::from_failures(report.failed > 0))
     }
 }
 
@@ -61,9 +109,12 @@ pub fn summary(item: &OutboxItem) -> String {
 impl List {
     fn run(self, context: &Context) -> anyhow::Result<Outcome> {
         let tenant = context.tenant()?;
-        let mut table = Table::new(&["ID", "EVENT", "HANDLER", "KIND", "WHAT"]);
+        let mut table = Table::new(&["ID", "EVENT", "HANDLER", "KIND", "STATUS", "WHAT"]);
         for item in tenant.outbox() {
             let item = item?;
+            if self.pending && item.status != OutboxStatus::Pending {
+                continue;
+            }
             if self.json {
                 output::json_line(&json!({
                     "id": item.id,
@@ -72,16 +123,26 @@ impl List {
                     "kind": item.kind,
                     "data": item.data,
                     "created_at": format_time(item.created_at_ms),
+                    "status": item.status,
+                    "attempts": item.attempts,
+                    "error": item.error,
                 }))?;
             } else {
+                let status = match (&item.status, &item.error) {
+                    (OutboxStatus::Sent, _) => "sent".to_owned(),
+                    (OutboxStatus::Pending, None) => "pending".to_owned(),
+                    (OutboxStatus::Pending, Some(_)) => format!("failed x{}", item.attempts),
+                };
+                let kind = match item.kind {
+                    OutboxKind::Mail => "mail",
+                    OutboxKind::Output => "output",
+                };
                 table.row(vec![
                     item.id.to_string(),
                     item.event.clone(),
                     item.handler.clone(),
-                    serde_json::to_value(item.kind)?
-                        .as_str()
-                        .unwrap_or("")
-                        .to_owned(),
+                    kind.to_owned(),
+                    status,
                     output::cell(&summary(&item), 70),
                 ]);
             }

@@ -14,6 +14,7 @@ use crate::Error;
 use crate::error::CallError;
 use crate::generators::Generator;
 use crate::limits::LimitOverrides;
+use crate::mail::MailSettings;
 
 pub use self::sled::SledStore;
 
@@ -36,6 +37,15 @@ pub enum OutboxKind {
     Output,
 }
 
+/// Whether an outbox item has gone out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutboxStatus {
+    #[default]
+    Pending,
+    Sent,
+}
+
 /// An effect waiting for a transport.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutboxItem {
@@ -50,6 +60,18 @@ pub struct OutboxItem {
     /// `{channel, payload}` for an output.
     pub data: serde_json::Value,
     pub created_at_ms: i64,
+    /// Pending until a transport sent it.
+    #[serde(default)]
+    pub status: OutboxStatus,
+    /// Sending attempts so far.
+    #[serde(default)]
+    pub attempts: u32,
+    /// Why the last attempt failed, while it is pending.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// When it was sent (wall-clock unix ms).
+    #[serde(default)]
+    pub sent_at_ms: Option<i64>,
 }
 
 /// An outbox item before the store gives it an id.
@@ -142,6 +164,8 @@ pub struct TenantSettings {
     pub limits: LimitOverrides,
     #[serde(default)]
     pub retry: RetryPolicy,
+    #[serde(default)]
+    pub mail: MailSettings,
 }
 
 /// Everything one group of work changes, applied atomically by [`Store::commit`].
@@ -199,6 +223,8 @@ pub trait Store: Send {
 
     /// The outbox in id order.
     fn outbox(&self) -> Items<'_, OutboxItem>;
+    /// Replaces an outbox item (its sending status), at once durably.
+    fn update_outbox(&mut self, item: &OutboxItem) -> Result<(), Error>;
     fn pending(&self) -> Items<'_, PendingDelivery>;
     fn dead(&self) -> Items<'_, DeadLetter>;
 
@@ -214,6 +240,12 @@ pub trait Store: Send {
     fn put_generator(&mut self, generator: &Generator) -> Result<(), Error>;
     /// Removes a generator; whether it was there.
     fn remove_generator(&mut self, name: &str) -> Result<bool, Error>;
+
+    /// Mail templates as (group, source), in group order.
+    fn templates(&self) -> Result<Vec<(String, String)>, Error>;
+    fn put_template(&mut self, group: &str, source: &str) -> Result<(), Error>;
+    /// Removes a template; whether it was there.
+    fn remove_template(&mut self, group: &str) -> Result<bool, Error>;
 
     fn settings(&self) -> Result<TenantSettings, Error>;
     fn put_settings(&mut self, settings: &TenantSettings) -> Result<(), Error>;

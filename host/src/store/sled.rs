@@ -15,8 +15,8 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use super::{
-    Commit, DeadLetter, Items, LedgerEntry, ModuleRecord, OutboxItem, PendingDelivery, Store,
-    TenantSettings,
+    Commit, DeadLetter, Items, LedgerEntry, ModuleRecord, OutboxItem, OutboxStatus,
+    PendingDelivery, Store, TenantSettings,
 };
 use crate::Error;
 use crate::generators::Generator;
@@ -31,6 +31,7 @@ pub struct SledStore {
     dead: sled::Tree,
     modules: sled::Tree,
     generators: sled::Tree,
+    templates: sled::Tree,
     meta: sled::Tree,
     next_outbox_id: u64,
 }
@@ -64,6 +65,7 @@ impl SledStore {
             dead: db.open_tree("dead")?,
             modules: db.open_tree("modules")?,
             generators: db.open_tree("generators")?,
+            templates: db.open_tree("templates")?,
             meta: db.open_tree("meta")?,
             outbox,
             db,
@@ -166,6 +168,10 @@ impl Store for SledStore {
                     kind: item.kind,
                     data: item.data,
                     created_at_ms: item.created_at_ms,
+                    status: OutboxStatus::Pending,
+                    attempts: 0,
+                    error: None,
+                    sent_at_ms: None,
                 };
                 Ok((id.to_be_bytes().to_vec(), to_json(&item)?))
             })
@@ -289,6 +295,12 @@ impl Store for SledStore {
         values(&self.outbox)
     }
 
+    fn update_outbox(&mut self, item: &OutboxItem) -> Result<(), Error> {
+        self.outbox.insert(item.id.to_be_bytes(), to_json(item)?)?;
+        self.outbox.flush()?;
+        Ok(())
+    }
+
     fn pending(&self) -> Items<'_, PendingDelivery> {
         values(&self.pending)
     }
@@ -343,6 +355,28 @@ impl Store for SledStore {
     fn remove_generator(&mut self, name: &str) -> Result<bool, Error> {
         let removed = self.generators.remove(name.as_bytes())?.is_some();
         self.generators.flush()?;
+        Ok(removed)
+    }
+
+    fn templates(&self) -> Result<Vec<(String, String)>, Error> {
+        self.templates
+            .iter()
+            .map(|item| {
+                let (group, source) = item?;
+                Ok((utf8(&group)?, utf8(&source)?))
+            })
+            .collect()
+    }
+
+    fn put_template(&mut self, group: &str, source: &str) -> Result<(), Error> {
+        self.templates.insert(group.as_bytes(), source.as_bytes())?;
+        self.templates.flush()?;
+        Ok(())
+    }
+
+    fn remove_template(&mut self, group: &str) -> Result<bool, Error> {
+        let removed = self.templates.remove(group.as_bytes())?.is_some();
+        self.templates.flush()?;
         Ok(removed)
     }
 

@@ -654,6 +654,7 @@ fn from_wit_effect(effect: wit::Effect) -> Effect {
             body: mail.body,
             template: mail.template,
             context: mail.context,
+            ..Mail::default()
         }),
         wit::Effect::Output((channel, payload)) => Effect::Output { channel, payload },
     }

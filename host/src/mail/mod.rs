@@ -1,0 +1,223 @@
+//! Transactional mails: templates per event group, the built-in mail handler, what goes
+//! into the outbox, and the transports that send it.
+//!
+//! A mail is rendered when its handler's effects are committed, so the outbox holds the
+//! subject and body that will be sent. Precedence, lowest first: the tenant's defaults,
+//! the mail's own fields (a module's mail effect, or an event's `spark_mail`), the
+//! rendered template (when it renders a non-empty subject or body).
+
+pub(crate) mod builtin;
+mod render;
+mod send;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::event::Mail;
+
+pub use render::{Rendered, Templates, check_template};
+pub use send::{SendReport, Transport};
+
+/// A tenant's mail settings (`[mails]` in the manifest).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct MailSettings {
+    /// The sender of mails that name none, e.g. `Challenges <hello@example.com>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The reply address of mails that name none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    /// How `spark outbox send` sends when not told: `file:DIR`, `smtp://HOST:PORT`,
+    /// `smtps://HOST:PORT` or `stdout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
+}
+
+/// The outbox data of a mail: the mail with defaults applied and its template rendered.
+/// `event_context` is the template's context when the mail names none.
+pub(crate) fn compose(
+    mail: &Mail,
+    event_context: &str,
+    settings: &MailSettings,
+    templates: &Templates,
+) -> Value {
+    let mut subject = mail.subject.clone();
+    let mut body = mail.body.clone();
+    let mut render_error = None;
+    if let Some(template) = &mail.template {
+        let context = mail.context.as_deref().unwrap_or(event_context);
+        let context: Value = serde_json::from_str(context).unwrap_or_else(|_| json!({}));
+        match templates.render(template, &context) {
+            None => {}
+            Some(Ok(rendered)) => {
+                if !rendered.subject.is_empty() {
+                    subject = rendered.subject;
+                }
+                if !rendered.body.is_empty() {
+                    body = rendered.body;
+                }
+            }
+            Some(Err(why)) => {
+                tracing::warn!(
+                    template,
+                    "mail template failed to render, sending the fallback: {why}"
+                );
+                render_error = Some(why);
+            }
+        }
+    }
+    json!({
+        "from": mail.from.as_ref().or(settings.from.as_ref()),
+        "reply_to": mail.reply_to.as_ref().or(settings.reply_to.as_ref()),
+        "to": mail.to,
+        "cc": mail.cc,
+        "bcc": mail.bcc,
+        "subject": subject,
+        "body": body,
+        "template": mail.template,
+        "context": mail.context.as_deref().map(|text| serde_json::from_str::<Value>(text).unwrap_or(Value::Null)),
+        "render_error": render_error,
+    })
+}
+
+impl crate::Tenant {
+    /// Saves the mail template of an exact event group, after checking its syntax.
+    pub fn set_template(&mut self, group: &str, source: &str) -> Result<(), crate::Error> {
+        check_template(source).map_err(|why| crate::Error::InvalidTemplate {
+            group: group.to_owned(),
+            why,
+        })?;
+        self.store.put_template(group, source)
+    }
+
+    /// The mail templates, as (group, source), in group order.
+    pub fn templates(&self) -> Result<Vec<(String, String)>, crate::Error> {
+        self.store.templates()
+    }
+
+    /// The template of one group.
+    pub fn template(&self, group: &str) -> Result<String, crate::Error> {
+        self.store
+            .templates()?
+            .into_iter()
+            .find(|(name, _)| name == group)
+            .map(|(_, source)| source)
+            .ok_or_else(|| crate::Error::UnknownTemplate(group.to_owned()))
+    }
+
+    /// Removes the template of a group.
+    pub fn remove_template(&mut self, group: &str) -> Result<(), crate::Error> {
+        if self.store.remove_template(group)? {
+            Ok(())
+        } else {
+            Err(crate::Error::UnknownTemplate(group.to_owned()))
+        }
+    }
+
+    /// The subject and body the template of `group` renders for `context`, or why it
+    /// does not render.
+    pub fn preview(&self, group: &str, context: &Value) -> Result<Rendered, crate::Error> {
+        let source = self.template(group)?;
+        let templates = Templates::new([(group.to_owned(), source)]).map_err(|why| {
+            crate::Error::InvalidTemplate {
+                group: group.to_owned(),
+                why,
+            }
+        })?;
+        match templates.render(group, context) {
+            Some(Ok(rendered)) => Ok(rendered),
+            Some(Err(why)) => Err(crate::Error::InvalidTemplate {
+                group: group.to_owned(),
+                why: format!("it does not render: {why}"),
+            }),
+            None => Err(crate::Error::UnknownTemplate(group.to_owned())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn templates(source: &str) -> Templates {
+        Templates::new([("hello".to_owned(), source.to_owned())]).unwrap()
+    }
+
+    fn mail() -> Mail {
+        Mail {
+            to: vec!["ada@example.com".to_owned()],
+            subject: "Fallback subject".to_owned(),
+            body: "Fallback body".to_owned(),
+            template: Some("hello".to_owned()),
+            ..Mail::default()
+        }
+    }
+
+    #[test]
+    fn the_template_wins_over_the_mail_and_the_mail_over_the_defaults() {
+        let settings = MailSettings {
+            from: Some("Team <team@example.com>".to_owned()),
+            reply_to: Some("help@example.com".to_owned()),
+            transport: None,
+        };
+        let data = compose(
+            &mail(),
+            r#"{"name": "Ada"}"#,
+            &settings,
+            &templates("Hi {{ name }}\n\nWelcome."),
+        );
+        assert_eq!(data["subject"], "Hi Ada");
+        assert_eq!(data["body"], "Welcome.");
+        assert_eq!(data["from"], "Team <team@example.com>");
+        assert_eq!(data["reply_to"], "help@example.com");
+        let own = Mail {
+            from: Some("me@example.com".to_owned()),
+            ..mail()
+        };
+        assert_eq!(
+            compose(&own, "{}", &settings, &templates("x"))["from"],
+            "me@example.com"
+        );
+    }
+
+    #[test]
+    fn empty_renderings_and_failures_fall_back() {
+        let settings = MailSettings::default();
+        let empty = compose(&mail(), "{}", &settings, &templates(""));
+        assert_eq!(
+            (empty["subject"].as_str(), empty["body"].as_str()),
+            (Some("Fallback subject"), Some("Fallback body"))
+        );
+        let subject_only = compose(&mail(), "{}", &settings, &templates("New subject"));
+        assert_eq!(subject_only["subject"], "New subject");
+        assert_eq!(subject_only["body"], "Fallback body");
+        let failing = compose(&mail(), "{}", &settings, &templates("{{ 1 // 0 }}"));
+        assert_eq!(failing["subject"], "Fallback subject");
+        assert!(failing["render_error"].is_string());
+        let missing = Mail {
+            template: Some("absent".to_owned()),
+            ..mail()
+        };
+        assert_eq!(
+            compose(&missing, "{}", &settings, &templates("x"))["subject"],
+            "Fallback subject"
+        );
+    }
+
+    #[test]
+    fn the_mail_context_is_preferred_to_the_events() {
+        let with_context = Mail {
+            context: Some(r#"{"name": "Grace"}"#.to_owned()),
+            ..mail()
+        };
+        let data = compose(
+            &with_context,
+            r#"{"name": "Ada"}"#,
+            &MailSettings::default(),
+            &templates("Hi {{ name }}"),
+        );
+        assert_eq!(data["subject"], "Hi Grace");
+        assert_eq!(data["context"]["name"], "Grace");
+    }
+}
