@@ -63,6 +63,8 @@ mod limits;
 mod mail;
 mod manifest;
 mod pipeline;
+mod records;
+mod report;
 mod routes;
 mod spark;
 mod store;
@@ -79,7 +81,8 @@ pub use limits::{
 };
 pub use mail::{MailSettings, Rendered, SendReport, Transport};
 pub use manifest::{ApplyReport, Manifest, ModuleEntry};
-pub use pipeline::{MAX_RECORD_BYTES, Problem, RecordOrigin, RunReport};
+pub use records::MAX_RECORD_BYTES;
+pub use report::{Problem, RecordOrigin, RunReport};
 pub use routes::compile_regex;
 pub use spark::Spark;
 pub use store::{

@@ -9,17 +9,16 @@
 //! they succeed or are parked as dead.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::fmt;
 use std::io::BufRead;
 use std::time::Duration;
-
-use serde::{Deserialize, Serialize};
 
 use crate::error::{CallError, Error};
 use crate::event::{Effect, Event, Invocation};
 use crate::generators::{Generator, Verdict};
 use crate::limits::{Limits, MAX_EMIT_DEPTH};
 use crate::mail::{self, Templates, builtin::BUILTIN_MAILS};
+use crate::records::{MAX_RECORD_BYTES, ParsedRecord, parse_record, skip_line};
+use crate::report::{Problem, RecordOrigin, RunReport};
 use crate::routes::Routes;
 use crate::store::{
     Commit, DeadLetter, LedgerEntry, ModuleRecord, NewOutboxItem, OutboxKind, PendingDelivery,
@@ -35,190 +34,8 @@ const COMMIT_GROUP: usize = 1_000;
 /// A run waits this long at most for a retry to come due; later ones are left pending
 /// for the next run.
 const MAX_RETRY_WAIT_MS: i64 = 30_000;
-/// The largest record line read; longer lines are reported and skipped.
-pub const MAX_RECORD_BYTES: usize = 16 << 20;
 /// Records read from the store at a time by `process-sources`.
 const RECORD_PAGE: usize = 1_000;
-
-/// What a run did. The counters are what `--json` prints.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunReport {
-    /// Records stored and run through their sources.
-    pub records: u64,
-    /// Input lines refused (not JSON, no id, ...).
-    pub invalid: u64,
-    /// Events produced by sources and handlers, new or not.
-    pub events: u64,
-    /// Events whose key was new.
-    pub new: u64,
-    /// Events whose key was seen before.
-    pub duplicates: u64,
-    /// Handler calls whose effects were committed.
-    pub deliveries: u64,
-    /// Deliveries parked as dead in this run.
-    pub failed: u64,
-    /// Source calls that failed (the record is stored; its other sources ran).
-    pub source_errors: u64,
-    /// Retry attempts made in this run.
-    pub retried: u64,
-    /// Deliveries still waiting for a retry when the run ended.
-    pub pending: u64,
-    /// Generator candidates skipped because a variable's type did not fit a condition.
-    pub mismatches: u64,
-    /// What went wrong, one entry per failure; not part of `--json`.
-    #[serde(skip)]
-    pub problems: Vec<Problem>,
-}
-
-impl RunReport {
-    /// Whether anything failed: the CLI exits with status 1 then.
-    pub fn has_failures(&self) -> bool {
-        self.invalid > 0 || self.failed > 0 || self.source_errors > 0 || self.mismatches > 0
-    }
-}
-
-/// One failure of a run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Problem {
-    /// An input line that is not a record.
-    InvalidRecord { line: u64, why: String },
-    /// A source call that failed.
-    SourceFailed {
-        record: RecordOrigin,
-        module: String,
-        error: CallError,
-    },
-    /// A generator's candidate whose context has a variable of another type than a
-    /// condition's value: skipped.
-    ConditionMismatch {
-        generator: String,
-        record: RecordOrigin,
-        why: String,
-    },
-    /// A generator could not make its event for a candidate (its context could not be
-    /// computed, or the event is invalid).
-    GeneratorFailed {
-        generator: String,
-        record: RecordOrigin,
-        error: CallError,
-    },
-    /// A handler call that failed; `dead` when it will not be retried.
-    DeliveryFailed {
-        event: String,
-        handler: String,
-        attempts: u32,
-        dead: bool,
-        error: CallError,
-    },
-}
-
-/// Where a record came from, for messages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RecordOrigin {
-    /// A line of the ingested input.
-    Line(u64),
-    /// A stored record (`process-sources`).
-    Stored { model: String, id: String },
-}
-
-impl fmt::Display for RecordOrigin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RecordOrigin::Line(line) => write!(f, "line {line}"),
-            RecordOrigin::Stored { model, id } => write!(f, "record `{id}` of `{model}`"),
-        }
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Problem::InvalidRecord { line, why } => write!(f, "line {line}: {why}"),
-            Problem::SourceFailed {
-                record,
-                module,
-                error,
-            } => write!(f, "{record}: source `{module}` failed: {error}"),
-            Problem::ConditionMismatch {
-                generator,
-                record,
-                why,
-            } => write!(f, "{record}: generator `{generator}` skipped it: {why}"),
-            Problem::GeneratorFailed {
-                generator,
-                record,
-                error,
-            } => write!(f, "{record}: generator `{generator}` failed: {error}"),
-            Problem::DeliveryFailed {
-                event,
-                handler,
-                attempts,
-                dead,
-                error,
-            } => {
-                let fate = if *dead {
-                    "parked as dead (see `spark dead list`)"
-                } else {
-                    "will be retried"
-                };
-                write!(
-                    f,
-                    "event `{event}`: handler `{handler}` failed (attempt {attempts}, {fate}): {error}"
-                )
-            }
-        }
-    }
-}
-
-/// A record line, parsed: its id and its trimmed JSON text.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct ParsedRecord {
-    pub id: String,
-    pub json: String,
-}
-
-/// Parses one line of JSON Lines input. `Ok(None)` for a blank line.
-pub(crate) fn parse_record(line: &[u8]) -> Result<Option<ParsedRecord>, String> {
-    let text = std::str::from_utf8(line).map_err(|_| "it is not UTF-8".to_owned())?;
-    let text = text.trim();
-    if text.is_empty() {
-        return Ok(None);
-    }
-    if text.len() > MAX_RECORD_BYTES {
-        return Err(format!("it is larger than {MAX_RECORD_BYTES} bytes"));
-    }
-    if !text.starts_with('{') {
-        return Err("it is not a JSON object".to_owned());
-    }
-    #[derive(Deserialize)]
-    struct IdOnly {
-        id: Option<serde_json::Value>,
-    }
-    let parsed: IdOnly =
-        serde_json::from_str(text).map_err(|error| format!("it is not valid JSON: {error}"))?;
-    let id = match parsed.id {
-        None | Some(serde_json::Value::Null) => return Err("the record has no `id`".to_owned()),
-        Some(serde_json::Value::String(id)) => id,
-        Some(serde_json::Value::Number(number)) if number.is_i64() || number.is_u64() => {
-            number.to_string()
-        }
-        Some(other) => {
-            return Err(format!(
-                "`id` must be a string or an integer, not `{other}`"
-            ));
-        }
-    };
-    if id.is_empty() {
-        return Err("`id` is empty".to_owned());
-    }
-    if id.chars().any(char::is_control) {
-        return Err("`id` contains control characters".to_owned());
-    }
-    Ok(Some(ParsedRecord {
-        id,
-        json: text.to_owned(),
-    }))
-}
 
 /// One run of the pipeline over a tenant.
 pub(crate) struct Pipeline<'t> {
@@ -879,84 +696,5 @@ impl Tenant {
         let mut pipeline = Pipeline::new(self, now_ms)?;
         pipeline.retry_dead(event, handler)?;
         pipeline.finish()
-    }
-}
-
-/// Reads and drops the rest of an overlong line.
-fn skip_line(input: &mut dyn BufRead) {
-    loop {
-        let (done, used) = match input.fill_buf() {
-            Ok([]) | Err(_) => return,
-            Ok(buffer) => match buffer.iter().position(|&b| b == b'\n') {
-                Some(end) => (true, end + 1),
-                None => (false, buffer.len()),
-            },
-        };
-        input.consume(used);
-        if done {
-            return;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parsed(line: &str) -> Result<Option<ParsedRecord>, String> {
-        parse_record(line.as_bytes())
-    }
-
-    #[test]
-    fn records_with_string_or_integer_ids_parse() {
-        let record = parsed(r#"{"id": 7, "title": "Run"}"#).unwrap().unwrap();
-        assert_eq!(record.id, "7");
-        assert_eq!(record.json, r#"{"id": 7, "title": "Run"}"#);
-        assert_eq!(parsed(r#" {"id": "c-1"} "#).unwrap().unwrap().id, "c-1");
-        assert_eq!(parsed("{\"id\": -3}\r\n").unwrap().unwrap().id, "-3");
-        assert_eq!(parsed("   \n"), Ok(None));
-    }
-
-    #[test]
-    fn bad_lines_say_why() {
-        let cases = [
-            ("{\"id\": 1", "not valid JSON"),
-            ("[1, 2]", "not a JSON object"),
-            ("\"text\"", "not a JSON object"),
-            ("{\"title\": \"x\"}", "has no `id`"),
-            ("{\"id\": null}", "has no `id`"),
-            ("{\"id\": 1.5}", "string or an integer"),
-            ("{\"id\": true}", "string or an integer"),
-            ("{\"id\": {\"a\": 1}}", "string or an integer"),
-            ("{\"id\": \"\"}", "is empty"),
-            ("{\"id\": \"a\\u0000b\"}", "control characters"),
-            ("{\"id\": 1, \"id\": 2}", "duplicate field"),
-        ];
-        for (line, expected) in cases {
-            let error = parsed(line).expect_err(line);
-            assert!(error.contains(expected), "{line}: {error}");
-        }
-        assert_eq!(
-            parse_record(b"{\"id\": \xff}"),
-            Err("it is not UTF-8".to_owned())
-        );
-    }
-
-    #[test]
-    fn problems_read_well() {
-        let problem = Problem::DeliveryFailed {
-            event: "challenge_created_1".to_owned(),
-            handler: "mailer".to_owned(),
-            attempts: 3,
-            dead: true,
-            error: CallError::Guest {
-                message: "no owner".to_owned(),
-            },
-        };
-        assert_eq!(
-            problem.to_string(),
-            "event `challenge_created_1`: handler `mailer` failed (attempt 3, parked as dead \
-             (see `spark dead list`)): the module returned an error: no owner"
-        );
     }
 }

@@ -1,0 +1,160 @@
+//! What a run reports: its counters (what `--json` prints) and each failure.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::CallError;
+
+/// What a run did. The counters are what `--json` prints.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunReport {
+    /// Records stored and run through their sources.
+    pub records: u64,
+    /// Input lines refused (not JSON, no id, ...).
+    pub invalid: u64,
+    /// Events produced by sources and handlers, new or not.
+    pub events: u64,
+    /// Events whose key was new.
+    pub new: u64,
+    /// Events whose key was seen before.
+    pub duplicates: u64,
+    /// Handler calls whose effects were committed.
+    pub deliveries: u64,
+    /// Deliveries parked as dead in this run.
+    pub failed: u64,
+    /// Source calls that failed (the record is stored; its other sources ran).
+    pub source_errors: u64,
+    /// Retry attempts made in this run.
+    pub retried: u64,
+    /// Deliveries still waiting for a retry when the run ended.
+    pub pending: u64,
+    /// Generator candidates skipped because a variable's type did not fit a condition.
+    pub mismatches: u64,
+    /// What went wrong, one entry per failure; not part of `--json`.
+    #[serde(skip)]
+    pub problems: Vec<Problem>,
+}
+
+impl RunReport {
+    /// Whether anything failed: the CLI exits with status 1 then.
+    pub fn has_failures(&self) -> bool {
+        self.invalid > 0 || self.failed > 0 || self.source_errors > 0 || self.mismatches > 0
+    }
+}
+
+/// One failure of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// An input line that is not a record.
+    InvalidRecord { line: u64, why: String },
+    /// A source call that failed.
+    SourceFailed {
+        record: RecordOrigin,
+        module: String,
+        error: CallError,
+    },
+    /// A generator's candidate whose context has a variable of another type than a
+    /// condition's value: skipped.
+    ConditionMismatch {
+        generator: String,
+        record: RecordOrigin,
+        why: String,
+    },
+    /// A generator could not make its event for a candidate (its context could not be
+    /// computed, or the event is invalid).
+    GeneratorFailed {
+        generator: String,
+        record: RecordOrigin,
+        error: CallError,
+    },
+    /// A handler call that failed; `dead` when it will not be retried.
+    DeliveryFailed {
+        event: String,
+        handler: String,
+        attempts: u32,
+        dead: bool,
+        error: CallError,
+    },
+}
+
+/// Where a record came from, for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordOrigin {
+    /// A line of the ingested input.
+    Line(u64),
+    /// A stored record (`process-sources`).
+    Stored { model: String, id: String },
+}
+
+impl fmt::Display for RecordOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecordOrigin::Line(line) => write!(f, "line {line}"),
+            RecordOrigin::Stored { model, id } => write!(f, "record `{id}` of `{model}`"),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::InvalidRecord { line, why } => write!(f, "line {line}: {why}"),
+            Problem::SourceFailed {
+                record,
+                module,
+                error,
+            } => write!(f, "{record}: source `{module}` failed: {error}"),
+            Problem::ConditionMismatch {
+                generator,
+                record,
+                why,
+            } => write!(f, "{record}: generator `{generator}` skipped it: {why}"),
+            Problem::GeneratorFailed {
+                generator,
+                record,
+                error,
+            } => write!(f, "{record}: generator `{generator}` failed: {error}"),
+            Problem::DeliveryFailed {
+                event,
+                handler,
+                attempts,
+                dead,
+                error,
+            } => {
+                let fate = if *dead {
+                    "parked as dead (see `spark dead list`)"
+                } else {
+                    "will be retried"
+                };
+                write!(
+                    f,
+                    "event `{event}`: handler `{handler}` failed (attempt {attempts}, {fate}): {error}"
+                )
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_read_well() {
+        let problem = Problem::DeliveryFailed {
+            event: "challenge_created_1".to_owned(),
+            handler: "mailer".to_owned(),
+            attempts: 3,
+            dead: true,
+            error: CallError::Guest {
+                message: "no owner".to_owned(),
+            },
+        };
+        assert_eq!(
+            problem.to_string(),
+            "event `challenge_created_1`: handler `mailer` failed (attempt 3, parked as dead \
+             (see `spark dead list`)): the module returned an error: no owner"
+        );
+    }
+}
