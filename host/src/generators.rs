@@ -573,6 +573,12 @@ impl Tenant {
     pub fn describe_model(&mut self, model: &str, now_ms: i64) -> Result<ModelDescription, Error> {
         self.require_model(model)?;
         if let Some(record) = self.context_module(model)? {
+            if let Some(native) = self.natives.get(&record.hash) {
+                return Ok(ModelDescription::Module {
+                    module: record.name,
+                    variables: native.describe(model),
+                });
+            }
             let compiled = self.compiled(&record)?;
             let limits = self.limits_of(&record)?;
             let inv = crate::Invocation {

@@ -47,7 +47,7 @@ use serde::Deserialize;
 use crate::error::Error;
 use crate::generators::Generator;
 use crate::limits::LimitOverrides;
-use crate::mail::{MailSettings, Transport, builtin::BUILTIN_MAILS, check_template};
+use crate::mail::{MailSettings, Transport, check_template};
 use crate::store::{RetryPolicy, TenantSettings};
 use crate::tenant::{ModuleChange, ModuleCode, ModuleSpec, Tenant};
 
@@ -257,7 +257,7 @@ impl Tenant {
         }
         let mut prepared = Vec::new();
         for entry in &manifest.modules {
-            let path = if entry.path.as_os_str() == BUILTIN_MAILS {
+            let path = if entry.path.to_str().is_some_and(crate::native::is_native) {
                 entry.path.clone()
             } else {
                 base.join(&entry.path)

@@ -16,17 +16,19 @@ use crate::error::{CallError, Error};
 use crate::event::{Effect, Event, Invocation};
 use crate::generators::{Generator, Verdict};
 use crate::limits::{Limits, MAX_EMIT_DEPTH};
-use crate::mail::{self, Templates, builtin::BUILTIN_MAILS};
+use crate::mail::{self, Templates};
+use crate::native::is_native;
 use crate::records::{MAX_RECORD_BYTES, ParsedRecord, parse_record, skip_line};
 use crate::report::{Problem, RecordOrigin, RunReport};
 use crate::routes::Routes;
+use crate::runner::Runner;
 use crate::store::{
     Commit, DeadLetter, LedgerEntry, ModuleRecord, NewOutboxItem, OutboxKind, PendingDelivery,
     TenantSettings,
 };
 use crate::tenant::Tenant;
 use crate::time::wall_clock_ms;
-use crate::wasm::{CallOutput, Instance};
+use crate::wasm::CallOutput;
 
 /// Records per commit: large enough that the commit cost is spread over many events,
 /// small enough that a crash costs little work to redo.
@@ -47,7 +49,7 @@ pub(crate) struct Pipeline<'t> {
     sources: HashMap<String, Vec<String>>,
     routes: Routes,
     templates: Templates,
-    instances: HashMap<String, Instance>,
+    runners: HashMap<String, Runner>,
     commit: Commit,
     /// Keys staged in the uncommitted group: a duplicate inside a group stops too.
     staged_keys: HashSet<String>,
@@ -81,7 +83,7 @@ impl<'t> Pipeline<'t> {
             sources,
             routes,
             templates,
-            instances: HashMap::new(),
+            runners: HashMap::new(),
             commit: Commit::default(),
             staged_keys: HashSet::new(),
             staged_records: 0,
@@ -145,7 +147,7 @@ impl<'t> Pipeline<'t> {
         let modules = self.sources.get(model).cloned().unwrap_or_default();
         for module in modules {
             let inv = self.invocation(1);
-            match self.call(&module, |instance| instance.events(model, json, &inv)) {
+            match self.call(&module, |runner| runner.events(model, json, &inv)) {
                 Ok(events) => self.process(events, 0)?,
                 Err(error) => {
                     self.report.source_errors += 1;
@@ -210,16 +212,8 @@ impl<'t> Pipeline<'t> {
                 module: handler.to_owned(),
             });
         }
-        let builtin = self
-            .modules
-            .get(handler)
-            .is_some_and(|record| record.hash == BUILTIN_MAILS);
-        let effects = if builtin {
-            mail::builtin::handle(event)?
-        } else {
-            let inv = self.invocation(attempt);
-            self.call(handler, |instance| instance.handle(event, &inv))?
-        };
+        let inv = self.invocation(attempt);
+        let effects = self.call(handler, |runner| runner.handle(event, &inv))?;
         let mut emitted = Vec::new();
         let mut outbox = Vec::new();
         for effect in effects {
@@ -296,24 +290,24 @@ impl<'t> Pipeline<'t> {
         }
     }
 
-    /// Calls a module on its live instance, creating it first if needed, and drops the
-    /// instance when the call poisoned it.
+    /// Calls a module on its runner, creating it first if needed, and drops the runner
+    /// when the call poisoned it.
     fn call<T>(
         &mut self,
         module: &str,
-        f: impl FnOnce(&mut Instance) -> Result<CallOutput<T>, CallError>,
+        f: impl FnOnce(&mut Runner) -> Result<CallOutput<T>, CallError>,
     ) -> Result<T, CallError> {
-        if !self.instances.contains_key(module) {
-            let instance = self.instantiate(module)?;
-            self.instances.insert(module.to_owned(), instance);
+        if !self.runners.contains_key(module) {
+            let runner = self.runner(module)?;
+            self.runners.insert(module.to_owned(), runner);
         }
-        let instance = self
-            .instances
+        let runner = self
+            .runners
             .get_mut(module)
-            .expect("the instance was inserted above");
-        let result = f(instance);
-        if instance.is_poisoned() {
-            self.instances.remove(module);
+            .expect("the runner was inserted above");
+        let result = f(runner);
+        if runner.is_poisoned() {
+            self.runners.remove(module);
         }
         let output = result?;
         if !output.log.is_empty() {
@@ -322,13 +316,24 @@ impl<'t> Pipeline<'t> {
         Ok(output.value)
     }
 
-    fn instantiate(&mut self, module: &str) -> Result<Instance, CallError> {
+    /// A fresh runner of `module`: its native implementation, or a new instance.
+    fn runner(&mut self, module: &str) -> Result<Runner, CallError> {
         let record = self
             .modules
             .get(module)
             .ok_or_else(|| CallError::NoSuchHandler {
                 module: module.to_owned(),
             })?;
+        if is_native(&record.hash) {
+            return self
+                .tenant
+                .natives
+                .get(&record.hash)
+                .map(Runner::Native)
+                .ok_or_else(|| CallError::Host {
+                    message: format!("this host has no native module `{}`", record.hash),
+                });
+        }
         let limits = Limits::default()
             .with(&self.settings.limits)
             .with(&record.limits);
@@ -338,7 +343,9 @@ impl<'t> Pipeline<'t> {
             .map_err(|error| CallError::Host {
                 message: error.to_string(),
             })?;
-        compiled.instantiate(&self.tenant.engine, &limits)
+        compiled
+            .instantiate(&self.tenant.engine, &limits)
+            .map(Runner::Wasm)
     }
 
     fn invocation(&self, attempt: u32) -> Invocation {
@@ -410,7 +417,7 @@ impl<'t> Pipeline<'t> {
             None => record,
             Some(module) => {
                 let inv = self.invocation(1);
-                match self.call(module, |instance| instance.context(model, &record, &inv)) {
+                match self.call(module, |runner| runner.context(model, &record, &inv)) {
                     Ok(context) => context,
                     Err(error) => {
                         for generator in generators {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::error::Error;
 use crate::limits::Limits;
+use crate::native::{NativeModule, NativeModules};
 use crate::tenant::Tenant;
 use crate::wasm::{ModuleInfo, WasmEngine};
 
@@ -16,6 +17,7 @@ use crate::wasm::{ModuleInfo, WasmEngine};
 pub struct Spark {
     data_dir: PathBuf,
     engine: Arc<WasmEngine>,
+    natives: NativeModules,
 }
 
 impl Spark {
@@ -42,6 +44,7 @@ impl Spark {
         Ok(Self {
             data_dir,
             engine: Arc::new(WasmEngine::new(Some(cache_dir.into()))?),
+            natives: NativeModules::with_builtins(),
         })
     }
 
@@ -53,7 +56,32 @@ impl Spark {
     /// Opens a tenant (created on first use). Only one process at a time may hold a
     /// tenant: another gets [`Error::TenantInUse`].
     pub fn tenant(&self, name: &str) -> Result<Tenant, Error> {
-        Tenant::open(&self.data_dir, name, self.engine.clone())
+        Tenant::open(
+            &self.data_dir,
+            name,
+            self.engine.clone(),
+            self.natives.clone(),
+        )
+    }
+
+    /// Makes a native module available to this host's tenants under `name`, which must
+    /// start with `builtin:` (tenants then register it with [`ModuleCode::Native`]).
+    /// Tenants opened before see only the modules registered before them.
+    ///
+    /// [`ModuleCode::Native`]: crate::ModuleCode::Native
+    pub fn register_native(
+        &mut self,
+        name: &str,
+        module: Arc<dyn NativeModule>,
+    ) -> Result<(), Error> {
+        if !crate::native::is_native(name) {
+            return Err(Error::InvalidModuleName {
+                name: name.to_owned(),
+                why: "a native module's name starts with `builtin:`",
+            });
+        }
+        self.natives.insert(name.to_owned(), module);
+        Ok(())
     }
 
     /// What a component is, or why it is not a usable module. `name` names it in

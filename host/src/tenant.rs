@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::Error;
 use crate::limits::{LimitOverrides, Limits};
-use crate::mail::builtin::BUILTIN_MAILS;
+use crate::native::{NativeModules, is_native};
 use crate::routes::compile_regex;
 use crate::store::{
     DeadLetter, LedgerEntry, ModuleRecord, OutboxItem, PendingDelivery, SledStore, Store,
@@ -31,6 +31,7 @@ pub struct Tenant {
     dir: PathBuf,
     pub(crate) store: Box<dyn Store>,
     pub(crate) engine: Arc<WasmEngine>,
+    pub(crate) natives: NativeModules,
     compiled: HashMap<String, Arc<CompiledModule>>,
     _lock: File,
 }
@@ -55,16 +56,17 @@ pub struct ModuleSpec {
 pub enum ModuleCode {
     /// A WebAssembly component.
     Wasm(Vec<u8>),
-    /// The built-in mail handler (`builtin:mails`): events whose context holds
-    /// `spark_mail` become mails.
-    BuiltinMails,
+    /// A native module of the host, by name: `builtin:mails` (events whose context
+    /// holds `spark_mail` become mails), or one registered with
+    /// [`Spark::register_native`](crate::Spark::register_native).
+    Native(String),
 }
 
 impl ModuleCode {
-    /// `builtin:mails`, or the component in the file at `path`.
+    /// A native module's name (`builtin:...`), or the component in the file at `path`.
     pub fn load(path: &Path) -> Result<Self, Error> {
-        if path.as_os_str() == BUILTIN_MAILS {
-            return Ok(ModuleCode::BuiltinMails);
+        if let Some(name) = path.to_str().filter(|name| is_native(name)) {
+            return Ok(ModuleCode::Native(name.to_owned()));
         }
         fs::read(path)
             .map(ModuleCode::Wasm)
@@ -159,6 +161,7 @@ impl Tenant {
         data_dir: &Path,
         name: &str,
         engine: Arc<WasmEngine>,
+        natives: NativeModules,
     ) -> Result<Self, Error> {
         validate_tenant_name(name)?;
         let dir = data_dir.join("tenants").join(name);
@@ -191,6 +194,7 @@ impl Tenant {
             dir,
             store: Box::new(store),
             engine,
+            natives,
             compiled: HashMap::new(),
             _lock: lock,
         })
@@ -256,16 +260,28 @@ impl Tenant {
         }
         let wasm = match &spec.code {
             ModuleCode::Wasm(wasm) => wasm,
-            ModuleCode::BuiltinMails => {
-                if !spec.sources.is_empty() {
-                    return Err(refuse(
-                        "the built-in mail handler is a handler; it cannot be a source".to_owned(),
-                    ));
+            ModuleCode::Native(name) => {
+                let native = self.natives.get(name).ok_or_else(|| {
+                    refuse(format!(
+                        "this host has no native module `{name}`; it has: {}",
+                        self.natives.names().join(", ")
+                    ))
+                })?;
+                let exports = native.exports();
+                if !spec.sources.is_empty() && !exports.contains(&"source") {
+                    return Err(refuse(format!(
+                        "`{name}` is not a source, so it cannot be registered with --source"
+                    )));
+                }
+                if !spec.handlers.is_empty() && !exports.contains(&"handler") {
+                    return Err(refuse(format!(
+                        "`{name}` is not a handler, so it cannot be registered with --handler"
+                    )));
                 }
                 return Ok(PreparedModule {
+                    hash: name.clone(),
+                    exports: exports.into_iter().map(str::to_owned).collect(),
                     spec,
-                    hash: BUILTIN_MAILS.to_owned(),
-                    exports: vec!["handler".to_owned()],
                 });
             }
         };
@@ -490,7 +506,7 @@ impl Tenant {
     }
 
     fn remove_unused_blob(&self, hash: &str) -> Result<(), Error> {
-        if is_builtin(hash) {
+        if is_native(hash) {
             return Ok(());
         }
         let in_use = self
@@ -531,11 +547,6 @@ fn create_dir(path: &Path) -> Result<(), Error> {
         path: path.to_owned(),
         error: source,
     })
-}
-
-/// Whether a module record's hash names a built-in handler rather than a component.
-pub(crate) fn is_builtin(hash: &str) -> bool {
-    hash.starts_with("builtin:")
 }
 
 /// SHA-256 of `bytes` as lowercase hex.

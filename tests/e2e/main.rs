@@ -13,6 +13,7 @@ mod ledger;
 mod limits;
 mod mails;
 mod model;
+mod native;
 mod readme;
 mod rng;
 mod routing;

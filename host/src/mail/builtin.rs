@@ -9,10 +9,24 @@
 use serde_json::Value;
 
 use crate::error::CallError;
-use crate::event::{Effect, Event, Mail};
+use crate::event::{Effect, Event, Invocation, Mail};
+use crate::native::NativeModule;
 
 /// The "path" that names the built-in mail handler in `module add` and manifests.
 pub const BUILTIN_MAILS: &str = "builtin:mails";
+
+/// The built-in mail handler as a native module.
+pub(crate) struct BuiltinMails;
+
+impl NativeModule for BuiltinMails {
+    fn exports(&self) -> Vec<&'static str> {
+        vec!["handler"]
+    }
+
+    fn handle(&self, event: &Event, _inv: &Invocation) -> Result<Vec<Effect>, CallError> {
+        handle(event)
+    }
+}
 
 /// The mail an event asks for, if any.
 pub(crate) fn handle(event: &Event) -> Result<Vec<Effect>, CallError> {
