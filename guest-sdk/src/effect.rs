@@ -63,11 +63,16 @@ impl From<Mail> for Effect {
 /// ```
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Mail {
-    pub(crate) to: Vec<String>,
-    pub(crate) subject: String,
-    pub(crate) body: String,
-    pub(crate) template: Option<String>,
-    pub(crate) context: Option<Value>,
+    /// Recipient addresses.
+    pub to: Vec<String>,
+    /// The subject line (the fallback when a template renders one).
+    pub subject: String,
+    /// The plain-text body (the fallback when a template renders one).
+    pub body: String,
+    /// The tenant's template to render, by name (an event group).
+    pub template: Option<String>,
+    /// The template's variables, a JSON object.
+    pub context: Option<Value>,
 }
 
 impl Mail {

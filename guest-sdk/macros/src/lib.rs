@@ -286,7 +286,7 @@ fn source_glue(func: &ItemFn, signature: &Signature) -> TokenStream2 {
     };
     quote! {
         #[doc(hidden)]
-        #[allow(unused_braces, clippy::all)]
+        #[allow(unused_braces, dead_code, unused_macros, clippy::all)]
         mod __spark_source_glue {
             #bindings
 
@@ -320,6 +320,9 @@ fn source_glue(func: &ItemFn, signature: &Signature) -> TokenStream2 {
                 }
             }
 
+            // Only a component exports; a native build (the author's unit tests, a
+            // native baseline) type-checks the glue and links the functions as they are.
+            #[cfg(target_arch = "wasm32")]
             export!(Glue);
         }
     }
@@ -333,7 +336,7 @@ fn handler_glue(func: &ItemFn, signature: &Signature) -> TokenStream2 {
     };
     quote! {
         #[doc(hidden)]
-        #[allow(unused_braces, clippy::all)]
+        #[allow(unused_braces, dead_code, unused_macros, clippy::all)]
         mod __spark_handler_glue {
             #bindings
 
@@ -380,6 +383,9 @@ fn handler_glue(func: &ItemFn, signature: &Signature) -> TokenStream2 {
                 }
             }
 
+            // Only a component exports; a native build (the author's unit tests, a
+            // native baseline) type-checks the glue and links the functions as they are.
+            #[cfg(target_arch = "wasm32")]
             export!(Glue);
         }
     }
@@ -399,7 +405,7 @@ fn context_glue(
     let descriptions = variables.iter().map(|(_, description)| description);
     quote! {
         #[doc(hidden)]
-        #[allow(unused_braces, clippy::all)]
+        #[allow(unused_braces, dead_code, unused_macros, clippy::all)]
         mod __spark_context_glue {
             #bindings
 
@@ -428,6 +434,9 @@ fn context_glue(
                 }
             }
 
+            // Only a component exports; a native build (the author's unit tests, a
+            // native baseline) type-checks the glue and links the functions as they are.
+            #[cfg(target_arch = "wasm32")]
             export!(Glue);
         }
     }

@@ -89,11 +89,7 @@ pub fn summary(item: &OutboxItem) -> String {
                 .and_then(|to| to.as_array())
                 .map(|to| to.iter().filter_map(|a| a.as_str()).collect())
                 .unwrap_or_default();
-            let template = match text("template") {
-                "" => String::new(),
-                name => format!(" [template {name}]"),
-            };
-            format!("to {}: {}{template}", to.join(", "), text("subject"))
+            format!("to {}: {}", to.join(", "), text("subject"))
         }
         OutboxKind::Output => {
             let payload = item
