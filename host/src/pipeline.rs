@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::BufRead;
+use std::rc::Rc;
 use std::time::Duration;
 
 use crate::error::{CallError, Error};
@@ -36,6 +37,8 @@ const COMMIT_GROUP: usize = 1_000;
 /// A run waits this long at most for a retry to come due; later ones are left pending
 /// for the next run.
 const MAX_RETRY_WAIT_MS: i64 = 30_000;
+/// Groups whose handlers a run remembers at most.
+const MAX_MEMOISED_GROUPS: usize = 10_000;
 /// Records read from the store at a time by `process-sources`.
 const RECORD_PAGE: usize = 1_000;
 
@@ -48,11 +51,14 @@ pub(crate) struct Pipeline<'t> {
     /// Model -> its source modules, in registration order.
     sources: HashMap<String, Vec<String>>,
     routes: Routes,
+    handlers_by_group: HashMap<String, Rc<[String]>>,
     templates: Templates,
     runners: HashMap<String, Runner>,
     commit: Commit,
     /// Keys staged in the uncommitted group: a duplicate inside a group stops too.
     staged_keys: HashSet<String>,
+    /// Ids of the records staged in the uncommitted group (of the one model ingested).
+    staged_record_ids: HashSet<String>,
     staged_records: usize,
     pub(crate) report: RunReport,
 }
@@ -82,10 +88,12 @@ impl<'t> Pipeline<'t> {
                 .collect(),
             sources,
             routes,
+            handlers_by_group: HashMap::new(),
             templates,
             runners: HashMap::new(),
             commit: Commit::default(),
             staged_keys: HashSet::new(),
+            staged_record_ids: HashSet::new(),
             staged_records: 0,
             report: RunReport::default(),
         })
@@ -107,10 +115,22 @@ impl<'t> Pipeline<'t> {
         line: u64,
     ) -> Result<(), Error> {
         self.run_sources(model, &record.json, RecordOrigin::Line(line))?;
-        // Staged with its events, in the same group.
-        self.commit
-            .records
-            .push((model.to_owned(), record.id, record.json));
+        // Staged with its events, in the same group; a record ingested again unchanged
+        // is not written again (re-ingesting is common, and reading is cheaper).
+        // (A record staged earlier in this group may differ from the stored one, so it
+        // is always written.)
+        let staged_before = !self.staged_record_ids.insert(record.id.clone());
+        let unchanged = !staged_before
+            && self
+                .tenant
+                .store
+                .record(model, &record.id)?
+                .is_some_and(|stored| stored == record.json);
+        if !unchanged {
+            self.commit
+                .records
+                .push((model.to_owned(), record.id, record.json));
+        }
         self.end_record()
     }
 
@@ -180,22 +200,33 @@ impl<'t> Pipeline<'t> {
                 created_at_ms: self.now_ms,
                 context: event.context.clone(),
             });
-            let handlers: Vec<String> = self
-                .routes
-                .matching(&event.group)
-                .map(str::to_owned)
-                .collect();
-            for handler in handlers {
-                match self.deliver(&handler, &event, depth, 1) {
+            let handlers = self.handlers_for(&event.group);
+            for handler in handlers.iter() {
+                match self.deliver(handler, &event, depth, 1) {
                     Ok(emitted) => queue.extend(emitted.into_iter().map(|e| (e, depth + 1))),
                     Err(error) => {
                         let dead = self.out_of_attempts(1);
-                        self.failed(&handler, &event.key, depth, 1, error, dead);
+                        self.failed(handler, &event.key, depth, 1, error, dead);
                     }
                 }
             }
         }
         Ok(())
+    }
+
+    /// The handlers of a group, memoised: a run sees few groups and many events.
+    fn handlers_for(&mut self, group: &str) -> Rc<[String]> {
+        if let Some(handlers) = self.handlers_by_group.get(group) {
+            return handlers.clone();
+        }
+        // Hostile sources could make every group new; the memo stays bounded.
+        if self.handlers_by_group.len() >= MAX_MEMOISED_GROUPS {
+            self.handlers_by_group.clear();
+        }
+        let handlers: Rc<[String]> = self.routes.matching(group).map(str::to_owned).collect();
+        self.handlers_by_group
+            .insert(group.to_owned(), handlers.clone());
+        handlers
     }
 
     /// Calls one handler with one event and stages its effects. Returns the events it
@@ -368,6 +399,7 @@ impl<'t> Pipeline<'t> {
     fn commit_staged(&mut self) -> Result<(), Error> {
         self.tenant.store.commit(std::mem::take(&mut self.commit))?;
         self.staged_keys.clear();
+        self.staged_record_ids.clear();
         self.staged_records = 0;
         Ok(())
     }

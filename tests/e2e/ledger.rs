@@ -75,6 +75,29 @@ fn records_keep_their_latest_version() {
     assert_eq!(count(&summary, "records"), 1);
     assert_eq!(count(&summary, "events"), 1);
     assert_eq!(count(&summary, "duplicates"), 1);
+
+    // Within one input the last line wins, even when it equals what was stored before.
+    let newer = json!({ "id": 1, "events": [{ "group": "b", "id": 3 }] });
+    let stored = json!({ "id": 1, "events": [{ "group": "a", "id": 2 }] });
+    ingest(&spark, &[newer, stored.clone()]);
+    // A generator's event carries the stored record as its context.
+    spark
+        .run(&[
+            "generators",
+            "add",
+            "all",
+            "--group",
+            "stored",
+            "--model",
+            "thing",
+        ])
+        .ok();
+    spark.run(&["generate"]).ok();
+    let shown = spark
+        .run(&["events", "show", "stored_1", "--json"])
+        .ok()
+        .json();
+    assert_eq!(shown["context"], stored);
 }
 
 #[test]

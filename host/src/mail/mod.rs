@@ -45,7 +45,7 @@ pub(crate) fn compose(
     let mut subject = mail.subject.clone();
     let mut body = mail.body.clone();
     let mut render_error = None;
-    if let Some(template) = &mail.template {
+    if let Some(template) = mail.template.as_ref().filter(|name| templates.has(name)) {
         let context = mail.context.as_deref().unwrap_or(event_context);
         let context: Value = serde_json::from_str(context).unwrap_or_else(|_| json!({}));
         match templates.render(template, &context) {

@@ -59,6 +59,11 @@ impl Templates {
         Ok(Self { env })
     }
 
+    /// Whether there is a template for `group`.
+    pub fn has(&self, group: &str) -> bool {
+        self.env.get_template(group).is_ok()
+    }
+
     /// Renders the template of `group` with `context`: `None` when there is no such
     /// template, else the subject and body or why rendering failed.
     pub fn render(

@@ -212,6 +212,9 @@ pub trait Store: Send {
     /// The ledger in key order.
     fn ledger(&self) -> Items<'_, LedgerEntry>;
 
+    /// The stored version of a record, if any.
+    fn record(&self, model: &str, id: &str) -> Result<Option<String>, Error>;
+
     /// Up to `limit` stored records of `model` with ids after `after`, in id order:
     /// (id, record as JSON text). Paging lets callers write while they read.
     fn records(

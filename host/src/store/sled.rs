@@ -1,8 +1,11 @@
-//! [`Store`] on sled: one database per tenant, one tree per keyspace.
+//! [`Store`] on sled: one database per tenant.
 //!
-//! Keys: records `model \0 id`; ledger `key`; outbox the id as big-endian u64 (so
-//! scans come out in id order); pending and dead `event \0 handler`; modules and
-//! generators `name`.
+//! What the pipeline writes lives in one tree, `data`, so that a group's commit is one
+//! atomic `Batch` (cheaper than a transaction over several trees). Its keys start with
+//! a byte naming the keyspace: `r` records (`model \0 id`), `l` the ledger (`key`), `o`
+//! the outbox (the id as big-endian u64, so scans come out in id order), `p` pending
+//! and `d` dead deliveries (`event \0 handler`). Modules, generators, templates and
+//! settings, written rarely, have trees of their own, keyed by name.
 //! Model names, event keys and handler names never contain `\0` (they are checked
 //! before they get here), so these keys are unambiguous. Values are JSON.
 
@@ -11,8 +14,6 @@ use std::path::Path;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use super::{
     Commit, DeadLetter, Items, LedgerEntry, ModuleRecord, OutboxItem, OutboxStatus,
@@ -24,11 +25,7 @@ use crate::generators::Generator;
 /// A tenant's data in a sled database.
 pub struct SledStore {
     db: sled::Db,
-    records: sled::Tree,
-    ledger: sled::Tree,
-    outbox: sled::Tree,
-    pending: sled::Tree,
-    dead: sled::Tree,
+    data: sled::Tree,
     modules: sled::Tree,
     generators: sled::Tree,
     templates: sled::Tree,
@@ -53,32 +50,50 @@ impl SledStore {
     }
 
     fn from_db(db: sled::Db) -> Result<Self, Error> {
-        let outbox = db.open_tree("outbox")?;
-        let next_outbox_id = match outbox.last()? {
-            Some((key, _)) => decode_id(&key)? + 1,
+        let data = db.open_tree("data")?;
+        let next_outbox_id = match data.scan_prefix([OUTBOX]).next_back().transpose()? {
+            Some((key, _)) => decode_id(&key[1..])? + 1,
             None => 1,
         };
         Ok(Self {
-            records: db.open_tree("records")?,
-            ledger: db.open_tree("ledger")?,
-            pending: db.open_tree("pending")?,
-            dead: db.open_tree("dead")?,
+            data,
             modules: db.open_tree("modules")?,
             generators: db.open_tree("generators")?,
             templates: db.open_tree("templates")?,
             meta: db.open_tree("meta")?,
-            outbox,
             db,
             next_outbox_id,
         })
     }
 }
 
-fn pair_key(first: &str, second: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(first.len() + 1 + second.len());
+/// The first byte of each keyspace of the `data` tree.
+const RECORD: u8 = b'r';
+const LEDGER: u8 = b'l';
+const OUTBOX: u8 = b'o';
+const PENDING: u8 = b'p';
+const DEAD: u8 = b'd';
+
+fn key(space: u8, name: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + name.len());
+    key.push(space);
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+fn pair_key(space: u8, first: &str, second: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(2 + first.len() + second.len());
+    key.push(space);
     key.extend_from_slice(first.as_bytes());
     key.push(0);
     key.extend_from_slice(second.as_bytes());
+    key
+}
+
+fn outbox_key(id: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(9);
+    key.push(OUTBOX);
+    key.extend_from_slice(&id.to_be_bytes());
     key
 }
 
@@ -138,102 +153,61 @@ fn values<'a, T: DeserializeOwned + 'a>(tree: &sled::Tree) -> Items<'a, T> {
     }))
 }
 
+fn values_in<'a, T: DeserializeOwned + 'a>(data: &sled::Tree, space: u8) -> Items<'a, T> {
+    Box::new(data.scan_prefix([space]).map(|item| {
+        let (_, value) = item?;
+        from_json(&value)
+    }))
+}
+
 impl Store for SledStore {
     fn commit(&mut self, commit: Commit) -> Result<(), Error> {
         if commit.is_empty() {
             return Ok(());
         }
-        // Everything is encoded before the transaction, which sled may run more than once.
-        let records: Vec<(Vec<u8>, Vec<u8>)> = commit
-            .records
-            .iter()
-            .map(|(model, id, json)| (pair_key(model, id), json.clone().into_bytes()))
-            .collect();
-        let ledger = commit
-            .ledger
-            .iter()
-            .map(|entry| Ok((entry.key.clone().into_bytes(), encode_ledger(entry)?)))
-            .collect::<Result<Vec<_>, Error>>()?;
+        // One batch: after a crash, all of it is there or none of it. Within a batch the
+        // last write to a key wins, so settled deliveries are removed before new ones
+        // (a delivery that failed again replaces itself).
+        let mut batch = sled::Batch::default();
+        for (model, id, json) in commit.records {
+            batch.insert(pair_key(RECORD, &model, &id), json.into_bytes());
+        }
+        for entry in &commit.ledger {
+            batch.insert(key(LEDGER, &entry.key), encode_ledger(entry)?);
+        }
         let mut next_id = self.next_outbox_id;
-        let outbox = commit
-            .outbox
-            .into_iter()
-            .map(|item| {
-                let id = next_id;
-                next_id += 1;
-                let item = OutboxItem {
-                    id,
-                    event: item.event,
-                    handler: item.handler,
-                    kind: item.kind,
-                    data: item.data,
-                    created_at_ms: item.created_at_ms,
-                    status: OutboxStatus::Pending,
-                    attempts: 0,
-                    error: None,
-                    sent_at_ms: None,
-                };
-                Ok((id.to_be_bytes().to_vec(), to_json(&item)?))
-            })
-            .collect::<Result<Vec<_>, Error>>()?;
-        let pending = commit
-            .pending
-            .iter()
-            .map(|p| Ok((pair_key(&p.event, &p.handler), to_json(p)?)))
-            .collect::<Result<Vec<_>, Error>>()?;
-        let pending_done: Vec<Vec<u8>> = commit
-            .pending_done
-            .iter()
-            .map(|(event, handler)| pair_key(event, handler))
-            .collect();
-        let dead = commit
-            .dead
-            .iter()
-            .map(|d| Ok((pair_key(&d.event, &d.handler), to_json(d)?)))
-            .collect::<Result<Vec<_>, Error>>()?;
-        let dead_done: Vec<Vec<u8>> = commit
-            .dead_done
-            .iter()
-            .map(|(event, handler)| pair_key(event, handler))
-            .collect();
-
-        let trees = (
-            &self.records,
-            &self.ledger,
-            &self.outbox,
-            &self.pending,
-            &self.dead,
-        );
-        trees
-            .transaction(|(records_tx, ledger_tx, outbox_tx, pending_tx, dead_tx)| {
-                for (key, value) in &records {
-                    records_tx.insert(key.as_slice(), value.as_slice())?;
-                }
-                for (key, value) in &ledger {
-                    ledger_tx.insert(key.as_slice(), value.as_slice())?;
-                }
-                for (key, value) in &outbox {
-                    outbox_tx.insert(key.as_slice(), value.as_slice())?;
-                }
-                // Settled first, then new: a delivery that failed again replaces itself.
-                for key in &pending_done {
-                    pending_tx.remove(key.as_slice())?;
-                }
-                for (key, value) in &pending {
-                    pending_tx.insert(key.as_slice(), value.as_slice())?;
-                }
-                for key in &dead_done {
-                    dead_tx.remove(key.as_slice())?;
-                }
-                for (key, value) in &dead {
-                    dead_tx.insert(key.as_slice(), value.as_slice())?;
-                }
-                Ok::<(), ConflictableTransactionError<()>>(())
-            })
-            .map_err(|error| match error {
-                TransactionError::Storage(error) => Error::from(error),
-                TransactionError::Abort(()) => Error::Storage("commit aborted".to_owned()),
-            })?;
+        for item in commit.outbox {
+            let item = OutboxItem {
+                id: next_id,
+                event: item.event,
+                handler: item.handler,
+                kind: item.kind,
+                data: item.data,
+                created_at_ms: item.created_at_ms,
+                status: OutboxStatus::Pending,
+                attempts: 0,
+                error: None,
+                sent_at_ms: None,
+            };
+            batch.insert(outbox_key(next_id), to_json(&item)?);
+            next_id += 1;
+        }
+        for (event, handler) in &commit.pending_done {
+            batch.remove(pair_key(PENDING, event, handler));
+        }
+        for pending in &commit.pending {
+            batch.insert(
+                pair_key(PENDING, &pending.event, &pending.handler),
+                to_json(pending)?,
+            );
+        }
+        for (event, handler) in &commit.dead_done {
+            batch.remove(pair_key(DEAD, event, handler));
+        }
+        for dead in &commit.dead {
+            batch.insert(pair_key(DEAD, &dead.event, &dead.handler), to_json(dead)?);
+        }
+        self.data.apply_batch(batch)?;
         self.next_outbox_id = next_id;
         Ok(())
     }
@@ -243,22 +217,29 @@ impl Store for SledStore {
         Ok(())
     }
 
-    fn is_seen(&self, key: &str) -> Result<bool, Error> {
-        Ok(self.ledger.contains_key(key.as_bytes())?)
+    fn is_seen(&self, event: &str) -> Result<bool, Error> {
+        Ok(self.data.contains_key(key(LEDGER, event))?)
     }
 
-    fn ledger_entry(&self, key: &str) -> Result<Option<LedgerEntry>, Error> {
-        self.ledger
-            .get(key.as_bytes())?
-            .map(|value| decode_ledger(key.as_bytes(), &value))
+    fn ledger_entry(&self, event: &str) -> Result<Option<LedgerEntry>, Error> {
+        self.data
+            .get(key(LEDGER, event))?
+            .map(|value| decode_ledger(event.as_bytes(), &value))
             .transpose()
     }
 
     fn ledger(&self) -> Items<'_, LedgerEntry> {
-        Box::new(self.ledger.iter().map(|item| {
+        Box::new(self.data.scan_prefix([LEDGER]).map(|item| {
             let (key, value) = item?;
-            decode_ledger(&key, &value)
+            decode_ledger(&key[1..], &value)
         }))
+    }
+
+    fn record(&self, model: &str, id: &str) -> Result<Option<String>, Error> {
+        self.data
+            .get(pair_key(RECORD, model, id))?
+            .map(|value| utf8(&value))
+            .transpose()
     }
 
     fn records(
@@ -267,11 +248,11 @@ impl Store for SledStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, String)>, Error> {
-        let prefix = pair_key(model, "");
+        let prefix = pair_key(RECORD, model, "");
         let skip = prefix.len();
         let range = match after {
-            Some(after) => self.records.range(pair_key(model, after)..),
-            None => self.records.range(prefix.clone()..),
+            Some(after) => self.data.range(pair_key(RECORD, model, after)..),
+            None => self.data.range(prefix.clone()..),
         };
         range
             .map(|item| item.map_err(Error::from))
@@ -292,21 +273,21 @@ impl Store for SledStore {
     }
 
     fn outbox(&self) -> Items<'_, OutboxItem> {
-        values(&self.outbox)
+        values_in(&self.data, OUTBOX)
     }
 
     fn update_outbox(&mut self, item: &OutboxItem) -> Result<(), Error> {
-        self.outbox.insert(item.id.to_be_bytes(), to_json(item)?)?;
-        self.outbox.flush()?;
+        self.data.insert(outbox_key(item.id), to_json(item)?)?;
+        self.data.flush()?;
         Ok(())
     }
 
     fn pending(&self) -> Items<'_, PendingDelivery> {
-        values(&self.pending)
+        values_in(&self.data, PENDING)
     }
 
     fn dead(&self) -> Items<'_, DeadLetter> {
-        values(&self.dead)
+        values_in(&self.data, DEAD)
     }
 
     fn modules(&self) -> Result<Vec<ModuleRecord>, Error> {
