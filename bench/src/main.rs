@@ -9,6 +9,8 @@
 
 mod measure;
 mod native;
+mod scale;
+mod store;
 mod workload;
 
 use std::path::PathBuf;
@@ -19,12 +21,14 @@ use measure::{Mode, Run};
 struct Options {
     challenges: Vec<u64>,
     seed: u64,
+    tenants: usize,
 }
 
 fn options(args: &[String]) -> anyhow::Result<Options> {
     let mut options = Options {
         challenges: vec![10_000, 100_000],
         seed: 42,
+        tenants: 1_000,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -40,6 +44,7 @@ fn options(args: &[String]) -> anyhow::Result<Options> {
                     .collect::<Result<_, _>>()?;
             }
             "--seed" => options.seed = value()?.parse()?,
+            "--tenants" => options.tenants = value()?.parse()?,
             other => anyhow::bail!("unknown argument `{other}`; see BENCHMARKS.md"),
         }
     }
@@ -55,12 +60,37 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // A child run: one mode, one size, in a process of its own so that its peak
     // memory is its own.
-    if args.first().map(String::as_str) == Some("--child") {
-        let mode = match args.get(1).map(String::as_str) {
-            Some("wasm") => Mode::Wasm,
-            Some("native") => Mode::Native,
-            _ => anyhow::bail!("--child wasm|native CHALLENGES SEED"),
+    if args.first().map(String::as_str) == Some("--ceiling") {
+        let n = |i: usize| -> anyhow::Result<usize> {
+            Ok(args
+                .get(i)
+                .ok_or_else(|| anyhow::anyhow!("sizes"))?
+                .parse()?)
         };
+        let shape = store::Shape {
+            records: 10_000,
+            events: 23_330,
+            record_bytes: n(1)?,
+            ledger_bytes: n(2)?,
+            outbox_bytes: n(3)?,
+        };
+        println!("{:.0}", store::ceiling(shape)?);
+        return Ok(());
+    }
+    if args.first().map(String::as_str) == Some("--child-tenants") {
+        let count = args
+            .get(1)
+            .ok_or_else(|| anyhow::anyhow!("count"))?
+            .parse()?;
+        let tenants = scale::tenants(count, &cache_dir())?;
+        println!("{}", serde_json::to_string(&tenants)?);
+        return Ok(());
+    }
+    if args.first().map(String::as_str) == Some("--child") {
+        let mode = args
+            .get(1)
+            .and_then(|mode| Mode::parse(mode))
+            .ok_or_else(|| anyhow::anyhow!("--child wasm|wasm-fresh|native CHALLENGES SEED"))?;
         let challenges = args
             .get(2)
             .ok_or_else(|| anyhow::anyhow!("size"))?
@@ -84,16 +114,66 @@ fn main() -> anyhow::Result<()> {
     for &challenges in &options.challenges {
         let native = child(Mode::Native, challenges, options.seed)?;
         let wasm = child(Mode::Wasm, challenges, options.seed)?;
+        let fresh = child(Mode::WasmFresh, challenges, options.seed)?;
         print_table(&native, &wasm);
+        let calls = (fresh.fresh.records + fresh.fresh.deliveries) as f64;
+        let extra_us = (fresh.fresh.seconds - wasm.fresh.seconds) / calls * 1e6;
+        println!(
+            "{:<30} {:>14.1} µs per call more than a live instance ({:.0} new events/s)",
+            "fresh instance per call",
+            extra_us,
+            fresh.fresh.new as f64 / fresh.fresh.seconds
+        );
+        let ceiling = store::ceiling(wasm.shape)?;
+        println!(
+            "{:<30} {:>14.0} new events/s: sled alone, same keys and value sizes \
+             ({} B record, {} B ledger, {} B outbox)",
+            "store ceiling",
+            ceiling,
+            wasm.shape.record_bytes,
+            wasm.shape.ledger_bytes,
+            wasm.shape.outbox_bytes
+        );
+    }
+
+    println!();
+    let spark = std::env::current_exe()?.with_file_name("spark");
+    if spark.exists() {
+        let (median, max) = scale::cold_start(&spark, 10)?;
+        println!(
+            "cold start: `spark ingest` of one record, two modules cached: \
+             {median:.1} ms median, {max:.1} ms max of 10"
+        );
+    } else {
+        println!(
+            "cold start: not measured; build the binary first: cargo build --release -p spark-host"
+        );
+    }
+    if options.tenants > 0 {
+        let output = Command::new(std::env::current_exe()?)
+            .args(["--child-tenants", &options.tenants.to_string()])
+            .output()?;
+        anyhow::ensure!(
+            output.status.success(),
+            "the tenants run failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let tenants: scale::Tenants = serde_json::from_slice(&output.stdout)?;
+        println!(
+            "{} tenants, two modules each, open in one process: {:.0} MiB ({:.2} MiB per \
+             tenant); first event per tenant {:.1} ms median, {:.1} ms p99",
+            tenants.count,
+            tenants.rss_mb,
+            tenants.rss_mb / tenants.count as f64,
+            tenants.first_event_p50_ms,
+            tenants.first_event_p99_ms
+        );
     }
     Ok(())
 }
 
 fn child(mode: Mode, challenges: u64, seed: u64) -> anyhow::Result<Run> {
-    let mode_name = match mode {
-        Mode::Wasm => "wasm",
-        Mode::Native => "native",
-    };
+    let mode_name = mode.name();
     let output = Command::new(std::env::current_exe()?)
         .args([
             "--child",

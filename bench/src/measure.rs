@@ -7,17 +7,38 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use spark_host::{ModuleCode, ModuleSpec, RunReport, Spark, Tenant, parse_time};
+use spark_host::{LimitOverrides, ModuleCode, ModuleSpec, RunReport, Spark, Tenant, parse_time};
 
 use crate::native::{NativeMailer, NativeSource};
+use crate::store::Shape;
 use crate::workload;
 
 /// How the modules run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Mode {
+    /// Components, each on a live instance (the default).
     Wasm,
+    /// Components, a fresh instance for every call (`calls-per-instance = 1`).
+    WasmFresh,
+    /// The same functions compiled into the host.
     Native,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Wasm => "wasm",
+            Mode::WasmFresh => "wasm-fresh",
+            Mode::Native => "native",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Mode::Wasm, Mode::WasmFresh, Mode::Native]
+            .into_iter()
+            .find(|mode| mode.name() == text)
+    }
 }
 
 /// The measurements of one ingest.
@@ -34,7 +55,8 @@ pub struct Phase {
     pub p99_us: f64,
 }
 
-/// A whole run: both ingests and the process's peak memory.
+/// A whole run: both ingests, the process's peak memory, and the shape of what it
+/// stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Run {
     pub mode: Mode,
@@ -42,6 +64,7 @@ pub struct Run {
     pub fresh: Phase,
     pub seen: Phase,
     pub peak_rss_mb: f64,
+    pub shape: Shape,
 }
 
 pub fn run(mode: Mode, challenges: u64, seed: u64, cache: &Path) -> anyhow::Result<Run> {
@@ -52,7 +75,7 @@ pub fn run(mode: Mode, challenges: u64, seed: u64, cache: &Path) -> anyhow::Resu
     spark.register_native("builtin:challenges-mailer", Arc::new(NativeMailer))?;
     let mut tenant = spark.tenant("bench")?;
     let (source, mailer) = match mode {
-        Mode::Wasm => (
+        Mode::Wasm | Mode::WasmFresh => (
             ModuleCode::Wasm(std::fs::read(spark_test_guests::CHALLENGES_SOURCE)?),
             ModuleCode::Wasm(std::fs::read(spark_test_guests::CHALLENGES_MAILER)?),
         ),
@@ -61,27 +84,65 @@ pub fn run(mode: Mode, challenges: u64, seed: u64, cache: &Path) -> anyhow::Resu
             ModuleCode::Native("builtin:challenges-mailer".to_owned()),
         ),
     };
-    tenant.add_module(spec("challenges", source, &["challenge"], &[]), false)?;
-    tenant.add_module(spec("mailer", mailer, &[], &["^challenge"]), false)?;
+    let mut limits = LimitOverrides::default();
+    if mode == Mode::WasmFresh {
+        limits.calls_per_instance = Some(1);
+    }
+    tenant.add_module(
+        spec("challenges", source, &["challenge"], &[], limits),
+        false,
+    )?;
+    tenant.add_module(spec("mailer", mailer, &[], &["^challenge"], limits), false)?;
     let fresh = ingest(&mut tenant, &input)?;
     let seen = ingest(&mut tenant, &input)?;
     anyhow::ensure!(fresh.new > 0 && seen.new == 0 && seen.duplicates == fresh.new);
+    let peak_rss_mb = peak_rss_mb();
     Ok(Run {
         mode,
         challenges,
         fresh,
         seen,
-        peak_rss_mb: peak_rss_mb(),
+        peak_rss_mb,
+        shape: shape(&tenant, &input)?,
     })
 }
 
-fn spec(name: &str, code: ModuleCode, sources: &[&str], handlers: &[&str]) -> ModuleSpec {
+/// The average sizes of what the run stored.
+fn shape(tenant: &Tenant, input: &str) -> anyhow::Result<Shape> {
+    let (mut ledger, mut events) = (0, 0);
+    for entry in tenant.events() {
+        let entry = entry?;
+        ledger += entry.group.len() + entry.context.len() + 40;
+        events += 1;
+    }
+    let (mut outbox, mut items) = (0, 0);
+    for item in tenant.outbox() {
+        outbox += serde_json::to_vec(&item?)?.len();
+        items += 1;
+    }
+    let records = input.lines().count();
+    Ok(Shape {
+        records: records as u64,
+        events,
+        record_bytes: input.len() / records.max(1),
+        ledger_bytes: ledger / (events as usize).max(1),
+        outbox_bytes: outbox / items.max(1),
+    })
+}
+
+pub fn spec(
+    name: &str,
+    code: ModuleCode,
+    sources: &[&str],
+    handlers: &[&str],
+    limits: LimitOverrides,
+) -> ModuleSpec {
     ModuleSpec {
         name: name.to_owned(),
         code,
         sources: sources.iter().map(|s| (*s).to_owned()).collect(),
         handlers: handlers.iter().map(|h| (*h).to_owned()).collect(),
-        limits: Default::default(),
+        limits,
     }
 }
 

@@ -123,6 +123,9 @@ limits! {
     effects_per_call: u32 = 100, EffectsPerCall, "effects-per-call";
     /// Bytes of stdout and stderr kept per call; the rest is cut off, not an error.
     log_bytes: u64 = 4 << 10, LogBytes, "log-bytes";
+    /// Calls an instance serves before it is replaced by a fresh one (it is replaced
+    /// after any failure anyway); 1 isolates every call from the ones before it.
+    calls_per_instance: u64 = 1_000_000, CallsPerInstance, "calls-per-instance";
 }
 
 /// Engine-wide: the longest event key, in bytes.

@@ -194,12 +194,6 @@ impl<'t> Pipeline<'t> {
             }
             self.report.new += 1;
             self.staged_keys.insert(event.key.clone());
-            self.commit.ledger.push(LedgerEntry {
-                key: event.key.clone(),
-                group: event.group.clone(),
-                created_at_ms: self.now_ms,
-                context: event.context.clone(),
-            });
             let handlers = self.handlers_for(&event.group);
             for handler in handlers.iter() {
                 match self.deliver(handler, &event, depth, 1) {
@@ -210,6 +204,13 @@ impl<'t> Pipeline<'t> {
                     }
                 }
             }
+            // Staged after its handlers, which borrow it; it is in the same commit.
+            self.commit.ledger.push(LedgerEntry {
+                key: event.key,
+                group: event.group,
+                created_at_ms: self.now_ms,
+                context: event.context,
+            });
         }
         Ok(())
     }
@@ -322,7 +323,7 @@ impl<'t> Pipeline<'t> {
     }
 
     /// Calls a module on its runner, creating it first if needed, and drops the runner
-    /// when the call poisoned it.
+    /// when the call spent it (a failure, or its calls-per-instance).
     fn call<T>(
         &mut self,
         module: &str,
@@ -337,7 +338,7 @@ impl<'t> Pipeline<'t> {
             .get_mut(module)
             .expect("the runner was inserted above");
         let result = f(runner);
-        if runner.is_poisoned() {
+        if runner.is_spent() {
             self.runners.remove(module);
         }
         let output = result?;

@@ -26,9 +26,9 @@ fn checked<T>(
 
 impl Runner {
     /// Whether the runner must be replaced before the next call.
-    pub(crate) fn is_poisoned(&self) -> bool {
+    pub(crate) fn is_spent(&self) -> bool {
         match self {
-            Runner::Wasm(instance) => instance.is_poisoned(),
+            Runner::Wasm(instance) => instance.is_spent(),
             Runner::Native(_) => false,
         }
     }

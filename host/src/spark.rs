@@ -90,7 +90,7 @@ impl Spark {
         let hash = crate::tenant::hex_sha256(wasm);
         let engine = WasmEngine::new(None)?;
         let module = engine.compile(name, wasm, &hash)?;
-        module.check_instantiates(&engine, &Limits::default())?;
+        module.check_instantiates(&engine, &Limits::default(), name)?;
         Ok(module.info().clone())
     }
 }

@@ -288,7 +288,7 @@ impl Tenant {
         let hash = hex_sha256(wasm);
         let compiled = self.compile(&format!("module `{}`", spec.name), &hash, wasm)?;
         let limits = Limits::default().with(tenant_limits).with(&spec.limits);
-        compiled.check_instantiates(&self.engine, &limits)?;
+        compiled.check_instantiates(&self.engine, &limits, &format!("module `{}`", spec.name))?;
         let info = compiled.info();
         if !spec.sources.is_empty() && !info.source {
             return Err(refuse(
@@ -476,7 +476,7 @@ impl Tenant {
         if let Some(compiled) = self.compiled.get(hash) {
             return Ok(compiled.clone());
         }
-        let compiled = Arc::new(self.engine.compile(name, wasm, hash)?);
+        let compiled = self.engine.compile_shared(name, wasm, hash)?;
         self.compiled.insert(hash.to_owned(), compiled.clone());
         Ok(compiled)
     }

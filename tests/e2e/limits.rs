@@ -346,3 +346,27 @@ fn context_bytes() {
         MAX_CONTEXT_BYTES as u64,
     );
 }
+
+#[test]
+fn calls_per_instance_replaces_the_instance_and_its_state() {
+    let run = |max: Option<u64>| {
+        let mut host = with_recorder_source();
+        let limits = limits(|l| l.calls_per_instance = max);
+        host.add(guests::HOSTILE, "hostile", &[], &["^job"], limits);
+        let jobs: Vec<Value> = (1..=4)
+            .map(|id| record(id, &[("job", json!({ "do": "count" }))]))
+            .collect();
+        let report = host.ingest(&jobs);
+        assert!(report.problems.is_empty(), "{report:?}");
+        host.tenant()
+            .outbox()
+            .map(|item| item.unwrap().data["payload"]["calls"].as_u64().unwrap())
+            .collect::<Vec<u64>>()
+    };
+    // One instance serves all four calls and keeps its count...
+    assert_eq!(run(None), [1, 2, 3, 4]);
+    // ...two calls each, then a fresh one...
+    assert_eq!(run(Some(2)), [1, 2, 1, 2]);
+    // ...or a fresh instance for every call.
+    assert_eq!(run(Some(1)), [1, 1, 1, 1]);
+}

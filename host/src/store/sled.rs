@@ -6,10 +6,19 @@
 //! the outbox (the id as big-endian u64, so scans come out in id order), `p` pending
 //! and `d` dead deliveries (`event \0 handler`). Modules, generators, templates and
 //! settings, written rarely, have trees of their own, keyed by name.
+//!
+//! A commit's batch is applied on a thread of its own while the pipeline goes on with
+//! the next group (both cores work: one runs modules, the other writes). Batches land
+//! one at a time, in order; reads see the batch in flight (the ledger keys and records
+//! it holds) or wait for it to land; a failed batch fails the next commit or flush, and
+//! nothing after it is applied.
 //! Model names, event keys and handler names never contain `\0` (they are checked
 //! before they get here), so these keys are unambiguous. Values are JSON.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::thread::JoinHandle;
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -26,6 +35,7 @@ use crate::generators::Generator;
 pub struct SledStore {
     db: sled::Db,
     data: sled::Tree,
+    in_flight: Mutex<Option<InFlight>>,
     modules: sled::Tree,
     generators: sled::Tree,
     templates: sled::Tree,
@@ -57,6 +67,7 @@ impl SledStore {
         };
         Ok(Self {
             data,
+            in_flight: Mutex::new(None),
             modules: db.open_tree("modules")?,
             generators: db.open_tree("generators")?,
             templates: db.open_tree("templates")?,
@@ -64,6 +75,43 @@ impl SledStore {
             db,
             next_outbox_id,
         })
+    }
+}
+
+/// A batch being applied on another thread, with what reads must see of it meanwhile.
+struct InFlight {
+    applying: JoinHandle<sled::Result<()>>,
+    ledger: HashSet<String>,
+    /// (model, id) -> record.
+    records: HashMap<(String, String), String>,
+}
+
+impl SledStore {
+    fn in_flight(&self) -> MutexGuard<'_, Option<InFlight>> {
+        // Nothing panics while holding the lock; a poisoned one holds good data.
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Waits for the batch in flight to land; its error if it failed.
+    fn settle(&self) -> Result<(), Error> {
+        let Some(in_flight) = self.in_flight().take() else {
+            return Ok(());
+        };
+        in_flight
+            .applying
+            .join()
+            .map_err(|_| Error::Storage("the thread applying a commit panicked".to_owned()))??;
+        Ok(())
+    }
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        if let Err(error) = self.settle() {
+            tracing::error!("a commit failed as the store closed: {error}");
+        }
     }
 }
 
@@ -153,11 +201,62 @@ fn values<'a, T: DeserializeOwned + 'a>(tree: &sled::Tree) -> Items<'a, T> {
     }))
 }
 
-fn values_in<'a, T: DeserializeOwned + 'a>(data: &sled::Tree, space: u8) -> Items<'a, T> {
-    Box::new(data.scan_prefix([space]).map(|item| {
-        let (_, value) = item?;
-        from_json(&value)
-    }))
+impl SledStore {
+    /// The values of a keyspace of `data`, once the batch in flight has landed.
+    fn settled_values<'a, T: DeserializeOwned + 'a>(&self, space: u8) -> Items<'a, T> {
+        if let Err(error) = self.settle() {
+            return Box::new(std::iter::once(Err(error)));
+        }
+        Box::new(self.data.scan_prefix([space]).map(|item| {
+            let (_, value) = item?;
+            from_json(&value)
+        }))
+    }
+}
+
+/// A commit as one batch: after a crash, all of it is there or none of it. Within a
+/// batch the last write to a key wins, so settled deliveries are removed before new
+/// ones (a delivery that failed again replaces itself). Outbox items get ids from
+/// `first_id` on.
+fn encode(commit: Commit, first_id: u64) -> Result<sled::Batch, Error> {
+    let mut batch = sled::Batch::default();
+    for (model, id, json) in commit.records {
+        batch.insert(pair_key(RECORD, &model, &id), json.into_bytes());
+    }
+    for entry in &commit.ledger {
+        batch.insert(key(LEDGER, &entry.key), encode_ledger(entry)?);
+    }
+    for (id, item) in (first_id..).zip(commit.outbox) {
+        let item = OutboxItem {
+            id,
+            event: item.event,
+            handler: item.handler,
+            kind: item.kind,
+            data: item.data,
+            created_at_ms: item.created_at_ms,
+            status: OutboxStatus::Pending,
+            attempts: 0,
+            error: None,
+            sent_at_ms: None,
+        };
+        batch.insert(outbox_key(id), to_json(&item)?);
+    }
+    for (event, handler) in &commit.pending_done {
+        batch.remove(pair_key(PENDING, event, handler));
+    }
+    for pending in &commit.pending {
+        batch.insert(
+            pair_key(PENDING, &pending.event, &pending.handler),
+            to_json(pending)?,
+        );
+    }
+    for (event, handler) in &commit.dead_done {
+        batch.remove(pair_key(DEAD, event, handler));
+    }
+    for dead in &commit.dead {
+        batch.insert(pair_key(DEAD, &dead.event, &dead.handler), to_json(dead)?);
+    }
+    Ok(batch)
 }
 
 impl Store for SledStore {
@@ -165,63 +264,51 @@ impl Store for SledStore {
         if commit.is_empty() {
             return Ok(());
         }
-        // One batch: after a crash, all of it is there or none of it. Within a batch the
-        // last write to a key wins, so settled deliveries are removed before new ones
-        // (a delivery that failed again replaces itself).
-        let mut batch = sled::Batch::default();
-        for (model, id, json) in commit.records {
-            batch.insert(pair_key(RECORD, &model, &id), json.into_bytes());
-        }
-        for entry in &commit.ledger {
-            batch.insert(key(LEDGER, &entry.key), encode_ledger(entry)?);
-        }
-        let mut next_id = self.next_outbox_id;
-        for item in commit.outbox {
-            let item = OutboxItem {
-                id: next_id,
-                event: item.event,
-                handler: item.handler,
-                kind: item.kind,
-                data: item.data,
-                created_at_ms: item.created_at_ms,
-                status: OutboxStatus::Pending,
-                attempts: 0,
-                error: None,
-                sent_at_ms: None,
-            };
-            batch.insert(outbox_key(next_id), to_json(&item)?);
-            next_id += 1;
-        }
-        for (event, handler) in &commit.pending_done {
-            batch.remove(pair_key(PENDING, event, handler));
-        }
-        for pending in &commit.pending {
-            batch.insert(
-                pair_key(PENDING, &pending.event, &pending.handler),
-                to_json(pending)?,
-            );
-        }
-        for (event, handler) in &commit.dead_done {
-            batch.remove(pair_key(DEAD, event, handler));
-        }
-        for dead in &commit.dead {
-            batch.insert(pair_key(DEAD, &dead.event, &dead.handler), to_json(dead)?);
-        }
-        self.data.apply_batch(batch)?;
+        // The previous batch lands first: order is kept, and its failure stops this one.
+        self.settle()?;
+        let ledger: HashSet<String> = commit.ledger.iter().map(|e| e.key.clone()).collect();
+        let records: HashMap<(String, String), String> = commit
+            .records
+            .iter()
+            .map(|(model, id, json)| ((model.clone(), id.clone()), json.clone()))
+            .collect();
+        let first_id = self.next_outbox_id;
+        let next_id = first_id + commit.outbox.len() as u64;
+        let data = self.data.clone();
+        // Encoding happens on the commit thread too: it is work the pipeline need not wait for.
+        let applying = std::thread::Builder::new()
+            .name("spark-commit".to_owned())
+            .spawn(move || match encode(commit, first_id) {
+                Ok(batch) => data.apply_batch(batch),
+                Err(error) => Err(sled::Error::Unsupported(error.to_string())),
+            })
+            .map_err(|error| Error::Storage(format!("cannot start a commit thread: {error}")))?;
+        *self.in_flight() = Some(InFlight {
+            applying,
+            ledger,
+            records,
+        });
         self.next_outbox_id = next_id;
         Ok(())
     }
 
     fn flush(&self) -> Result<(), Error> {
+        self.settle()?;
         self.db.flush()?;
         Ok(())
     }
 
     fn is_seen(&self, event: &str) -> Result<bool, Error> {
+        if let Some(in_flight) = self.in_flight().as_ref()
+            && in_flight.ledger.contains(event)
+        {
+            return Ok(true);
+        }
         Ok(self.data.contains_key(key(LEDGER, event))?)
     }
 
     fn ledger_entry(&self, event: &str) -> Result<Option<LedgerEntry>, Error> {
+        self.settle()?;
         self.data
             .get(key(LEDGER, event))?
             .map(|value| decode_ledger(event.as_bytes(), &value))
@@ -229,6 +316,9 @@ impl Store for SledStore {
     }
 
     fn ledger(&self) -> Items<'_, LedgerEntry> {
+        if let Err(error) = self.settle() {
+            return Box::new(std::iter::once(Err(error)));
+        }
         Box::new(self.data.scan_prefix([LEDGER]).map(|item| {
             let (key, value) = item?;
             decode_ledger(&key[1..], &value)
@@ -236,6 +326,11 @@ impl Store for SledStore {
     }
 
     fn record(&self, model: &str, id: &str) -> Result<Option<String>, Error> {
+        if let Some(in_flight) = self.in_flight().as_ref()
+            && let Some(record) = in_flight.records.get(&(model.to_owned(), id.to_owned()))
+        {
+            return Ok(Some(record.clone()));
+        }
         self.data
             .get(pair_key(RECORD, model, id))?
             .map(|value| utf8(&value))
@@ -248,6 +343,7 @@ impl Store for SledStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, String)>, Error> {
+        self.settle()?;
         let prefix = pair_key(RECORD, model, "");
         let skip = prefix.len();
         let range = match after {
@@ -273,21 +369,22 @@ impl Store for SledStore {
     }
 
     fn outbox(&self) -> Items<'_, OutboxItem> {
-        values_in(&self.data, OUTBOX)
+        self.settled_values(OUTBOX)
     }
 
     fn update_outbox(&mut self, item: &OutboxItem) -> Result<(), Error> {
+        self.settle()?;
         self.data.insert(outbox_key(item.id), to_json(item)?)?;
         self.data.flush()?;
         Ok(())
     }
 
     fn pending(&self) -> Items<'_, PendingDelivery> {
-        values_in(&self.data, PENDING)
+        self.settled_values(PENDING)
     }
 
     fn dead(&self) -> Items<'_, DeadLetter> {
-        values_in(&self.data, DEAD)
+        self.settled_values(DEAD)
     }
 
     fn modules(&self) -> Result<Vec<ModuleRecord>, Error> {

@@ -21,6 +21,8 @@ pub struct Instance {
     pub(super) context: Option<context::Guest>,
     pub(super) limits: Limits,
     pub(super) poisoned: bool,
+    /// Calls served so far.
+    pub(super) calls: u64,
 }
 
 /// A successful call's result with what the module logged.
@@ -30,9 +32,10 @@ pub struct CallOutput<T> {
 }
 
 impl Instance {
-    /// Whether this instance must be replaced before the next call.
-    pub fn is_poisoned(&self) -> bool {
-        self.poisoned
+    /// Whether this instance must be replaced before the next call: it failed, or it
+    /// served its `calls-per-instance`.
+    pub fn is_spent(&self) -> bool {
+        self.poisoned || self.calls >= self.limits.calls_per_instance
     }
 
     /// Calls the module's source with one record.
@@ -174,6 +177,7 @@ impl Instance {
                 actual: Some(input_bytes as u64),
             });
         }
+        self.calls += 1;
         let log_limit = usize::try_from(self.limits.log_bytes).unwrap_or(usize::MAX);
         self.store.data().call.begin(inv.now_ms, seed, log_limit);
         arm(&mut self.store, &self.limits);

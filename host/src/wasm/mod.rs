@@ -10,9 +10,10 @@ mod cache;
 mod instance;
 mod sandbox;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -57,6 +58,9 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub struct WasmEngine {
     engine: Engine,
     linker: Linker<SandboxState>,
+    /// Compiled modules in use, by hash, shared by every tenant that registered the
+    /// same component (a module holds no tenant data, and its errors name nobody).
+    shared: Mutex<HashMap<String, Weak<CompiledModule>>>,
     /// Where compiled components are kept between runs, if anywhere.
     cache: Option<ArtifactCache>,
     _ticker: EpochTicker,
@@ -104,8 +108,6 @@ pub struct CompiledModule {
     handler: Option<handler::GuestIndices>,
     context: Option<context::GuestIndices>,
     info: ModuleInfo,
-    /// What errors call it.
-    name: String,
 }
 
 impl WasmEngine {
@@ -127,6 +129,7 @@ impl WasmEngine {
         Ok(Self {
             engine,
             linker,
+            shared: Mutex::new(HashMap::new()),
             cache,
             _ticker: ticker,
         })
@@ -195,8 +198,33 @@ impl WasmEngine {
             handler,
             context,
             info,
-            name: name.to_owned(),
         })
+    }
+}
+
+impl WasmEngine {
+    /// [`compile`](Self::compile), or the module already compiled for another tenant.
+    pub fn compile_shared(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        hash: &str,
+    ) -> Result<Arc<CompiledModule>, Error> {
+        if let Some(module) = self.shared_modules().get(hash).and_then(Weak::upgrade) {
+            return Ok(module);
+        }
+        let module = Arc::new(self.compile(name, bytes, hash)?);
+        let mut shared = self.shared_modules();
+        shared.retain(|_, module| module.strong_count() > 0);
+        shared.insert(hash.to_owned(), Arc::downgrade(&module));
+        Ok(module)
+    }
+
+    fn shared_modules(&self) -> MutexGuard<'_, HashMap<String, Weak<CompiledModule>>> {
+        // Nothing panics while holding the lock; a poisoned map is still a good map.
+        self.shared
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 }
 
@@ -251,11 +279,16 @@ impl CompiledModule {
     /// Instantiates the module once, under the limits it will run with: this checks the
     /// types of its exported functions and that it can start at all, so that a broken
     /// module is refused when it is added rather than at its first event.
-    pub fn check_instantiates(&self, engine: &WasmEngine, limits: &Limits) -> Result<(), Error> {
+    pub fn check_instantiates(
+        &self,
+        engine: &WasmEngine,
+        limits: &Limits,
+        name: &str,
+    ) -> Result<(), Error> {
         self.instantiate(engine, limits)
             .map(drop)
             .map_err(|error| Error::ModuleCannotStart {
-                name: self.name.clone(),
+                name: name.to_owned(),
                 error,
             })
     }
@@ -291,6 +324,7 @@ impl CompiledModule {
             context,
             limits: *limits,
             poisoned: false,
+            calls: 0,
         })
     }
 }

@@ -111,6 +111,12 @@ fn misbehave(action: &str, id: &str) -> Result<Option<Outcome>, Error> {
             let slept_ms = started.elapsed().as_millis() as u64;
             Outcome::Report(json!({ "now_ms": now_ms, "slept_ms": slept_ms }))
         }
+        "count" => {
+            // State kept in the instance between calls: how many `count` calls it served.
+            static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let calls = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            Outcome::Report(json!({ "calls": calls }))
+        }
         "random" => {
             let mut bytes = [0u8; 16];
             getrandom::fill(&mut bytes).map_err(|e| Error::msg(e.to_string()))?;
