@@ -191,3 +191,39 @@ fn the_json_fields_are_the_ones_the_readme_lists() {
         .json_lines()[0];
     assert_eq!(keys(generator), listed_fields("`generators list`", &[]));
 }
+
+#[test]
+fn the_limits_table_lists_every_limit_with_its_default() {
+    let defaults = spark_host::Limits::default().entries();
+    let rows: Vec<(&str, &str)> = README
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|rest| {
+            let (name, rest) = rest.split_once("` | ")?;
+            let (default, _) = rest.split_once(" | ")?;
+            Some((name, default))
+        })
+        .filter(|(name, _)| !name.starts_with("spark "))
+        .collect();
+    for (limit, value) in defaults {
+        let (_, written) = rows
+            .iter()
+            .find(|(name, _)| *name == limit.name())
+            .unwrap_or_else(|| panic!("README.md's limits table lacks `{limit}`"));
+        let (number, unit) = written.split_once(' ').unwrap_or((written, ""));
+        let number: u64 = number
+            .replace(',', "")
+            .parse()
+            .unwrap_or_else(|_| panic!("{written}"));
+        let factor = match unit {
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            _ => 1,
+        };
+        assert_eq!(
+            number * factor,
+            value,
+            "README.md gives `{limit}` as {written}"
+        );
+    }
+}
