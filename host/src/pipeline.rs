@@ -140,6 +140,20 @@ impl<'t> Pipeline<'t> {
         model: &str,
         progress: &mut dyn FnMut(&RunReport),
     ) -> Result<(), Error> {
+        self.for_each_stored(model, progress, |pipeline, _, json, origin| {
+            pipeline.run_sources(model, &json, origin)
+        })
+    }
+
+    /// Calls `each` with every stored record of `model` (id, record, origin), page by
+    /// page, so that a model of any size is read in bounded memory; commits and reports
+    /// progress as for ingested records.
+    fn for_each_stored(
+        &mut self,
+        model: &str,
+        progress: &mut dyn FnMut(&RunReport),
+        mut each: impl FnMut(&mut Self, String, String, RecordOrigin) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         let mut after: Option<String> = None;
         loop {
             let page = self
@@ -153,9 +167,9 @@ impl<'t> Pipeline<'t> {
             for (id, json) in page {
                 let origin = RecordOrigin::Stored {
                     model: model.to_owned(),
-                    id,
+                    id: id.clone(),
                 };
-                self.run_sources(model, &json, origin)?;
+                each(self, id, json, origin)?;
                 self.end_record()?;
                 progress(&self.report);
             }
@@ -414,27 +428,10 @@ impl<'t> Pipeline<'t> {
         context_module: Option<&str>,
         progress: &mut dyn FnMut(&RunReport),
     ) -> Result<(), Error> {
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .tenant
-                .store
-                .records(model, after.as_deref(), RECORD_PAGE)?;
-            let Some((last, _)) = page.last() else {
-                return Ok(());
-            };
-            after = Some(last.clone());
-            for (id, json) in page {
-                self.report.records += 1;
-                let origin = RecordOrigin::Stored {
-                    model: model.to_owned(),
-                    id: id.clone(),
-                };
-                self.generate_record(model, &id, json, &origin, generators, context_module)?;
-                self.end_record()?;
-                progress(&self.report);
-            }
-        }
+        self.for_each_stored(model, progress, |pipeline, id, json, origin| {
+            pipeline.report.records += 1;
+            pipeline.generate_record(model, &id, json, &origin, generators, context_module)
+        })
     }
 
     fn generate_record(

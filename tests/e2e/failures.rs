@@ -109,18 +109,8 @@ fn a_retry_that_succeeds_commits_the_effects_once() {
 
 #[test]
 fn the_retry_policy_comes_from_the_manifest() {
-    let spark = Spark::new();
-    let manifest = spark.write(
-        "spark.toml",
-        format!(
-            "[retry]\nattempts = 1\nbackoff-ms = 5\n\n\
-             [[modules]]\nname = \"source\"\npath = {:?}\nsources = [\"thing\"]\n\n\
-             [[modules]]\nname = \"mailer\"\npath = {:?}\nhandlers = [\"^job\"]\n",
-            guests::RECORDER,
-            guests::RECORDER
-        ),
-    );
-    spark.run(&["apply", manifest.to_str().unwrap()]).ok();
+    let retry = "[retry]\nattempts = 1\nbackoff-ms = 5";
+    let spark = Spark::with_job_handler("mailer", guests::RECORDER, retry);
     let input = jsonl(&[job(1, json!({ "fail": "no route to the moon" }))]);
     let summary = spark
         .run_with_input(&["ingest", "--model", "thing", "--json"], &input)

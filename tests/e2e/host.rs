@@ -124,6 +124,19 @@ pub fn source_errors(report: &RunReport) -> Vec<CallError> {
         .collect()
 }
 
+/// The hostile module as the source of `thing`.
+pub fn with_hostile_source() -> Host {
+    let mut host = Host::new();
+    host.add(
+        guests::HOSTILE,
+        "hostile",
+        &["thing"],
+        &[],
+        LimitOverrides::default(),
+    );
+    host
+}
+
 /// The recorder as source of `thing`.
 pub fn with_recorder_source() -> Host {
     let mut host = Host::new();

@@ -4,7 +4,9 @@
 use serde_json::{Value, json};
 use spark_host::{CallError, Limit, LimitOverrides, OutboxItem, Problem};
 
-use crate::host::{Host, delivery_errors, source_errors, with_recorder_source};
+use crate::host::{
+    Host, delivery_errors, source_errors, with_hostile_source, with_recorder_source,
+};
 use crate::support::guests;
 
 /// What a misbehaving call must end in.
@@ -92,14 +94,7 @@ fn hostile_handlers_are_contained_and_the_next_event_is_served() {
 #[test]
 fn hostile_sources_are_contained_and_the_next_record_is_served() {
     for (action, expect) in MISBEHAVIOURS {
-        let mut host = Host::new();
-        host.add(
-            guests::HOSTILE,
-            "hostile",
-            &["thing"],
-            &[],
-            LimitOverrides::default(),
-        );
+        let mut host = with_hostile_source();
         let report = host.ingest(&[json!({ "id": 1, "do": action }), json!({ "id": 2 })]);
         check(action, expect, &source_errors(&report));
         assert_eq!(report.source_errors, 1, "{action}: {report:?}");

@@ -71,17 +71,8 @@ fn rust_python_and_javascript_make_the_same_events_and_mails() {
 #[test]
 fn a_hostile_python_guest_is_stopped_and_the_next_event_is_served() {
     let hostile = python(&test_guests().join("python"), "hostile", "handler-module");
-    let spark = Spark::new();
-    let manifest = spark.write(
-        "spark.toml",
-        format!(
-            "[retry]\nattempts = 1\n\n\
-             [[modules]]\nname = \"source\"\npath = {:?}\nsources = [\"thing\"]\n\n\
-             [[modules]]\nname = \"python\"\npath = {hostile:?}\nhandlers = [\"^job\"]\n",
-            guests::RECORDER
-        ),
-    );
-    spark.run(&["apply", manifest.to_str().unwrap()]).ok();
+    let hostile = hostile.to_str().unwrap();
+    let spark = Spark::with_job_handler("python", hostile, "[retry]\nattempts = 1");
     let job = |id: u64, action: &str| json!({ "id": id, "events": [{ "group": "job", "id": id, "context": { "do": action } }] });
     spark
         .run_with_input(
@@ -144,7 +135,9 @@ fn assert_blocks_are_from(guide: &str, fence: &str, sources: &[&str]) {
     for block in blocks {
         for line in block.lines().filter(|line| !line.trim().is_empty()) {
             assert!(
-                sources.iter().any(|source| source.lines().any(|l| l == line)),
+                sources
+                    .iter()
+                    .any(|source| source.lines().any(|l| l == line)),
                 "a {fence} line of the guide is in no example file: {line:?}"
             );
         }

@@ -7,7 +7,9 @@ use spark_host::{
     RunReport,
 };
 
-use crate::host::{Host, delivery_errors, source_errors, with_recorder_source};
+use crate::host::{
+    Host, delivery_errors, source_errors, with_hostile_source, with_recorder_source,
+};
 use crate::support::guests;
 
 /// A record whose source (the recorder) yields one event per `(group, context)`.
@@ -240,14 +242,7 @@ fn events_per_call() {
 
 /// The hostile module as a source: a record doing `action`, then an ordinary one.
 fn hostile_job_source(action: &str) -> RunReport {
-    let mut host = Host::new();
-    host.add(
-        guests::HOSTILE,
-        "hostile",
-        &["thing"],
-        &[],
-        LimitOverrides::default(),
-    );
+    let mut host = with_hostile_source();
     let report = host.ingest(&[json!({ "id": 1, "do": action }), json!({ "id": 2 })]);
     assert_eq!(report.new, 1, "the ordinary record is served: {report:?}");
     report

@@ -6,18 +6,7 @@ use crate::support::{Spark, count, guests, jsonl};
 
 #[test]
 fn a_guest_that_loops_or_allocates_forever_is_stopped_and_the_next_event_is_served() {
-    let spark = Spark::new();
-    let manifest = spark.write(
-        "spark.toml",
-        format!(
-            "[retry]\nattempts = 1\n\n\
-             [[modules]]\nname = \"source\"\npath = {:?}\nsources = [\"thing\"]\n\n\
-             [[modules]]\nname = \"hostile\"\npath = {:?}\nhandlers = [\"^job\"]\n",
-            guests::RECORDER,
-            guests::HOSTILE
-        ),
-    );
-    spark.run(&["apply", manifest.to_str().unwrap()]).ok();
+    let spark = Spark::with_job_handler("hostile", guests::HOSTILE, "[retry]\nattempts = 1");
     let job = |id: u64, action: &str| json!({ "id": id, "events": [{ "group": "job", "id": id, "context": { "do": action } }] });
     let summary = spark
         .run_with_input(

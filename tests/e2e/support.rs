@@ -76,6 +76,23 @@ impl Spark {
         command
     }
 
+    /// A data dir set up by a manifest: the recorder as the source of `thing`, the
+    /// component `wasm` as the handler `name` of `^job`, and `retry` (a `[retry]` table,
+    /// or nothing).
+    pub fn with_job_handler(name: &str, wasm: &str, retry: &str) -> Self {
+        let spark = Self::new();
+        let manifest = spark.write(
+            "spark.toml",
+            format!(
+                "{retry}\n\n[[modules]]\nname = \"source\"\npath = {:?}\nsources = [\"thing\"]\n\n\
+                 [[modules]]\nname = {name:?}\npath = {wasm:?}\nhandlers = [\"^job\"]\n",
+                guests::RECORDER
+            ),
+        );
+        spark.run(&["apply", manifest.to_str().unwrap()]).ok();
+        spark
+    }
+
     /// Registers a module, asserting success.
     pub fn add(&self, wasm: &str, name: &str, registration: &[&str]) {
         let mut args = vec!["module", "add", wasm, "--name", name];

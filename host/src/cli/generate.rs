@@ -1,10 +1,8 @@
 //! `spark generate`: run the active generators.
 
-use clap::Args;
-use spark_host::{parse_time, wall_clock_ms};
-
-use super::report::{self, Progress};
+use super::report;
 use super::{Context, Outcome};
+use clap::Args;
 
 /// Run every active generator over its model's stored records: each record whose
 /// context satisfies a generator's conditions makes an event `{group}_{id}`, which
@@ -21,14 +19,8 @@ pub struct Generate {
 
 impl Generate {
     pub fn run(self, context: &Context) -> anyhow::Result<Outcome> {
-        let now_ms = match &self.now {
-            Some(text) => parse_time(text)?,
-            None => wall_clock_ms(),
-        };
+        let now_ms = report::logical_now(self.now.as_deref())?;
         let mut tenant = context.tenant()?;
-        let progress = Progress::new();
-        let report = tenant.generate(now_ms, &mut |report| progress.update(report))?;
-        drop(progress);
-        report::finish(&report, self.json)
+        report::run(self.json, |progress| tenant.generate(now_ms, progress))
     }
 }

@@ -4,12 +4,10 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::path::PathBuf;
 
+use super::report;
+use super::{Context, Outcome};
 use anyhow::Context as _;
 use clap::Args;
-use spark_host::{parse_time, wall_clock_ms};
-
-use super::report::{self, Progress};
-use super::{Context, Outcome};
 
 /// Store JSON Lines records of a model and run each through the model's sources;
 /// new events go to their handlers. Bad lines are reported and skipped.
@@ -31,10 +29,7 @@ pub struct Ingest {
 
 impl Ingest {
     pub fn run(self, context: &Context) -> anyhow::Result<Outcome> {
-        let now_ms = match &self.now {
-            Some(text) => parse_time(text)?,
-            None => wall_clock_ms(),
-        };
+        let now_ms = report::logical_now(self.now.as_deref())?;
         let mut input: Box<dyn BufRead> = match &self.file {
             Some(path) if path.as_os_str() != "-" => Box::new(BufReader::new(
                 File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?,
@@ -42,11 +37,8 @@ impl Ingest {
             _ => Box::new(io::stdin().lock()),
         };
         let mut tenant = context.tenant()?;
-        let progress = Progress::new();
-        let report = tenant.ingest(&self.model, &mut input, now_ms, &mut |report| {
-            progress.update(report)
-        })?;
-        drop(progress);
-        report::finish(&report, self.json)
+        report::run(self.json, |progress| {
+            tenant.ingest(&self.model, &mut input, now_ms, progress)
+        })
     }
 }

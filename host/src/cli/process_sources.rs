@@ -1,10 +1,8 @@
 //! `spark process-sources`: stored records through their sources again.
 
-use clap::Args;
-use spark_host::{parse_time, wall_clock_ms};
-
-use super::report::{self, Progress};
+use super::report;
 use super::{Context, Outcome};
+use clap::Args;
 
 /// Run every stored record (of one model, or of all) through its sources again, for
 /// events that depend on time, such as "ends in two days".
@@ -23,16 +21,10 @@ pub struct ProcessSources {
 
 impl ProcessSources {
     pub fn run(self, context: &Context) -> anyhow::Result<Outcome> {
-        let now_ms = match &self.now {
-            Some(text) => parse_time(text)?,
-            None => wall_clock_ms(),
-        };
+        let now_ms = report::logical_now(self.now.as_deref())?;
         let mut tenant = context.tenant()?;
-        let progress = Progress::new();
-        let report = tenant.process_sources(self.model.as_deref(), now_ms, &mut |report| {
-            progress.update(report)
-        })?;
-        drop(progress);
-        report::finish(&report, self.json)
+        report::run(self.json, |progress| {
+            tenant.process_sources(self.model.as_deref(), now_ms, progress)
+        })
     }
 }

@@ -5,9 +5,28 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use spark_host::{Problem, RunReport};
+use spark_host::{Problem, RunReport, parse_time, wall_clock_ms};
 
 use super::{Outcome, output};
+
+/// The logical time of a run: `--now` if given, else the wall clock.
+pub fn logical_now(now: Option<&str>) -> anyhow::Result<i64> {
+    Ok(match now {
+        Some(text) => parse_time(text)?,
+        None => wall_clock_ms(),
+    })
+}
+
+/// Runs a pipeline command with a progress line on a terminal, then reports it.
+pub fn run(
+    json: bool,
+    command: impl FnOnce(&mut dyn FnMut(&RunReport)) -> Result<RunReport, spark_host::Error>,
+) -> anyhow::Result<Outcome> {
+    let progress = Progress::new();
+    let report = command(&mut |report| progress.update(report))?;
+    drop(progress);
+    finish(&report, json)
+}
 
 /// Prints each problem to stderr, then the summary; the outcome follows the failures.
 pub fn finish(report: &RunReport, json: bool) -> anyhow::Result<Outcome> {
@@ -53,12 +72,12 @@ fn summary(report: &RunReport) -> String {
 }
 
 /// A progress line on stderr when it is a terminal; nothing in pipes and files.
-pub struct Progress {
+struct Progress {
     bar: ProgressBar,
 }
 
 impl Progress {
-    pub fn new() -> Self {
+    fn new() -> Self {
         let bar = if std::io::stderr().is_terminal() {
             let bar = ProgressBar::new_spinner();
             bar.set_style(
@@ -75,7 +94,7 @@ impl Progress {
 
     /// Called after each record; redraws at most a few times a second (indicatif
     /// rate-limits drawing, and the message is only built every 256 records).
-    pub fn update(&self, report: &RunReport) {
+    fn update(&self, report: &RunReport) {
         if self.bar.is_hidden() || !report.records.is_multiple_of(256) {
             return;
         }
