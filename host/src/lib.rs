@@ -51,8 +51,12 @@
 //!   every key seen ([`LedgerEntry`]); a key seen before goes no further.
 //! - [`Effect`]: what a handler returns: emitted events, mails and outputs. Mails and
 //!   outputs wait in the outbox ([`OutboxItem`]).
-//! - Modules: components exporting `spark:engine/source` and/or `handler`, registered
-//!   with [`ModuleSpec`] and run under [`Limits`].
+//! - Modules: components exporting `spark:engine/source`, `handler` and/or `context`,
+//!   registered with [`ModuleSpec`] and run under [`Limits`]; or [`NativeModule`]s, Rust
+//!   code in the host (the built-in mail handler is one).
+//! - [`Generator`]: events declared without code, from stored records and conditions.
+//! - Mails: rendered with the tenant's templates when committed, sent from the outbox
+//!   by a [`Transport`] (`Tenant::send_outbox`).
 //! - [`Error`] for requests that cannot be done; [`CallError`] for a module call that
 //!   failed, kept with its delivery in [`PendingDelivery`] or [`DeadLetter`].
 
