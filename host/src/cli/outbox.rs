@@ -35,7 +35,7 @@ pub struct Send {
     /// (the default), `required` or `off`.
     #[arg(long)]
     transport: Option<String>,
-    /// Print the summary as one JSON object: sent, failed.
+    /// Print the summary as one JSON object: sent, failed (on stderr with `stdout`).
     #[arg(long)]
     json: bool,
 }
@@ -65,13 +65,16 @@ impl Send {
         for (id, why) in &report.problems {
             eprintln!("error: outbox item {id} was not sent (it stays pending): {why}");
         }
-        if self.json {
-            output::json_line(&report)?;
-        } else if transport != Transport::Stdout {
-            output::line(format!(
-                "{} mails sent, {} failed",
-                report.sent, report.failed
-            ))?;
+        let summary = if self.json {
+            serde_json::to_string(&report)?
+        } else {
+            format!("{} mails sent, {} failed", report.sent, report.failed)
+        };
+        // With the `stdout` transport the messages are stdout, so the summary goes aside.
+        if transport == Transport::Stdout {
+            eprintln!("{summary}");
+        } else {
+            output::line(summary)?;
         }
         Ok(Outcome::from_failures(report.failed > 0))
     }
