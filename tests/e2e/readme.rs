@@ -164,7 +164,7 @@ fn the_json_fields_are_the_ones_the_readme_lists() {
         ])
         .code(1)
         .json();
-    assert_eq!(keys(&sent), listed_fields("`outbox send`", &[]));
+    assert_eq!(keys(&sent), listed_fields("`outbox send`", &["stdout"]));
 
     let template = spark.write("t.txt", "Hello");
     spark
