@@ -191,56 +191,32 @@ fn child(mode: Mode, challenges: u64, seed: u64) -> anyhow::Result<Run> {
 }
 
 fn print_table(native: &Run, wasm: &Run) {
-    let rate = |count: u64, seconds: f64| count as f64 / seconds;
-    let rows: [(&str, f64, f64, bool); 8] = [
-        (
-            "new events/s",
-            rate(native.fresh.new, native.fresh.seconds),
-            rate(wasm.fresh.new, wasm.fresh.seconds),
-            true,
-        ),
+    // (name, the measure of a run, whether higher is better)
+    type Measure = fn(&Run) -> f64;
+    fn rate(count: u64, seconds: f64) -> f64 {
+        count as f64 / seconds
+    }
+    let rows: [(&str, Measure, bool); 8] = [
+        ("new events/s", |r| rate(r.fresh.new, r.fresh.seconds), true),
         (
             "duplicate events/s",
-            rate(native.seen.duplicates, native.seen.seconds),
-            rate(wasm.seen.duplicates, wasm.seen.seconds),
+            |r| rate(r.seen.duplicates, r.seen.seconds),
             true,
         ),
         (
             "handler calls/s",
-            rate(native.fresh.deliveries, native.fresh.seconds),
-            rate(wasm.fresh.deliveries, wasm.fresh.seconds),
+            |r| rate(r.fresh.deliveries, r.fresh.seconds),
             true,
         ),
         (
             "records/s, first run",
-            rate(native.fresh.records, native.fresh.seconds),
-            rate(wasm.fresh.records, wasm.fresh.seconds),
+            |r| rate(r.fresh.records, r.fresh.seconds),
             true,
         ),
-        (
-            "p50 µs per record, first run",
-            native.fresh.p50_us,
-            wasm.fresh.p50_us,
-            false,
-        ),
-        (
-            "p99 µs per record, first run",
-            native.fresh.p99_us,
-            wasm.fresh.p99_us,
-            false,
-        ),
-        (
-            "p50 µs per record, seen run",
-            native.seen.p50_us,
-            wasm.seen.p50_us,
-            false,
-        ),
-        (
-            "peak memory MiB",
-            native.peak_rss_mb,
-            wasm.peak_rss_mb,
-            false,
-        ),
+        ("p50 µs per record, first run", |r| r.fresh.p50_us, false),
+        ("p99 µs per record, first run", |r| r.fresh.p99_us, false),
+        ("p50 µs per record, seen run", |r| r.seen.p50_us, false),
+        ("peak memory MiB", |r| r.peak_rss_mb, false),
     ];
     println!();
     println!(
@@ -254,7 +230,8 @@ fn print_table(native: &Run, wasm: &Run) {
         "{:<30} {:>14} {:>14} {:>12}",
         "", "native", "wasm", "wasm/native"
     );
-    for (name, native, wasm, higher_is_better) in rows {
+    for (name, measure, higher_is_better) in rows {
+        let (native, wasm) = (measure(native), measure(wasm));
         let ratio = wasm / native;
         let note = if higher_is_better {
             ""
