@@ -65,18 +65,20 @@ impl Event {
     pub fn validate(&self) -> Result<(), CallError> {
         check_name("key", &self.key, Limit::KeyBytes, MAX_KEY_BYTES)?;
         check_name("group", &self.group, Limit::GroupBytes, MAX_GROUP_BYTES)?;
-        if self.context.len() > MAX_CONTEXT_BYTES {
-            return Err(CallError::Limit {
-                limit: Limit::ContextBytes,
-                max: MAX_CONTEXT_BYTES as u64,
-                actual: Some(self.context.len() as u64),
-            });
-        }
-        check_json_object(&self.context).map_err(|why| CallError::InvalidOutput {
-            what: format!("context of event `{}`", self.key),
-            why,
-        })
+        check_context(&self.context, || format!("context of event `{}`", self.key))
     }
+}
+
+/// Refuses a context that is too large or not a JSON object; `what` names it.
+pub(crate) fn check_context(context: &str, what: impl FnOnce() -> String) -> Result<(), CallError> {
+    if context.len() > MAX_CONTEXT_BYTES {
+        return Err(CallError::Limit {
+            limit: Limit::ContextBytes,
+            max: MAX_CONTEXT_BYTES as u64,
+            actual: Some(context.len() as u64),
+        });
+    }
+    check_json_object(context).map_err(|why| CallError::InvalidOutput { what: what(), why })
 }
 
 fn check_name(what: &str, value: &str, limit: Limit, max: usize) -> Result<(), CallError> {

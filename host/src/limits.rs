@@ -38,6 +38,12 @@ macro_rules! limits {
         }
 
         impl Limits {
+            /// What a module runs under: the engine's defaults, then its tenant's
+            /// overrides, then its own.
+            pub fn layered(tenant: &LimitOverrides, module: &LimitOverrides) -> Self {
+                Self::default().with(tenant).with(module)
+            }
+
             /// These limits with `overrides` applied.
             pub fn with(mut self, overrides: &LimitOverrides) -> Self {
                 $(if let Some(value) = overrides.$field { self.$field = value; })*
@@ -158,7 +164,7 @@ mod tests {
             fuel: Some(7),
             ..LimitOverrides::default()
         };
-        let limits = Limits::default().with(&tenant).with(&module);
+        let limits = Limits::layered(&tenant, &module);
         assert_eq!(limits.fuel, 7);
         assert_eq!(limits.memory_bytes, 1 << 20);
         assert_eq!(limits.deadline_ms, Limits::default().deadline_ms);

@@ -49,7 +49,7 @@ pub(crate) struct Pipeline<'t> {
     settings: TenantSettings,
     modules: HashMap<String, ModuleRecord>,
     /// Model -> its source modules, in registration order.
-    sources: HashMap<String, Vec<String>>,
+    sources: HashMap<String, Rc<[String]>>,
     routes: Routes,
     handlers_by_group: HashMap<String, Rc<[String]>>,
     templates: Templates,
@@ -86,7 +86,10 @@ impl<'t> Pipeline<'t> {
                 .into_iter()
                 .map(|record| (record.name.clone(), record))
                 .collect(),
-            sources,
+            sources: sources
+                .into_iter()
+                .map(|(model, modules)| (model, modules.into()))
+                .collect(),
             routes,
             handlers_by_group: HashMap::new(),
             templates,
@@ -178,16 +181,18 @@ impl<'t> Pipeline<'t> {
 
     fn run_sources(&mut self, model: &str, json: &str, origin: RecordOrigin) -> Result<(), Error> {
         self.report.records += 1;
-        let modules = self.sources.get(model).cloned().unwrap_or_default();
-        for module in modules {
+        let Some(modules) = self.sources.get(model).cloned() else {
+            return Ok(());
+        };
+        for module in modules.iter() {
             let inv = self.invocation(1);
-            match self.call(&module, |runner| runner.events(model, json, &inv)) {
+            match self.call(module, |runner| runner.events(model, json, &inv)) {
                 Ok(events) => self.process(events, 0)?,
                 Err(error) => {
                     self.report.source_errors += 1;
                     self.report.problems.push(Problem::SourceFailed {
                         record: origin.clone(),
-                        module,
+                        module: module.clone(),
                         error,
                     });
                 }
@@ -253,11 +258,6 @@ impl<'t> Pipeline<'t> {
         depth: u32,
         attempt: u32,
     ) -> Result<Vec<Event>, CallError> {
-        if !self.routes.has_handler(handler) {
-            return Err(CallError::NoSuchHandler {
-                module: handler.to_owned(),
-            });
-        }
         let inv = self.invocation(attempt);
         let effects = self.call(handler, |runner| runner.handle(event, &inv))?;
         let mut emitted = Vec::new();
@@ -380,9 +380,7 @@ impl<'t> Pipeline<'t> {
                     message: format!("this host has no native module `{}`", record.hash),
                 });
         }
-        let limits = Limits::default()
-            .with(&self.settings.limits)
-            .with(&record.limits);
+        let limits = Limits::layered(&self.settings.limits, &record.limits);
         let compiled = self
             .tenant
             .compiled(record)
@@ -561,7 +559,16 @@ impl<'t> Pipeline<'t> {
             key: entry.key,
             context: entry.context,
         };
-        match self.deliver(handler, &event, depth, attempt) {
+        // The handler may have been removed, or registered again as a source only,
+        // since the delivery failed.
+        let result = if self.routes.has_handler(handler) {
+            self.deliver(handler, &event, depth, attempt)
+        } else {
+            Err(CallError::NoSuchHandler {
+                module: handler.to_owned(),
+            })
+        };
+        match result {
             Ok(emitted) => self.process(emitted, depth + 1),
             Err(error) => {
                 let dead = last_attempt || self.out_of_attempts(attempt);

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::error::CallError;
-use crate::event::{Effect, Event, Invocation, check_json_object};
+use crate::event::{Effect, Event, Invocation, check_context};
 use crate::native::NativeModule;
 use crate::wasm::{CallOutput, Instance};
 
@@ -69,10 +69,7 @@ impl Runner {
         match self {
             Runner::Wasm(instance) => instance.context(model, record, inv),
             Runner::Native(module) => checked(module.context(model, record, inv)?, |context| {
-                check_json_object(context).map_err(|why| CallError::InvalidOutput {
-                    what: "context".to_owned(),
-                    why,
-                })
+                check_context(context, || "context".to_owned())
             }),
         }
     }

@@ -287,7 +287,7 @@ impl Tenant {
         };
         let hash = hex_sha256(wasm);
         let compiled = self.compile(&format!("module `{}`", spec.name), &hash, wasm)?;
-        let limits = Limits::default().with(tenant_limits).with(&spec.limits);
+        let limits = Limits::layered(tenant_limits, &spec.limits);
         compiled.check_instantiates(&self.engine, &limits, &format!("module `{}`", spec.name))?;
         let info = compiled.info();
         if !spec.sources.is_empty() && !info.source {
@@ -378,7 +378,7 @@ impl Tenant {
             .modules()?
             .into_iter()
             .map(|record| ModuleSummary {
-                limits: Limits::default().with(&tenant_limits).with(&record.limits),
+                limits: Limits::layered(&tenant_limits, &record.limits),
                 record,
             })
             .collect())
@@ -418,7 +418,7 @@ impl Tenant {
     /// tenant's, then its own.
     pub(crate) fn limits_of(&self, record: &ModuleRecord) -> Result<Limits, Error> {
         let tenant = self.store.settings()?.limits;
-        Ok(Limits::default().with(&tenant).with(&record.limits))
+        Ok(Limits::layered(&tenant, &record.limits))
     }
 
     /// One event of the ledger.

@@ -8,8 +8,8 @@ use super::bindings::exports::spark::engine::{context, handler, source};
 use super::bindings::spark::engine::types as wit;
 use super::sandbox::{LimitHit, SandboxState};
 use crate::error::CallError;
-use crate::event::{Effect, Event, Invocation, Mail, check_json_object};
-use crate::limits::{Limit, Limits, MAX_CONTEXT_BYTES};
+use crate::event::{Effect, Event, Invocation, Mail, check_context};
+use crate::limits::{Limit, Limits};
 
 /// One live instance of a module. After a call fails with anything but the module's
 /// own error, the instance is poisoned and must be replaced (its memory may be in any
@@ -124,17 +124,7 @@ impl Instance {
             context.call_context(store, model, record, &wit_inv)
         })?;
         check_size(output.value.len(), &self.limits)?;
-        if output.value.len() > MAX_CONTEXT_BYTES {
-            return Err(CallError::Limit {
-                limit: Limit::ContextBytes,
-                max: MAX_CONTEXT_BYTES as u64,
-                actual: Some(output.value.len() as u64),
-            });
-        }
-        check_json_object(&output.value).map_err(|why| CallError::InvalidOutput {
-            what: "context".to_owned(),
-            why,
-        })?;
+        check_context(&output.value, || "context".to_owned())?;
         Ok(output)
     }
 
