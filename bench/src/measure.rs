@@ -143,6 +143,7 @@ pub fn spec(
         sources: sources.iter().map(|s| (*s).to_owned()).collect(),
         handlers: handlers.iter().map(|h| (*h).to_owned()).collect(),
         limits,
+        clock: Default::default(),
     }
 }
 

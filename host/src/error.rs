@@ -112,6 +112,10 @@ pub enum Error {
     )]
     InvalidTime(String),
 
+    /// A module's clock that is none of `exact`, `minute`, `hour`, `day`.
+    #[error("invalid clock `{0}`: expected exact, minute, hour or day")]
+    InvalidClock(String),
+
     /// The WebAssembly engine could not be set up.
     #[error("cannot set up the WebAssembly engine: {0}")]
     Engine(String),

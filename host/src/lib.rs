@@ -34,6 +34,7 @@
 //!         sources: vec!["challenge".into()],
 //!         handlers: vec![],
 //!         limits: Default::default(),
+//!         clock: Default::default(),
 //!     },
 //!     false,
 //! )?;
@@ -72,6 +73,7 @@ mod records;
 mod report;
 mod routes;
 mod runner;
+mod source_memo;
 mod spark;
 mod store;
 mod tenant;
@@ -97,5 +99,5 @@ pub use store::{
     RetryPolicy, TenantSettings,
 };
 pub use tenant::{ModuleChange, ModuleCode, ModuleSpec, ModuleSummary, Tenant};
-pub use time::{format_time, parse_time, wall_clock_ms};
+pub use time::{Clock, format_time, parse_time, wall_clock_ms};
 pub use wasm::{INTERFACE_VERSION, ModuleInfo};

@@ -12,6 +12,7 @@
 //! name = "challenges"
 //! path = "challenges_source.wasm"   # relative to this file
 //! sources = ["challenge"]
+//! clock = "day"            # its calls see the run's day, not the time (default: exact)
 //!
 //! [[modules]]
 //! name = "mailer"
@@ -50,6 +51,7 @@ use crate::limits::LimitOverrides;
 use crate::mail::{MailSettings, Transport, check_template};
 use crate::store::{RetryPolicy, TenantSettings};
 use crate::tenant::{ModuleChange, ModuleCode, ModuleSpec, Tenant};
+use crate::time::Clock;
 
 /// A parsed manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -163,6 +165,9 @@ pub struct ModuleEntry {
     pub handlers: Vec<String>,
     #[serde(default)]
     pub limits: LimitOverrides,
+    /// How coarsely its calls read the run's time (`exact` unless given).
+    #[serde(default)]
+    pub clock: Clock,
 }
 
 /// What applying a manifest changed.
@@ -268,6 +273,7 @@ impl Tenant {
                 sources: entry.sources.clone(),
                 handlers: entry.handlers.clone(),
                 limits: entry.limits,
+                clock: entry.clock,
             };
             prepared.push(
                 self.prepare_module(spec, &settings.limits)

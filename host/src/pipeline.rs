@@ -23,9 +23,10 @@ use crate::records::{MAX_RECORD_BYTES, ParsedRecord, parse_record, skip_line};
 use crate::report::{Problem, RecordOrigin, RunReport};
 use crate::routes::Routes;
 use crate::runner::Runner;
+use crate::source_memo;
 use crate::store::{
     Commit, DeadLetter, LedgerEntry, ModuleRecord, NewOutboxItem, OutboxKind, PendingDelivery,
-    TenantSettings,
+    SourceMemo, TenantSettings,
 };
 use crate::tenant::Tenant;
 use crate::time::wall_clock_ms;
@@ -41,6 +42,15 @@ const MAX_RETRY_WAIT_MS: i64 = 30_000;
 const MAX_MEMOISED_GROUPS: usize = 10_000;
 /// Records read from the store at a time by `process-sources`.
 const RECORD_PAGE: usize = 1_000;
+
+/// What the memo says of a source call (see [`source_memo`]).
+#[derive(Default)]
+struct MemoCheck {
+    /// The digest of the call's input, when the module's clock is coarse.
+    input: Option<[u8; 32]>,
+    /// How many events the call returned when it had this input: all known.
+    known_events: Option<u32>,
+}
 
 /// One run of the pipeline over a tenant.
 pub(crate) struct Pipeline<'t> {
@@ -117,7 +127,7 @@ impl<'t> Pipeline<'t> {
         record: ParsedRecord,
         line: u64,
     ) -> Result<(), Error> {
-        self.run_sources(model, &record.json, RecordOrigin::Line(line))?;
+        self.run_sources(model, &record.id, &record.json, RecordOrigin::Line(line))?;
         // Staged with its events, in the same group; a record ingested again unchanged
         // is not written again (re-ingesting is common, and reading is cheaper).
         // (A record staged earlier in this group may differ from the stored one, so it
@@ -143,8 +153,8 @@ impl<'t> Pipeline<'t> {
         model: &str,
         progress: &mut dyn FnMut(&RunReport),
     ) -> Result<(), Error> {
-        self.for_each_stored(model, progress, |pipeline, _, json, origin| {
-            pipeline.run_sources(model, &json, origin)
+        self.for_each_stored(model, progress, |pipeline, id, json, origin| {
+            pipeline.run_sources(model, &id, &json, origin)
         })
     }
 
@@ -179,15 +189,41 @@ impl<'t> Pipeline<'t> {
         }
     }
 
-    fn run_sources(&mut self, model: &str, json: &str, origin: RecordOrigin) -> Result<(), Error> {
+    fn run_sources(
+        &mut self,
+        model: &str,
+        id: &str,
+        json: &str,
+        origin: RecordOrigin,
+    ) -> Result<(), Error> {
         self.report.records += 1;
         let Some(modules) = self.sources.get(model).cloned() else {
             return Ok(());
         };
         for module in modules.iter() {
-            let inv = self.invocation(1);
+            let inv = self.invocation(module, 1);
+            let memo = self.memo_of(module, model, id, json, inv.now_ms)?;
+            if let Some(events) = memo.known_events {
+                self.report.sources_skipped += 1;
+                self.report.events += u64::from(events);
+                self.report.duplicates += u64::from(events);
+                continue;
+            }
             match self.call(module, |runner| runner.events(model, json, &inv)) {
-                Ok(events) => self.process(events, 0)?,
+                Ok(events) => {
+                    let count = u32::try_from(events.len()).unwrap_or(u32::MAX);
+                    self.process(events, 0)?;
+                    // In the commit that holds the events' ledger entries.
+                    if let Some(input) = memo.input {
+                        self.commit.memos.push(SourceMemo {
+                            module: module.clone(),
+                            model: model.to_owned(),
+                            id: id.to_owned(),
+                            input,
+                            events: count,
+                        });
+                    }
+                }
                 Err(error) => {
                     self.report.source_errors += 1;
                     self.report.problems.push(Problem::SourceFailed {
@@ -258,7 +294,7 @@ impl<'t> Pipeline<'t> {
         depth: u32,
         attempt: u32,
     ) -> Result<Vec<Event>, CallError> {
-        let inv = self.invocation(attempt);
+        let inv = self.invocation(handler, attempt);
         let effects = self.call(handler, |runner| runner.handle(event, &inv))?;
         let mut emitted = Vec::new();
         let mut outbox = Vec::new();
@@ -392,12 +428,45 @@ impl<'t> Pipeline<'t> {
             .map(Runner::Wasm)
     }
 
-    fn invocation(&self, attempt: u32) -> Invocation {
+    /// What a call of `module` is told: the time as its clock reads it.
+    fn invocation(&self, module: &str, attempt: u32) -> Invocation {
+        let clock = self
+            .modules
+            .get(module)
+            .map(|record| record.clock)
+            .unwrap_or_default();
         Invocation {
             tenant: self.tenant.name.clone(),
-            now_ms: self.now_ms,
+            now_ms: clock.read(self.now_ms),
             attempt,
         }
+    }
+
+    /// Whether `module`'s call on a record (at `now_ms` as its clock reads it) can be
+    /// skipped, and the digest of its input to remember if not. Exact clocks are never
+    /// memoised: their input is new in every run.
+    fn memo_of(
+        &self,
+        module: &str,
+        model: &str,
+        id: &str,
+        json: &str,
+        now_ms: i64,
+    ) -> Result<MemoCheck, Error> {
+        let Some(record) = self.modules.get(module).filter(|m| !m.clock.is_exact()) else {
+            return Ok(MemoCheck::default());
+        };
+        let input = source_memo::input_digest(&record.hash, model, now_ms, json);
+        let known_events = self
+            .tenant
+            .store
+            .source_memo(module, model, id)?
+            .filter(|memo| memo.input == input)
+            .map(|memo| memo.events);
+        Ok(MemoCheck {
+            input: Some(input),
+            known_events,
+        })
     }
 
     /// Ends a record's work: the group is committed once it holds enough records.
@@ -444,7 +513,7 @@ impl<'t> Pipeline<'t> {
         let context = match context_module {
             None => record,
             Some(module) => {
-                let inv = self.invocation(1);
+                let inv = self.invocation(module, 1);
                 match self.call(module, |runner| runner.context(model, &record, &inv)) {
                     Ok(context) => context,
                     Err(error) => {

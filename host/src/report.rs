@@ -19,6 +19,9 @@ pub struct RunReport {
     pub new: u64,
     /// Events whose key was seen before.
     pub duplicates: u64,
+    /// Source calls skipped: the record was unchanged since the source's last call in
+    /// the same period of its clock (their events are counted as duplicates).
+    pub sources_skipped: u64,
     /// Handler calls whose effects were committed.
     pub deliveries: u64,
     /// Deliveries parked as dead in this run.

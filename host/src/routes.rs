@@ -73,6 +73,7 @@ mod tests {
             handlers: handlers.iter().map(|h| (*h).to_owned()).collect(),
             exports: vec!["handler".to_owned()],
             limits: Default::default(),
+            clock: Default::default(),
         }
     }
 

@@ -20,6 +20,7 @@ use crate::store::{
     DeadLetter, LedgerEntry, ModuleRecord, OutboxItem, PendingDelivery, SledStore, Store,
     TenantSettings,
 };
+use crate::time::Clock;
 use crate::wasm::{CompiledModule, WasmEngine};
 
 /// The longest tenant, module or model name.
@@ -49,6 +50,8 @@ pub struct ModuleSpec {
     pub handlers: Vec<String>,
     /// Its own limits, over the tenant's.
     pub limits: LimitOverrides,
+    /// How coarsely its calls read the run's time.
+    pub clock: Clock,
 }
 
 /// What a module runs.
@@ -339,6 +342,7 @@ impl Tenant {
             handlers: spec.handlers,
             exports,
             limits: spec.limits,
+            clock: spec.clock,
         };
         if existing.as_ref() == Some(&record) {
             return Ok(ModuleChange::Unchanged);

@@ -1,8 +1,13 @@
-//! Logical time: what `--now` accepts and how times are shown.
+//! Logical time: what `--now` accepts, how times are shown, and how coarsely a module
+//! reads them.
+
+use std::fmt;
+use std::str::FromStr;
 
 use jiff::Timestamp;
 use jiff::civil::{Date, DateTime};
 use jiff::tz::TimeZone;
+use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
@@ -40,6 +45,68 @@ pub fn wall_clock_ms() -> i64 {
     Timestamp::now().as_millisecond()
 }
 
+/// How coarsely a module reads the run's time: its calls see `now-ms` rounded down to
+/// the start of the UTC minute, hour or day, or exact.
+///
+/// A coarse clock is a promise the host can keep by itself: a source whose calls see
+/// the same record at the same time returns the same events, so a record ingested
+/// again unchanged within one period of its source's clock skips the call (see
+/// `Pipeline::run_sources`). The challenges source reads only the date, so `day`
+/// changes nothing it computes and saves every call after a record's first of the day.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Clock {
+    #[default]
+    Exact,
+    Minute,
+    Hour,
+    Day,
+}
+
+impl Clock {
+    /// What the module sees of `now_ms`.
+    pub fn read(self, now_ms: i64) -> i64 {
+        const MINUTE: i64 = 60_000;
+        let period = match self {
+            Clock::Exact => return now_ms,
+            Clock::Minute => MINUTE,
+            Clock::Hour => 60 * MINUTE,
+            Clock::Day => 24 * 60 * MINUTE,
+        };
+        now_ms - now_ms.rem_euclid(period)
+    }
+
+    pub fn is_exact(self) -> bool {
+        self == Clock::Exact
+    }
+}
+
+impl fmt::Display for Clock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Clock::Exact => "exact",
+            Clock::Minute => "minute",
+            Clock::Hour => "hour",
+            Clock::Day => "day",
+        };
+        f.write_str(name)
+    }
+}
+
+impl FromStr for Clock {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self, Error> {
+        match text {
+            "exact" => Ok(Clock::Exact),
+            "minute" => Ok(Clock::Minute),
+            "hour" => Ok(Clock::Hour),
+            "day" => Ok(Clock::Day),
+            _ => Err(Error::InvalidClock(text.to_owned())),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,6 +135,30 @@ mod tests {
                 "{text:?} must be refused"
             );
         }
+    }
+
+    #[test]
+    fn clocks_round_down_to_the_start_of_their_period() {
+        let now = parse_time("2024-05-01T12:34:56.789Z").unwrap();
+        let read = |clock: Clock| format_time(clock.read(now));
+        assert_eq!(read(Clock::Exact), "2024-05-01T12:34:56.789Z");
+        assert_eq!(read(Clock::Minute), "2024-05-01T12:34:00Z");
+        assert_eq!(read(Clock::Hour), "2024-05-01T12:00:00Z");
+        assert_eq!(read(Clock::Day), "2024-05-01T00:00:00Z");
+        // Before 1970 too: down, not towards zero.
+        let before = parse_time("1969-12-31T23:00:00Z").unwrap();
+        assert_eq!(format_time(Clock::Day.read(before)), "1969-12-31T00:00:00Z");
+    }
+
+    #[test]
+    fn clocks_are_named() {
+        for name in ["exact", "minute", "hour", "day"] {
+            assert_eq!(name.parse::<Clock>().unwrap().to_string(), name);
+        }
+        assert!(matches!(
+            "daily".parse::<Clock>(),
+            Err(Error::InvalidClock(_))
+        ));
     }
 
     #[test]

@@ -86,6 +86,7 @@ impl Host {
             sources: sources.iter().map(|s| (*s).to_owned()).collect(),
             handlers: handlers.iter().map(|h| (*h).to_owned()).collect(),
             limits,
+            clock: Default::default(),
         };
         self.tenant().add_module(spec, true).map(drop)
     }

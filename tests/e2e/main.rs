@@ -2,6 +2,7 @@
 //! binary, real sled data dirs in temporary directories.
 
 mod bad_input;
+mod clock;
 mod crash;
 mod example;
 mod failures;

@@ -44,6 +44,7 @@ fn spec(name: &str, code: ModuleCode, sources: &[&str], handlers: &[&str]) -> Mo
         sources: sources.iter().map(|s| (*s).to_owned()).collect(),
         handlers: handlers.iter().map(|h| (*h).to_owned()).collect(),
         limits: Default::default(),
+        clock: Default::default(),
     }
 }
 

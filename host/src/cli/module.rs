@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use serde_json::json;
-use spark_host::{LimitOverrides, Limits, ModuleChange, ModuleCode, ModuleSpec};
+use spark_host::{Clock, LimitOverrides, Limits, ModuleChange, ModuleCode, ModuleSpec};
 
 use super::output::{self, Table};
 use super::{Context, Outcome};
@@ -33,6 +33,12 @@ pub struct Add {
     /// handles events whose group matches one of them (repeatable).
     #[arg(long = "handler", value_name = "REGEX")]
     handlers: Vec<String>,
+    /// How coarsely its calls read the run's time: exact, minute, hour or day (the
+    /// run's time rounded down to the start of its UTC minute, hour or day). A source
+    /// with a coarse clock is called once per record and period: a record ingested
+    /// again unchanged in the same period skips it.
+    #[arg(long, default_value = "exact", value_name = "CLOCK")]
+    clock: Clock,
     /// Replace a module registered under the same name (it keeps its place in the
     /// handler order).
     #[arg(long)]
@@ -73,6 +79,7 @@ impl Add {
             sources: self.sources,
             handlers: self.handlers,
             limits: LimitOverrides::default(),
+            clock: self.clock,
         };
         let change = tenant.add_module(spec, self.replace)?;
         let verb = match change {
@@ -107,6 +114,7 @@ impl List {
                     "sources": module.record.sources,
                     "handlers": module.record.handlers,
                     "hash": module.record.hash,
+                    "clock": module.record.clock,
                     "limits": limits,
                 }))?;
             }
@@ -117,6 +125,7 @@ impl List {
             "EXPORTS",
             "SOURCE FOR",
             "HANDLES",
+            "CLOCK",
             "LIMITS (NOT DEFAULT)",
             "SHA256",
         ]);
@@ -136,6 +145,7 @@ impl List {
                 module.record.exports.join("+"),
                 module.record.sources.join(", "),
                 module.record.handlers.join(", "),
+                module.record.clock.to_string(),
                 if own.is_empty() {
                     "-".to_owned()
                 } else {

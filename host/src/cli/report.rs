@@ -60,6 +60,10 @@ fn summary(report: &RunReport) -> String {
     );
     for (count, what) in [
         (report.source_errors, "source errors"),
+        (
+            report.sources_skipped,
+            "source calls skipped (records unchanged)",
+        ),
         (report.mismatches, "candidates skipped for a type mismatch"),
         (report.retried, "retries"),
         (report.pending, "deliveries waiting for a retry"),

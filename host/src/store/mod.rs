@@ -15,6 +15,7 @@ use crate::error::CallError;
 use crate::generators::Generator;
 use crate::limits::LimitOverrides;
 use crate::mail::MailSettings;
+use crate::time::Clock;
 
 pub use self::sled::SledStore;
 
@@ -110,6 +111,19 @@ pub struct DeadLetter {
     pub depth: u32,
 }
 
+/// A source's successful call on a record, remembered for a module with a coarse clock
+/// (see [`crate::source_memo`]): the digest of the call's input and how many events it
+/// returned, all of them in the ledger by the time the memo is committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceMemo {
+    pub module: String,
+    pub model: String,
+    /// The record's id.
+    pub id: String,
+    pub input: [u8; 32],
+    pub events: u32,
+}
+
 /// A module registered for a tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModuleRecord {
@@ -128,6 +142,9 @@ pub struct ModuleRecord {
     /// The module's own limits, over the tenant's.
     #[serde(default)]
     pub limits: LimitOverrides,
+    /// How coarsely its calls read the run's time.
+    #[serde(default)]
+    pub clock: Clock,
 }
 
 /// How failed deliveries are retried.
@@ -181,6 +198,8 @@ pub struct Commit {
     pub dead: Vec<DeadLetter>,
     /// (event, handler) of dead letters that were delivered after all.
     pub dead_done: Vec<(String, String)>,
+    /// The latest successful source call per (module, model, record).
+    pub memos: Vec<SourceMemo>,
 }
 
 impl Commit {
@@ -192,6 +211,7 @@ impl Commit {
             && self.pending_done.is_empty()
             && self.dead.is_empty()
             && self.dead_done.is_empty()
+            && self.memos.is_empty()
     }
 }
 
@@ -211,6 +231,11 @@ pub trait Store: Send {
     fn ledger_entry(&self, key: &str) -> Result<Option<LedgerEntry>, Error>;
     /// The ledger in key order.
     fn ledger(&self) -> Items<'_, LedgerEntry>;
+
+    /// The memo of `module`'s last committed successful call on a record. It may be
+    /// older than one in an uncommitted or in-flight commit: any committed memo holds.
+    fn source_memo(&self, module: &str, model: &str, id: &str)
+    -> Result<Option<SourceMemo>, Error>;
 
     /// The stored version of a record, if any.
     fn record(&self, model: &str, id: &str) -> Result<Option<String>, Error>;

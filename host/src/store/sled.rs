@@ -4,7 +4,8 @@
 //! atomic `Batch` (cheaper than a transaction over several trees). Its keys start with
 //! a byte naming the keyspace: `r` records (`model \0 id`), `l` the ledger (`key`), `o`
 //! the outbox (the id as big-endian u64, so scans come out in id order), `p` pending
-//! and `d` dead deliveries (`event \0 handler`). Modules, generators, templates and
+//! and `d` dead deliveries (`event \0 handler`), `m` source memos (`module \0 model \0
+//! id`: the input digest, then the event count as little-endian u32). Modules, generators, templates and
 //! settings, written rarely, have trees of their own, keyed by name.
 //!
 //! A commit's batch is applied on a thread of its own while the pipeline goes on with
@@ -26,7 +27,7 @@ use serde_json::value::RawValue;
 
 use super::{
     Commit, DeadLetter, Items, LedgerEntry, ModuleRecord, OutboxItem, OutboxStatus,
-    PendingDelivery, Store, TenantSettings,
+    PendingDelivery, SourceMemo, Store, TenantSettings,
 };
 use crate::Error;
 use crate::generators::Generator;
@@ -121,6 +122,7 @@ const LEDGER: u8 = b'l';
 const OUTBOX: u8 = b'o';
 const PENDING: u8 = b'p';
 const DEAD: u8 = b'd';
+const MEMO: u8 = b'm';
 
 fn key(space: u8, name: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(1 + name.len());
@@ -130,12 +132,39 @@ fn key(space: u8, name: &str) -> Vec<u8> {
 }
 
 fn pair_key(space: u8, first: &str, second: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(2 + first.len() + second.len());
+    joined_key(space, &[first, second])
+}
+
+/// `space`, then `parts` separated by `\0`.
+fn joined_key(space: u8, parts: &[&str]) -> Vec<u8> {
+    let length = parts.iter().map(|part| part.len() + 1).sum();
+    let mut key = Vec::with_capacity(length);
     key.push(space);
-    key.extend_from_slice(first.as_bytes());
-    key.push(0);
-    key.extend_from_slice(second.as_bytes());
+    for (n, part) in parts.iter().enumerate() {
+        if n > 0 {
+            key.push(0);
+        }
+        key.extend_from_slice(part.as_bytes());
+    }
     key
+}
+
+fn memo_key(module: &str, model: &str, id: &str) -> Vec<u8> {
+    joined_key(MEMO, &[module, model, id])
+}
+
+fn encode_memo(memo: &SourceMemo) -> Vec<u8> {
+    let mut value = Vec::with_capacity(36);
+    value.extend_from_slice(&memo.input);
+    value.extend_from_slice(&memo.events.to_le_bytes());
+    value
+}
+
+fn decode_memo(value: &[u8]) -> Result<([u8; 32], u32), Error> {
+    let bad = || Error::Storage("a source memo is not 36 bytes".to_owned());
+    let (input, events) = value.split_first_chunk::<32>().ok_or_else(bad)?;
+    let events: [u8; 4] = events.try_into().map_err(|_| bad())?;
+    Ok((*input, u32::from_le_bytes(events)))
 }
 
 fn outbox_key(id: u64) -> Vec<u8> {
@@ -256,6 +285,12 @@ fn encode(commit: Commit, first_id: u64) -> Result<sled::Batch, Error> {
     for dead in &commit.dead {
         batch.insert(pair_key(DEAD, &dead.event, &dead.handler), to_json(dead)?);
     }
+    for memo in &commit.memos {
+        batch.insert(
+            memo_key(&memo.module, &memo.model, &memo.id),
+            encode_memo(memo),
+        );
+    }
     Ok(batch)
 }
 
@@ -322,6 +357,26 @@ impl Store for SledStore {
         Box::new(self.data.scan_prefix([LEDGER]).map(|item| {
             let (key, value) = item?;
             decode_ledger(&key[1..], &value)
+        }))
+    }
+
+    fn source_memo(
+        &self,
+        module: &str,
+        model: &str,
+        id: &str,
+    ) -> Result<Option<SourceMemo>, Error> {
+        // No look at the batch in flight: a memo committed earlier holds as well.
+        let Some(value) = self.data.get(memo_key(module, model, id))? else {
+            return Ok(None);
+        };
+        let (input, events) = decode_memo(&value)?;
+        Ok(Some(SourceMemo {
+            module: module.to_owned(),
+            model: model.to_owned(),
+            id: id.to_owned(),
+            input,
+            events,
         }))
     }
 
@@ -655,6 +710,7 @@ mod tests {
                     handlers: vec!["x".to_owned()],
                     exports: vec!["handler".to_owned()],
                     limits: Default::default(),
+                    clock: Default::default(),
                 })
                 .unwrap();
         }

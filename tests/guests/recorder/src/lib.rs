@@ -11,6 +11,9 @@ struct Record {
     events: Vec<EventSpec>,
     /// When present, the source fails with this message.
     fail: Option<String>,
+    /// When set, each event's context gets `now_ms`: the time the source saw.
+    #[serde(default)]
+    stamp_now: bool,
 }
 
 #[derive(Deserialize)]
@@ -40,15 +43,19 @@ impl EventSpec {
 }
 
 #[spark_guest::source]
-fn events(record: Record, _inv: &Invocation) -> Result<Vec<Event>, Error> {
+fn events(record: Record, inv: &Invocation) -> Result<Vec<Event>, Error> {
     if let Some(message) = record.fail {
         return Err(Error::msg(message));
     }
-    Ok(record
-        .events
-        .into_iter()
-        .map(EventSpec::into_event)
-        .collect())
+    let mut events = record.events;
+    if record.stamp_now {
+        for spec in &mut events {
+            if let Some(context) = spec.context.as_object_mut() {
+                context.insert("now_ms".to_owned(), json!(inv.now_ms()));
+            }
+        }
+    }
+    Ok(events.into_iter().map(EventSpec::into_event).collect())
 }
 
 /// For generators: the record itself, plus `key_length` when it has a text `key`
