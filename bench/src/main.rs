@@ -196,11 +196,16 @@ fn print_table(native: &Run, wasm: &Run) {
     fn rate(count: u64, seconds: f64) -> f64 {
         count as f64 / seconds
     }
-    let rows: [(&str, Measure, bool); 8] = [
+    let rows: [(&str, Measure, bool); 10] = [
         ("new events/s", |r| rate(r.fresh.new, r.fresh.seconds), true),
         (
             "duplicate events/s",
             |r| rate(r.seen.duplicates, r.seen.seconds),
+            true,
+        ),
+        (
+            "duplicate events/s, exact",
+            |r| rate(r.seen_exact.duplicates, r.seen_exact.seconds),
             true,
         ),
         (
@@ -216,6 +221,7 @@ fn print_table(native: &Run, wasm: &Run) {
         ("p50 µs per record, first run", |r| r.fresh.p50_us, false),
         ("p99 µs per record, first run", |r| r.fresh.p99_us, false),
         ("p50 µs per record, seen run", |r| r.seen.p50_us, false),
+        ("p50 µs, seen run, exact", |r| r.seen_exact.p50_us, false),
         ("peak memory MiB", |r| r.peak_rss_mb, false),
     ];
     println!();

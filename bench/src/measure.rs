@@ -1,13 +1,20 @@
 //! One measured run: a fresh data dir, the example's two modules (as components or
-//! native), the workload ingested twice: first every event is new, then every event is
-//! a duplicate.
+//! native), the workload ingested three times: first every event is new, then every
+//! event is a duplicate, and again with the source's clock exact.
+//!
+//! The source is registered as the example's manifest registers it, with `clock =
+//! "day"` (it reads only the date), so the second ingest finds every record unchanged
+//! since its source's call that day and skips the call. The third ingest measures what
+//! duplicates cost when sources are called for every record.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use spark_host::{LimitOverrides, ModuleCode, ModuleSpec, RunReport, Spark, Tenant, parse_time};
+use spark_host::{
+    Clock, LimitOverrides, ModuleCode, ModuleSpec, RunReport, Spark, Tenant, parse_time,
+};
 
 use crate::native::{NativeMailer, NativeSource};
 use crate::store::Shape;
@@ -50,6 +57,7 @@ pub struct Phase {
     pub new: u64,
     pub duplicates: u64,
     pub deliveries: u64,
+    pub sources_skipped: u64,
     /// Per record, in microseconds.
     pub p50_us: f64,
     pub p99_us: f64,
@@ -62,7 +70,10 @@ pub struct Run {
     pub mode: Mode,
     pub challenges: u64,
     pub fresh: Phase,
+    /// Every event a duplicate, every source call skipped.
     pub seen: Phase,
+    /// Every event a duplicate, every source called (the exact clock).
+    pub seen_exact: Phase,
     pub peak_rss_mb: f64,
     pub shape: Shape,
 }
@@ -88,20 +99,26 @@ pub fn run(mode: Mode, challenges: u64, seed: u64, cache: &Path) -> anyhow::Resu
     if mode == Mode::WasmFresh {
         limits.calls_per_instance = Some(1);
     }
-    tenant.add_module(
-        spec("challenges", source, &["challenge"], &[], limits),
-        false,
-    )?;
+    let mut source = spec("challenges", source, &["challenge"], &[], limits);
+    source.clock = Clock::Day;
+    tenant.add_module(source.clone(), false)?;
     tenant.add_module(spec("mailer", mailer, &[], &["^challenge"], limits), false)?;
     let fresh = ingest(&mut tenant, &input)?;
     let seen = ingest(&mut tenant, &input)?;
-    anyhow::ensure!(fresh.new > 0 && seen.new == 0 && seen.duplicates == fresh.new);
+    source.clock = Clock::Exact;
+    tenant.add_module(source, true)?;
+    let seen_exact = ingest(&mut tenant, &input)?;
+    for again in [&seen, &seen_exact] {
+        anyhow::ensure!(fresh.new > 0 && again.new == 0 && again.duplicates == fresh.new);
+    }
+    anyhow::ensure!(seen.sources_skipped == fresh.records && seen_exact.sources_skipped == 0);
     let peak_rss_mb = peak_rss_mb();
     Ok(Run {
         mode,
         challenges,
         fresh,
         seen,
+        seen_exact,
         peak_rss_mb,
         shape: shape(&tenant, &input)?,
     })
@@ -172,6 +189,7 @@ fn ingest(tenant: &mut Tenant, input: &str) -> anyhow::Result<Phase> {
         new: report.new,
         duplicates: report.duplicates,
         deliveries: report.deliveries,
+        sources_skipped: report.sources_skipped,
         p50_us: quantile(0.50),
         p99_us: quantile(0.99),
     })

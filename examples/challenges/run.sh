@@ -4,7 +4,8 @@
 #   2. applies the example's manifest to a fresh data dir (target/example-data);
 #   3. ingests the sample challenges as of 2024-05-10, shows the events and the
 #      mails waiting in the outbox, and sends them to .eml files;
-#   4. ingests them again: every event is a duplicate, nothing is sent twice;
+#   4. ingests them again: every event is a duplicate (the source, whose clock is
+#      `day`, is not even called), nothing is sent twice;
 #   5. runs the manifest's generator (stalled challenges, a rule without code);
 #   6. runs the sources again ten days later: only the events time has brought.
 set -euo pipefail
@@ -49,7 +50,7 @@ $spark generators list
 $spark generate --now 2024-05-10
 $spark events list --group '^challenge_stalled'
 
-step "the same records again: only duplicates"
+step "the same records again: only duplicates, found without calling the source (clock = day)"
 $spark ingest --model challenge examples/challenges/challenges.jsonl --now 2024-05-10 --json
 
 step "spark process-sources --now 2024-05-20: what ten days bring"

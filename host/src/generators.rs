@@ -601,7 +601,7 @@ impl Tenant {
         }
         let sample = self.store.records(model, None, 1)?;
         let fields = match sample.first() {
-            Some((_, json)) => match serde_json::from_str::<Value>(json) {
+            Some((_, record)) => match serde_json::from_str::<Value>(&record.json) {
                 Ok(Value::Object(map)) => map
                     .iter()
                     .map(|(name, value)| (name.clone(), type_name(value).to_owned()))

@@ -26,7 +26,7 @@ use crate::runner::Runner;
 use crate::source_memo;
 use crate::store::{
     Commit, DeadLetter, LedgerEntry, ModuleRecord, NewOutboxItem, OutboxKind, PendingDelivery,
-    SourceMemo, TenantSettings,
+    SourceMemo, StoredRecord, TenantSettings,
 };
 use crate::tenant::Tenant;
 use crate::time::wall_clock_ms;
@@ -43,13 +43,19 @@ const MAX_MEMOISED_GROUPS: usize = 10_000;
 /// Records read from the store at a time by `process-sources`.
 const RECORD_PAGE: usize = 1_000;
 
-/// What the memo says of a source call (see [`source_memo`]).
-#[derive(Default)]
-struct MemoCheck {
-    /// The digest of the call's input, when the module's clock is coarse.
-    input: Option<[u8; 32]>,
-    /// How many events the call returned when it had this input: all known.
-    known_events: Option<u32>,
+/// A source of a model.
+struct Source {
+    module: String,
+    /// With a coarse clock, what names its calls in this run (see [`source_memo`]).
+    memo_call: Option<[u8; 32]>,
+}
+
+impl Source {
+    /// The memo of this run's call, if the record has one.
+    fn memo(&self, known: &[SourceMemo]) -> Option<SourceMemo> {
+        let call = self.memo_call?;
+        known.iter().find(|memo| memo.call == call).copied()
+    }
 }
 
 /// One run of the pipeline over a tenant.
@@ -58,8 +64,8 @@ pub(crate) struct Pipeline<'t> {
     now_ms: i64,
     settings: TenantSettings,
     modules: HashMap<String, ModuleRecord>,
-    /// Model -> its source modules, in registration order.
-    sources: HashMap<String, Rc<[String]>>,
+    /// Model -> its sources, in registration order.
+    sources: HashMap<String, Rc<[Source]>>,
     routes: Routes,
     handlers_by_group: HashMap<String, Rc<[String]>>,
     templates: Templates,
@@ -79,13 +85,16 @@ impl<'t> Pipeline<'t> {
         let records = tenant.store.modules()?;
         let routes = Routes::new(&records)?;
         let templates = Templates::new(tenant.store.templates()?).map_err(Error::Storage)?;
-        let mut sources: HashMap<String, Vec<String>> = HashMap::new();
+        let mut sources: HashMap<String, Vec<Source>> = HashMap::new();
         for record in &records {
             for model in &record.sources {
-                sources
-                    .entry(model.clone())
-                    .or_default()
-                    .push(record.name.clone());
+                let memo_call = (!record.clock.is_exact()).then(|| {
+                    source_memo::call_digest(&record.hash, model, record.clock.read(now_ms))
+                });
+                sources.entry(model.clone()).or_default().push(Source {
+                    module: record.name.clone(),
+                    memo_call,
+                });
             }
         }
         Ok(Self {
@@ -127,22 +136,34 @@ impl<'t> Pipeline<'t> {
         record: ParsedRecord,
         line: u64,
     ) -> Result<(), Error> {
-        self.run_sources(model, &record.id, &record.json, RecordOrigin::Line(line))?;
-        // Staged with its events, in the same group; a record ingested again unchanged
-        // is not written again (re-ingesting is common, and reading is cheaper).
-        // (A record staged earlier in this group may differ from the stored one, so it
-        // is always written.)
+        // A record staged earlier in this group may differ from the stored one, so it
+        // is neither compared nor are its memos trusted: it is written again.
         let staged_before = !self.staged_record_ids.insert(record.id.clone());
-        let unchanged = !staged_before
-            && self
-                .tenant
-                .store
-                .record(model, &record.id)?
-                .is_some_and(|stored| stored == record.json);
-        if !unchanged {
+        let stored = match staged_before {
+            true => None,
+            false => self.tenant.store.record(model, &record.id)?,
+        };
+        let known = match stored {
+            Some(stored) if stored.json == record.json => Some(stored.memos),
+            _ => None,
+        };
+        let memos = self.run_sources(
+            model,
+            &record.json,
+            RecordOrigin::Line(line),
+            known.as_deref().unwrap_or_default(),
+        )?;
+        // Staged with its events, in the same group; a record ingested again unchanged
+        // is not written again (re-ingesting is common, and reading is cheaper) unless
+        // what its sources made of it changed.
+        if known.as_ref() != Some(&memos) {
+            let stored = StoredRecord {
+                json: record.json,
+                memos,
+            };
             self.commit
                 .records
-                .push((model.to_owned(), record.id, record.json));
+                .push((model.to_owned(), record.id, stored));
         }
         self.end_record()
     }
@@ -153,8 +174,16 @@ impl<'t> Pipeline<'t> {
         model: &str,
         progress: &mut dyn FnMut(&RunReport),
     ) -> Result<(), Error> {
-        self.for_each_stored(model, progress, |pipeline, id, json, origin| {
-            pipeline.run_sources(model, &id, &json, origin)
+        self.for_each_stored(model, progress, |pipeline, id, record, origin| {
+            let memos = pipeline.run_sources(model, &record.json, origin, &record.memos)?;
+            if memos != record.memos {
+                let stored = StoredRecord {
+                    json: record.json,
+                    memos,
+                };
+                pipeline.commit.records.push((model.to_owned(), id, stored));
+            }
+            Ok(())
         })
     }
 
@@ -165,7 +194,7 @@ impl<'t> Pipeline<'t> {
         &mut self,
         model: &str,
         progress: &mut dyn FnMut(&RunReport),
-        mut each: impl FnMut(&mut Self, String, String, RecordOrigin) -> Result<(), Error>,
+        mut each: impl FnMut(&mut Self, String, StoredRecord, RecordOrigin) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let mut after: Option<String> = None;
         loop {
@@ -177,49 +206,48 @@ impl<'t> Pipeline<'t> {
                 return Ok(());
             };
             after = Some(last.clone());
-            for (id, json) in page {
+            for (id, record) in page {
                 let origin = RecordOrigin::Stored {
                     model: model.to_owned(),
                     id: id.clone(),
                 };
-                each(self, id, json, origin)?;
+                each(self, id, record, origin)?;
                 self.end_record()?;
                 progress(&self.report);
             }
         }
     }
 
+    /// Runs a record through its model's sources, but for those whose call on it is
+    /// `known` (see [`source_memo`]). Returns the memos to keep with the record.
     fn run_sources(
         &mut self,
         model: &str,
-        id: &str,
         json: &str,
         origin: RecordOrigin,
-    ) -> Result<(), Error> {
+        known: &[SourceMemo],
+    ) -> Result<Vec<SourceMemo>, Error> {
         self.report.records += 1;
-        let Some(modules) = self.sources.get(model).cloned() else {
-            return Ok(());
+        let mut memos = Vec::new();
+        let Some(sources) = self.sources.get(model).cloned() else {
+            return Ok(memos);
         };
-        for module in modules.iter() {
-            let inv = self.invocation(module, 1);
-            let memo = self.memo_of(module, model, id, json, inv.now_ms)?;
-            if let Some(events) = memo.known_events {
+        for source in sources.iter() {
+            if let Some(memo) = source.memo(known) {
                 self.report.sources_skipped += 1;
-                self.report.events += u64::from(events);
-                self.report.duplicates += u64::from(events);
+                self.report.events += u64::from(memo.events);
+                self.report.duplicates += u64::from(memo.events);
+                memos.push(memo);
                 continue;
             }
-            match self.call(module, |runner| runner.events(model, json, &inv)) {
+            let inv = self.invocation(&source.module, 1);
+            match self.call(&source.module, |runner| runner.events(model, json, &inv)) {
                 Ok(events) => {
                     let count = u32::try_from(events.len()).unwrap_or(u32::MAX);
                     self.process(events, 0)?;
-                    // In the commit that holds the events' ledger entries.
-                    if let Some(input) = memo.input {
-                        self.commit.memos.push(SourceMemo {
-                            module: module.clone(),
-                            model: model.to_owned(),
-                            id: id.to_owned(),
-                            input,
+                    if let Some(call) = source.memo_call {
+                        memos.push(SourceMemo {
+                            call,
                             events: count,
                         });
                     }
@@ -228,13 +256,13 @@ impl<'t> Pipeline<'t> {
                     self.report.source_errors += 1;
                     self.report.problems.push(Problem::SourceFailed {
                         record: origin.clone(),
-                        module: module.clone(),
+                        module: source.module.clone(),
                         error,
                     });
                 }
             }
         }
-        Ok(())
+        Ok(memos)
     }
 
     /// Events through the ledger and to their handlers; emitted events follow, deeper.
@@ -442,33 +470,6 @@ impl<'t> Pipeline<'t> {
         }
     }
 
-    /// Whether `module`'s call on a record (at `now_ms` as its clock reads it) can be
-    /// skipped, and the digest of its input to remember if not. Exact clocks are never
-    /// memoised: their input is new in every run.
-    fn memo_of(
-        &self,
-        module: &str,
-        model: &str,
-        id: &str,
-        json: &str,
-        now_ms: i64,
-    ) -> Result<MemoCheck, Error> {
-        let Some(record) = self.modules.get(module).filter(|m| !m.clock.is_exact()) else {
-            return Ok(MemoCheck::default());
-        };
-        let input = source_memo::input_digest(&record.hash, model, now_ms, json);
-        let known_events = self
-            .tenant
-            .store
-            .source_memo(module, model, id)?
-            .filter(|memo| memo.input == input)
-            .map(|memo| memo.events);
-        Ok(MemoCheck {
-            input: Some(input),
-            known_events,
-        })
-    }
-
     /// Ends a record's work: the group is committed once it holds enough records.
     fn end_record(&mut self) -> Result<(), Error> {
         self.staged_records += 1;
@@ -495,9 +496,9 @@ impl<'t> Pipeline<'t> {
         context_module: Option<&str>,
         progress: &mut dyn FnMut(&RunReport),
     ) -> Result<(), Error> {
-        self.for_each_stored(model, progress, |pipeline, id, json, origin| {
+        self.for_each_stored(model, progress, |pipeline, id, record, origin| {
             pipeline.report.records += 1;
-            pipeline.generate_record(model, &id, json, &origin, generators, context_module)
+            pipeline.generate_record(model, &id, record.json, &origin, generators, context_module)
         })
     }
 

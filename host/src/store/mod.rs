@@ -111,16 +111,22 @@ pub struct DeadLetter {
     pub depth: u32,
 }
 
-/// A source's successful call on a record, remembered for a module with a coarse clock
-/// (see [`crate::source_memo`]): the digest of the call's input and how many events it
-/// returned, all of them in the ledger by the time the memo is committed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A stored record, with what its sources' last calls on it returned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// The record, a JSON object, as text.
+    pub json: String,
+    /// One per source with a coarse clock whose last call on this very text succeeded.
+    pub memos: Vec<SourceMemo>,
+}
+
+/// A source's successful call on a record, kept with the record for a module with a
+/// coarse clock: which call it was (the digest of the module's code, the model and the
+/// time it saw), and how many events it returned, all of them in the ledger once the
+/// memo is committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SourceMemo {
-    pub module: String,
-    pub model: String,
-    /// The record's id.
-    pub id: String,
-    pub input: [u8; 32],
+    pub call: [u8; 32],
     pub events: u32,
 }
 
@@ -188,8 +194,8 @@ pub struct TenantSettings {
 /// Everything one group of work changes, applied atomically by [`Store::commit`].
 #[derive(Debug, Default)]
 pub struct Commit {
-    /// (model, id, record as JSON text): the latest version replaces the stored one.
-    pub records: Vec<(String, String, String)>,
+    /// (model, id, record): the latest version replaces the stored one.
+    pub records: Vec<(String, String, StoredRecord)>,
     pub ledger: Vec<LedgerEntry>,
     pub outbox: Vec<NewOutboxItem>,
     pub pending: Vec<PendingDelivery>,
@@ -198,8 +204,6 @@ pub struct Commit {
     pub dead: Vec<DeadLetter>,
     /// (event, handler) of dead letters that were delivered after all.
     pub dead_done: Vec<(String, String)>,
-    /// The latest successful source call per (module, model, record).
-    pub memos: Vec<SourceMemo>,
 }
 
 impl Commit {
@@ -211,7 +215,6 @@ impl Commit {
             && self.pending_done.is_empty()
             && self.dead.is_empty()
             && self.dead_done.is_empty()
-            && self.memos.is_empty()
     }
 }
 
@@ -232,13 +235,8 @@ pub trait Store: Send {
     /// The ledger in key order.
     fn ledger(&self) -> Items<'_, LedgerEntry>;
 
-    /// The memo of `module`'s last committed successful call on a record. It may be
-    /// older than one in an uncommitted or in-flight commit: any committed memo holds.
-    fn source_memo(&self, module: &str, model: &str, id: &str)
-    -> Result<Option<SourceMemo>, Error>;
-
     /// The stored version of a record, if any.
-    fn record(&self, model: &str, id: &str) -> Result<Option<String>, Error>;
+    fn record(&self, model: &str, id: &str) -> Result<Option<StoredRecord>, Error>;
 
     /// Up to `limit` stored records of `model` with ids after `after`, in id order:
     /// (id, record as JSON text). Paging lets callers write while they read.
@@ -247,7 +245,7 @@ pub trait Store: Send {
         model: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<(String, String)>, Error>;
+    ) -> Result<Vec<(String, StoredRecord)>, Error>;
 
     /// The outbox in id order.
     fn outbox(&self) -> Items<'_, OutboxItem>;

@@ -4,8 +4,10 @@
 //! atomic `Batch` (cheaper than a transaction over several trees). Its keys start with
 //! a byte naming the keyspace: `r` records (`model \0 id`), `l` the ledger (`key`), `o`
 //! the outbox (the id as big-endian u64, so scans come out in id order), `p` pending
-//! and `d` dead deliveries (`event \0 handler`), `m` source memos (`module \0 model \0
-//! id`: the input digest, then the event count as little-endian u32). Modules, generators, templates and
+//! and `d` dead deliveries (`event \0 handler`). A record's value is its JSON text,
+//! then, if it has source memos, a `\0` (which JSON text never holds) and 36 bytes per
+//! memo: the call's digest and the event count as little-endian u32. The memos live in
+//! the record's value so that a record and what its sources made of it change together. Modules, generators, templates and
 //! settings, written rarely, have trees of their own, keyed by name.
 //!
 //! A commit's batch is applied on a thread of its own while the pipeline goes on with
@@ -27,7 +29,7 @@ use serde_json::value::RawValue;
 
 use super::{
     Commit, DeadLetter, Items, LedgerEntry, ModuleRecord, OutboxItem, OutboxStatus,
-    PendingDelivery, SourceMemo, Store, TenantSettings,
+    PendingDelivery, SourceMemo, Store, StoredRecord, TenantSettings,
 };
 use crate::Error;
 use crate::generators::Generator;
@@ -84,7 +86,7 @@ struct InFlight {
     applying: JoinHandle<sled::Result<()>>,
     ledger: HashSet<String>,
     /// (model, id) -> record.
-    records: HashMap<(String, String), String>,
+    records: HashMap<(String, String), StoredRecord>,
 }
 
 impl SledStore {
@@ -122,7 +124,6 @@ const LEDGER: u8 = b'l';
 const OUTBOX: u8 = b'o';
 const PENDING: u8 = b'p';
 const DEAD: u8 = b'd';
-const MEMO: u8 = b'm';
 
 fn key(space: u8, name: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(1 + name.len());
@@ -132,39 +133,53 @@ fn key(space: u8, name: &str) -> Vec<u8> {
 }
 
 fn pair_key(space: u8, first: &str, second: &str) -> Vec<u8> {
-    joined_key(space, &[first, second])
-}
-
-/// `space`, then `parts` separated by `\0`.
-fn joined_key(space: u8, parts: &[&str]) -> Vec<u8> {
-    let length = parts.iter().map(|part| part.len() + 1).sum();
-    let mut key = Vec::with_capacity(length);
+    let mut key = Vec::with_capacity(2 + first.len() + second.len());
     key.push(space);
-    for (n, part) in parts.iter().enumerate() {
-        if n > 0 {
-            key.push(0);
-        }
-        key.extend_from_slice(part.as_bytes());
-    }
+    key.extend_from_slice(first.as_bytes());
+    key.push(0);
+    key.extend_from_slice(second.as_bytes());
     key
 }
 
-fn memo_key(module: &str, model: &str, id: &str) -> Vec<u8> {
-    joined_key(MEMO, &[module, model, id])
-}
+const MEMO_BYTES: usize = 36;
 
-fn encode_memo(memo: &SourceMemo) -> Vec<u8> {
-    let mut value = Vec::with_capacity(36);
-    value.extend_from_slice(&memo.input);
-    value.extend_from_slice(&memo.events.to_le_bytes());
+fn encode_record(record: StoredRecord) -> Vec<u8> {
+    let mut value = record.json.into_bytes();
+    if !record.memos.is_empty() {
+        value.reserve(1 + MEMO_BYTES * record.memos.len());
+        value.push(0);
+        for memo in &record.memos {
+            value.extend_from_slice(&memo.call);
+            value.extend_from_slice(&memo.events.to_le_bytes());
+        }
+    }
     value
 }
 
-fn decode_memo(value: &[u8]) -> Result<([u8; 32], u32), Error> {
-    let bad = || Error::Storage("a source memo is not 36 bytes".to_owned());
-    let (input, events) = value.split_first_chunk::<32>().ok_or_else(bad)?;
-    let events: [u8; 4] = events.try_into().map_err(|_| bad())?;
-    Ok((*input, u32::from_le_bytes(events)))
+fn decode_record(value: &[u8]) -> Result<StoredRecord, Error> {
+    let (json, memos) = match value.iter().position(|&byte| byte == 0) {
+        Some(end) => (&value[..end], &value[end + 1..]),
+        None => (value, &[][..]),
+    };
+    if !memos.len().is_multiple_of(MEMO_BYTES) {
+        return Err(Error::Storage(
+            "a record's source memos are cut short".to_owned(),
+        ));
+    }
+    let memos = memos
+        .chunks_exact(MEMO_BYTES)
+        .map(|memo| {
+            let (call, events) = memo.split_at(32);
+            SourceMemo {
+                call: call.try_into().expect("32 bytes"),
+                events: u32::from_le_bytes(events.try_into().expect("4 bytes")),
+            }
+        })
+        .collect();
+    Ok(StoredRecord {
+        json: utf8(json)?,
+        memos,
+    })
 }
 
 fn outbox_key(id: u64) -> Vec<u8> {
@@ -249,8 +264,8 @@ impl SledStore {
 /// `first_id` on.
 fn encode(commit: Commit, first_id: u64) -> Result<sled::Batch, Error> {
     let mut batch = sled::Batch::default();
-    for (model, id, json) in commit.records {
-        batch.insert(pair_key(RECORD, &model, &id), json.into_bytes());
+    for (model, id, record) in commit.records {
+        batch.insert(pair_key(RECORD, &model, &id), encode_record(record));
     }
     for entry in &commit.ledger {
         batch.insert(key(LEDGER, &entry.key), encode_ledger(entry)?);
@@ -285,12 +300,6 @@ fn encode(commit: Commit, first_id: u64) -> Result<sled::Batch, Error> {
     for dead in &commit.dead {
         batch.insert(pair_key(DEAD, &dead.event, &dead.handler), to_json(dead)?);
     }
-    for memo in &commit.memos {
-        batch.insert(
-            memo_key(&memo.module, &memo.model, &memo.id),
-            encode_memo(memo),
-        );
-    }
     Ok(batch)
 }
 
@@ -302,10 +311,10 @@ impl Store for SledStore {
         // The previous batch lands first: order is kept, and its failure stops this one.
         self.settle()?;
         let ledger: HashSet<String> = commit.ledger.iter().map(|e| e.key.clone()).collect();
-        let records: HashMap<(String, String), String> = commit
+        let records: HashMap<(String, String), StoredRecord> = commit
             .records
             .iter()
-            .map(|(model, id, json)| ((model.clone(), id.clone()), json.clone()))
+            .map(|(model, id, record)| ((model.clone(), id.clone()), record.clone()))
             .collect();
         let first_id = self.next_outbox_id;
         let next_id = first_id + commit.outbox.len() as u64;
@@ -360,27 +369,7 @@ impl Store for SledStore {
         }))
     }
 
-    fn source_memo(
-        &self,
-        module: &str,
-        model: &str,
-        id: &str,
-    ) -> Result<Option<SourceMemo>, Error> {
-        // No look at the batch in flight: a memo committed earlier holds as well.
-        let Some(value) = self.data.get(memo_key(module, model, id))? else {
-            return Ok(None);
-        };
-        let (input, events) = decode_memo(&value)?;
-        Ok(Some(SourceMemo {
-            module: module.to_owned(),
-            model: model.to_owned(),
-            id: id.to_owned(),
-            input,
-            events,
-        }))
-    }
-
-    fn record(&self, model: &str, id: &str) -> Result<Option<String>, Error> {
+    fn record(&self, model: &str, id: &str) -> Result<Option<StoredRecord>, Error> {
         if let Some(in_flight) = self.in_flight().as_ref()
             && let Some(record) = in_flight.records.get(&(model.to_owned(), id.to_owned()))
         {
@@ -388,7 +377,7 @@ impl Store for SledStore {
         }
         self.data
             .get(pair_key(RECORD, model, id))?
-            .map(|value| utf8(&value))
+            .map(|value| decode_record(&value))
             .transpose()
     }
 
@@ -397,7 +386,7 @@ impl Store for SledStore {
         model: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<(String, String)>, Error> {
+    ) -> Result<Vec<(String, StoredRecord)>, Error> {
         self.settle()?;
         let prefix = pair_key(RECORD, model, "");
         let skip = prefix.len();
@@ -418,7 +407,7 @@ impl Store for SledStore {
             .take(limit)
             .map(|item| {
                 let (key, value) = item?;
-                Ok((utf8(&key[skip..])?, utf8(&value)?))
+                Ok((utf8(&key[skip..])?, decode_record(&value)?))
             })
             .collect()
     }
@@ -616,8 +605,16 @@ mod tests {
     #[test]
     fn records_keep_the_latest_version_per_model_and_id() {
         let mut store = SledStore::temporary().unwrap();
-        let record =
-            |model: &str, id: &str, json: &str| (model.to_owned(), id.to_owned(), json.to_owned());
+        let record = |model: &str, id: &str, json: &str| {
+            (
+                model.to_owned(),
+                id.to_owned(),
+                StoredRecord {
+                    json: json.to_owned(),
+                    memos: Vec::new(),
+                },
+            )
+        };
         store
             .commit(Commit {
                 records: vec![
@@ -634,9 +631,12 @@ mod tests {
                 ..Commit::default()
             })
             .unwrap();
+        let json = |records: Vec<(String, StoredRecord)>| -> Vec<(String, String)> {
+            records.into_iter().map(|(id, r)| (id, r.json)).collect()
+        };
         let records = store.records("challenge", None, 10).unwrap();
         assert_eq!(
-            records,
+            json(records),
             [
                 ("1".to_owned(), r#"{"id":1,"v":2}"#.to_owned()),
                 ("2".to_owned(), r#"{"id":2}"#.to_owned())
@@ -647,10 +647,50 @@ mod tests {
         let second_page = store
             .records("challenge", Some(&first_page[0].0), 1)
             .unwrap();
-        assert_eq!(second_page, [("2".to_owned(), r#"{"id":2}"#.to_owned())]);
+        assert_eq!(
+            json(second_page),
+            [("2".to_owned(), r#"{"id":2}"#.to_owned())]
+        );
         assert!(store.records("challenge", Some("2"), 1).unwrap().is_empty());
         assert_eq!(store.records("challengex", None, 10).unwrap().len(), 1);
         assert!(store.records("challeng", None, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn records_keep_their_source_memos() {
+        let mut store = SledStore::temporary().unwrap();
+        let memo = |n: u8| SourceMemo {
+            call: [n; 32],
+            events: u32::from(n) << 20,
+        };
+        let with_memos = StoredRecord {
+            json: r#"{"id":1,"text":"a\u0000b"}"#.to_owned(),
+            memos: vec![memo(1), memo(2)],
+        };
+        let plain = StoredRecord {
+            json: r#"{"id":2}"#.to_owned(),
+            memos: Vec::new(),
+        };
+        store
+            .commit(Commit {
+                records: vec![
+                    ("m".to_owned(), "1".to_owned(), with_memos.clone()),
+                    ("m".to_owned(), "2".to_owned(), plain.clone()),
+                ],
+                ..Commit::default()
+            })
+            .unwrap();
+        // From the batch in flight, then from the tree.
+        assert_eq!(store.record("m", "1").unwrap(), Some(with_memos.clone()));
+        store.flush().unwrap();
+        assert_eq!(store.record("m", "1").unwrap(), Some(with_memos.clone()));
+        assert_eq!(store.record("m", "2").unwrap(), Some(plain.clone()));
+        let page = store.records("m", None, 10).unwrap();
+        assert_eq!(
+            page,
+            [("1".to_owned(), with_memos), ("2".to_owned(), plain)]
+        );
+        assert!(decode_record(b"{}\0short").is_err());
     }
 
     #[test]
