@@ -18,6 +18,10 @@ use std::process::Command;
 
 use measure::{Mode, Run};
 
+/// The allocator the `spark` binary uses, so that the pipeline is measured as it runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Options {
     challenges: Vec<u64>,
     seed: u64,
