@@ -139,9 +139,10 @@ impl<'t> Pipeline<'t> {
         // A record staged earlier in this group may differ from the stored one, so it
         // is neither compared nor are its memos trusted: it is written again.
         let staged_before = !self.staged_record_ids.insert(record.id.clone());
-        let stored = match staged_before {
-            true => None,
-            false => self.tenant.store.record(model, &record.id)?,
+        let stored = if staged_before {
+            None
+        } else {
+            self.tenant.store.record(model, &record.id)?
         };
         let known = match stored {
             Some(stored) if stored.json == record.json => Some(stored.memos),
@@ -157,15 +158,14 @@ impl<'t> Pipeline<'t> {
         // is not written again (re-ingesting is common, and reading is cheaper) unless
         // what its sources made of it changed.
         if known.as_ref() != Some(&memos) {
-            let stored = StoredRecord {
-                json: record.json,
-                memos,
-            };
-            self.commit
-                .records
-                .push((model.to_owned(), record.id, stored));
+            self.stage_record(model, record.id, record.json, memos);
         }
         self.end_record()
+    }
+
+    fn stage_record(&mut self, model: &str, id: String, json: String, memos: Vec<SourceMemo>) {
+        let record = StoredRecord { json, memos };
+        self.commit.records.push((model.to_owned(), id, record));
     }
 
     /// Runs every stored record of `model` through its sources again.
@@ -177,11 +177,7 @@ impl<'t> Pipeline<'t> {
         self.for_each_stored(model, progress, |pipeline, id, record, origin| {
             let memos = pipeline.run_sources(model, &record.json, origin, &record.memos)?;
             if memos != record.memos {
-                let stored = StoredRecord {
-                    json: record.json,
-                    memos,
-                };
-                pipeline.commit.records.push((model.to_owned(), id, stored));
+                pipeline.stage_record(model, id, record.json, memos);
             }
             Ok(())
         })
