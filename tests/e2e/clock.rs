@@ -104,6 +104,14 @@ fn an_exact_clock_source_is_called_for_every_record() {
     }
 }
 
+fn replace_source(spark: &Spark, wasm: &str, clock: &str) {
+    spark.add(
+        wasm,
+        "source",
+        &["--source", "thing", "--clock", clock, "--replace"],
+    );
+}
+
 #[test]
 fn replacing_the_module_or_changing_its_clock_calls_the_source_again() {
     let spark = day_clock_recorder();
@@ -111,19 +119,11 @@ fn replacing_the_module_or_changing_its_clock_calls_the_source_again() {
     ingest(&spark, "2024-05-01T08:00:00Z", &records);
     // Another component under the same name: its code is part of the memo's input, so
     // it is called (and fails: a thing is no challenge).
-    spark.add(
-        guests::CHALLENGES_SOURCE,
-        "source",
-        &["--source", "thing", "--clock", "day", "--replace"],
-    );
+    replace_source(&spark, guests::CHALLENGES_SOURCE, "day");
     let other_code = ingest(&spark, "2024-05-01T08:30:00Z", &records);
     assert_eq!(count(&other_code, "sources_skipped"), 0);
     assert_eq!(count(&other_code, "source_errors"), 1);
-    spark.add(
-        guests::RECORDER,
-        "source",
-        &["--source", "thing", "--clock", "day", "--replace"],
-    );
+    replace_source(&spark, guests::RECORDER, "day");
     // The failed call left no memo: the first code is called again, then skipped.
     let first_code = ingest(&spark, "2024-05-01T09:00:00Z", &records);
     assert_eq!(count(&first_code, "sources_skipped"), 0);
@@ -131,11 +131,7 @@ fn replacing_the_module_or_changing_its_clock_calls_the_source_again() {
     let same_code = ingest(&spark, "2024-05-01T09:10:00Z", &records);
     assert_eq!(count(&same_code, "sources_skipped"), 1);
 
-    spark.add(
-        guests::RECORDER,
-        "source",
-        &["--source", "thing", "--clock", "hour", "--replace"],
-    );
+    replace_source(&spark, guests::RECORDER, "hour");
     let hourly = ingest(&spark, "2024-05-01T09:30:00Z", &records);
     assert_eq!(
         count(&hourly, "sources_skipped"),
