@@ -64,6 +64,18 @@ pub enum Clock {
 }
 
 impl Clock {
+    const ALL: [Clock; 4] = [Clock::Exact, Clock::Minute, Clock::Hour, Clock::Day];
+
+    /// Its name in manifests, on the command line and in `--json` (as serde spells it).
+    pub fn name(self) -> &'static str {
+        match self {
+            Clock::Exact => "exact",
+            Clock::Minute => "minute",
+            Clock::Hour => "hour",
+            Clock::Day => "day",
+        }
+    }
+
     /// What the module sees of `now_ms`.
     pub fn read(self, now_ms: i64) -> i64 {
         const MINUTE: i64 = 60_000;
@@ -83,13 +95,7 @@ impl Clock {
 
 impl fmt::Display for Clock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = match self {
-            Clock::Exact => "exact",
-            Clock::Minute => "minute",
-            Clock::Hour => "hour",
-            Clock::Day => "day",
-        };
-        f.write_str(name)
+        f.write_str(self.name())
     }
 }
 
@@ -97,13 +103,10 @@ impl FromStr for Clock {
     type Err = Error;
 
     fn from_str(text: &str) -> Result<Self, Error> {
-        match text {
-            "exact" => Ok(Clock::Exact),
-            "minute" => Ok(Clock::Minute),
-            "hour" => Ok(Clock::Hour),
-            "day" => Ok(Clock::Day),
-            _ => Err(Error::InvalidClock(text.to_owned())),
-        }
+        Clock::ALL
+            .into_iter()
+            .find(|clock| clock.name() == text)
+            .ok_or_else(|| Error::InvalidClock(text.to_owned()))
     }
 }
 
@@ -152,8 +155,9 @@ mod tests {
 
     #[test]
     fn clocks_are_named() {
-        for name in ["exact", "minute", "hour", "day"] {
-            assert_eq!(name.parse::<Clock>().unwrap().to_string(), name);
+        for clock in Clock::ALL {
+            assert_eq!(clock.name().parse::<Clock>().unwrap(), clock);
+            assert_eq!(serde_json::to_value(clock).unwrap(), clock.name());
         }
         assert!(matches!(
             "daily".parse::<Clock>(),

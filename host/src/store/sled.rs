@@ -4,11 +4,13 @@
 //! atomic `Batch` (cheaper than a transaction over several trees). Its keys start with
 //! a byte naming the keyspace: `r` records (`model \0 id`), `l` the ledger (`key`), `o`
 //! the outbox (the id as big-endian u64, so scans come out in id order), `p` pending
-//! and `d` dead deliveries (`event \0 handler`). A record's value is its JSON text,
-//! then, if it has source memos, a `\0` (which JSON text never holds) and 36 bytes per
-//! memo: the call's digest and the event count as little-endian u32. The memos live in
-//! the record's value so that a record and what its sources made of it change together. Modules, generators, templates and
+//! and `d` dead deliveries (`event \0 handler`). Modules, generators, templates and
 //! settings, written rarely, have trees of their own, keyed by name.
+//!
+//! Values are JSON, but for records: a record's value is its JSON text, then, if it
+//! has source memos, a `\0` (which JSON text never holds) and 36 bytes per memo, the
+//! call's digest and the event count as little-endian u32. The memos live in the
+//! record's value so that a record and what its sources made of it change together.
 //!
 //! A commit's batch is applied on a thread of its own while the pipeline goes on with
 //! the next group (both cores work: one runs modules, the other writes). Batches land
@@ -16,7 +18,7 @@
 //! it holds) or wait for it to land; a failed batch fails the next commit or flush, and
 //! nothing after it is applied.
 //! Model names, event keys and handler names never contain `\0` (they are checked
-//! before they get here), so these keys are unambiguous. Values are JSON.
+//! before they get here), so these keys are unambiguous.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
