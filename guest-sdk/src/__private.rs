@@ -88,20 +88,20 @@ pub trait ContextOutput {
 
 impl ContextOutput for serde_json::Value {
     fn into_context(self) -> Result<String, String> {
-        Ok(self.to_string())
+        Ok(crate::json_text(&self))
     }
 }
 
 impl<E: Display> ContextOutput for Result<serde_json::Value, E> {
     fn into_context(self) -> Result<String, String> {
-        self.map(|value| value.to_string())
+        self.map(|value| crate::json_text(&value))
             .map_err(|error| error.to_string())
     }
 }
 
 /// An event as the three strings of the WIT record.
 pub fn event_parts(event: Event) -> (String, String, String) {
-    (event.group, event.key, event.context.to_string())
+    (event.group, event.key, crate::json_text(&event.context))
 }
 
 /// An effect in the shape of the WIT variant, with the WIT types chosen by the caller.
@@ -136,7 +136,7 @@ pub fn effect_parts(effect: Effect) -> EffectParts {
             subject,
             body,
             template,
-            context: context.map(|context| context.to_string()),
+            context: context.map(|context| crate::json_text(&context)),
         }),
         Effect::Output { channel, payload } => EffectParts::Output(channel, payload),
     }

@@ -29,7 +29,7 @@ impl Effect {
     pub fn output(channel: impl Into<String>, payload: Value) -> Self {
         Effect::Output {
             channel: channel.into(),
-            payload: payload.to_string(),
+            payload: crate::json_text(&payload),
         }
     }
 }

@@ -47,6 +47,13 @@ pub use error::{Error, Result};
 pub use event::{Event, event};
 pub use invocation::Invocation;
 
+/// A JSON value as the text the host receives. `serde_json::to_string` writes straight
+/// into a buffer; `Value`'s `Display` (`to_string()`) goes through `fmt::Formatter` a
+/// token at a time, which made it the costliest part of a typical source in wasm.
+pub(crate) fn json_text(value: &Value) -> String {
+    serde_json::to_string(value).expect("a JSON value always serialises")
+}
+
 /// Marks `fn(record: T, inv: &Invocation) -> R` as the module's source.
 ///
 /// `T` is any type that implements `serde::Deserialize`: the record arrives as JSON and
