@@ -11,13 +11,14 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::BufRead;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{CallError, Error};
 use crate::event::{Effect, Event, Invocation};
 use crate::generators::{Generator, Verdict};
 use crate::limits::{Limits, MAX_EMIT_DEPTH};
-use crate::mail::{self, Templates};
+use crate::mail::{self, MailSettings, Templates};
 use crate::native::is_native;
 use crate::records::{MAX_RECORD_BYTES, ParsedRecord, parse_record, skip_line};
 use crate::report::{Problem, RecordOrigin, RunReport};
@@ -25,8 +26,8 @@ use crate::routes::Routes;
 use crate::runner::Runner;
 use crate::source_memo;
 use crate::store::{
-    Commit, DeadLetter, LedgerEntry, ModuleRecord, NewOutboxItem, OutboxKind, PendingDelivery,
-    SourceMemo, StoredRecord, TenantSettings,
+    Commit, DeadLetter, LedgerEntry, ModuleRecord, NewOutboxItem, OutboxData, OutboxKind,
+    PendingDelivery, SourceMemo, StoredRecord, TenantSettings,
 };
 use crate::tenant::Tenant;
 use crate::time::wall_clock_ms;
@@ -68,7 +69,9 @@ pub(crate) struct Pipeline<'t> {
     sources: HashMap<String, Rc<[Source]>>,
     routes: Routes,
     handlers_by_group: HashMap<String, Rc<[String]>>,
-    templates: Templates,
+    /// Shared with the commit thread, which composes mails (see [`OutboxData`]).
+    mail_settings: Arc<MailSettings>,
+    templates: Arc<Templates>,
     runners: HashMap<String, Runner>,
     commit: Commit,
     /// Keys staged in the uncommitted group: a duplicate inside a group stops too.
@@ -100,6 +103,7 @@ impl<'t> Pipeline<'t> {
         Ok(Self {
             tenant,
             now_ms,
+            mail_settings: Arc::new(settings.mail.clone()),
             settings,
             modules: records
                 .into_iter()
@@ -111,7 +115,7 @@ impl<'t> Pipeline<'t> {
                 .collect(),
             routes,
             handlers_by_group: HashMap::new(),
-            templates,
+            templates: Arc::new(templates),
             runners: HashMap::new(),
             commit: Commit::default(),
             staged_keys: HashSet::new(),
@@ -337,11 +341,17 @@ impl<'t> Pipeline<'t> {
                 }
                 Effect::Mail(mail) => (
                     OutboxKind::Mail,
-                    mail::compose(&mail, &event.context, &self.settings.mail, &self.templates),
+                    mail::compose_later(
+                        mail,
+                        &event.context,
+                        self.mail_settings.clone(),
+                        self.templates.clone(),
+                    ),
                 ),
-                Effect::Output { channel, payload } => {
-                    (OutboxKind::Output, output_data(&channel, &payload))
-                }
+                Effect::Output { channel, payload } => (
+                    OutboxKind::Output,
+                    OutboxData::Ready(output_data(&channel, &payload)),
+                ),
             };
             outbox.push(NewOutboxItem {
                 event: event.key.clone(),

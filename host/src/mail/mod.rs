@@ -10,10 +10,13 @@ pub(crate) mod builtin;
 mod render;
 mod send;
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::event::Mail;
+use crate::store::OutboxData;
 
 pub use render::{Rendered, Templates, check_template};
 pub use send::{SendReport, Transport};
@@ -34,6 +37,25 @@ pub struct MailSettings {
     pub transport: Option<String>,
 }
 
+/// The outbox data of a mail, composed when the commit is written (see [`OutboxData`]):
+/// the mail and the context its template would use are moved into it.
+pub(crate) fn compose_later(
+    mail: Mail,
+    event_context: &str,
+    settings: Arc<MailSettings>,
+    templates: Arc<Templates>,
+) -> OutboxData {
+    let event_context = mail.context.is_none().then(|| event_context.to_owned());
+    OutboxData::Later(Box::new(move || {
+        compose(
+            &mail,
+            event_context.as_deref().unwrap_or("{}"),
+            &settings,
+            &templates,
+        )
+    }))
+}
+
 /// The outbox data of a mail: the mail with defaults applied and its template rendered.
 /// `event_context` is the template's context when the mail names none.
 pub(crate) fn compose(
@@ -42,13 +64,23 @@ pub(crate) fn compose(
     settings: &MailSettings,
     templates: &Templates,
 ) -> Value {
+    // Modules' mail contexts were checked to be JSON objects; anything else is kept as
+    // null and renders as an empty context.
+    let parse = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
+    let own_context = mail.context.as_deref().map(parse);
     let mut subject = mail.subject.clone();
     let mut body = mail.body.clone();
     let mut render_error = None;
     if let Some(template) = mail.template.as_ref().filter(|name| templates.has(name)) {
-        let context = mail.context.as_deref().unwrap_or(event_context);
-        let context: Value = serde_json::from_str(context).unwrap_or_else(|_| json!({}));
-        match templates.render(template, &context) {
+        let parsed_event_context;
+        let context = match &own_context {
+            Some(context) => context,
+            None => {
+                parsed_event_context = parse(event_context);
+                &parsed_event_context
+            }
+        };
+        match templates.render(template, context) {
             None => {}
             Some(Ok(rendered)) => {
                 if !rendered.subject.is_empty() {
@@ -76,7 +108,7 @@ pub(crate) fn compose(
         "subject": subject,
         "body": body,
         "template": mail.template,
-        "context": mail.context.as_deref().map(|text| serde_json::from_str::<Value>(text).unwrap_or(Value::Null)),
+        "context": own_context,
         "render_error": render_error,
     })
 }

@@ -278,7 +278,7 @@ fn encode(commit: Commit, first_id: u64) -> Result<sled::Batch, Error> {
             event: item.event,
             handler: item.handler,
             kind: item.kind,
-            data: item.data,
+            data: item.data.into_value(),
             created_at_ms: item.created_at_ms,
             status: OutboxStatus::Pending,
             attempts: 0,
@@ -522,7 +522,7 @@ impl Store for SledStore {
 mod tests {
     use super::*;
     use crate::error::CallError;
-    use crate::store::{NewOutboxItem, OutboxKind};
+    use crate::store::{NewOutboxItem, OutboxData, OutboxKind};
 
     fn entry(key: &str, group: &str) -> LedgerEntry {
         LedgerEntry {
@@ -538,7 +538,7 @@ mod tests {
             event: event.to_owned(),
             handler: "h".to_owned(),
             kind: OutboxKind::Output,
-            data: serde_json::json!({"channel": "c", "payload": "p"}),
+            data: OutboxData::Ready(serde_json::json!({"channel": "c", "payload": "p"})),
             created_at_ms: 5,
         }
     }
