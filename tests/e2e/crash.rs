@@ -43,28 +43,35 @@ fn expected_deliveries() -> BTreeSet<(String, String)> {
     expected
 }
 
-#[test]
-fn ingest_survives_sigkill_at_random_moments() {
-    let mut rng = Rng::from_env("ingest_survives_sigkill_at_random_moments");
+/// A data dir with the recorder as source and three handlers, and the records' file.
+fn set_up() -> (Spark, String) {
     let spark = Spark::new();
     spark.add(guests::RECORDER, "source", &["--source", "thing"]);
     spark.add(guests::RECORDER, "first", &["--handler", "^e"]);
     spark.add(guests::RECORDER, "every", &["--handler", "."]);
     spark.add(guests::RECORDER, "x", &["--handler", "^x$"]);
     let input = spark.write("records.jsonl", records());
-    let input = input.to_str().unwrap();
+    let input = input.to_str().unwrap().to_owned();
+    (spark, input)
+}
+
+#[test]
+fn ingest_survives_sigkill_at_random_moments() {
+    let mut rng = Rng::from_env("ingest_survives_sigkill_at_random_moments");
+    let (mut spark, mut input) = set_up();
 
     let mut killed = 0;
     let mut finished_early = 0;
     let mut ledger_sizes: Vec<u64> = Vec::new();
     // How long a run may go before it is killed. It widens while kills land before the
-    // first commit (a loaded machine starts slowly), so that some land mid-work.
+    // first commit (a loaded machine starts slowly), so that some land mid-work, and
+    // narrows when a run finishes first (an idle machine is quick).
     let mut window_ms = 1_500;
     let partial = |sizes: &[u64]| sizes.iter().any(|&size| size > 0 && size < 3 * RECORDS);
     while killed < KILLS || !partial(&ledger_sizes) {
         assert!(killed < 60, "no kill landed mid-work: {ledger_sizes:?}");
         let mut child = spark
-            .command(&["ingest", "--model", "thing", input, "--now", "2024-05-01"])
+            .command(&["ingest", "--model", "thing", &input, "--now", "2024-05-01"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -80,13 +87,18 @@ fn ingest_survives_sigkill_at_random_moments() {
             std::thread::sleep(Duration::from_millis(5));
         }
         if done {
-            // It finished before the kill; start over so the kills land mid-run.
+            // It finished before the kill, so every later run would find nothing new:
+            // start over on a fresh data dir, with a window so much shorter than that
+            // run that the kills (half a window each, on average) leave work to do.
             finished_early += 1;
             assert!(
-                finished_early < 50,
+                finished_early < 20,
                 "ingest keeps finishing before it can be killed"
             );
-            spark.run(&["dead", "list"]).ok();
+            window_ms = (started.elapsed().as_millis() as u64 / 8).max(40);
+            (spark, input) = set_up();
+            killed = 0;
+            ledger_sizes.clear();
             continue;
         }
         child.kill().unwrap(); // SIGKILL
@@ -96,7 +108,8 @@ fn ingest_survives_sigkill_at_random_moments() {
         assert!(spark.dead().is_empty());
         let listed = spark.run(&["events", "list", "--json"]).ok();
         let size = listed.stdout.lines().count() as u64;
-        if ledger_sizes.last().is_none_or(|&last| last == size) && size < 3 * RECORDS {
+        // No progress since the last kill: the runs are killed before they commit.
+        if ledger_sizes.last().copied().unwrap_or(0) == size && size < 3 * RECORDS {
             window_ms = (window_ms * 2).min(5_000);
         }
         ledger_sizes.push(size);
@@ -112,7 +125,7 @@ fn ingest_survives_sigkill_at_random_moments() {
             "ingest",
             "--model",
             "thing",
-            input,
+            &input,
             "--now",
             "2024-05-01",
             "--json",
