@@ -6,6 +6,7 @@
 //! that is what makes "the seen mark and each handler's effects (or its pending retry)"
 //! one unit, so a crash never loses an event nor commits effects twice.
 
+mod key_filter;
 mod sled;
 
 use serde::{Deserialize, Serialize};

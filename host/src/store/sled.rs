@@ -12,6 +12,11 @@
 //! call's digest and the event count as little-endian u32. The memos live in the
 //! record's value so that a record and what its sources made of it change together.
 //!
+//! Two more keyspaces serve reads: `f` holds the [`KeyFilter`] of the ledger and record
+//! keys, so that a key never committed is known new without a read (sled's batches
+//! lock out every read while they apply, so a read made while the commit thread writes
+//! waits for it), and `c` the count of commits, which the saved filter must match.
+//!
 //! A commit's batch is applied on a thread of its own while the pipeline goes on with
 //! the next group (both cores work: one runs modules, the other writes). Batches land
 //! one at a time, in order; reads see the batch in flight (the ledger keys and records
@@ -20,6 +25,7 @@
 //! Model names, event keys and handler names never contain `\0` (they are checked
 //! before they get here), so these keys are unambiguous.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -29,6 +35,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
+use super::key_filter::{KeyFilter, PageId};
 use super::{
     Commit, DeadLetter, Items, LedgerEntry, ModuleRecord, OutboxItem, OutboxStatus,
     PendingDelivery, SourceMemo, Store, StoredRecord, TenantSettings,
@@ -41,6 +48,10 @@ pub struct SledStore {
     db: sled::Db,
     data: sled::Tree,
     in_flight: Mutex<Option<InFlight>>,
+    /// The ledger and record keys of every commit so far (see [`KeyFilter`]).
+    filter: RefCell<KeyFilter>,
+    /// Commits so far, the last perhaps still in flight.
+    commits: u64,
     modules: sled::Tree,
     generators: sled::Tree,
     templates: sled::Tree,
@@ -70,9 +81,18 @@ impl SledStore {
             Some((key, _)) => decode_id(&key[1..])? + 1,
             None => 1,
         };
+        let commits = match data.get(COMMITS)? {
+            Some(value) => u64::from_be_bytes(value.as_ref().try_into().map_err(|_| {
+                Error::Storage("the count of commits is not 8 bytes".to_owned())
+            })?),
+            None => 0,
+        };
+        let filter = load_filter(&data, commits)?;
         Ok(Self {
-            data,
             in_flight: Mutex::new(None),
+            filter: RefCell::new(filter),
+            commits,
+            data,
             modules: db.open_tree("modules")?,
             generators: db.open_tree("generators")?,
             templates: db.open_tree("templates")?,
@@ -126,6 +146,78 @@ const LEDGER: u8 = b'l';
 const OUTBOX: u8 = b'o';
 const PENDING: u8 = b'p';
 const DEAD: u8 = b'd';
+
+/// The key filter's header (`h`) and pages (`p`, then segment and page as big-endian
+/// u32), saved by `flush`.
+const FILTER: u8 = b'f';
+/// The number of commits the tree holds, as a big-endian u64: each commit's batch
+/// writes it, and a saved filter is used only if it covers that many.
+const COMMITS: &[u8] = b"c";
+
+fn filter_header_key() -> [u8; 2] {
+    [FILTER, b'h']
+}
+
+fn filter_page_key((segment, page): PageId) -> Vec<u8> {
+    let mut key = vec![FILTER, b'p'];
+    key.extend_from_slice(&segment.to_be_bytes());
+    key.extend_from_slice(&page.to_be_bytes());
+    key
+}
+
+/// The saved key filter if it covers `commits`; else (a crash after a commit, a data
+/// dir from before filters) one rebuilt from the keys, and saved.
+fn load_filter(data: &sled::Tree, commits: u64) -> Result<KeyFilter, Error> {
+    if let Some(filter) = saved_filter(data, commits)? {
+        return Ok(filter);
+    }
+    let mut filter = KeyFilter::new();
+    for item in data.scan_prefix([LEDGER]).chain(data.scan_prefix([RECORD])) {
+        filter.insert(&item?.0);
+    }
+    // Pages of an older filter that has more segments than this one go.
+    let mut batch = sled::Batch::default();
+    for key in data.scan_prefix([FILTER]).keys() {
+        batch.remove(key?);
+    }
+    save_filter(data, &mut filter, commits, batch)?;
+    Ok(filter)
+}
+
+/// The saved key filter, if there is one, whole, and covering `commits`.
+fn saved_filter(data: &sled::Tree, commits: u64) -> Result<Option<KeyFilter>, Error> {
+    let Some(header) = data.get(filter_header_key())? else {
+        return Ok(None);
+    };
+    let mut pages = Vec::new();
+    for item in data.scan_prefix([FILTER, b'p']) {
+        let (key, bytes) = item?;
+        let number = |at: usize| {
+            key.get(at..at + 4)
+                .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")))
+        };
+        let (Some(segment), Some(page)) = (number(2), number(6)) else {
+            return Ok(None);
+        };
+        pages.push(((segment, page), bytes.to_vec()));
+    }
+    Ok(KeyFilter::read(&header, commits, pages))
+}
+
+/// Saves the filter's changed pages, and that it covers `commits`, in `batch`.
+fn save_filter(
+    data: &sled::Tree,
+    filter: &mut KeyFilter,
+    commits: u64,
+    mut batch: sled::Batch,
+) -> Result<(), Error> {
+    for (page, bytes) in filter.take_dirty() {
+        batch.insert(filter_page_key(page), bytes);
+    }
+    batch.insert(&filter_header_key()[..], filter.header(commits));
+    data.apply_batch(batch)?;
+    Ok(())
+}
 
 fn key(space: u8, name: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(1 + name.len());
@@ -264,8 +356,9 @@ impl SledStore {
 /// batch the last write to a key wins, so settled deliveries are removed before new
 /// ones (a delivery that failed again replaces itself). Outbox items get ids from
 /// `first_id` on.
-fn encode(commit: Commit, first_id: u64) -> Result<sled::Batch, Error> {
+fn encode(commit: Commit, first_id: u64, commits: u64) -> Result<sled::Batch, Error> {
     let mut batch = sled::Batch::default();
+    batch.insert(COMMITS, &commits.to_be_bytes());
     for (model, id, record) in commit.records {
         batch.insert(pair_key(RECORD, &model, &id), encode_record(record));
     }
@@ -313,6 +406,17 @@ impl Store for SledStore {
         // The previous batch lands first: order is kept, and its failure stops this one.
         self.settle()?;
         let ledger: HashSet<String> = commit.ledger.iter().map(|e| e.key.clone()).collect();
+        {
+            let mut filter = self.filter.borrow_mut();
+            for entry in &commit.ledger {
+                filter.insert(&key(LEDGER, &entry.key));
+            }
+            for (model, id, _) in &commit.records {
+                filter.insert(&pair_key(RECORD, model, id));
+            }
+        }
+        self.commits += 1;
+        let commits = self.commits;
         let records: HashMap<(String, String), StoredRecord> = commit
             .records
             .iter()
@@ -324,7 +428,7 @@ impl Store for SledStore {
         // Encoding happens on the commit thread too: it is work the pipeline need not wait for.
         let applying = std::thread::Builder::new()
             .name("spark-commit".to_owned())
-            .spawn(move || match encode(commit, first_id) {
+            .spawn(move || match encode(commit, first_id, commits) {
                 Ok(batch) => data.apply_batch(batch),
                 Err(error) => Err(sled::Error::Unsupported(error.to_string())),
             })
@@ -340,17 +444,30 @@ impl Store for SledStore {
 
     fn flush(&self) -> Result<(), Error> {
         self.settle()?;
+        let mut filter = self.filter.borrow_mut();
+        if filter.is_dirty() {
+            save_filter(
+                &self.data,
+                &mut filter,
+                self.commits,
+                sled::Batch::default(),
+            )?;
+        }
         self.db.flush()?;
         Ok(())
     }
 
     fn is_seen(&self, event: &str) -> Result<bool, Error> {
+        let key = key(LEDGER, event);
+        if !self.filter.borrow().may_contain(&key) {
+            return Ok(false);
+        }
         if let Some(in_flight) = self.in_flight().as_ref()
             && in_flight.ledger.contains(event)
         {
             return Ok(true);
         }
-        Ok(self.data.contains_key(key(LEDGER, event))?)
+        Ok(self.data.contains_key(key)?)
     }
 
     fn ledger_entry(&self, event: &str) -> Result<Option<LedgerEntry>, Error> {
@@ -372,13 +489,17 @@ impl Store for SledStore {
     }
 
     fn record(&self, model: &str, id: &str) -> Result<Option<StoredRecord>, Error> {
+        let key = pair_key(RECORD, model, id);
+        if !self.filter.borrow().may_contain(&key) {
+            return Ok(None);
+        }
         if let Some(in_flight) = self.in_flight().as_ref()
             && let Some(record) = in_flight.records.get(&(model.to_owned(), id.to_owned()))
         {
             return Ok(Some(record.clone()));
         }
         self.data
-            .get(pair_key(RECORD, model, id))?
+            .get(key)?
             .map(|value| decode_record(&value))
             .transpose()
     }
@@ -656,6 +777,93 @@ mod tests {
         assert!(store.records("challenge", Some("2"), 1).unwrap().is_empty());
         assert_eq!(store.records("challengex", None, 10).unwrap().len(), 1);
         assert!(store.records("challeng", None, 10).unwrap().is_empty());
+    }
+
+    fn record(json: &str) -> StoredRecord {
+        StoredRecord {
+            json: json.to_owned(),
+            memos: Vec::new(),
+        }
+    }
+
+    /// Commits ledger keys `a_{n}` and a record `m`/`{n}` for each `n`.
+    fn commit_keys(store: &mut SledStore, numbers: std::ops::Range<u32>) {
+        store
+            .commit(Commit {
+                ledger: numbers.clone().map(|n| entry(&format!("a_{n}"), "a")).collect(),
+                records: numbers
+                    .map(|n| ("m".to_owned(), n.to_string(), record("{}")))
+                    .collect(),
+                ..Commit::default()
+            })
+            .unwrap();
+    }
+
+    fn knows_keys(store: &SledStore, numbers: std::ops::Range<u32>) -> bool {
+        numbers.into_iter().all(|n| {
+            store.is_seen(&format!("a_{n}")).unwrap()
+                && store.record("m", &n.to_string()).unwrap().is_some()
+        })
+    }
+
+    #[test]
+    fn the_key_filter_is_saved_by_flush_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut store = SledStore::open(dir.path()).unwrap();
+            commit_keys(&mut store, 0..3_000);
+            commit_keys(&mut store, 3_000..6_000);
+            store.flush().unwrap();
+            assert!(knows_keys(&store, 0..6_000));
+        }
+        let mut store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.commits, 2);
+        assert!(
+            saved_filter(&store.data, store.commits).unwrap().is_some(),
+            "the saved filter covers every commit"
+        );
+        assert!(knows_keys(&store, 0..6_000));
+        assert!(!store.is_seen("a_6000").unwrap());
+        assert_eq!(store.record("m", "6000").unwrap(), None);
+        // Keys committed after reading it are found, in flight and landed.
+        commit_keys(&mut store, 6_000..7_000);
+        assert!(knows_keys(&store, 6_000..7_000));
+        store.flush().unwrap();
+        assert!(knows_keys(&store, 0..7_000));
+    }
+
+    #[test]
+    fn a_filter_that_misses_commits_is_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut store = SledStore::open(dir.path()).unwrap();
+            commit_keys(&mut store, 0..100);
+            store.flush().unwrap();
+            // Committed and on disk, but the filter is not saved again, as when the
+            // process dies after a commit.
+            commit_keys(&mut store, 100..200);
+            store.settle().unwrap();
+            store.db.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        assert!(knows_keys(&store, 0..200));
+        // The rebuilt filter was saved when the store opened.
+        assert!(saved_filter(&store.data, store.commits).unwrap().is_some());
+        drop(store);
+        // A data dir from before filters (no filter, no count of commits) is rebuilt too.
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            let mut batch = sled::Batch::default();
+            for key in store.data.scan_prefix([FILTER]).keys() {
+                batch.remove(key.unwrap());
+            }
+            batch.remove(COMMITS);
+            store.data.apply_batch(batch).unwrap();
+            store.db.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.commits, 0);
+        assert!(knows_keys(&store, 0..200));
     }
 
     #[test]
