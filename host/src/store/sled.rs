@@ -81,12 +81,13 @@ impl SledStore {
             Some((key, _)) => decode_id(&key[1..])? + 1,
             None => 1,
         };
-        let commits = match data.get(COMMITS)? {
-            Some(value) => u64::from_be_bytes(value.as_ref().try_into().map_err(|_| {
-                Error::Storage("the count of commits is not 8 bytes".to_owned())
-            })?),
-            None => 0,
-        };
+        let commits =
+            match data.get(COMMITS)? {
+                Some(value) => u64::from_be_bytes(value.as_ref().try_into().map_err(|_| {
+                    Error::Storage("the count of commits is not 8 bytes".to_owned())
+                })?),
+                None => 0,
+            };
         let filter = load_filter(&data, commits)?;
         Ok(Self {
             in_flight: Mutex::new(None),
@@ -790,7 +791,10 @@ mod tests {
     fn commit_keys(store: &mut SledStore, numbers: std::ops::Range<u32>) {
         store
             .commit(Commit {
-                ledger: numbers.clone().map(|n| entry(&format!("a_{n}"), "a")).collect(),
+                ledger: numbers
+                    .clone()
+                    .map(|n| entry(&format!("a_{n}"), "a"))
+                    .collect(),
                 records: numbers
                     .map(|n| ("m".to_owned(), n.to_string(), record("{}")))
                     .collect(),
