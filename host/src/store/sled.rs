@@ -148,7 +148,7 @@ const OUTBOX: u8 = b'o';
 const PENDING: u8 = b'p';
 const DEAD: u8 = b'd';
 
-/// The key filter's header (`h`) and pages (`p`, then segment and page as big-endian
+/// The key filter's header (`h`) and pages (`p`, then table and page as big-endian
 /// u32), saved by `flush`.
 const FILTER: u8 = b'f';
 /// The number of commits the tree holds, as a big-endian u64: each commit's batch
@@ -159,9 +159,9 @@ fn filter_header_key() -> [u8; 2] {
     [FILTER, b'h']
 }
 
-fn filter_page_key((segment, page): PageId) -> Vec<u8> {
+fn filter_page_key((table, page): PageId) -> Vec<u8> {
     let mut key = vec![FILTER, b'p'];
-    key.extend_from_slice(&segment.to_be_bytes());
+    key.extend_from_slice(&table.to_be_bytes());
     key.extend_from_slice(&page.to_be_bytes());
     key
 }
@@ -176,7 +176,7 @@ fn load_filter(data: &sled::Tree, commits: u64) -> Result<KeyFilter, Error> {
     for item in data.scan_prefix([LEDGER]).chain(data.scan_prefix([RECORD])) {
         filter.insert(&item?.0);
     }
-    // Pages of an older filter that has more segments than this one go.
+    // Pages of an older filter, which may have had more tables than this one, go.
     let mut batch = sled::Batch::default();
     for key in data.scan_prefix([FILTER]).keys() {
         batch.remove(key?);
@@ -197,10 +197,10 @@ fn saved_filter(data: &sled::Tree, commits: u64) -> Result<Option<KeyFilter>, Er
             key.get(at..at + 4)
                 .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")))
         };
-        let (Some(segment), Some(page)) = (number(2), number(6)) else {
+        let (Some(table), Some(page)) = (number(2), number(6)) else {
             return Ok(None);
         };
-        pages.push(((segment, page), bytes.to_vec()));
+        pages.push(((table, page), bytes.to_vec()));
     }
     Ok(KeyFilter::read(&header, commits, pages))
 }
