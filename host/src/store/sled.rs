@@ -701,7 +701,7 @@ mod tests {
                 .unwrap();
             store.flush().unwrap();
         }
-        let mut store = SledStore::open(dir.path()).unwrap();
+        let mut store = reopen(dir.path());
         store
             .commit(Commit {
                 outbox: vec![output("e4")],
@@ -780,6 +780,23 @@ mod tests {
         assert!(store.records("challeng", None, 10).unwrap().is_empty());
     }
 
+    /// Opens the store in `path` again. sled releases a closed database's file lock
+    /// when its background threads have stopped, a moment after the drop.
+    fn reopen(path: &Path) -> SledStore {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match SledStore::open(path) {
+                Err(Error::Storage(why))
+                    if why.contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                result => return result.unwrap(),
+            }
+        }
+    }
+
     fn record(json: &str) -> StoredRecord {
         StoredRecord {
             json: json.to_owned(),
@@ -820,7 +837,7 @@ mod tests {
             store.flush().unwrap();
             assert!(knows_keys(&store, 0..6_000));
         }
-        let mut store = SledStore::open(dir.path()).unwrap();
+        let mut store = reopen(dir.path());
         assert_eq!(store.commits, 2);
         assert!(
             saved_filter(&store.data, store.commits).unwrap().is_some(),
@@ -849,14 +866,14 @@ mod tests {
             store.settle().unwrap();
             store.db.flush().unwrap();
         }
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = reopen(dir.path());
         assert!(knows_keys(&store, 0..200));
         // The rebuilt filter was saved when the store opened.
         assert!(saved_filter(&store.data, store.commits).unwrap().is_some());
         drop(store);
         // A data dir from before filters (no filter, no count of commits) is rebuilt too.
         {
-            let store = SledStore::open(dir.path()).unwrap();
+            let store = reopen(dir.path());
             let mut batch = sled::Batch::default();
             for key in store.data.scan_prefix([FILTER]).keys() {
                 batch.remove(key.unwrap());
@@ -865,7 +882,7 @@ mod tests {
             store.data.apply_batch(batch).unwrap();
             store.db.flush().unwrap();
         }
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = reopen(dir.path());
         assert_eq!(store.commits, 0);
         assert!(knows_keys(&store, 0..200));
     }
