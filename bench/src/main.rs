@@ -61,6 +61,8 @@ fn cache_dir() -> PathBuf {
 }
 
 fn main() -> anyhow::Result<()> {
+    // As the `spark` binary does, so that memory is measured as it runs.
+    spark_host::memory::disable_transparent_huge_pages();
     let args: Vec<String> = std::env::args().skip(1).collect();
     // A child run: one mode, one size, in a process of its own so that its peak
     // memory is its own.

@@ -67,6 +67,7 @@ mod generators;
 mod limits;
 mod mail;
 mod manifest;
+pub mod memory;
 mod native;
 mod pipeline;
 mod records;

@@ -9,5 +9,6 @@ mod cli;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    spark_host::memory::disable_transparent_huge_pages();
     cli::main()
 }
