@@ -9,8 +9,9 @@
 //!
 //! It keeps a 32-bit fingerprint of each key in open-addressed tables (linear probing,
 //! at most half full). "Absent" is certain; "maybe present" for a key never inserted
-//! needs another key with the same slot run and fingerprint, about one lookup in a
-//! billion, and costs one read. It is scalable: a table that holds its capacity is kept
+//! needs a key with the same fingerprint in the slots it probes (two or three per table
+//! at half full, each a 1 in 2^32 chance): under one lookup in a hundred million, even
+//! with several tables, and it costs one read. It is scalable: a table that holds its capacity is kept
 //! as it is, and one four times as large takes the new keys, so it never needs the keys
 //! again to grow. It takes 8 bytes per key, and is saved in pages of 4 KiB, so that a
 //! run writes only the pages it changed (one per new key).
@@ -268,7 +269,7 @@ mod tests {
         let false_positives = (100_000..1_100_000)
             .filter(|&n| filter.may_contain(&key(n)))
             .count();
-        // About one in a billion; the hash is fixed, so this count is too.
+        // Under one in a hundred million; the hash is fixed, so this count is too.
         assert!(false_positives <= 1, "{false_positives} of 1,000,000");
     }
 
