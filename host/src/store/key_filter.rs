@@ -11,10 +11,10 @@
 //! at most half full). "Absent" is certain; "maybe present" for a key never inserted
 //! needs a key with the same fingerprint in the slots it probes (two or three per table
 //! at half full, each a 1 in 2^32 chance): under one lookup in a hundred million, even
-//! with several tables, and it costs one read. It is scalable: a table that holds its capacity is kept
-//! as it is, and one four times as large takes the new keys, so it never needs the keys
-//! again to grow. It takes 8 bytes per key, and is saved in pages of 4 KiB, so that a
-//! run writes only the pages it changed (one per new key).
+//! with several tables, and it costs one read. It is scalable: a table that holds its
+//! capacity is kept as it is, and one four times as large takes the new keys, so it
+//! never needs the keys again to grow. It takes 8 bytes per key, and is saved in pages
+//! of 4 KiB, so that a run writes only the pages it changed (one per new key).
 
 use std::collections::BTreeSet;
 
