@@ -81,13 +81,10 @@ impl SledStore {
             Some((key, _)) => decode_id(&key[1..])? + 1,
             None => 1,
         };
-        let commits =
-            match data.get(COMMITS)? {
-                Some(value) => u64::from_be_bytes(value.as_ref().try_into().map_err(|_| {
-                    Error::Storage("the count of commits is not 8 bytes".to_owned())
-                })?),
-                None => 0,
-            };
+        let commits = match data.get(COMMITS)? {
+            Some(value) => decode_u64(&value, "the count of commits")?,
+            None => 0,
+        };
         let filter = load_filter(&data, commits)?;
         Ok(Self {
             in_flight: Mutex::new(None),
@@ -285,9 +282,14 @@ fn outbox_key(id: u64) -> Vec<u8> {
 }
 
 fn decode_id(key: &[u8]) -> Result<u64, Error> {
-    let bytes: [u8; 8] = key
+    decode_u64(key, "an outbox key")
+}
+
+/// A big-endian u64; `what` names it in the error.
+fn decode_u64(bytes: &[u8], what: &str) -> Result<u64, Error> {
+    let bytes: [u8; 8] = bytes
         .try_into()
-        .map_err(|_| Error::Storage("an outbox key is not 8 bytes".to_owned()))?;
+        .map_err(|_| Error::Storage(format!("{what} is not 8 bytes")))?;
     Ok(u64::from_be_bytes(bytes))
 }
 
