@@ -13,8 +13,10 @@
 //! at half full, each a 1 in 2^32 chance): under one lookup in a hundred million, even
 //! with several tables, and it costs one read. It is scalable: a table that holds its
 //! capacity is kept as it is, and one four times as large takes the new keys, so it
-//! never needs the keys again to grow. It takes 8 bytes per key, and is saved in pages
-//! of 4 KiB, so that a run writes only the pages it changed (one per new key).
+//! never needs the keys again to grow. It takes 8 bytes per key in a full table, up to
+//! 32 just after a new table was added (2.7 MiB for 250,000 keys, 171 MiB for 10
+//! million), all of it read when the store opens; it is saved in pages of 4 KiB, so
+//! that a run writes only the pages it changed (one per new key).
 
 use std::collections::BTreeSet;
 
