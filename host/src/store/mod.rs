@@ -268,7 +268,7 @@ pub trait Store: Send {
     fn record(&self, model: &str, id: &str) -> Result<Option<StoredRecord>, Error>;
 
     /// Up to `limit` stored records of `model` with ids after `after`, in id order:
-    /// (id, record as JSON text). Paging lets callers write while they read.
+    /// (id, record). Paging lets callers write while they read.
     fn records(
         &self,
         model: &str,

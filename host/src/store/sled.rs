@@ -7,8 +7,9 @@
 //! and `d` dead deliveries (`event \0 handler`). Modules, generators, templates and
 //! settings, written rarely, have trees of their own, keyed by name.
 //!
-//! Values are JSON, but for records: a record's value is its JSON text, then, if it
-//! has source memos, a `\0` (which JSON text never holds) and 36 bytes per memo, the
+//! Values are JSON, but for records, the key filter's pages and the count of commits
+//! (both described below): a record's value is its JSON text, then, if it has source
+//! memos, a `\0` (which JSON text never holds) and 36 bytes per memo, the
 //! call's digest and the event count as little-endian u32. The memos live in the
 //! record's value so that a record and what its sources made of it change together.
 //!
