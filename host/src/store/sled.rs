@@ -9,9 +9,9 @@
 //!
 //! Values are JSON, but for records, the key filter's pages and the count of commits
 //! (both described below): a record's value is its JSON text, then, if it has source
-//! memos, a `\0` (which JSON text never holds) and 36 bytes per memo, the
-//! call's digest and the event count as little-endian u32. The memos live in the
-//! record's value so that a record and what its sources made of it change together.
+//! memos, a `\0` (which JSON text never holds) and 36 bytes per memo, the call's digest
+//! and the event count as little-endian u32. The memos live in the record's value so
+//! that a record and what its sources made of it change together.
 //!
 //! Two more keyspaces serve reads: `f` holds the [`KeyFilter`] of the ledger and record
 //! keys, so that a key never committed is known new without a read (sled's batches
