@@ -67,6 +67,11 @@ fn ingest_survives_sigkill_at_random_moments() {
     // first commit (a loaded machine starts slowly), so that some land mid-work, and
     // narrows when a run finishes first (an idle machine is quick).
     let mut window_ms = 1_500;
+    // Kills in a row that found no new work; the window widens after two, not one: a
+    // single early kill is chance, and widening too soon makes the next run finish.
+    let mut stalled = 0;
+    // How each restart came about, for the message if they never stop.
+    let mut finishes: Vec<String> = Vec::new();
     let partial = |sizes: &[u64]| sizes.iter().any(|&size| size > 0 && size < 3 * RECORDS);
     while killed < KILLS || !partial(&ledger_sizes) {
         assert!(killed < 60, "no kill landed mid-work: {ledger_sizes:?}");
@@ -91,13 +96,18 @@ fn ingest_survives_sigkill_at_random_moments() {
             // start over on a fresh data dir, with a window so much shorter than that
             // run that the kills (half a window each, on average) leave work to do.
             finished_early += 1;
+            finishes.push(format!(
+                "finished in {} ms after kills at ledger sizes {ledger_sizes:?}",
+                started.elapsed().as_millis()
+            ));
             assert!(
                 finished_early < 20,
-                "ingest keeps finishing before it can be killed"
+                "ingest keeps finishing before it can be killed: {finishes:#?}"
             );
             window_ms = (started.elapsed().as_millis() as u64 / 8).max(40);
             (spark, input) = set_up();
             killed = 0;
+            stalled = 0;
             ledger_sizes.clear();
             continue;
         }
@@ -110,7 +120,13 @@ fn ingest_survives_sigkill_at_random_moments() {
         let size = listed.stdout.lines().count() as u64;
         // No progress since the last kill: the runs are killed before they commit.
         if ledger_sizes.last().copied().unwrap_or(0) == size && size < 3 * RECORDS {
-            window_ms = (window_ms * 2).min(5_000);
+            stalled += 1;
+            if stalled >= 2 {
+                window_ms = (window_ms * 2).min(5_000);
+                stalled = 0;
+            }
+        } else {
+            stalled = 0;
         }
         ledger_sizes.push(size);
     }
