@@ -124,8 +124,12 @@ fn main() -> anyhow::Result<()> {
         print_table(&native, &wasm);
         let calls = (fresh.fresh.records + fresh.fresh.deliveries) as f64;
         let extra_us = (fresh.fresh.seconds - wasm.fresh.seconds) / calls * 1e6;
+        let pool = match fresh.instance_pool {
+            Some(slots) => format!("instances from a pool of {slots}"),
+            None => "no instance pool: each instance maps its own memory".to_owned(),
+        };
         println!(
-            "{:<30} {:>14.1} µs per call more than a live instance ({:.0} new events/s)",
+            "{:<30} {:>14.1} µs per call more than a live instance ({:.0} new events/s; {pool})",
             "fresh instance per call",
             extra_us,
             fresh.fresh.new as f64 / fresh.fresh.seconds

@@ -76,6 +76,8 @@ pub struct Run {
     pub seen_exact: Phase,
     pub peak_rss_mb: f64,
     pub shape: Shape,
+    /// The size of the host's instance pool, if it could reserve one.
+    pub instance_pool: Option<u32>,
 }
 
 pub fn run(mode: Mode, challenges: u64, seed: u64, cache: &Path) -> anyhow::Result<Run> {
@@ -124,6 +126,7 @@ pub fn run(mode: Mode, challenges: u64, seed: u64, cache: &Path) -> anyhow::Resu
         seen_exact,
         peak_rss_mb,
         shape: shape(&tenant, &input)?,
+        instance_pool: spark.instance_pool(),
     })
 }
 

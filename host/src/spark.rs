@@ -53,6 +53,14 @@ impl Spark {
         &self.data_dir
     }
 
+    /// How many module instances this host's pool of memory slots holds, or `None`
+    /// where the pool's address space could not be reserved (under `ulimit -v`, for
+    /// one) and each instance maps memory of its own. The pool is what makes a fresh
+    /// instance per call (`calls-per-instance = 1`) cheap.
+    pub fn instance_pool(&self) -> Option<u32> {
+        self.engine.instance_pool()
+    }
+
     /// Opens a tenant (created on first use). Only one process at a time may hold a
     /// tenant: another gets [`Error::TenantInUse`].
     pub fn tenant(&self, name: &str) -> Result<Tenant, Error> {

@@ -32,6 +32,10 @@ impl Host {
         host
     }
 
+    pub fn spark(&self) -> &Spark {
+        &self.spark
+    }
+
     pub fn tenant(&mut self) -> &mut Tenant {
         self.tenant.as_mut().expect("the tenant is open")
     }

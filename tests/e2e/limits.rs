@@ -365,3 +365,38 @@ fn calls_per_instance_replaces_the_instance_and_its_state() {
     // ...or a fresh instance for every call.
     assert_eq!(run(Some(1)), [1, 1, 1, 1]);
 }
+
+#[test]
+fn a_fresh_instance_finds_nothing_an_earlier_one_left_in_memory() {
+    // `leave` fills a static and 2 MiB of heap with a pattern; `snoop` counts the
+    // pattern in all of its memory, after growing it by 4 MiB.
+    let run = |max: Option<u64>| {
+        let mut host = with_recorder_source();
+        assert!(
+            host.spark().instance_pool().is_some(),
+            "instances come from the pool, whose slots are reused"
+        );
+        let limits = limits(|l| l.calls_per_instance = max);
+        host.add(guests::HOSTILE, "hostile", &[], &["^job"], limits);
+        let jobs: Vec<Value> = ["leave", "snoop", "leave", "snoop"]
+            .iter()
+            .zip(1..)
+            .map(|(action, id)| record(id, &[("job", json!({ "do": action }))]))
+            .collect();
+        let report = host.ingest(&jobs);
+        assert!(report.problems.is_empty(), "{report:?}");
+        host.tenant()
+            .outbox()
+            .map(|item| item.unwrap().data["payload"]["traces"].as_u64().unwrap())
+            .collect::<Vec<u64>>()
+    };
+    // The same instance sees what it left (so `snoop` can find traces), and the second
+    // `leave` adds to it...
+    let [left, seen, left_again, seen_again] = run(None)[..] else {
+        panic!("four outputs")
+    };
+    assert!(left > 0 && seen == left, "{left} {seen}");
+    assert!(left_again > left && seen_again == left_again);
+    // ...a fresh one, in a slot an earlier instance wrote, sees none of it.
+    assert_eq!(run(Some(1)), [left, 0, left, 0]);
+}

@@ -41,3 +41,53 @@ fn a_guest_that_loops_or_allocates_forever_is_stopped_and_the_next_event_is_serv
     assert_eq!(outbox.len(), 1);
     assert_eq!(outbox[0]["event"], "job_3");
 }
+
+#[test]
+fn without_room_for_its_instance_pool_spark_maps_each_instance_and_works_the_same() {
+    // 16 GiB of address space: room for a few instances' own 4 GiB reservations, not
+    // for the pool's 16 TiB.
+    let spark = Spark::new();
+    let manifest = spark.write(
+        "spark.toml",
+        format!(
+            "[[modules]]\nname = \"source\"\npath = {:?}\nsources = [\"thing\"]\n\n\
+             [[modules]]\nname = \"hostile\"\npath = {:?}\nhandlers = [\"^job\"]\n\
+             limits = {{ calls-per-instance = 1 }}\n",
+            guests::RECORDER,
+            guests::HOSTILE
+        ),
+    );
+    spark.run(&["apply", manifest.to_str().unwrap()]).ok();
+    let job = |id: u64, action: &str| json!({ "id": id, "events": [{ "group": "job", "id": id, "context": { "do": action } }] });
+    let run = spark.run_with_address_space(
+        16 << 20,
+        &["--verbose", "ingest", "--model", "thing", "--json"],
+        &jsonl(&[
+            job(1, "leave"),
+            job(2, "snoop"),
+            job(3, "count"),
+            job(4, "count"),
+        ]),
+    );
+    assert!(
+        run.stderr.contains("no instance pool"),
+        "the pool should not fit: {}",
+        run.stderr
+    );
+    let summary = run.ok().json();
+    assert_eq!(count(&summary, "deliveries"), 4);
+    let payloads: Vec<_> = spark
+        .outbox()
+        .iter()
+        .map(|item| item["data"]["payload"].clone())
+        .collect();
+    assert!(payloads[0]["traces"].as_u64().unwrap() > 0, "{payloads:?}");
+    assert_eq!(
+        payloads[1..],
+        [
+            json!({ "traces": 0 }),
+            json!({ "calls": 1 }),
+            json!({ "calls": 1 })
+        ]
+    );
+}

@@ -40,8 +40,30 @@ impl Spark {
 
     /// Runs `spark ARGS` with `input` on stdin.
     pub fn run_with_input(&self, args: &[&str], input: &str) -> Run {
-        let mut child = self
-            .command(args)
+        self.run_command(self.command(args), args, input)
+    }
+
+    /// Runs `spark ARGS` with `input` on stdin, in a process that may reserve at most
+    /// `kib` KiB of address space (`ulimit -v`).
+    pub fn run_with_address_space(&self, kib: u64, args: &[&str], input: &str) -> Run {
+        let spark = self.command(args);
+        let mut shell = Command::new("sh");
+        shell
+            .arg("-c")
+            .arg(format!("ulimit -v {kib} && exec \"$0\" \"$@\""))
+            .arg(spark.get_program())
+            .args(spark.get_args());
+        for (name, value) in spark.get_envs() {
+            match value {
+                Some(value) => shell.env(name, value),
+                None => shell.env_remove(name),
+            };
+        }
+        self.run_command(shell, args, input)
+    }
+
+    fn run_command(&self, mut command: Command, args: &[&str], input: &str) -> Run {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

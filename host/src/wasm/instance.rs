@@ -228,6 +228,9 @@ pub(super) fn classify(error: wasmtime::Error, limits: &Limits, log: String) -> 
             log,
         };
     }
+    if let Some(message) = super::pool::exhausted(&error) {
+        return CallError::Host { message };
+    }
     // Limits on instances, tables and memories at instantiation come as plain errors.
     let message = error.root_cause().to_string();
     if message.contains("resource limit exceeded: instance count too high") {

@@ -2,6 +2,9 @@
 //! (source) or an event context's `do` (handler) names the misbehaviour; anything else
 //! behaves: the source returns an event `ok_<id>`, the handler an output `ok`. The
 //! same misbehaviours are used for sources and handlers.
+//!
+//! `leave` and `snoop` test isolation between instances: `leave` writes a pattern
+//! into memory and leaves it there, `snoop` counts the pattern in all of its memory.
 
 use std::hash::BuildHasher;
 use std::io::Write;
@@ -117,6 +120,25 @@ fn misbehave(action: &str, id: &str) -> Result<Option<Outcome>, Error> {
             let calls = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             Outcome::Report(json!({ "calls": calls }))
         }
+        "leave" => {
+            // Traces for a later instance to look for ("snoop"): in a static, and in a
+            // heap block reaching past the first MiB of memory, leaked so that it stays.
+            static mut TRACE: [u8; 4096] = [0; 4096];
+            // SAFETY: calls into an instance are one at a time; nothing else holds TRACE.
+            fill_with_traces(unsafe { &mut *std::ptr::addr_of_mut!(TRACE) });
+            let mut heap = vec![0u8; 2 << 20];
+            fill_with_traces(&mut heap);
+            std::mem::forget(heap);
+            Outcome::Report(json!({ "traces": count_traces() }))
+        }
+        "snoop" => {
+            // Grown memory is assumed zeroed by the allocator: whatever an earlier
+            // instance left in it would show here.
+            let grown = std::hint::black_box(vec![0u8; 4 << 20]);
+            let traces = count_traces();
+            drop(grown);
+            Outcome::Report(json!({ "traces": traces }))
+        }
         "random" => {
             let mut bytes = [0u8; 16];
             getrandom::fill(&mut bytes).map_err(|e| Error::msg(e.to_string()))?;
@@ -168,4 +190,36 @@ fn misbehave(action: &str, id: &str) -> Result<Option<Outcome>, Error> {
 fn recurse(depth: u64) -> u64 {
     let frame = std::hint::black_box([depth; 32]);
     1 + recurse(std::hint::black_box(frame[0] + 1))
+}
+
+/// Word `k` of 8 of a trace: 64 bytes at a 64-byte aligned address. Computed, never
+/// stored whole, so the module's own code, data and stack never hold a trace.
+fn trace_word(k: usize) -> u64 {
+    (k as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xA5A5_A5A5_A5A5_A5A5
+}
+
+/// Writes a trace over every aligned 64-byte block of `buffer`.
+fn fill_with_traces(buffer: &mut [u8]) {
+    let start = buffer.as_ptr() as usize;
+    let skip = (start.next_multiple_of(64) - start).min(buffer.len());
+    for block in buffer[skip..].chunks_exact_mut(64) {
+        for (k, word) in block.chunks_exact_mut(8).enumerate() {
+            word.copy_from_slice(&trace_word(k).to_le_bytes());
+        }
+    }
+}
+
+/// Traces anywhere in this instance's linear memory.
+fn count_traces() -> u64 {
+    let end = core::arch::wasm32::memory_size(0) * 65_536;
+    (64..end)
+        .step_by(64)
+        // Reads memory the module never allocated, which is the point: any address
+        // below `end` is in this instance's memory, and reading it is defined in wasm.
+        .filter(|&at| {
+            (0..8).all(
+                |k| unsafe { std::ptr::read_volatile((at + 8 * k) as *const u64) } == trace_word(k),
+            )
+        })
+        .count() as u64
 }

@@ -1,0 +1,64 @@
+//! Where instances get their memory: a pool of slots reserved once per engine.
+//!
+//! Without a pool, every instance maps its own linear memory (a 4 GiB reservation),
+//! faults in each page it touches and unmaps it all when dropped; with
+//! `calls-per-instance = 1` that was about 65 µs per call. From a pool, an instance takes
+//! a slot whose pages are still resident from its last use: on drop, the kernel's
+//! `PAGEMAP_SCAN` (Linux 6.7+) names the pages the instance wrote, and only those are
+//! reset in place, so the next instance neither faults nor waits for a TLB shootdown.
+//! About 18 µs per call remain (BENCHMARKS.md).
+//!
+//! The pool is sized for [`POOL_INSTANCES`] live module instances and reserves (does
+//! not commit) 4 GiB of address space for each one's memory, so compiled guests keep
+//! their bounds checks free. Where that much address space cannot be reserved
+//! (`ulimit -v`, small address spaces), the engine falls back to mapping each
+//! instance's memory on its own: slower fresh instances, same behaviour.
+
+use wasmtime::{Enabled, PoolConcurrencyLimitError, PoolingAllocationConfig};
+
+/// Live module instances one engine can hold: one per module a tenant uses, so a
+/// process can keep about 2,000 tenants of two modules open. Each costs 4 GiB of
+/// reserved address space (16 TiB in all, of the 128 TiB a 64-bit Linux process has).
+pub const POOL_INSTANCES: u32 = 4096;
+
+/// Core module instances per component. Rust guests have three (the module and the
+/// two small ones `wasm-component-ld` adds); the pool allows for larger components
+/// as long as the total stays within this average.
+const CORE_INSTANCES_PER_INSTANCE: u32 = 4;
+
+/// Bytes of an instance's written memory reset in place (and kept resident) when it
+/// is dropped; pages past this are handed back to the kernel. A call of the example
+/// writes far less; a larger value only keeps more memory resident per idle slot.
+const KEEP_RESIDENT: usize = 1 << 20;
+
+/// The pooling configuration of the engine.
+pub(super) fn config() -> PoolingAllocationConfig {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(POOL_INSTANCES)
+        .total_core_instances(POOL_INSTANCES * CORE_INSTANCES_PER_INSTANCE)
+        .total_memories(POOL_INSTANCES)
+        .total_tables(POOL_INSTANCES * CORE_INSTANCES_PER_INSTANCE)
+        // Calls are synchronous (no fibers) and guests use no GC proposal, so these
+        // pools would only reserve address space.
+        .total_stacks(0)
+        .total_gc_heaps(0)
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(KEEP_RESIDENT)
+        // Where the kernel has no PAGEMAP_SCAN, keep-resident memory is reset whole:
+        // still correct, only slower.
+        .pagemap_scan(Enabled::Auto);
+    pool
+}
+
+/// The message for an instantiation that found the pool full, if that is what
+/// `error` says.
+pub(super) fn exhausted(error: &wasmtime::Error) -> Option<String> {
+    error
+        .downcast_ref::<PoolConcurrencyLimitError>()
+        .map(|full| {
+            format!(
+                "this process already holds as many module instances as its pool allows ({full}); \
+             close tenants it no longer uses"
+            )
+        })
+}
