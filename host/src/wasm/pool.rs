@@ -6,7 +6,8 @@
 //! a slot whose pages are still resident from its last use: on drop, the kernel's
 //! `PAGEMAP_SCAN` (Linux 6.7+) names the pages the instance wrote, and only those are
 //! reset in place, so the next instance neither faults nor waits for a TLB shootdown.
-//! About 18 µs per call remain (BENCHMARKS.md).
+//! About 18 µs per call remain (BENCHMARKS.md): setting up the store and its WASI
+//! context, linking the component's core instances, the scan and the reset.
 //!
 //! The pool is sized for [`POOL_INSTANCES`] live module instances and reserves (does
 //! not commit) 4 GiB of address space for each one's memory, so compiled guests keep
