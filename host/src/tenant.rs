@@ -629,4 +629,41 @@ mod lock_tests {
         let again = spark.tenant("t");
         assert!(again.is_ok(), "{:?}", again.err());
     }
+
+    #[test]
+    fn a_tenant_that_wrote_can_be_reopened_at_once_again_and_again() {
+        // A dropped database's files stay locked while a child forked at that moment
+        // holds their descriptors (until it execs); opening again at once waits for
+        // that. Without the wait this failed within 200 reopens.
+        let dir = tempfile::tempdir().unwrap();
+        let spark = Spark::open(dir.path()).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let forks = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = std::process::Command::new("true").status();
+                }
+            })
+        };
+        for attempts in 1..=200 {
+            let mut tenant = spark.tenant("t").unwrap();
+            let mut settings = tenant.settings().unwrap();
+            settings.retry.attempts = attempts;
+            tenant.set_settings(&settings).unwrap();
+            drop(tenant);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        forks.join().unwrap();
+        assert_eq!(
+            spark
+                .tenant("t")
+                .unwrap()
+                .settings()
+                .unwrap()
+                .retry
+                .attempts,
+            200
+        );
+    }
 }

@@ -31,6 +31,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -60,13 +61,35 @@ pub struct SledStore {
     next_outbox_id: u64,
 }
 
+/// How long opening waits for a dropped database of this process to let go of its
+/// files (see [`SledStore::open`]).
+const RELEASE_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Whether `error` is sled saying another handle holds the database's files.
+fn is_lock_held(error: &sled::Error) -> bool {
+    // sled 0.34 reports it only in the message of an `io::Error` of kind `Other`.
+    matches!(error, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
+}
+
 const SETTINGS: &[u8] = b"settings";
 const MODULE_ORDER: &[u8] = b"module-order";
 
 impl SledStore {
-    /// Opens (or creates) the database in `path`. The caller holds the tenant's lock.
+    /// Opens (or creates) the database in `path`. The caller holds the tenant's lock,
+    /// so sled's own lock on the files can only be held by a database this process
+    /// dropped, for a moment after the drop: by sled's background I/O, or by a child
+    /// this process was forking (it holds a copy of every file descriptor until it
+    /// execs). Opening waits for that, up to [`RELEASE_PATIENCE`].
     pub fn open(path: &Path) -> Result<Self, Error> {
-        let db = sled::Config::new().path(path).open()?;
+        let deadline = Instant::now() + RELEASE_PATIENCE;
+        let db = loop {
+            match sled::Config::new().path(path).open() {
+                Err(error) if is_lock_held(&error) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                result => break result?,
+            }
+        };
         Self::from_db(db)
     }
 
@@ -704,7 +727,7 @@ mod tests {
                 .unwrap();
             store.flush().unwrap();
         }
-        let mut store = reopen(dir.path());
+        let mut store = SledStore::open(dir.path()).unwrap();
         store
             .commit(Commit {
                 outbox: vec![output("e4")],
@@ -785,21 +808,6 @@ mod tests {
 
     /// Opens the store in `path` again. sled releases a closed database's file lock
     /// when its background threads have stopped, a moment after the drop.
-    fn reopen(path: &Path) -> SledStore {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            match SledStore::open(path) {
-                Err(Error::Storage(why))
-                    if why.contains("could not acquire lock")
-                        && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                result => return result.unwrap(),
-            }
-        }
-    }
-
     fn record(json: &str) -> StoredRecord {
         StoredRecord {
             json: json.to_owned(),
@@ -840,7 +848,7 @@ mod tests {
             store.flush().unwrap();
             assert!(knows_keys(&store, 0..6_000));
         }
-        let mut store = reopen(dir.path());
+        let mut store = SledStore::open(dir.path()).unwrap();
         assert_eq!(store.commits, 2);
         assert!(
             saved_filter(&store.data, store.commits).unwrap().is_some(),
@@ -869,14 +877,14 @@ mod tests {
             store.settle().unwrap();
             store.db.flush().unwrap();
         }
-        let store = reopen(dir.path());
+        let store = SledStore::open(dir.path()).unwrap();
         assert!(knows_keys(&store, 0..200));
         // The rebuilt filter was saved when the store opened.
         assert!(saved_filter(&store.data, store.commits).unwrap().is_some());
         drop(store);
         // A data dir from before filters (no filter, no count of commits) is rebuilt too.
         {
-            let store = reopen(dir.path());
+            let store = SledStore::open(dir.path()).unwrap();
             let mut batch = sled::Batch::default();
             for key in store.data.scan_prefix([FILTER]).keys() {
                 batch.remove(key.unwrap());
@@ -885,7 +893,7 @@ mod tests {
             store.data.apply_batch(batch).unwrap();
             store.db.flush().unwrap();
         }
-        let store = reopen(dir.path());
+        let store = SledStore::open(dir.path()).unwrap();
         assert_eq!(store.commits, 0);
         assert!(knows_keys(&store, 0..200));
     }
