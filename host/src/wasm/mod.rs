@@ -484,4 +484,38 @@ mod tests {
         live.pop();
         assert!(instantiate().is_ok(), "a dropped instance frees its slot");
     }
+
+    #[test]
+    fn the_table_elements_limit_not_the_pool_bounds_tables() {
+        let engine = WasmEngine::new(None).unwrap();
+        assert!(engine.instance_pool().is_some());
+        // A table of 30,000 elements: over the limit's default of 20,000 (which is
+        // also wasmtime's default for pooled tables), under a raised limit.
+        let component = Component::new(
+            &engine.engine,
+            "(component (core module $m (table 30000 funcref)) (core instance (instantiate $m)))",
+        )
+        .unwrap();
+        let pre = engine.linker.instantiate_pre(&component).unwrap();
+        let instantiate = |limits: Limits| {
+            let mut store = Store::new(&engine.engine, SandboxState::new(&limits));
+            store.limiter(|state| &mut state.limiter);
+            pre.instantiate(&mut store)
+                .map(drop)
+                .map_err(|error| classify(error, &limits, String::new()))
+        };
+        match instantiate(Limits::default()) {
+            Err(CallError::Limit {
+                limit: crate::Limit::TableElements,
+                max: 20_000,
+                ..
+            }) => {}
+            other => panic!("expected the table-elements limit, got {other:?}"),
+        }
+        let raised = Limits {
+            table_elements: 100_000,
+            ..Limits::default()
+        };
+        assert_eq!(instantiate(raised), Ok(()));
+    }
 }

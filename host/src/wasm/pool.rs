@@ -27,6 +27,11 @@ pub const POOL_INSTANCES: u32 = 4096;
 /// as long as the total stays within this average.
 const CORE_INSTANCES_PER_INSTANCE: u32 = 4;
 
+/// Elements a table in the pool can hold. The pool's tables cannot grow past this, so
+/// it is the most the `table-elements` limit can allow (default 20,000): far above what
+/// modules use, and reserved as address space only.
+pub const POOL_TABLE_ELEMENTS: usize = 1_000_000;
+
 /// Bytes of an instance's written memory reset in place (and kept resident) when it
 /// is dropped; pages past this are handed back to the kernel. A call of the example
 /// writes far less; a larger value only keeps more memory resident per idle slot.
@@ -39,6 +44,7 @@ pub(super) fn config() -> PoolingAllocationConfig {
         .total_core_instances(POOL_INSTANCES * CORE_INSTANCES_PER_INSTANCE)
         .total_memories(POOL_INSTANCES)
         .total_tables(POOL_INSTANCES * CORE_INSTANCES_PER_INSTANCE)
+        .table_elements(POOL_TABLE_ELEMENTS)
         // Calls are synchronous (no fibers) and guests use no GC proposal, so these
         // pools would only reserve address space.
         .total_stacks(0)
