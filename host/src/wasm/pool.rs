@@ -20,7 +20,7 @@ use wasmtime::{Enabled, PoolConcurrencyLimitError, PoolingAllocationConfig};
 /// Live module instances one engine can hold: one per module a tenant uses, so a
 /// process can keep about 2,000 tenants of two modules open. Each costs 4 GiB of
 /// reserved address space (16 TiB in all, of the 128 TiB a 64-bit Linux process has).
-pub const POOL_INSTANCES: u32 = 4096;
+pub(super) const POOL_INSTANCES: u32 = 4096;
 
 /// Core module instances per component. Rust guests have three (the module and the
 /// two small ones `wasm-component-ld` adds); the pool allows for larger components
@@ -30,12 +30,17 @@ const CORE_INSTANCES_PER_INSTANCE: u32 = 4;
 /// Elements a table in the pool can hold. The pool's tables cannot grow past this, so
 /// it is the most the `table-elements` limit can allow (default 20,000): far above what
 /// modules use, and reserved as address space only.
-pub const POOL_TABLE_ELEMENTS: usize = 1_000_000;
+const POOL_TABLE_ELEMENTS: usize = 1_000_000;
 
 /// Bytes of an instance's written memory reset in place (and kept resident) when it
 /// is dropped; pages past this are handed back to the kernel. A call of the example
 /// writes far less; a larger value only keeps more memory resident per idle slot.
 const KEEP_RESIDENT: usize = 1 << 20;
+
+/// The same where the kernel cannot say which pages were written (no `PAGEMAP_SCAN`,
+/// before Linux 6.7): then all of it is reset on every drop, and past 64 KiB that
+/// costs more than the page faults it saves (measured in BENCHMARKS.md).
+const KEEP_RESIDENT_WITHOUT_SCAN: usize = 64 << 10;
 
 /// The pooling configuration of the engine.
 pub(super) fn config() -> PoolingAllocationConfig {
@@ -49,11 +54,14 @@ pub(super) fn config() -> PoolingAllocationConfig {
         // pools would only reserve address space.
         .total_stacks(0)
         .total_gc_heaps(0)
-        .linear_memory_keep_resident(KEEP_RESIDENT)
-        .table_keep_resident(KEEP_RESIDENT)
-        // Where the kernel has no PAGEMAP_SCAN, keep-resident memory is reset whole:
-        // still correct, only slower.
         .pagemap_scan(Enabled::Auto);
+    let keep_resident = if PoolingAllocationConfig::is_pagemap_scan_available() {
+        KEEP_RESIDENT
+    } else {
+        KEEP_RESIDENT_WITHOUT_SCAN
+    };
+    pool.linear_memory_keep_resident(keep_resident)
+        .table_keep_resident(keep_resident);
     pool
 }
 
