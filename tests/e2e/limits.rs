@@ -342,22 +342,32 @@ fn context_bytes() {
     );
 }
 
+/// Runs one hostile job per action, the module under `calls_per_instance`, and returns
+/// the number each job reported under `field`.
+fn reported(actions: &[&str], calls_per_instance: Option<u64>, field: &str) -> Vec<u64> {
+    let mut host = with_recorder_source();
+    assert!(
+        host.spark().instance_pool().is_some(),
+        "instances come from the pool, whose slots are reused"
+    );
+    let limits = limits(|l| l.calls_per_instance = calls_per_instance);
+    host.add(guests::HOSTILE, "hostile", &[], &["^job"], limits);
+    let jobs: Vec<Value> = actions
+        .iter()
+        .zip(1..)
+        .map(|(action, id)| record(id, &[("job", json!({ "do": action }))]))
+        .collect();
+    let report = host.ingest(&jobs);
+    assert!(report.problems.is_empty(), "{report:?}");
+    host.tenant()
+        .outbox()
+        .map(|item| item.unwrap().data["payload"][field].as_u64().unwrap())
+        .collect()
+}
+
 #[test]
 fn calls_per_instance_replaces_the_instance_and_its_state() {
-    let run = |max: Option<u64>| {
-        let mut host = with_recorder_source();
-        let limits = limits(|l| l.calls_per_instance = max);
-        host.add(guests::HOSTILE, "hostile", &[], &["^job"], limits);
-        let jobs: Vec<Value> = (1..=4)
-            .map(|id| record(id, &[("job", json!({ "do": "count" }))]))
-            .collect();
-        let report = host.ingest(&jobs);
-        assert!(report.problems.is_empty(), "{report:?}");
-        host.tenant()
-            .outbox()
-            .map(|item| item.unwrap().data["payload"]["calls"].as_u64().unwrap())
-            .collect::<Vec<u64>>()
-    };
+    let run = |max| reported(&["count"; 4], max, "calls");
     // One instance serves all four calls and keeps its count...
     assert_eq!(run(None), [1, 2, 3, 4]);
     // ...two calls each, then a fresh one...
@@ -370,26 +380,7 @@ fn calls_per_instance_replaces_the_instance_and_its_state() {
 fn a_fresh_instance_finds_nothing_an_earlier_one_left_in_memory() {
     // `leave` fills a static and 2 MiB of heap with a pattern; `snoop` counts the
     // pattern in all of its memory, after growing it by 4 MiB.
-    let run = |max: Option<u64>| {
-        let mut host = with_recorder_source();
-        assert!(
-            host.spark().instance_pool().is_some(),
-            "instances come from the pool, whose slots are reused"
-        );
-        let limits = limits(|l| l.calls_per_instance = max);
-        host.add(guests::HOSTILE, "hostile", &[], &["^job"], limits);
-        let jobs: Vec<Value> = ["leave", "snoop", "leave", "snoop"]
-            .iter()
-            .zip(1..)
-            .map(|(action, id)| record(id, &[("job", json!({ "do": action }))]))
-            .collect();
-        let report = host.ingest(&jobs);
-        assert!(report.problems.is_empty(), "{report:?}");
-        host.tenant()
-            .outbox()
-            .map(|item| item.unwrap().data["payload"]["traces"].as_u64().unwrap())
-            .collect::<Vec<u64>>()
-    };
+    let run = |max| reported(&["leave", "snoop", "leave", "snoop"], max, "traces");
     // The same instance sees what it left (so `snoop` can find traces), and the second
     // `leave` adds to it...
     let [left, seen, left_again, seen_again] = run(None)[..] else {
