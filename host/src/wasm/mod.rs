@@ -2,8 +2,9 @@
 //! validating components, instantiating them in a sandbox and calling them under limits.
 //! No wasmtime type leaves this module.
 //!
-//! Expensive things are built once ([`WasmEngine`] holds the engine and linker,
-//! [`CompiledModule`] the component and its `InstancePre`); an [`Instance`] lives as
+//! Expensive things are built once: the process has one wasmtime engine, with its
+//! instance pool and deadline thread; [`WasmEngine`] holds it and the linker,
+//! [`CompiledModule`] the component and its `InstancePre`; an [`Instance`] lives as
 //! long as it behaves and is replaced after any trap.
 
 mod cache;
@@ -14,7 +15,7 @@ mod sandbox;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -56,16 +57,23 @@ const ALLOWED_WASI_PACKAGES: &[&str] = &["cli", "clocks", "filesystem", "io", "r
 /// How often the epoch advances; wall-clock deadlines are rounded up to it.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// The wasmtime engine, its linker, and the thread that drives deadlines.
+/// A wasmtime engine, its linker, and where compiled components are cached. Every
+/// `WasmEngine` of a process shares one wasmtime engine ([`EngineCore::process`]).
 pub struct WasmEngine {
-    engine: Engine,
+    core: Arc<EngineCore>,
     linker: Linker<SandboxState>,
     /// Compiled modules in use, by hash, shared by every tenant that registered the
     /// same component (a module holds no tenant data, and its errors name nobody).
     shared: Mutex<HashMap<String, Weak<CompiledModule>>>,
     /// Where compiled components are kept between runs, if anywhere.
     cache: Option<ArtifactCache>,
-    /// Whether instances come from a pool of memory slots (see [`pool`]).
+}
+
+/// The wasmtime engine with its settings, its instance pool (see [`pool`]) and the
+/// thread that drives deadlines.
+struct EngineCore {
+    engine: Engine,
+    /// Whether instances come from the pool of memory slots.
     pooled: bool,
     _ticker: EpochTicker,
 }
@@ -118,42 +126,21 @@ impl WasmEngine {
     /// An engine with fuel, epoch deadlines and the sandboxed WASI linker. With a
     /// `cache_dir`, compiled components are kept there and reused by later runs.
     pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, Error> {
-        let mut config = Config::new();
-        config.wasm_component_model(true);
-        config.consume_fuel(true);
-        config.epoch_interruption(true);
-        // Calls are synchronous; without this, every call and instantiation also sets
-        // up the bookkeeping of the component model's async tasks (about 2 µs of a
-        // fresh instance).
-        config.concurrency_support(false);
-        let mut pooled = config.clone();
-        pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pool::config()));
-        let (engine, pooled) = match Engine::new(&pooled) {
-            Ok(engine) => (engine, true),
-            Err(error) => {
-                tracing::info!(
-                    "no instance pool ({error:#}); each instance maps its own memory, \
-                     so fresh instances cost more"
-                );
-                let engine =
-                    Engine::new(&config).map_err(|error| Error::Engine(format!("{error:#}")))?;
-                (engine, false)
-            }
-        };
-        let mut linker = Linker::new(&engine);
+        Self::on(EngineCore::process()?, cache_dir)
+    }
+
+    fn on(core: Arc<EngineCore>, cache_dir: Option<PathBuf>) -> Result<Self, Error> {
+        let mut linker = Linker::new(&core.engine);
         sandbox::add_wasi(&mut linker).map_err(|error| Error::Engine(format!("{error:#}")))?;
         linker
             .instance(TYPES_IMPORT)
             .map_err(|error| Error::Engine(format!("{error:#}")))?;
-        let ticker = EpochTicker::start(&engine);
-        let cache = cache_dir.map(|dir| ArtifactCache::new(dir, &engine));
+        let cache = cache_dir.map(|dir| ArtifactCache::new(dir, &core.engine));
         Ok(Self {
-            engine,
+            core,
             linker,
             shared: Mutex::new(HashMap::new()),
             cache,
-            pooled,
-            _ticker: ticker,
         })
     }
 
@@ -168,13 +155,13 @@ impl WasmEngine {
         };
         check_header(bytes).map_err(invalid)?;
         let component = match &self.cache {
-            Some(cache) => cache.load_or_compile(&self.engine, bytes, hash),
-            None => Component::new(&self.engine, bytes),
+            Some(cache) => cache.load_or_compile(&self.core.engine, bytes, hash),
+            None => Component::new(&self.core.engine, bytes),
         }
         .map_err(|error| invalid(format!("it does not compile: {}", root_cause(&error))))?;
         let component_type = component.component_type();
         let imports: Vec<String> = component_type
-            .imports(&self.engine)
+            .imports(&self.core.engine)
             .map(|(name, _)| name.to_owned())
             .collect();
         if let Some(import) = imports.iter().find(|import| !import_allowed(import)) {
@@ -193,7 +180,7 @@ impl WasmEngine {
         let context = context::GuestIndices::new(&pre).ok();
         if source.is_none() && handler.is_none() && context.is_none() {
             let exports: Vec<String> = component_type
-                .exports(&self.engine)
+                .exports(&self.core.engine)
                 .map(|(name, _)| format!("`{name}`"))
                 .collect();
             let exports = if exports.is_empty() {
@@ -229,7 +216,7 @@ impl WasmEngine {
     /// fresh instance), or `None` where no pool could be reserved and each instance
     /// maps its own memory; see [`pool`].
     pub fn instance_pool(&self) -> Option<u32> {
-        self.pooled.then_some(POOL_INSTANCES)
+        self.core.pooled.then_some(POOL_INSTANCES)
     }
 
     /// [`compile`](Self::compile), or the module already compiled for another tenant.
@@ -324,7 +311,7 @@ impl CompiledModule {
 
     /// A fresh instance in its own sandbox, under `limits`.
     pub fn instantiate(&self, engine: &WasmEngine, limits: &Limits) -> Result<Instance, CallError> {
-        let mut store = Store::new(&engine.engine, SandboxState::new(limits));
+        let mut store = Store::new(&engine.core.engine, SandboxState::new(limits));
         store.limiter(|state| &mut state.limiter);
         // Instantiation runs start functions, so it is fuelled and timed like a call.
         arm(&mut store, limits);
@@ -354,6 +341,49 @@ impl CompiledModule {
             limits: *limits,
             poisoned: false,
             calls: 0,
+        })
+    }
+}
+
+impl EngineCore {
+    /// The process's engine, made on first use. One for all: wasmtime engines are
+    /// meant to be shared, the instance pool is reserved once (two pools would take
+    /// 32 TiB of address space), and one thread drives every deadline.
+    fn process() -> Result<Arc<Self>, Error> {
+        static PROCESS: OnceLock<Result<Arc<EngineCore>, String>> = OnceLock::new();
+        PROCESS
+            .get_or_init(|| Self::new().map(Arc::new))
+            .clone()
+            .map_err(Error::Engine)
+    }
+
+    fn new() -> Result<Self, String> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.consume_fuel(true);
+        config.epoch_interruption(true);
+        // Calls are synchronous; without this, every call and instantiation also sets
+        // up the bookkeeping of the component model's async tasks (about 2 µs of a
+        // fresh instance).
+        config.concurrency_support(false);
+        let mut pooled = config.clone();
+        pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pool::config()));
+        let (engine, pooled) = match Engine::new(&pooled) {
+            Ok(engine) => (engine, true),
+            Err(error) => {
+                tracing::info!(
+                    "no instance pool ({error:#}); each instance maps its own memory, \
+                     so fresh instances cost more"
+                );
+                let engine = Engine::new(&config).map_err(|error| format!("{error:#}"))?;
+                (engine, false)
+            }
+        };
+        let ticker = EpochTicker::start(&engine);
+        Ok(Self {
+            engine,
+            pooled,
+            _ticker: ticker,
         })
     }
 }
@@ -446,19 +476,20 @@ mod tests {
 
     #[test]
     fn a_full_instance_pool_says_so_and_frees_slots_as_instances_go() {
-        let engine = WasmEngine::new(None).unwrap();
+        // A pool of its own: filling the process's would fail the tests beside it.
+        let engine = WasmEngine::on(Arc::new(EngineCore::new().unwrap()), None).unwrap();
         // A 64-bit Linux process has the address space; without it this test would
         // measure the fallback, which has no pool to fill.
         assert_eq!(engine.instance_pool(), Some(POOL_INSTANCES));
         let component = Component::new(
-            &engine.engine,
+            &engine.core.engine,
             "(component (core module $m (memory 1)) (core instance (instantiate $m)))",
         )
         .unwrap();
         let pre = engine.linker.instantiate_pre(&component).unwrap();
         let limits = Limits::default();
         let instantiate = || {
-            let mut store = Store::new(&engine.engine, SandboxState::new(&limits));
+            let mut store = Store::new(&engine.core.engine, SandboxState::new(&limits));
             pre.instantiate(&mut store).map(|_| store)
         };
         let mut live = Vec::new();
@@ -492,13 +523,13 @@ mod tests {
         // A table of 30,000 elements: over the limit's default of 20,000 (which is
         // also wasmtime's default for pooled tables), under a raised limit.
         let component = Component::new(
-            &engine.engine,
+            &engine.core.engine,
             "(component (core module $m (table 30000 funcref)) (core instance (instantiate $m)))",
         )
         .unwrap();
         let pre = engine.linker.instantiate_pre(&component).unwrap();
         let instantiate = |limits: Limits| {
-            let mut store = Store::new(&engine.engine, SandboxState::new(&limits));
+            let mut store = Store::new(&engine.core.engine, SandboxState::new(&limits));
             store.limiter(|state| &mut state.limiter);
             pre.instantiate(&mut store)
                 .map(drop)

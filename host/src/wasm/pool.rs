@@ -1,4 +1,4 @@
-//! Where instances get their memory: a pool of slots reserved once per engine.
+//! Where instances get their memory: a pool of slots the process reserves once.
 //!
 //! Without a pool, every instance maps its own linear memory (a 4 GiB reservation),
 //! faults in each page it touches and unmaps it all when dropped; with
@@ -17,7 +17,7 @@
 
 use wasmtime::{Enabled, PoolConcurrencyLimitError, PoolingAllocationConfig};
 
-/// Live module instances one engine can hold: one per module a tenant uses, so a
+/// Live module instances the process can hold: one per module a tenant uses, so a
 /// process can keep about 2,000 tenants of two modules open. Each costs 4 GiB of
 /// reserved address space (16 TiB in all, of the 128 TiB a 64-bit Linux process has).
 pub(super) const POOL_INSTANCES: u32 = 4096;
