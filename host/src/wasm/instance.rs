@@ -1,7 +1,8 @@
 //! A live module instance and its calls: each under the per-call limits, each failure
 //! sorted into the [`CallError`] an operator acts on.
 
-use wasmtime::{Store, Trap};
+use rustc_demangle::demangle;
+use wasmtime::{Store, Trap, WasmBacktrace};
 
 use super::EPOCH_TICK;
 use super::bindings::exports::spark::engine::{context, handler, source};
@@ -240,7 +241,32 @@ pub(super) fn classify(error: wasmtime::Error, limits: &Limits, log: String) -> 
             actual: None,
         };
     }
+    let message = match error.downcast_ref::<Trap>() {
+        Some(Trap::MemoryOutOfBounds) => match recursion(&error) {
+            Some(function) => format!(
+                "{message}, with `{function}` calling itself over and over: most likely \
+                 the module's stack overflowed (a Rust module's stack is part of its memory)"
+            ),
+            None => message,
+        },
+        _ => message,
+    };
     CallError::Trap { message, log }
+}
+
+/// The function whose calls fill the whole backtrace of a trap, if one does: the mark
+/// of runaway recursion. (wasmtime keeps the innermost 20 frames.)
+fn recursion(error: &wasmtime::Error) -> Option<String> {
+    let frames = error.downcast_ref::<WasmBacktrace>()?.frames();
+    let (innermost, rest) = frames.split_first()?;
+    let recursing = rest.len() >= 15
+        && rest
+            .iter()
+            .all(|frame| frame.func_index() == innermost.func_index());
+    recursing.then(|| match innermost.func_name() {
+        Some(name) => format!("{:#}", demangle(name)),
+        None => format!("function {}", innermost.func_index()),
+    })
 }
 
 fn check_count(limit: Limit, count: usize, max: u32) -> Result<(), CallError> {

@@ -70,6 +70,12 @@ fn misbehave(action: &str, id: &str) -> Result<Option<Outcome>, Error> {
             }
         }
         "recurse" => Outcome::Report(json!({ "depth": recurse(0) })),
+        "out-of-bounds" => {
+            // Past the end of its memory, where wasm traps rather than reads.
+            let past_end = core::arch::wasm32::memory_size(0) * 65_536 + 16;
+            let byte = unsafe { std::ptr::read_volatile(past_end as *const u8) };
+            Outcome::Report(json!({ "byte": byte }))
+        }
         "alloc" => {
             let mut hoard: Vec<Vec<u8>> = Vec::new();
             loop {
