@@ -16,7 +16,8 @@
 //! Two more keyspaces serve reads: `f` holds the [`KeyFilter`] of the ledger and record
 //! keys, so that a key never committed is known new without a read (sled's batches
 //! lock out every read while they apply, so a read made while the commit thread writes
-//! waits for it), and `c` the count of commits, which the saved filter must match.
+//! waits for it), and `c` the count of commits, which the saved filter must match. The
+//! filter is read when a lookup or commit first needs it, so listing commands skip it.
 //!
 //! A commit's batch is applied on a thread of its own while the pipeline goes on with
 //! the next group (both cores work: one runs modules, the other writes). Batches land
@@ -26,7 +27,7 @@
 //! Model names, event keys and handler names never contain `\0` (they are checked
 //! before they get here), so these keys are unambiguous.
 
-use std::cell::RefCell;
+use std::cell::{RefCell, RefMut};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -50,8 +51,9 @@ pub struct SledStore {
     db: sled::Db,
     data: sled::Tree,
     in_flight: Mutex<Option<InFlight>>,
-    /// The ledger and record keys of every commit so far (see [`KeyFilter`]).
-    filter: RefCell<KeyFilter>,
+    /// The ledger and record keys of every commit so far (see [`KeyFilter`]), read (or
+    /// rebuilt) on first use: a command that only lists never needs it.
+    filter: RefCell<Option<KeyFilter>>,
     /// Commits so far, the last perhaps still in flight.
     commits: u64,
     modules: sled::Tree,
@@ -109,10 +111,9 @@ impl SledStore {
             Some(value) => decode_u64(&value, "the count of commits")?,
             None => 0,
         };
-        let filter = load_filter(&data, commits)?;
         Ok(Self {
             in_flight: Mutex::new(None),
-            filter: RefCell::new(filter),
+            filter: RefCell::new(None),
             commits,
             data,
             modules: db.open_tree("modules")?,
@@ -425,6 +426,20 @@ fn encode(commit: Commit, first_id: u64, commits: u64) -> Result<sled::Batch, Er
     Ok(batch)
 }
 
+impl SledStore {
+    /// The key filter, read or rebuilt (see [`load_filter`]) on first use. Its first use
+    /// comes before the first commit, so no batch is in flight while it loads.
+    fn filter(&self) -> Result<RefMut<'_, KeyFilter>, Error> {
+        let mut filter = self.filter.borrow_mut();
+        if filter.is_none() {
+            *filter = Some(load_filter(&self.data, self.commits)?);
+        }
+        Ok(RefMut::map(filter, |filter| {
+            filter.as_mut().expect("loaded just above")
+        }))
+    }
+}
+
 impl Store for SledStore {
     fn commit(&mut self, commit: Commit) -> Result<(), Error> {
         if commit.is_empty() {
@@ -434,7 +449,7 @@ impl Store for SledStore {
         self.settle()?;
         let ledger: HashSet<String> = commit.ledger.iter().map(|e| e.key.clone()).collect();
         {
-            let mut filter = self.filter.borrow_mut();
+            let mut filter = self.filter()?;
             for entry in &commit.ledger {
                 filter.insert(&key(LEDGER, &entry.key));
             }
@@ -471,14 +486,10 @@ impl Store for SledStore {
 
     fn flush(&self) -> Result<(), Error> {
         self.settle()?;
-        let mut filter = self.filter.borrow_mut();
-        if filter.is_dirty() {
-            save_filter(
-                &self.data,
-                &mut filter,
-                self.commits,
-                sled::Batch::default(),
-            )?;
+        if let Some(filter) = self.filter.borrow_mut().as_mut()
+            && filter.is_dirty()
+        {
+            save_filter(&self.data, filter, self.commits, sled::Batch::default())?;
         }
         self.db.flush()?;
         Ok(())
@@ -486,7 +497,7 @@ impl Store for SledStore {
 
     fn is_seen(&self, event: &str) -> Result<bool, Error> {
         let key = key(LEDGER, event);
-        if !self.filter.borrow().may_contain(&key) {
+        if !self.filter()?.may_contain(&key) {
             return Ok(false);
         }
         if let Some(in_flight) = self.in_flight().as_ref()
@@ -517,7 +528,7 @@ impl Store for SledStore {
 
     fn record(&self, model: &str, id: &str) -> Result<Option<StoredRecord>, Error> {
         let key = pair_key(RECORD, model, id);
-        if !self.filter.borrow().may_contain(&key) {
+        if !self.filter()?.may_contain(&key) {
             return Ok(None);
         }
         if let Some(in_flight) = self.in_flight().as_ref()
@@ -878,8 +889,12 @@ mod tests {
             store.db.flush().unwrap();
         }
         let store = SledStore::open(dir.path()).unwrap();
+        // Listing the ledger does not need the filter: it is neither rebuilt nor saved.
+        assert_eq!(store.ledger().count(), 200);
+        assert!(store.filter.borrow().is_none());
+        assert!(saved_filter(&store.data, store.commits).unwrap().is_none());
         assert!(knows_keys(&store, 0..200));
-        // The rebuilt filter was saved when the store opened.
+        // The filter was rebuilt and saved when first used.
         assert!(saved_filter(&store.data, store.commits).unwrap().is_some());
         drop(store);
         // A data dir from before filters (no filter, no count of commits) is rebuilt too.
