@@ -53,10 +53,12 @@ impl Spark {
         &self.data_dir
     }
 
-    /// How many module instances this host's pool of memory slots holds, or `None`
-    /// where the pool's address space could not be reserved (under `ulimit -v`, for
-    /// one) and each instance maps memory of its own. The pool is what makes a fresh
-    /// instance per call (`calls-per-instance = 1`) cheap.
+    /// How many module instances the process's pool of memory slots holds (4,096, or
+    /// what the environment variable `SPARK_INSTANCE_POOL` said when the process first
+    /// opened a host), or `None` where there is no pool: turned off with
+    /// `SPARK_INSTANCE_POOL=0`, or its address space could not be reserved (under
+    /// `ulimit -v`, for one), and each instance maps memory of its own. The pool is what
+    /// makes a fresh instance per call (`calls-per-instance = 1`) cheap.
     pub fn instance_pool(&self) -> Option<u32> {
         self.engine.instance_pool()
     }

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::support::{Spark, count, guests, jsonl};
+use crate::support::{Run, Spark, count, guests, jsonl};
 
 #[test]
 fn a_guest_that_loops_or_allocates_forever_is_stopped_and_the_next_event_is_served() {
@@ -42,10 +42,10 @@ fn a_guest_that_loops_or_allocates_forever_is_stopped_and_the_next_event_is_serv
     assert_eq!(outbox[0]["event"], "job_3");
 }
 
-#[test]
-fn without_room_for_its_instance_pool_spark_maps_each_instance_and_works_the_same() {
-    // 16 GiB of address space: room for a few instances' own 4 GiB reservations, not
-    // for the pool's 16 TiB.
+/// Runs `leave`, `snoop` and two `count` jobs through the hostile handler with a fresh
+/// instance per call, with `spark` started by `run` (given the data dir, arguments and
+/// input); returns its stderr after checking that every call was isolated.
+fn fresh_instances(run: impl Fn(&Spark, &[&str], &str) -> Run) -> String {
     let spark = Spark::new();
     let manifest = spark.write(
         "spark.toml",
@@ -59,23 +59,19 @@ fn without_room_for_its_instance_pool_spark_maps_each_instance_and_works_the_sam
     );
     spark.run(&["apply", manifest.to_str().unwrap()]).ok();
     let job = |id: u64, action: &str| json!({ "id": id, "events": [{ "group": "job", "id": id, "context": { "do": action } }] });
-    let run = spark.run_with_address_space(
-        16 << 20,
+    let input = jsonl(&[
+        job(1, "leave"),
+        job(2, "snoop"),
+        job(3, "count"),
+        job(4, "count"),
+    ]);
+    let run = run(
+        &spark,
         &["--verbose", "ingest", "--model", "thing", "--json"],
-        &jsonl(&[
-            job(1, "leave"),
-            job(2, "snoop"),
-            job(3, "count"),
-            job(4, "count"),
-        ]),
+        &input,
     );
-    assert!(
-        run.stderr.contains("no instance pool"),
-        "the pool should not fit: {}",
-        run.stderr
-    );
-    let summary = run.ok().json();
-    assert_eq!(count(&summary, "deliveries"), 4);
+    let stderr = run.stderr.clone();
+    assert_eq!(count(&run.ok().json(), "deliveries"), 4);
     let payloads: Vec<_> = spark
         .outbox()
         .iter()
@@ -89,5 +85,44 @@ fn without_room_for_its_instance_pool_spark_maps_each_instance_and_works_the_sam
             json!({ "calls": 1 }),
             json!({ "calls": 1 })
         ]
+    );
+    stderr
+}
+
+#[test]
+fn without_room_for_its_instance_pool_spark_maps_each_instance_and_works_the_same() {
+    // 16 GiB of address space: room for a few instances' own 4 GiB reservations, not
+    // for the pool's 16 TiB.
+    let stderr =
+        fresh_instances(|spark, args, input| spark.run_with_address_space(16 << 20, args, input));
+    assert!(
+        stderr.contains("no instance pool: failed to create memory pool mapping"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_instance_pool_is_sized_or_turned_off_by_spark_instance_pool() {
+    let pool = |size: &'static str| {
+        move |spark: &Spark, args: &[&str], input: &str| {
+            spark.run_with_env(&[("SPARK_INSTANCE_POOL", size)], args, input)
+        }
+    };
+    assert!(!fresh_instances(pool("8")).contains("no instance pool"));
+    let stderr = fresh_instances(pool("0"));
+    assert!(
+        stderr.contains("no instance pool: each instance maps its own memory"),
+        "{stderr}"
+    );
+    let spark = Spark::new();
+    let refused = spark
+        .run_with_env(&[("SPARK_INSTANCE_POOL", "lots")], &["module", "list"], "")
+        .code(2);
+    assert!(
+        refused
+            .stderr
+            .contains("SPARK_INSTANCE_POOL is `lots`; it takes the number of module instances"),
+        "{}",
+        refused.stderr
     );
 }

@@ -43,6 +43,13 @@ impl Spark {
         self.run_command(self.command(args), args, input)
     }
 
+    /// Runs `spark ARGS` with `input` on stdin and the environment variables `vars`.
+    pub fn run_with_env(&self, vars: &[(&str, &str)], args: &[&str], input: &str) -> Run {
+        let mut command = self.command(args);
+        command.envs(vars.iter().copied());
+        self.run_command(command, args, input)
+    }
+
     /// Runs `spark ARGS` with `input` on stdin, in a process that may reserve at most
     /// `kib` KiB of address space (`ulimit -v`).
     pub fn run_with_address_space(&self, kib: u64, args: &[&str], input: &str) -> Run {

@@ -29,7 +29,6 @@ use instance::{arm, classify};
 use sandbox::SandboxState;
 
 pub use instance::{CallOutput, Instance};
-use pool::POOL_INSTANCES;
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -73,8 +72,8 @@ pub struct WasmEngine {
 /// thread that drives deadlines.
 struct EngineCore {
     engine: Engine,
-    /// Whether instances come from the pool of memory slots.
-    pooled: bool,
+    /// How many instances the pool of memory slots holds, if there is one.
+    pool: Option<u32>,
     _ticker: EpochTicker,
 }
 
@@ -213,10 +212,10 @@ impl WasmEngine {
 
 impl WasmEngine {
     /// How many live instances the pool of memory slots holds (the fast way to make a
-    /// fresh instance), or `None` where no pool could be reserved and each instance
+    /// fresh instance), or `None` where there is none and each instance
     /// maps its own memory; see [`pool`].
     pub fn instance_pool(&self) -> Option<u32> {
-        self.core.pooled.then_some(POOL_INSTANCES)
+        self.core.pool
     }
 
     /// [`compile`](Self::compile), or the module already compiled for another tenant.
@@ -352,12 +351,17 @@ impl EngineCore {
     fn process() -> Result<Arc<Self>, Error> {
         static PROCESS: OnceLock<Result<Arc<EngineCore>, String>> = OnceLock::new();
         PROCESS
-            .get_or_init(|| Self::new().map(Arc::new))
+            .get_or_init(|| {
+                let variable = std::env::var(pool::POOL_VARIABLE).ok();
+                Self::new(pool::size(variable.as_deref())?).map(Arc::new)
+            })
             .clone()
             .map_err(Error::Engine)
     }
 
-    fn new() -> Result<Self, String> {
+    /// An engine whose instances come from a pool of `pool` slots (if possible), or
+    /// map their own memory.
+    fn new(pool: Option<u32>) -> Result<Self, String> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.consume_fuel(true);
@@ -366,23 +370,32 @@ impl EngineCore {
         // up the bookkeeping of the component model's async tasks (about 2 µs of a
         // fresh instance).
         config.concurrency_support(false);
-        let mut pooled = config.clone();
-        pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pool::config()));
-        let (engine, pooled) = match Engine::new(&pooled) {
-            Ok(engine) => (engine, true),
-            Err(error) => {
+        let pooled = pool.and_then(|size| {
+            let mut pooled = config.clone();
+            pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pool::config(size)));
+            match Engine::new(&pooled) {
+                Ok(engine) => Some((engine, size)),
+                Err(error) => {
+                    tracing::info!("no instance pool: {error:#}");
+                    None
+                }
+            }
+        });
+        let (engine, pool) = match pooled {
+            Some((engine, size)) => (engine, Some(size)),
+            None => {
                 tracing::info!(
-                    "no instance pool ({error:#}); each instance maps its own memory, \
-                     so fresh instances cost more"
+                    "no instance pool: each instance maps its own memory, so fresh \
+                     instances cost more"
                 );
                 let engine = Engine::new(&config).map_err(|error| format!("{error:#}"))?;
-                (engine, false)
+                (engine, None)
             }
         };
         let ticker = EpochTicker::start(&engine);
         Ok(Self {
             engine,
-            pooled,
+            pool,
             _ticker: ticker,
         })
     }
@@ -477,10 +490,12 @@ mod tests {
     #[test]
     fn a_full_instance_pool_says_so_and_frees_slots_as_instances_go() {
         // A pool of its own: filling the process's would fail the tests beside it.
-        let engine = WasmEngine::on(Arc::new(EngineCore::new().unwrap()), None).unwrap();
+        const SIZE: u32 = 64;
+        let core = EngineCore::new(Some(SIZE)).unwrap();
+        let engine = WasmEngine::on(Arc::new(core), None).unwrap();
         // A 64-bit Linux process has the address space; without it this test would
         // measure the fallback, which has no pool to fill.
-        assert_eq!(engine.instance_pool(), Some(POOL_INSTANCES));
+        assert_eq!(engine.instance_pool(), Some(SIZE));
         let component = Component::new(
             &engine.core.engine,
             "(component (core module $m (memory 1)) (core instance (instantiate $m)))",
@@ -498,16 +513,13 @@ mod tests {
                 Ok(store) => live.push(store),
                 Err(error) => break error,
             }
-            assert!(
-                live.len() <= POOL_INSTANCES as usize,
-                "the pool never fills"
-            );
+            assert!(live.len() <= SIZE as usize, "the pool never fills");
         };
-        assert_eq!(live.len(), POOL_INSTANCES as usize);
+        assert_eq!(live.len(), SIZE as usize);
         match classify(error, &limits, String::new()) {
             CallError::Host { message } => assert!(
                 message.contains("as many module instances as its pool allows")
-                    && message.contains(&POOL_INSTANCES.to_string()),
+                    && message.contains(&SIZE.to_string()),
                 "{message}"
             ),
             other => panic!("expected a host error, got {other:?}"),

@@ -9,18 +9,43 @@
 //! About 18 µs per call remain (BENCHMARKS.md): setting up the store and its WASI
 //! context, linking the component's core instances, the scan and the reset.
 //!
-//! The pool is sized for [`POOL_INSTANCES`] live module instances and reserves (does
-//! not commit) 4 GiB of address space for each one's memory, so compiled guests keep
-//! their bounds checks free. Where that much address space cannot be reserved
-//! (`ulimit -v`, small address spaces), the engine falls back to mapping each
-//! instance's memory on its own: slower fresh instances, same behaviour.
+//! The pool is sized for [`DEFAULT_POOL_INSTANCES`] live module instances (or what
+//! `SPARK_INSTANCE_POOL` says) and reserves (does not commit) 4 GiB of address space
+//! for each one's memory, so compiled guests keep their bounds checks free. Where that
+//! much address space cannot be reserved (`ulimit -v`, small address spaces), or with
+//! `SPARK_INSTANCE_POOL=0`, the engine maps each instance's memory on its own: slower
+//! fresh instances, same behaviour.
 
 use wasmtime::{Enabled, PoolConcurrencyLimitError, PoolingAllocationConfig};
 
-/// Live module instances the process can hold: one per module a tenant uses, so a
-/// process can keep about 2,000 tenants of two modules open. Each costs 4 GiB of
-/// reserved address space (16 TiB in all, of the 128 TiB a 64-bit Linux process has).
-pub(super) const POOL_INSTANCES: u32 = 4096;
+/// Live module instances the process can hold unless `SPARK_INSTANCE_POOL` says
+/// otherwise: one per module a tenant uses, so a process can keep about 2,000 tenants
+/// of two modules open. Each costs 4 GiB of reserved address space (16 TiB in all, of
+/// the 128 TiB a 64-bit Linux process has).
+pub(super) const DEFAULT_POOL_INSTANCES: u32 = 4096;
+
+/// The most `SPARK_INSTANCE_POOL` may ask for: half the address space.
+const MAX_POOL_INSTANCES: u32 = 16_384;
+
+/// The environment variable that sizes the pool; 0 turns it off.
+pub(super) const POOL_VARIABLE: &str = "SPARK_INSTANCE_POOL";
+
+/// The pool's size as `SPARK_INSTANCE_POOL` sets it (`value`, if set): `None` for no
+/// pool.
+pub(super) fn size(value: Option<&str>) -> Result<Option<u32>, String> {
+    let Some(value) = value else {
+        return Ok(Some(DEFAULT_POOL_INSTANCES));
+    };
+    match value.trim().parse::<u32>() {
+        Ok(0) => Ok(None),
+        Ok(size) if size <= MAX_POOL_INSTANCES => Ok(Some(size)),
+        _ => Err(format!(
+            "{POOL_VARIABLE} is `{value}`; it takes the number of module instances the \
+             process may hold at once, from 1 to {MAX_POOL_INSTANCES} (default \
+             {DEFAULT_POOL_INSTANCES}), or 0 for no pool"
+        )),
+    }
+}
 
 /// Core module instances per component. Rust guests have three (the module and the
 /// two small ones `wasm-component-ld` adds); the pool allows for larger components
@@ -42,13 +67,13 @@ const KEEP_RESIDENT: usize = 1 << 20;
 /// costs more than the page faults it saves (measured in BENCHMARKS.md).
 const KEEP_RESIDENT_WITHOUT_SCAN: usize = 64 << 10;
 
-/// The pooling configuration of the engine.
-pub(super) fn config() -> PoolingAllocationConfig {
+/// The pooling configuration of an engine whose pool holds `instances`.
+pub(super) fn config(instances: u32) -> PoolingAllocationConfig {
     let mut pool = PoolingAllocationConfig::new();
-    pool.total_component_instances(POOL_INSTANCES)
-        .total_core_instances(POOL_INSTANCES * CORE_INSTANCES_PER_INSTANCE)
-        .total_memories(POOL_INSTANCES)
-        .total_tables(POOL_INSTANCES * CORE_INSTANCES_PER_INSTANCE)
+    pool.total_component_instances(instances)
+        .total_core_instances(instances * CORE_INSTANCES_PER_INSTANCE)
+        .total_memories(instances)
+        .total_tables(instances * CORE_INSTANCES_PER_INSTANCE)
         .table_elements(POOL_TABLE_ELEMENTS)
         // Calls are synchronous (no fibers) and guests use no GC proposal, so these
         // pools would only reserve address space.
@@ -76,4 +101,24 @@ pub(super) fn exhausted(error: &wasmtime::Error) -> Option<String> {
              close tenants it no longer uses"
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_size_comes_from_the_environment_or_the_default() {
+        assert_eq!(size(None), Ok(Some(DEFAULT_POOL_INSTANCES)));
+        assert_eq!(size(Some("64")), Ok(Some(64)));
+        assert_eq!(size(Some(" 16384 ")), Ok(Some(16_384)));
+        assert_eq!(size(Some("0")), Ok(None));
+        for bad in ["", "lots", "-1", "16385", "1e3"] {
+            let error = size(Some(bad)).unwrap_err();
+            assert!(
+                error.contains(&format!("is `{bad}`")) && error.contains("from 1 to 16384"),
+                "{error}"
+            );
+        }
+    }
 }
