@@ -124,6 +124,18 @@ impl SledStore {
             next_outbox_id,
         })
     }
+
+    /// The key filter, read or rebuilt (see [`load_filter`]) on first use. Its first use
+    /// comes before the first commit, so no batch is in flight while it loads.
+    fn filter(&self) -> Result<RefMut<'_, KeyFilter>, Error> {
+        let mut filter = self.filter.borrow_mut();
+        if filter.is_none() {
+            *filter = Some(load_filter(&self.data, self.commits)?);
+        }
+        Ok(RefMut::map(filter, |filter| {
+            filter.as_mut().expect("loaded just above")
+        }))
+    }
 }
 
 /// A batch being applied on another thread, with what reads must see of it meanwhile.
@@ -424,20 +436,6 @@ fn encode(commit: Commit, first_id: u64, commits: u64) -> Result<sled::Batch, Er
         batch.insert(pair_key(DEAD, &dead.event, &dead.handler), to_json(dead)?);
     }
     Ok(batch)
-}
-
-impl SledStore {
-    /// The key filter, read or rebuilt (see [`load_filter`]) on first use. Its first use
-    /// comes before the first commit, so no batch is in flight while it loads.
-    fn filter(&self) -> Result<RefMut<'_, KeyFilter>, Error> {
-        let mut filter = self.filter.borrow_mut();
-        if filter.is_none() {
-            *filter = Some(load_filter(&self.data, self.commits)?);
-        }
-        Ok(RefMut::map(filter, |filter| {
-            filter.as_mut().expect("loaded just above")
-        }))
-    }
 }
 
 impl Store for SledStore {

@@ -122,8 +122,9 @@ pub struct CompiledModule {
 }
 
 impl WasmEngine {
-    /// An engine with fuel, epoch deadlines and the sandboxed WASI linker. With a
-    /// `cache_dir`, compiled components are kept there and reused by later runs.
+    /// The process's engine (fuel, epoch deadlines, the instance pool; made on first
+    /// use) with the sandboxed WASI linker. With a `cache_dir`, compiled components are
+    /// kept there and reused by later runs.
     pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, Error> {
         Self::on(EngineCore::process()?, cache_dir)
     }
@@ -212,8 +213,8 @@ impl WasmEngine {
 
 impl WasmEngine {
     /// How many live instances the pool of memory slots holds (the fast way to make a
-    /// fresh instance), or `None` where there is none and each instance
-    /// maps its own memory; see [`pool`].
+    /// fresh instance), or `None` where there is none and each instance maps its own
+    /// memory; see [`pool`].
     pub fn instance_pool(&self) -> Option<u32> {
         self.core.pool
     }
