@@ -126,3 +126,23 @@ fn the_instance_pool_is_sized_or_turned_off_by_spark_instance_pool() {
         refused.stderr
     );
 }
+
+#[test]
+fn an_instance_the_system_cannot_map_is_the_hosts_failure_not_a_trap() {
+    // 8 GiB of address space: no pool, and room for one instance's own 4 GiB
+    // reservation but not for a second one's.
+    let spark = Spark::with_job_handler("hostile", guests::HOSTILE, "[retry]\nattempts = 1");
+    let job = json!({ "id": 1, "events": [{ "group": "job", "id": 1 }] });
+    spark
+        .run_with_address_space(8 << 20, &["ingest", "--model", "thing"], &jsonl(&[job]))
+        .code(1);
+    let dead = spark.dead();
+    assert!(!dead.is_empty());
+    for letter in &dead {
+        let error = letter["error"].as_str().unwrap();
+        assert!(
+            error.starts_with("the module could not be run: ") && error.contains("os error"),
+            "{error}"
+        );
+    }
+}

@@ -232,6 +232,14 @@ pub(super) fn classify(error: wasmtime::Error, limits: &Limits, log: String) -> 
     if let Some(message) = super::pool::exhausted(&error) {
         return CallError::Host { message };
     }
+    // The operating system refused the host something (address space for an
+    // instance's memory under `ulimit -v`, say): not the module's doing.
+    // Rust prints an OS error number the same way whichever crate carries it.
+    if error.root_cause().to_string().contains("(os error ") {
+        return CallError::Host {
+            message: format!("{error:#}"),
+        };
+    }
     // Limits on instances, tables and memories at instantiation come as plain errors.
     let message = error.root_cause().to_string();
     if message.contains("resource limit exceeded: instance count too high") {
