@@ -519,8 +519,7 @@ mod tests {
         assert_eq!(live.len(), SIZE as usize);
         match classify(error, &limits, String::new()) {
             CallError::Host { message } => assert!(
-                message.contains("as many module instances as its pool allows")
-                    && message.contains(&SIZE.to_string()),
+                message.contains("instance pool is full") && message.contains(&SIZE.to_string()),
                 "{message}"
             ),
             other => panic!("expected a host error, got {other:?}"),
@@ -561,5 +560,25 @@ mod tests {
             ..Limits::default()
         };
         assert_eq!(instantiate(raised), Ok(()));
+    }
+
+    #[test]
+    fn modules_that_use_gc_get_a_gc_heap_from_the_pool() {
+        let engine = WasmEngine::new(None).unwrap();
+        assert!(engine.instance_pool().is_some());
+        // Its start function allocates a struct: it needs a GC heap to start at all.
+        let component = Component::new(
+            &engine.core.engine,
+            "(component (core module $m (type $s (struct (field i32))) \
+             (func $f (drop (struct.new $s (i32.const 1)))) (start $f)) \
+             (core instance (instantiate $m)))",
+        )
+        .unwrap();
+        let pre = engine.linker.instantiate_pre(&component).unwrap();
+        let limits = Limits::default();
+        let mut store = Store::new(&engine.core.engine, SandboxState::new(&limits));
+        arm(&mut store, &limits);
+        let started = pre.instantiate(&mut store).map(drop);
+        assert!(started.is_ok(), "{:#}", started.unwrap_err());
     }
 }

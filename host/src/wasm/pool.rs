@@ -57,6 +57,11 @@ const CORE_INSTANCES_PER_INSTANCE: u32 = 4;
 /// modules use, and reserved as address space only.
 const POOL_TABLE_ELEMENTS: usize = 1_000_000;
 
+/// GC heaps at most, for modules that use the GC proposal (Rust, Python and JavaScript
+/// guests do not; a store takes one with its first GC object). 4 GiB of address space
+/// each, like a memory.
+const MAX_GC_HEAPS: u32 = 256;
+
 /// Bytes of an instance's written memory reset in place (and kept resident) when it
 /// is dropped; pages past this are handed back to the kernel. A call of the example
 /// writes far less; a larger value only keeps more memory resident per idle slot.
@@ -75,10 +80,9 @@ pub(super) fn config(instances: u32) -> PoolingAllocationConfig {
         .total_memories(instances)
         .total_tables(instances * CORE_INSTANCES_PER_INSTANCE)
         .table_elements(POOL_TABLE_ELEMENTS)
-        // Calls are synchronous (no fibers) and guests use no GC proposal, so these
-        // pools would only reserve address space.
+        .total_gc_heaps(instances.min(MAX_GC_HEAPS))
+        // Calls are synchronous: no fibers, so no stacks.
         .total_stacks(0)
-        .total_gc_heaps(0)
         .pagemap_scan(Enabled::Auto);
     let keep_resident = if PoolingAllocationConfig::is_pagemap_scan_available() {
         KEEP_RESIDENT
@@ -97,8 +101,8 @@ pub(super) fn exhausted(error: &wasmtime::Error) -> Option<String> {
         .downcast_ref::<PoolConcurrencyLimitError>()
         .map(|full| {
             format!(
-                "this process already holds as many module instances as its pool allows ({full}); \
-             close tenants it no longer uses"
+                "this process's instance pool is full ({full}); close tenants it no longer \
+                 uses, or give it more room with SPARK_INSTANCE_POOL"
             )
         })
 }
