@@ -447,6 +447,12 @@ impl Drop for EpochTicker {
 mod tests {
     use super::*;
 
+    /// A component written in WAT, compiled and linked on `engine`.
+    fn prepared(engine: &WasmEngine, wat: &str) -> InstancePre<SandboxState> {
+        let component = Component::new(&engine.core.engine, wat).unwrap();
+        engine.linker.instantiate_pre(&component).unwrap()
+    }
+
     #[test]
     fn only_sandboxed_wasi_imports_are_allowed() {
         for name in [
@@ -497,12 +503,10 @@ mod tests {
         // A 64-bit Linux process has the address space; without it this test would
         // measure the fallback, which has no pool to fill.
         assert_eq!(engine.instance_pool(), Some(SIZE));
-        let component = Component::new(
-            &engine.core.engine,
+        let pre = prepared(
+            &engine,
             "(component (core module $m (memory 1)) (core instance (instantiate $m)))",
-        )
-        .unwrap();
-        let pre = engine.linker.instantiate_pre(&component).unwrap();
+        );
         let limits = Limits::default();
         let instantiate = || {
             let mut store = Store::new(&engine.core.engine, SandboxState::new(&limits));
@@ -534,12 +538,10 @@ mod tests {
         assert!(engine.instance_pool().is_some());
         // A table of 30,000 elements: over the limit's default of 20,000 (which is
         // also wasmtime's default for pooled tables), under a raised limit.
-        let component = Component::new(
-            &engine.core.engine,
+        let pre = prepared(
+            &engine,
             "(component (core module $m (table 30000 funcref)) (core instance (instantiate $m)))",
-        )
-        .unwrap();
-        let pre = engine.linker.instantiate_pre(&component).unwrap();
+        );
         let instantiate = |limits: Limits| {
             let mut store = Store::new(&engine.core.engine, SandboxState::new(&limits));
             store.limiter(|state| &mut state.limiter);
@@ -567,14 +569,12 @@ mod tests {
         let engine = WasmEngine::new(None).unwrap();
         assert!(engine.instance_pool().is_some());
         // Its start function allocates a struct: it needs a GC heap to start at all.
-        let component = Component::new(
-            &engine.core.engine,
+        let pre = prepared(
+            &engine,
             "(component (core module $m (type $s (struct (field i32))) \
              (func $f (drop (struct.new $s (i32.const 1)))) (start $f)) \
              (core instance (instantiate $m)))",
-        )
-        .unwrap();
-        let pre = engine.linker.instantiate_pre(&component).unwrap();
+        );
         let limits = Limits::default();
         let mut store = Store::new(&engine.core.engine, SandboxState::new(&limits));
         arm(&mut store, &limits);
