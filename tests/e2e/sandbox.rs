@@ -46,18 +46,12 @@ fn a_guest_that_loops_or_allocates_forever_is_stopped_and_the_next_event_is_serv
 /// instance per call, with `spark` started by `run` (given the data dir, arguments and
 /// input); returns its stderr after checking that every call was isolated.
 fn fresh_instances(run: impl Fn(&Spark, &[&str], &str) -> Run) -> String {
-    let spark = Spark::new();
-    let manifest = spark.write(
-        "spark.toml",
-        format!(
-            "[[modules]]\nname = \"source\"\npath = {:?}\nsources = [\"thing\"]\n\n\
-             [[modules]]\nname = \"hostile\"\npath = {:?}\nhandlers = [\"^job\"]\n\
-             limits = {{ calls-per-instance = 1 }}\n",
-            guests::RECORDER,
-            guests::HOSTILE
-        ),
+    // The tenant's limits, so the source too gets a fresh instance per call.
+    let spark = Spark::with_job_handler(
+        "hostile",
+        guests::HOSTILE,
+        "[limits]\ncalls-per-instance = 1",
     );
-    spark.run(&["apply", manifest.to_str().unwrap()]).ok();
     let job = |id: u64, action: &str| json!({ "id": id, "events": [{ "group": "job", "id": id, "context": { "do": action } }] });
     let input = jsonl(&[
         job(1, "leave"),

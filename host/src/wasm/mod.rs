@@ -447,6 +447,16 @@ impl Drop for EpochTicker {
 mod tests {
     use super::*;
 
+    /// The process's engine, which on this machine has its instance pool.
+    fn pooled_engine() -> WasmEngine {
+        let engine = WasmEngine::new(None).unwrap();
+        assert!(
+            engine.instance_pool().is_some(),
+            "the pool could not be reserved"
+        );
+        engine
+    }
+
     /// A component written in WAT, compiled and linked on `engine`.
     fn prepared(engine: &WasmEngine, wat: &str) -> InstancePre<SandboxState> {
         let component = Component::new(&engine.core.engine, wat).unwrap();
@@ -534,8 +544,7 @@ mod tests {
 
     #[test]
     fn the_table_elements_limit_not_the_pool_bounds_tables() {
-        let engine = WasmEngine::new(None).unwrap();
-        assert!(engine.instance_pool().is_some());
+        let engine = pooled_engine();
         // A table of 30,000 elements: over the limit's default of 20,000 (which is
         // also wasmtime's default for pooled tables), under a raised limit.
         let pre = prepared(
@@ -566,8 +575,7 @@ mod tests {
 
     #[test]
     fn modules_that_use_gc_get_a_gc_heap_from_the_pool() {
-        let engine = WasmEngine::new(None).unwrap();
-        assert!(engine.instance_pool().is_some());
+        let engine = pooled_engine();
         // Its start function allocates a struct: it needs a GC heap to start at all.
         let pre = prepared(
             &engine,
