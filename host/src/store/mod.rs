@@ -10,6 +10,7 @@ mod key_filter;
 mod sled;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::Error;
 use crate::error::CallError;
@@ -92,14 +93,17 @@ pub struct NewOutboxItem {
 /// records, which moves a fifth of the pipeline's work to the second core.
 pub enum OutboxData {
     Ready(serde_json::Value),
-    Later(Box<dyn FnOnce() -> serde_json::Value + Send>),
+    /// Makes the data as JSON text.
+    Later(Box<dyn FnOnce() -> Box<RawValue> + Send>),
 }
 
 impl OutboxData {
-    /// The data, made now if it was left for later.
-    pub fn into_value(self) -> serde_json::Value {
+    /// The data as JSON text, made now if it was left for later.
+    pub fn into_json(self) -> Box<RawValue> {
         match self {
-            OutboxData::Ready(value) => value,
+            OutboxData::Ready(value) => {
+                serde_json::value::to_raw_value(&value).expect("a JSON value always encodes")
+            }
             OutboxData::Later(make) => make(),
         }
     }

@@ -3,9 +3,16 @@
 //! What the pipeline writes lives in one tree, `data`, so that a group's commit is one
 //! atomic `Batch` (cheaper than a transaction over several trees). Its keys start with
 //! a byte naming the keyspace: `r` records (`model \0 id`), `l` the ledger (`key`), `o`
-//! the outbox (the id as big-endian u64, so scans come out in id order), `p` pending
-//! and `d` dead deliveries (`event \0 handler`). Modules, generators, templates and
-//! settings, written rarely, have trees of their own, keyed by name.
+//! the outbox, `u` outbox items updated since, `p` pending and `d` dead deliveries
+//! (`event \0 handler`). Modules, generators, templates and settings, written rarely,
+//! have trees of their own, keyed by name.
+//!
+//! A commit's outbox items are one value, a segment (a JSON array keyed by its first
+//! id as a big-endian u64, so scans come out in id order): sled copies a tree node for
+//! every key a batch inserts, and a key per item made the outbox the largest part of a
+//! commit's cost. A send attempt changes one item, so the item's new state goes to `u`
+//! under its own id, and reading the outbox takes it in place of the segment's copy.
+//! Data dirs written before segments hold one item per `o` key; both are read.
 //!
 //! Values are JSON, but for records, the key filter's pages and the count of commits
 //! (both described below): a record's value is its JSON text, then, if it has source
@@ -34,14 +41,14 @@ use std::sync::{Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::key_filter::{KeyFilter, PageId};
 use super::{
-    Commit, DeadLetter, Items, LedgerEntry, ModuleRecord, OutboxItem, OutboxStatus,
-    PendingDelivery, SourceMemo, Store, StoredRecord, TenantSettings,
+    Commit, DeadLetter, Items, LedgerEntry, ModuleRecord, OutboxItem, OutboxKind, PendingDelivery,
+    SourceMemo, Store, StoredRecord, TenantSettings,
 };
 use crate::Error;
 use crate::generators::Generator;
@@ -104,7 +111,7 @@ impl SledStore {
     fn from_db(db: sled::Db) -> Result<Self, Error> {
         let data = db.open_tree("data")?;
         let next_outbox_id = match data.scan_prefix([OUTBOX]).next_back().transpose()? {
-            Some((key, _)) => decode_id(&key[1..])? + 1,
+            Some((_, segment)) => last_outbox_id(&segment)? + 1,
             None => 1,
         };
         let commits = match data.get(COMMITS)? {
@@ -179,6 +186,7 @@ impl Drop for SledStore {
 const RECORD: u8 = b'r';
 const LEDGER: u8 = b'l';
 const OUTBOX: u8 = b'o';
+const OUTBOX_UPDATE: u8 = b'u';
 const PENDING: u8 = b'p';
 const DEAD: u8 = b'd';
 
@@ -311,15 +319,71 @@ fn decode_record(value: &[u8]) -> Result<StoredRecord, Error> {
     })
 }
 
-fn outbox_key(id: u64) -> Vec<u8> {
+fn outbox_key(space: u8, id: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(9);
-    key.push(OUTBOX);
+    key.push(space);
     key.extend_from_slice(&id.to_be_bytes());
     key
 }
 
-fn decode_id(key: &[u8]) -> Result<u64, Error> {
-    decode_u64(key, "an outbox key")
+/// The items of an outbox value: a segment, or a single item (see the module's docs).
+fn decode_outbox(value: &[u8]) -> Result<Vec<OutboxItem>, Error> {
+    if value.first() == Some(&b'[') {
+        from_json(value)
+    } else {
+        Ok(vec![from_json(value)?])
+    }
+}
+
+/// The id of the last item of an outbox value, read without decoding the items (a
+/// segment of a thousand mails is most of a megabyte, and every open reads one).
+fn last_outbox_id(value: &[u8]) -> Result<u64, Error> {
+    #[derive(Deserialize)]
+    struct Id {
+        id: u64,
+    }
+    let last = if value.first() == Some(&b'[') {
+        from_json::<Vec<Id>>(value)?.pop()
+    } else {
+        Some(from_json::<Id>(value)?)
+    };
+    last.map(|item| item.id)
+        .ok_or_else(|| Error::Storage("an outbox segment is empty".to_owned()))
+}
+
+/// Each item of `segments` as it is now: its update, if `updates` (in id order, as
+/// `segments`) has one.
+fn latest_outbox<'a>(
+    segments: impl Iterator<Item = sled::Result<sled::IVec>> + 'a,
+    updates: impl Iterator<Item = sled::Result<sled::IVec>> + 'a,
+) -> Items<'a, OutboxItem> {
+    let items = segments.flat_map(|segment| {
+        let items = segment
+            .map_err(Error::from)
+            .and_then(|value| decode_outbox(&value));
+        match items {
+            Ok(items) => items.into_iter().map(Ok).collect(),
+            Err(error) => vec![Err(error)],
+        }
+    });
+    let mut updates = updates
+        .map(|value| from_json::<OutboxItem>(&value?))
+        .peekable();
+    Box::new(items.map(move |item| {
+        let item = item?;
+        // Updates before this item's id would belong to no item (items are never
+        // removed): they are passed over.
+        while let Some(update) = updates.next_if(|update| match update {
+            Ok(update) => update.id <= item.id,
+            Err(_) => true,
+        }) {
+            let update = update?;
+            if update.id == item.id {
+                return Ok(update);
+            }
+        }
+        Ok(item)
+    }))
 }
 
 /// A big-endian u64; `what` names it in the error.
@@ -392,6 +456,18 @@ impl SledStore {
     }
 }
 
+/// A new outbox item as a commit writes it, to be read back as an [`OutboxItem`]: its
+/// data copied as the JSON text it is, its sending state left to the defaults.
+#[derive(Serialize)]
+struct NewOutboxJson {
+    id: u64,
+    event: String,
+    handler: String,
+    kind: OutboxKind,
+    data: Box<RawValue>,
+    created_at_ms: i64,
+}
+
 /// A commit as one batch: after a crash, all of it is there or none of it. Within a
 /// batch the last write to a key wins, so settled deliveries are removed before new
 /// ones (a delivery that failed again replaces itself). Outbox items get ids from
@@ -405,20 +481,19 @@ fn encode(commit: Commit, first_id: u64, commits: u64) -> Result<sled::Batch, Er
     for entry in &commit.ledger {
         batch.insert(key(LEDGER, &entry.key), encode_ledger(entry)?);
     }
-    for (id, item) in (first_id..).zip(commit.outbox) {
-        let item = OutboxItem {
-            id,
-            event: item.event,
-            handler: item.handler,
-            kind: item.kind,
-            data: item.data.into_value(),
-            created_at_ms: item.created_at_ms,
-            status: OutboxStatus::Pending,
-            attempts: 0,
-            error: None,
-            sent_at_ms: None,
-        };
-        batch.insert(outbox_key(id), to_json(&item)?);
+    if !commit.outbox.is_empty() {
+        let segment: Vec<NewOutboxJson> = (first_id..)
+            .zip(commit.outbox)
+            .map(|(id, item)| NewOutboxJson {
+                id,
+                event: item.event,
+                handler: item.handler,
+                kind: item.kind,
+                data: item.data.into_json(),
+                created_at_ms: item.created_at_ms,
+            })
+            .collect();
+        batch.insert(outbox_key(OUTBOX, first_id), to_json(&segment)?);
     }
     for (event, handler) in &commit.pending_done {
         batch.remove(pair_key(PENDING, event, handler));
@@ -572,12 +647,19 @@ impl Store for SledStore {
     }
 
     fn outbox(&self) -> Items<'_, OutboxItem> {
-        self.settled_values(OUTBOX)
+        if let Err(error) = self.settle() {
+            return Box::new(std::iter::once(Err(error)));
+        }
+        latest_outbox(
+            self.data.scan_prefix([OUTBOX]).values(),
+            self.data.scan_prefix([OUTBOX_UPDATE]).values(),
+        )
     }
 
     fn update_outbox(&mut self, item: &OutboxItem) -> Result<(), Error> {
         self.settle()?;
-        self.data.insert(outbox_key(item.id), to_json(item)?)?;
+        self.data
+            .insert(outbox_key(OUTBOX_UPDATE, item.id), to_json(item)?)?;
         self.data.flush()?;
         Ok(())
     }
@@ -619,7 +701,7 @@ impl Store for SledStore {
                 Some((current + 1).to_be_bytes().to_vec())
             })?
             .ok_or_else(|| Error::Storage("module order counter vanished".to_owned()))?;
-        decode_id(&next)
+        decode_u64(&next, "the module order")
     }
 
     fn generators(&self) -> Result<Vec<Generator>, Error> {
@@ -679,7 +761,7 @@ impl Store for SledStore {
 mod tests {
     use super::*;
     use crate::error::CallError;
-    use crate::store::{NewOutboxItem, OutboxData, OutboxKind};
+    use crate::store::{NewOutboxItem, OutboxData, OutboxStatus};
 
     fn entry(key: &str, group: &str) -> LedgerEntry {
         LedgerEntry {
@@ -757,6 +839,108 @@ mod tests {
                 (2, "e2".to_owned()),
                 (3, "e3".to_owned()),
                 (4, "e4".to_owned())
+            ]
+        );
+    }
+
+    fn outbox_events(store: &SledStore) -> Vec<(u64, String, OutboxStatus, u32)> {
+        store
+            .outbox()
+            .map(|item| {
+                let item = item.unwrap();
+                (item.id, item.event, item.status, item.attempts)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_updated_outbox_item_replaces_its_copy_in_the_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let pending = OutboxStatus::Pending;
+        let sent = OutboxStatus::Sent;
+        {
+            let mut store = SledStore::open(dir.path()).unwrap();
+            for events in [&["e1", "e2", "e3"][..], &["e4", "e5"]] {
+                let outbox = events.iter().map(|event| output(event)).collect();
+                store
+                    .commit(Commit {
+                        outbox,
+                        ..Commit::default()
+                    })
+                    .unwrap();
+            }
+            let items: Vec<OutboxItem> = store.outbox().map(Result::unwrap).collect();
+            // The second of the first segment fails once, then goes; the first of the
+            // second goes at once; the last fails.
+            for (index, status, attempts) in [(1, pending, 1), (1, sent, 2), (3, sent, 1)] {
+                let mut item = items[index].clone();
+                item.status = status;
+                item.attempts = attempts;
+                store.update_outbox(&item).unwrap();
+            }
+            let mut last = items[4].clone();
+            last.attempts = 1;
+            last.error = Some("refused".to_owned());
+            store.update_outbox(&last).unwrap();
+            store.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        let event = |name: &str| name.to_owned();
+        assert_eq!(
+            outbox_events(&store),
+            [
+                (1, event("e1"), pending, 0),
+                (2, event("e2"), sent, 2),
+                (3, event("e3"), pending, 0),
+                (4, event("e4"), sent, 1),
+                (5, event("e5"), pending, 1),
+            ]
+        );
+        let last = store.outbox().last().unwrap().unwrap();
+        assert_eq!(last.error.as_deref(), Some("refused"));
+    }
+
+    #[test]
+    fn outbox_items_stored_one_per_key_are_read_and_counted_on() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // As data dirs written before segments hold them.
+            let store = SledStore::open(dir.path()).unwrap();
+            for id in [1, 2] {
+                let item = OutboxItem {
+                    id,
+                    event: format!("old{id}"),
+                    handler: "h".to_owned(),
+                    kind: OutboxKind::Output,
+                    data: serde_json::json!({"channel": "c", "payload": "p"}),
+                    created_at_ms: 5,
+                    status: OutboxStatus::Pending,
+                    attempts: 0,
+                    error: None,
+                    sent_at_ms: None,
+                };
+                let key = outbox_key(OUTBOX, id);
+                store.data.insert(key, to_json(&item).unwrap()).unwrap();
+            }
+            store.flush().unwrap();
+        }
+        let mut store = SledStore::open(dir.path()).unwrap();
+        store
+            .commit(Commit {
+                outbox: vec![output("new")],
+                ..Commit::default()
+            })
+            .unwrap();
+        let ids: Vec<(u64, String)> = outbox_events(&store)
+            .into_iter()
+            .map(|(id, event, ..)| (id, event))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                (1, "old1".to_owned()),
+                (2, "old2".to_owned()),
+                (3, "new".to_owned())
             ]
         );
     }
