@@ -61,6 +61,10 @@ pub struct Phase {
     /// Per record, in microseconds.
     pub p50_us: f64,
     pub p99_us: f64,
+    /// CPU time of the thread that ran the ingest (modules, ledger, staging).
+    pub main_cpu_seconds: f64,
+    /// CPU time of every other thread of the process meanwhile (committing, sled's).
+    pub other_cpu_seconds: f64,
 }
 
 /// A whole run: both ingests, the process's peak memory, and the shape of what it
@@ -173,6 +177,7 @@ pub fn spec(
 fn ingest(tenant: &mut Tenant, input: &str) -> anyhow::Result<Phase> {
     let now = parse_time(workload::TODAY)?;
     let mut latencies = Vec::with_capacity(input.len() / 150);
+    let (main_cpu, process_cpu) = (cpu_seconds(Usage::Thread), cpu_seconds(Usage::Process));
     let mut last = Instant::now();
     let started = last;
     let report: RunReport = tenant.ingest("challenge", &mut input.as_bytes(), now, &mut |_| {
@@ -181,6 +186,8 @@ fn ingest(tenant: &mut Tenant, input: &str) -> anyhow::Result<Phase> {
         last = now;
     })?;
     let seconds = started.elapsed().as_secs_f64();
+    let main_cpu_seconds = cpu_seconds(Usage::Thread) - main_cpu;
+    let other_cpu_seconds = cpu_seconds(Usage::Process) - process_cpu - main_cpu_seconds;
     anyhow::ensure!(
         !report.has_failures(),
         "the run failed: {:?}",
@@ -198,7 +205,31 @@ fn ingest(tenant: &mut Tenant, input: &str) -> anyhow::Result<Phase> {
         sources_skipped: report.sources_skipped,
         p50_us: quantile(0.50),
         p99_us: quantile(0.99),
+        main_cpu_seconds,
+        other_cpu_seconds,
     })
+}
+
+enum Usage {
+    Thread,
+    Process,
+}
+
+/// User and system CPU time so far of this thread, or of the whole process (threads
+/// that have ended included).
+fn cpu_seconds(of: Usage) -> f64 {
+    let who = match of {
+        Usage::Thread => libc::RUSAGE_THREAD,
+        Usage::Process => libc::RUSAGE_SELF,
+    };
+    // SAFETY: getrusage writes a `rusage` into the zeroed one it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(who, &mut usage);
+        usage
+    };
+    let seconds = |time: libc::timeval| time.tv_sec as f64 + time.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 /// The process's peak resident memory (VmHWM), in MiB.

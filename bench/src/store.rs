@@ -27,6 +27,7 @@ pub fn ceiling(shape: Shape) -> anyhow::Result<f64> {
     for group in 0..shape.records.div_ceil(1_000) {
         let mut batch = sled::Batch::default();
         let first = group * 1_000;
+        let first_event = event;
         for record in first..(first + 1_000).min(shape.records) {
             batch.insert(
                 format!("rchallenge\0{record}").into_bytes(),
@@ -38,12 +39,16 @@ pub fn ceiling(shape: Shape) -> anyhow::Result<f64> {
                     format!("lchallenge_event_{event}").into_bytes(),
                     value(shape.ledger_bytes),
                 );
-                let mut key = vec![b'o'];
-                key.extend_from_slice(&event.to_be_bytes());
-                batch.insert(key, value(shape.outbox_bytes));
                 event += 1;
             }
         }
+        // The group's outbox items, one mail per event, are one value.
+        let mut key = vec![b'o'];
+        key.extend_from_slice(&first_event.to_be_bytes());
+        batch.insert(
+            key,
+            value(shape.outbox_bytes * (event - first_event) as usize),
+        );
         tree.apply_batch(batch)?;
     }
     db.flush()?;
