@@ -94,9 +94,8 @@ pub(crate) fn compose(
     let rendered;
     let mut render_error = None;
     if let Some(template) = mail.template.as_ref().filter(|name| templates.has(name)) {
-        let text = own_context.map_or(event_context, RawValue::get);
-        let context = serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
-        match templates.render(template, &context) {
+        let context = own_context.map_or(event_context, RawValue::get);
+        match templates.render(template, context) {
             None => {}
             Some(Ok(done)) => {
                 rendered = done;
@@ -175,7 +174,7 @@ impl crate::Tenant {
                 why,
             }
         })?;
-        match templates.render(group, context) {
+        match templates.render(group, &context.to_string()) {
             Some(Ok(rendered)) => Ok(rendered),
             Some(Err(why)) => Err(crate::Error::InvalidTemplate {
                 group: group.to_owned(),

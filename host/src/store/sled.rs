@@ -493,7 +493,16 @@ fn encode(commit: Commit, first_id: u64, commits: u64) -> Result<sled::Batch, Er
                 created_at_ms: item.created_at_ms,
             })
             .collect();
-        batch.insert(outbox_key(OUTBOX, first_id), to_json(&segment)?);
+        // Sized up front: grown by doubling, the copies and the fresh pages of a
+        // segment of most of a megabyte were a tenth of the commit thread's work.
+        let size = segment
+            .iter()
+            .map(|item| item.data.get().len() + item.event.len() + item.handler.len() + 128)
+            .sum();
+        let mut value = Vec::with_capacity(size);
+        serde_json::to_writer(&mut value, &segment)
+            .map_err(|error| Error::Storage(format!("encoding: {error}")))?;
+        batch.insert(outbox_key(OUTBOX, first_id), value);
     }
     for (event, handler) in &commit.pending_done {
         batch.remove(pair_key(PENDING, event, handler));
