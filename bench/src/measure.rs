@@ -91,6 +91,7 @@ pub fn run(mode: Mode, challenges: u64, seed: u64, cache: &Path) -> anyhow::Resu
     spark.register_native("builtin:challenges-source", Arc::new(NativeSource))?;
     spark.register_native("builtin:challenges-mailer", Arc::new(NativeMailer))?;
     let mut tenant = spark.tenant("bench")?;
+    set_up_mails(&mut tenant)?;
     let (source, mailer) = match mode {
         Mode::Wasm | Mode::WasmFresh => (
             ModuleCode::Wasm(std::fs::read(spark_test_guests::CHALLENGES_SOURCE)?),
@@ -134,6 +135,26 @@ pub fn run(mode: Mode, challenges: u64, seed: u64, cache: &Path) -> anyhow::Resu
     })
 }
 
+/// The example's mail settings and templates (as its `spark.toml` sets them), so that
+/// every mail is rendered as the example's are.
+fn set_up_mails(tenant: &mut Tenant) -> anyhow::Result<()> {
+    let mut settings = tenant.settings()?;
+    settings.mail.from = Some("Challenges <challenges@example.com>".to_owned());
+    settings.mail.reply_to = Some("help@example.com".to_owned());
+    tenant.set_settings(&settings)?;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/challenges/templates");
+    let mut templates = 0;
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        if let Some(group) = path.file_stem().and_then(|stem| stem.to_str()) {
+            tenant.set_template(group, &std::fs::read_to_string(&path)?)?;
+            templates += 1;
+        }
+    }
+    anyhow::ensure!(templates > 0, "no templates in {}", dir.display());
+    Ok(())
+}
+
 /// The average sizes of what the run stored.
 fn shape(tenant: &Tenant, input: &str) -> anyhow::Result<Shape> {
     let (mut ledger, mut events) = (0, 0);
@@ -144,7 +165,14 @@ fn shape(tenant: &Tenant, input: &str) -> anyhow::Result<Shape> {
     }
     let (mut outbox, mut items) = (0, 0);
     for item in tenant.outbox() {
-        outbox += serde_json::to_vec(&item?)?.len();
+        let item = item?;
+        anyhow::ensure!(
+            item.data["render_error"].is_null(),
+            "mail {} did not render: {}",
+            item.id,
+            item.data["render_error"]
+        );
+        outbox += serde_json::to_vec(&item)?.len();
         items += 1;
     }
     let records = input.lines().count();
