@@ -37,11 +37,13 @@
 //! - [`Error`]: any error converts into it with `?`; returning it reports the failure
 //!   to the host, which retries a handler later and reports a source's error.
 
+mod allocator;
 mod effect;
 mod error;
 mod event;
 mod invocation;
 
+pub use allocator::SizeClasses;
 pub use effect::{Effect, Mail};
 pub use error::{Error, Result};
 pub use event::{Event, event};

@@ -8,6 +8,11 @@
 use serde::Deserialize;
 use spark_guest::{Effect, Event, Invocation, Mail, Result, json};
 
+// Small allocations, freed soon: a list per size serves them faster than the default.
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: spark_guest::SizeClasses = spark_guest::SizeClasses::new();
+
 #[derive(Deserialize)]
 struct Context {
     challenge: Challenge,
