@@ -22,6 +22,15 @@ use measure::{Mode, Run};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+const USAGE: &str = "\
+usage: spark-bench [--challenges N[,N...]] [--seed S] [--tenants T]
+  --challenges  workload sizes, each measured natively, in wasm and with fresh
+                instances (default 10000,100000)
+  --seed        the workload generator's seed (default 42)
+  --tenants     tenants for the many-tenants measurement; 0 skips it (default 1000)
+BENCHMARKS.md explains each measurement.
+";
+
 struct Options {
     challenges: Vec<u64>,
     seed: u64,
@@ -49,7 +58,11 @@ fn options(args: &[String]) -> anyhow::Result<Options> {
             }
             "--seed" => options.seed = value()?.parse()?,
             "--tenants" => options.tenants = value()?.parse()?,
-            other => anyhow::bail!("unknown argument `{other}`; see BENCHMARKS.md"),
+            "--help" | "-h" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => anyhow::bail!("unknown argument `{other}`\n{USAGE}"),
         }
     }
     Ok(options)
