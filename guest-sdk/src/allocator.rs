@@ -10,8 +10,12 @@ const MIN_SHIFT: u32 = 4;
 /// The largest block of a size class: 64 KiB (2^16).
 const MAX_SHIFT: u32 = 16;
 const CLASSES: usize = (MAX_SHIFT - MIN_SHIFT + 1) as usize;
-/// New blocks are cut from chunks of this size, taken from the system allocator.
-const CHUNK: usize = 256 * 1024;
+/// New blocks are cut from chunks taken from the system allocator: the first of 8 KiB,
+/// each next one twice the last, up to 256 KiB. A fresh instance (one per call, for
+/// modules run in isolation) starts small: a first chunk of 256 KiB grew the memory of
+/// every such instance, and that doubled what a fresh instance costs.
+const FIRST_CHUNK: usize = 8 * 1024;
+const LARGEST_CHUNK: usize = 256 * 1024;
 const ALIGN: usize = 16;
 
 /// An allocator for modules that allocate many small, short-lived values (JSON trees,
@@ -28,7 +32,7 @@ const ALIGN: usize = 16;
 /// looks for a best fit and merges neighbours on every free: in the example's modules
 /// that was a quarter of the time spent in guest code. Here every size up to 64 KiB
 /// rounds up to a power of two, and each has a list of free blocks: allocating pops
-/// one (or cuts a new one from a 256 KiB chunk), freeing pushes it back. The price is
+/// one (or cuts a new one from a larger chunk), freeing pushes it back. The price is
 /// memory: up to half of a block goes unused, and freed blocks stay in their size's
 /// list, never merged nor handed back, so a module that once held many blocks of one
 /// size keeps them for that size. An instance serves calls that allocate alike, and
@@ -50,6 +54,8 @@ struct State {
     /// The unused rest of the current chunk.
     next: *mut u8,
     end: *mut u8,
+    /// The size of the next chunk.
+    chunk: usize,
 }
 
 // SAFETY: WebAssembly without the atomics feature has one thread: no two calls into
@@ -64,6 +70,7 @@ impl SizeClasses {
                 free: [ptr::null_mut(); CLASSES],
                 next: ptr::null_mut(),
                 end: ptr::null_mut(),
+                chunk: FIRST_CHUNK,
             }),
         }
     }
@@ -107,14 +114,17 @@ impl State {
         let size = block_size(class);
         if (self.end as usize) - (self.next as usize) < size {
             // The rest of the old chunk (less than this block) is left unused.
+            let chunk_size = self.chunk.max(size);
             // SAFETY: a non-zero size and a power-of-two alignment.
-            let chunk = unsafe { System.alloc(Layout::from_size_align_unchecked(CHUNK, ALIGN)) };
+            let chunk =
+                unsafe { System.alloc(Layout::from_size_align_unchecked(chunk_size, ALIGN)) };
             if chunk.is_null() {
                 return chunk;
             }
             self.next = chunk;
             // SAFETY: the end of the chunk just allocated.
-            self.end = unsafe { chunk.add(CHUNK) };
+            self.end = unsafe { chunk.add(chunk_size) };
+            self.chunk = (self.chunk * 2).min(LARGEST_CHUNK);
         }
         let block = self.next;
         // SAFETY: within the chunk, checked above.
@@ -192,6 +202,24 @@ mod tests {
         assert_eq!(class(layout(65_536, 8)), Some(CLASSES - 1));
         assert_eq!(class(layout(65_537, 8)), None);
         assert_eq!(class(layout(8, 32)), None);
+    }
+
+    #[test]
+    fn a_block_larger_than_the_next_chunk_gets_a_chunk_of_its_own() {
+        let allocator = SizeClasses::new();
+        unsafe {
+            let small = allocator.alloc(layout(16, 8));
+            small.write_bytes(0x11, 16);
+            let largest = layout(1 << MAX_SHIFT, 16);
+            let block = allocator.alloc(largest);
+            block.write_bytes(0xAB, largest.size());
+            let bytes = std::slice::from_raw_parts(small, 16);
+            assert!(bytes.iter().all(|&b| b == 0x11), "the large block overlaps");
+            let next = allocator.alloc(layout(16, 8));
+            let (start, end) = (block as usize, block as usize + largest.size());
+            assert!(!(start..end).contains(&(next as usize)), "a block inside another");
+            allocator.dealloc(block, largest);
+        }
     }
 
     #[test]
