@@ -217,7 +217,10 @@ mod tests {
             assert!(bytes.iter().all(|&b| b == 0x11), "the large block overlaps");
             let next = allocator.alloc(layout(16, 8));
             let (start, end) = (block as usize, block as usize + largest.size());
-            assert!(!(start..end).contains(&(next as usize)), "a block inside another");
+            assert!(
+                !(start..end).contains(&(next as usize)),
+                "a block inside another"
+            );
             allocator.dealloc(block, largest);
         }
     }
