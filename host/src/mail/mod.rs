@@ -75,8 +75,8 @@ struct Composed<'a> {
 
 /// The outbox data of a mail, as JSON text: the mail with defaults applied and its
 /// template rendered. `event_context` is the template's context when the mail names
-/// none. Written as text rather than built as a [`Value`]: a tree per mail was a fifth
-/// of the commit thread's work.
+/// none. Written straight as text: building a [`Value`] tree per mail only to
+/// serialise it was wasted work on the commit thread.
 pub(crate) fn compose(
     mail: &Mail,
     event_context: &str,
