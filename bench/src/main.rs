@@ -31,6 +31,7 @@ usage: spark-bench [--challenges N[,N...]] [--seed S] [--tenants T]
 BENCHMARKS.md explains each measurement.
 ";
 
+#[derive(Debug)]
 struct Options {
     challenges: Vec<u64>,
     seed: u64,
@@ -306,4 +307,30 @@ fn print_table(native: &Run, wasm: &Run) {
          150,000 new events/s on {cores} cores allows {:.1} µs of CPU per event in all)",
         cores as f64 / 150_000.0 * 1e6
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(text: &str) -> Vec<String> {
+        text.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn options_parse_and_refuse_what_they_do_not_know() {
+        let parsed = options(&args("--challenges 100,2000 --seed 7 --tenants 0")).unwrap();
+        assert_eq!(parsed.challenges, [100, 2000]);
+        assert_eq!((parsed.seed, parsed.tenants), (7, 0));
+        let defaults = options(&[]).unwrap();
+        assert_eq!(defaults.challenges, [10_000, 100_000]);
+        let unknown = options(&args("--challenge 5")).unwrap_err().to_string();
+        assert!(
+            unknown.contains("`--challenge`") && unknown.contains("usage:"),
+            "{unknown}"
+        );
+        let missing = options(&args("--seed")).unwrap_err().to_string();
+        assert!(missing.contains("--seed needs a value"), "{missing}");
+        assert!(options(&args("--challenges ten")).is_err());
+    }
 }
