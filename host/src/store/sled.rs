@@ -326,8 +326,9 @@ fn outbox_key(space: u8, id: u64) -> Vec<u8> {
     key
 }
 
-/// The items of an outbox value: a segment, or a single item (see the module's docs).
-fn decode_outbox(value: &[u8]) -> Result<Vec<OutboxItem>, Error> {
+/// The items of an outbox value, as `T`: a segment, or a single item (see the module's
+/// docs).
+fn outbox_value<T: DeserializeOwned>(value: &[u8]) -> Result<Vec<T>, Error> {
     if value.first() == Some(&b'[') {
         from_json(value)
     } else {
@@ -342,11 +343,7 @@ fn last_outbox_id(value: &[u8]) -> Result<u64, Error> {
     struct Id {
         id: u64,
     }
-    let last = if value.first() == Some(&b'[') {
-        from_json::<Vec<Id>>(value)?.pop()
-    } else {
-        Some(from_json::<Id>(value)?)
-    };
+    let last = outbox_value::<Id>(value)?.pop();
     last.map(|item| item.id)
         .ok_or_else(|| Error::Storage("an outbox segment is empty".to_owned()))
 }
@@ -360,7 +357,7 @@ fn latest_outbox<'a>(
     let items = segments.flat_map(|segment| {
         let items = segment
             .map_err(Error::from)
-            .and_then(|value| decode_outbox(&value));
+            .and_then(|value| outbox_value::<OutboxItem>(&value));
         match items {
             Ok(items) => items.into_iter().map(Ok).collect(),
             Err(error) => vec![Err(error)],
