@@ -2,19 +2,21 @@
 //! native), the workload ingested: first every event is new, then every event is a
 //! duplicate, and again with the source's clock exact.
 //!
-//! The source is registered as the example's manifest registers it, with `clock =
-//! "day"` (it reads only the date), so the second ingest finds every record unchanged
-//! since its source's call that day and skips the call. The third ingest measures what
-//! duplicates cost when sources are called for every record.
+//! The tenant is set up by applying the example's manifest (modules, clocks, mail
+//! settings and templates) with the modules' code swapped for the mode's. Its source
+//! has `clock = "day"` (it reads only the date), so the second ingest finds every
+//! record unchanged since its source's call that day and skips the call. The third
+//! ingest measures what duplicates cost when sources are called for every record.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use spark_host::{
-    Clock, LimitOverrides, ModuleCode, ModuleSpec, RunReport, Spark, Tenant, parse_time,
+    Clock, LimitOverrides, Manifest, ModuleCode, ModuleSpec, RunReport, Spark, Tenant, parse_time,
 };
+use spark_test_guests::{CHALLENGES_MAILER, CHALLENGES_SOURCE};
 
 use crate::native::{NativeMailer, NativeSource};
 use crate::store::Shape;
@@ -91,31 +93,16 @@ pub fn run(mode: Mode, challenges: u64, seed: u64, cache: &Path) -> anyhow::Resu
     spark.register_native("builtin:challenges-source", Arc::new(NativeSource))?;
     spark.register_native("builtin:challenges-mailer", Arc::new(NativeMailer))?;
     let mut tenant = spark.tenant("bench")?;
-    set_up_mails(&mut tenant)?;
-    let (source, mailer) = match mode {
-        Mode::Wasm | Mode::WasmFresh => (
-            ModuleCode::Wasm(std::fs::read(spark_test_guests::CHALLENGES_SOURCE)?),
-            ModuleCode::Wasm(std::fs::read(spark_test_guests::CHALLENGES_MAILER)?),
-        ),
-        Mode::Native => (
-            ModuleCode::Native("builtin:challenges-source".to_owned()),
-            ModuleCode::Native("builtin:challenges-mailer".to_owned()),
-        ),
-    };
-    let mut limits = LimitOverrides::default();
-    if mode == Mode::WasmFresh {
-        limits.calls_per_instance = Some(1);
-    }
-    let mut source = spec("challenges", source, &["challenge"], &[], limits);
-    source.clock = Clock::Day;
-    tenant.add_module(source.clone(), false)?;
-    tenant.add_module(spec("mailer", mailer, &[], &["^challenge"], limits), false)?;
+    let (mut manifest, manifest_path) = example_manifest(mode)?;
+    tenant.apply(&manifest, &manifest_path)?;
     let fresh = ingest(&mut tenant, &input)?;
     let seen = ingest(&mut tenant, &input)?;
     // The first ingest after the switch also drops every record's memo (a write per
     // record); the second is the steady state of an exact clock.
-    source.clock = Clock::Exact;
-    tenant.add_module(source, true)?;
+    for module in &mut manifest.modules {
+        module.clock = Clock::Exact;
+    }
+    tenant.apply(&manifest, &manifest_path)?;
     ingest(&mut tenant, &input)?;
     let seen_exact = ingest(&mut tenant, &input)?;
     for again in [&seen, &seen_exact] {
@@ -135,24 +122,31 @@ pub fn run(mode: Mode, challenges: u64, seed: u64, cache: &Path) -> anyhow::Resu
     })
 }
 
-/// The example's mail settings and templates (as its `spark.toml` sets them), so that
-/// every mail is rendered as the example's are.
-fn set_up_mails(tenant: &mut Tenant) -> anyhow::Result<()> {
-    let mut settings = tenant.settings()?;
-    settings.mail.from = Some("Challenges <challenges@example.com>".to_owned());
-    settings.mail.reply_to = Some("help@example.com".to_owned());
-    tenant.set_settings(&settings)?;
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/challenges/templates");
-    let mut templates = 0;
-    for entry in std::fs::read_dir(&dir)? {
-        let path = entry?.path();
-        if let Some(group) = path.file_stem().and_then(|stem| stem.to_str()) {
-            tenant.set_template(group, &std::fs::read_to_string(&path)?)?;
-            templates += 1;
+/// The example's manifest (`examples/challenges/spark.toml`: its modules with their
+/// sources, handlers and clocks, its mail settings and templates) and its path, with
+/// the modules' code as `mode` runs it.
+fn example_manifest(mode: Mode) -> anyhow::Result<(Manifest, PathBuf)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/challenges/spark.toml");
+    let mut manifest = Manifest::load(&path)?;
+    for module in &mut manifest.modules {
+        let (wasm, native) = match module.name.as_str() {
+            "challenges" => (CHALLENGES_SOURCE, "builtin:challenges-source"),
+            "challenge-mails" => (CHALLENGES_MAILER, "builtin:challenges-mailer"),
+            other => anyhow::bail!("the example has a module the benchmark does not know: {other}"),
+        };
+        module.path = match mode {
+            Mode::Wasm | Mode::WasmFresh => PathBuf::from(wasm),
+            Mode::Native => PathBuf::from(native),
+        };
+        if mode == Mode::WasmFresh {
+            module.limits.calls_per_instance = Some(1);
         }
     }
-    anyhow::ensure!(templates > 0, "no templates in {}", dir.display());
-    Ok(())
+    anyhow::ensure!(
+        manifest.mails.templates.is_some(),
+        "the example's manifest has no templates"
+    );
+    Ok((manifest, path))
 }
 
 /// The average sizes of what the run stored.
