@@ -94,7 +94,7 @@ pub enum Error {
     #[error("no template for group `{0}`; `spark mails list` shows those there are")]
     UnknownTemplate(String),
 
-    /// A mail transport that cannot be used.
+    /// A transport that cannot be used (or not for what it is routed).
     #[error("invalid transport `{transport}`: {why}")]
     InvalidTransport { transport: String, why: String },
 

@@ -56,11 +56,13 @@
 //!   registered with [`ModuleSpec`] and run under [`Limits`]; or [`NativeModule`]s, Rust
 //!   code in the host (the built-in mail handler is one).
 //! - [`Generator`]: events declared without code, from stored records and conditions.
-//! - Mails: rendered with the tenant's templates when committed, sent from the outbox
-//!   by a [`Transport`] (`Tenant::send_outbox`).
+//! - Mails: rendered with the tenant's templates when committed. Mails and outputs
+//!   are sent from the outbox by `Tenant::send_outbox`, each by the [`Transport`] its
+//!   route has in [`Destinations`].
 //! - [`Error`] for requests that cannot be done; [`CallError`] for a module call that
 //!   failed, kept with its delivery in [`PendingDelivery`] or [`DeadLetter`].
 
+mod delivery;
 mod error;
 mod event;
 mod generators;
@@ -69,6 +71,7 @@ mod mail;
 mod manifest;
 pub mod memory;
 mod native;
+mod outputs;
 mod pipeline;
 mod records;
 mod report;
@@ -79,8 +82,10 @@ mod spark;
 mod store;
 mod tenant;
 mod time;
+mod transport;
 mod wasm;
 
+pub use delivery::{Destinations, Route, SendReport};
 pub use error::{CallError, Error};
 pub use event::{Effect, Event, Invocation, Mail};
 pub use generators::{Condition, Generator, ModelDescription, Verdict};
@@ -88,7 +93,7 @@ pub use limits::{
     Limit, LimitOverrides, Limits, MAX_CONTEXT_BYTES, MAX_EMIT_DEPTH, MAX_GROUP_BYTES,
     MAX_KEY_BYTES,
 };
-pub use mail::{MailSettings, Rendered, SendReport, Transport};
+pub use mail::{MailSettings, Rendered};
 pub use manifest::{ApplyReport, Manifest, ModuleEntry};
 pub use native::NativeModule;
 pub use records::MAX_RECORD_BYTES;
@@ -101,4 +106,5 @@ pub use store::{
 };
 pub use tenant::{ModuleChange, ModuleCode, ModuleSpec, ModuleSummary, Tenant};
 pub use time::{Clock, format_time, parse_time, wall_clock_ms};
+pub use transport::Transport;
 pub use wasm::{INTERFACE_VERSION, ModuleInfo};

@@ -27,6 +27,10 @@
 //!                           # directory is the manifest's)
 //! templates = "templates"   # GROUP.txt files; when given, the tenant's templates
 //!
+//! [outputs]                # optional: the transport of each output channel
+//! audit = "file:audit"     # a relative directory is the manifest's
+//! slack = "https://hooks.example.com/T0/B1"
+//!
 //! [[generators]]
 //! name = "popular"
 //! group = "challenge_popular"
@@ -40,7 +44,7 @@
 //! and settings are replaced.
 //! Everything is checked before anything changes, so a bad file changes nothing.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -48,10 +52,11 @@ use serde::Deserialize;
 use crate::error::Error;
 use crate::generators::Generator;
 use crate::limits::LimitOverrides;
-use crate::mail::{MailSettings, Transport, check_template};
-use crate::store::{RetryPolicy, TenantSettings};
+use crate::mail::{MailSettings, check_template};
+use crate::store::{OutboxKind, RetryPolicy, TenantSettings};
 use crate::tenant::{ModuleChange, ModuleCode, ModuleSpec, Tenant};
 use crate::time::Clock;
+use crate::transport::Transport;
 
 /// A parsed manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -67,6 +72,9 @@ pub struct Manifest {
     pub generators: Vec<GeneratorEntry>,
     #[serde(default)]
     pub mails: MailsEntry,
+    /// The transport of each output channel, for `spark outbox send`.
+    #[serde(default)]
+    pub outputs: BTreeMap<String, String>,
 }
 
 /// The `[mails]` table: the tenant's mail settings and its templates.
@@ -92,6 +100,23 @@ impl MailsEntry {
             reply_to: self.reply_to.clone(),
             transport: self.transport.clone(),
         }
+    }
+}
+
+/// `transport` parsed, with a relative `file:` directory made the manifest's (`base`),
+/// like module paths, and absolute, so that `outbox send` finds it from anywhere.
+fn resolve_transport(base: &Path, transport: &str) -> Result<Transport, Error> {
+    match transport.parse()? {
+        Transport::File(dir) if dir.is_relative() => {
+            let dir = base.join(dir);
+            let absolute = std::path::absolute(&dir).map_err(|source| Error::Io {
+                what: "cannot resolve the transport directory",
+                path: dir,
+                error: source,
+            })?;
+            Ok(Transport::File(absolute))
+        }
+        transport => Ok(transport),
     }
 }
 
@@ -232,27 +257,26 @@ impl Tenant {
             why: error.to_string(),
         };
         let mut mail = manifest.mails.settings();
-        // A relative `file:` directory is the manifest's, like module paths; stored
-        // absolute, so that `outbox send` finds it from anywhere.
-        if let Some(dir) = mail
-            .transport
-            .as_deref()
-            .and_then(|t| t.strip_prefix("file:"))
-            && Path::new(dir).is_relative()
-        {
-            let absolute = std::path::absolute(base.join(dir)).map_err(|source| {
-                in_manifest(Error::Io {
-                    what: "cannot resolve the transport directory",
-                    path: base.join(dir),
-                    error: source,
-                })
-            })?;
-            mail.transport = Some(format!("file:{}", absolute.display()));
+        if let Some(transport) = &mail.transport {
+            let transport = resolve_transport(base, transport).map_err(in_manifest)?;
+            transport
+                .check_carries(OutboxKind::Mail)
+                .map_err(in_manifest)?;
+            mail.transport = Some(transport.to_string());
+        }
+        let mut outputs = BTreeMap::new();
+        for (channel, transport) in &manifest.outputs {
+            let transport = resolve_transport(base, transport).map_err(in_manifest)?;
+            transport
+                .check_carries(OutboxKind::Output)
+                .map_err(in_manifest)?;
+            outputs.insert(channel.clone(), transport.to_string());
         }
         let settings = TenantSettings {
             limits: manifest.limits,
             retry: manifest.retry,
             mail,
+            outputs,
         };
         settings.limits.validate().map_err(in_manifest)?;
         if settings.retry.attempts == 0 {
@@ -296,9 +320,6 @@ impl Tenant {
             })
             .collect::<Result<Vec<_>, _>>()?;
 
-        if let Some(transport) = &settings.mail.transport {
-            transport.parse::<Transport>().map_err(in_manifest)?;
-        }
         let templates = match &manifest.mails.templates {
             Some(dir) => Some(read_templates(&base.join(dir)).map_err(in_manifest)?),
             None => None,

@@ -16,6 +16,7 @@ mod limits;
 mod mails;
 mod model;
 mod native;
+mod outputs;
 mod polyglot;
 mod readme;
 mod rng;

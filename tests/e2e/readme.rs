@@ -22,6 +22,10 @@ fn the_readme_manifest_parses() {
     assert_eq!(manifest.modules.len(), 2);
     assert_eq!(manifest.modules[1].limits.memory_bytes, Some(16 << 20));
     assert_eq!(manifest.generators.len(), 1);
+    assert_eq!(manifest.outputs.len(), 2);
+    for transport in manifest.outputs.values() {
+        transport.parse::<spark_host::Transport>().unwrap();
+    }
     for condition in &manifest.generators[0].when {
         spark_host::Condition::parse(condition).unwrap();
     }

@@ -1,8 +1,11 @@
-//! `spark outbox list`: mails and outputs waiting for a transport.
+//! `spark outbox list` and `send`: the mails and outputs handlers returned, and their
+//! delivery.
 
 use clap::{Args, Subcommand};
 use serde_json::json;
-use spark_host::{OutboxItem, OutboxKind, OutboxStatus, Transport, format_time};
+use spark_host::{
+    Destinations, OutboxItem, OutboxKind, OutboxStatus, Route, Transport, format_time,
+};
 
 use super::output::{self, Table};
 use super::{Context, Outcome};
@@ -25,19 +28,36 @@ pub struct List {
     json: bool,
 }
 
-/// Send the pending mails, each once: sent mails are marked sent; a mail that fails
-/// stays pending with its error for the next `outbox send`. Outputs are not sent.
+/// Send the pending mails and outputs, each once: a sent item is marked sent; one that
+/// fails stays pending with its error for the next `outbox send`; one whose route has
+/// no transport waits.
 #[derive(Debug, Args)]
 pub struct Send {
-    /// `file:DIR` (one .eml per mail), `smtp://HOST:PORT`, `smtps://HOST:PORT` or
-    /// `stdout`; default: the tenant's `[mails] transport`. SMTP credentials come from
-    /// SPARK_SMTP_USERNAME and SPARK_SMTP_PASSWORD; SPARK_SMTP_TLS is `opportunistic`
-    /// (the default), `required` or `off`.
-    #[arg(long)]
+    /// Where mails go: `file:DIR` (one .eml per mail), `smtp://HOST:PORT`,
+    /// `smtps://HOST:PORT` or `stdout`; default: the tenant's `[mails] transport`.
+    /// SMTP credentials come from SPARK_SMTP_USERNAME and SPARK_SMTP_PASSWORD;
+    /// SPARK_SMTP_TLS is `opportunistic` (the default), `required` or `off`.
+    #[arg(long, value_name = "TRANSPORT")]
     transport: Option<String>,
-    /// Print the summary as one JSON object: sent, failed (on stderr with `stdout`).
+    /// Where the outputs of CHANNEL go: `http(s)://…` (the payload POSTed),
+    /// `file:DIR` (one .json per output) or `stdout`; default: the channel's entry
+    /// under [outputs] in the manifest. Repeat for several channels.
+    #[arg(long = "output", value_name = "CHANNEL=TRANSPORT", value_parser = channel_transport)]
+    outputs: Vec<(String, Transport)>,
+    /// Print the summary as one JSON object: sent, failed, waiting (on stderr when
+    /// anything goes to `stdout`).
     #[arg(long)]
     json: bool,
+}
+
+fn channel_transport(text: &str) -> Result<(String, Transport), String> {
+    let (channel, transport) = text
+        .split_once('=')
+        .ok_or("write CHANNEL=TRANSPORT, e.g. audit=file:audit")?;
+    let transport = transport
+        .parse()
+        .map_err(|error: spark_host::Error| error.to_string())?;
+    Ok((channel.to_owned(), transport))
 }
 
 impl OutboxCommand {
@@ -52,26 +72,43 @@ impl OutboxCommand {
 impl Send {
     fn run(self, context: &Context) -> anyhow::Result<Outcome> {
         let mut tenant = context.tenant()?;
-        let transport = match self.transport {
-            Some(transport) => transport,
-            None => tenant.settings()?.mail.transport.ok_or_else(|| {
-                anyhow::anyhow!(
-                    "no transport: pass --transport, or set `transport` under [mails] in the manifest"
-                )
-            })?,
-        };
-        let transport: Transport = transport.parse()?;
-        let report = tenant.send_outbox(&transport)?;
+        let mails = self.transport.as_deref().map(str::parse).transpose()?;
+        let destinations = Destinations::new(&tenant.settings()?, mails, self.outputs)?;
+        if destinations.is_empty() {
+            anyhow::bail!(
+                "no transport: pass --transport (mails) or --output CHANNEL=TRANSPORT, or set \
+                 `transport` under [mails] or a channel under [outputs] in the manifest"
+            );
+        }
+        let report = tenant.send_outbox(&destinations)?;
         for (id, why) in &report.problems {
             eprintln!("error: outbox item {id} was not sent (it stays pending): {why}");
+        }
+        for (route, count) in &report.unrouted {
+            let how = match route {
+                Route::Mails => "pass --transport or set `transport` under [mails]".to_owned(),
+                Route::Channel(channel) => {
+                    format!("pass --output {channel}=TRANSPORT or set `{channel}` under [outputs]")
+                }
+            };
+            eprintln!("warning: {route}: {count} waiting, no transport ({how})");
         }
         let summary = if self.json {
             serde_json::to_string(&report)?
         } else {
-            format!("{} mails sent, {} failed", report.sent, report.failed)
+            let mut summary = format!("{} sent, {} failed", report.sent, report.failed);
+            if report.waiting > 0 {
+                summary.push_str(&format!(", {} waiting for a transport", report.waiting));
+            }
+            summary
         };
-        // With the `stdout` transport the messages are stdout, so the summary goes aside.
-        if transport == Transport::Stdout {
+        // When items go to stdout they are stdout, so the summary goes aside.
+        let to_stdout = destinations.mails == Some(Transport::Stdout)
+            || destinations
+                .outputs
+                .values()
+                .any(|t| *t == Transport::Stdout);
+        if to_stdout {
             eprintln!("{summary}");
         } else {
             output::line(summary)?;

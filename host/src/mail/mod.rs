@@ -1,5 +1,5 @@
 //! Transactional mails: templates per event group, the built-in mail handler, what goes
-//! into the outbox, and the transports that send it.
+//! into the outbox, and how one is sent.
 //!
 //! A mail is rendered when its handler's effects are committed, so the outbox holds the
 //! subject and body that will be sent. Precedence, lowest first: the tenant's defaults,
@@ -20,7 +20,7 @@ use crate::event::Mail;
 use crate::store::OutboxData;
 
 pub use render::{Rendered, Templates, check_template};
-pub use send::{SendReport, Transport};
+pub(crate) use send::MailSender;
 
 /// A tenant's mail settings (`[mails]` in the manifest).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,8 +32,8 @@ pub struct MailSettings {
     /// The reply address of mails that name none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<String>,
-    /// How `spark outbox send` sends when not told: `file:DIR`, `smtp://HOST:PORT`,
-    /// `smtps://HOST:PORT` or `stdout`.
+    /// How `spark outbox send` sends mails when not told: `file:DIR`,
+    /// `smtp://HOST:PORT`, `smtps://HOST:PORT` or `stdout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transport: Option<String>,
 }

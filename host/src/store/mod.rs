@@ -9,6 +9,8 @@
 mod key_filter;
 mod sled;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -222,6 +224,9 @@ pub struct TenantSettings {
     pub retry: RetryPolicy,
     #[serde(default)]
     pub mail: MailSettings,
+    /// The transport of each output channel (`[outputs]` in the manifest).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: BTreeMap<String, String>,
 }
 
 /// Everything one group of work changes, applied atomically by [`Store::commit`].

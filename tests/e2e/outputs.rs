@@ -1,0 +1,281 @@
+//! Outputs delivered by `spark outbox send`: each channel to its own transport, a
+//! real HTTP server among them, each output once, none lost when delivery fails.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::support::{Spark, guests, jsonl};
+
+/// A tenant whose handler `audit` returns an output on channel `seen` for each job,
+/// set up by a manifest whose `[outputs]` table is `outputs`, with two jobs ingested.
+fn audited(outputs: &str) -> Spark {
+    let spark = Spark::new();
+    let manifest = spark.write(
+        "spark.toml",
+        format!(
+            "[[modules]]\nname = \"source\"\npath = {recorder:?}\nsources = [\"thing\"]\n\n\
+             [[modules]]\nname = \"audit\"\npath = {recorder:?}\nhandlers = [\"^job\"]\n\n\
+             [outputs]\n{outputs}\n",
+            recorder = guests::RECORDER
+        ),
+    );
+    spark.run(&["apply", manifest.to_str().unwrap()]).ok();
+    let jobs: Vec<Value> = (1..=2)
+        .map(|id| json!({ "id": id, "events": [{ "group": "job", "id": id }] }))
+        .collect();
+    spark
+        .run_with_input(&["ingest", "--model", "thing"], &jsonl(&jobs))
+        .ok();
+    spark
+}
+
+fn statuses(spark: &Spark) -> Vec<(String, u64)> {
+    spark
+        .outbox()
+        .iter()
+        .map(|item| {
+            (
+                item["status"].as_str().unwrap().to_owned(),
+                item["attempts"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn outputs_are_posted_to_a_real_http_server_once_each() {
+    let server = HttpServer::start(204);
+    let spark = audited(&format!("seen = \"{}/hooks/seen\"", server.url()));
+    let report = spark.run(&["outbox", "send", "--json"]).ok().json();
+    assert_eq!(report, json!({ "sent": 2, "failed": 0, "waiting": 0 }));
+
+    let received = server.received();
+    assert_eq!(received.len(), 2, "{received:?}");
+    for (request, (id, key)) in received.iter().zip([(1, "job_1"), (2, "job_2")]) {
+        assert_eq!(request["path"], "/hooks/seen");
+        assert_eq!(request["headers"]["content-type"], "application/json");
+        assert_eq!(
+            request["headers"]["idempotency-key"],
+            format!("spark.default.{id}")
+        );
+        // The body is the handler's payload itself.
+        let body: Value = serde_json::from_str(request["body"].as_str().unwrap()).unwrap();
+        assert_eq!(body, json!({ "key": key, "group": "job", "attempt": 1 }));
+    }
+    assert_eq!(statuses(&spark), [("sent".into(), 1), ("sent".into(), 1)]);
+
+    // Sent is sent: nothing goes twice.
+    let again = spark.run(&["outbox", "send", "--json"]).ok().json();
+    assert_eq!(again, json!({ "sent": 0, "failed": 0, "waiting": 0 }));
+    assert_eq!(server.received().len(), 2);
+}
+
+#[test]
+fn a_refusing_or_absent_receiver_keeps_the_outputs_for_the_next_send() {
+    let refusing = HttpServer::start(503);
+    let spark = audited(&format!("seen = \"{}/seen\"", refusing.url()));
+    let run = spark
+        .run(&["outbox", "send", "--json"])
+        .code(1)
+        .stderr_has("outbox item 1 was not sent (it stays pending)")
+        .stderr_has("503 Service Unavailable: the test server is busy");
+    assert_eq!(run.json(), json!({ "sent": 0, "failed": 2, "waiting": 0 }));
+    assert_eq!(refusing.received().len(), 2);
+    let item = &spark.outbox()[0];
+    assert_eq!(item["status"], "pending");
+    assert_eq!(item["attempts"], 1);
+    assert!(
+        item["error"].as_str().unwrap().contains("busy"),
+        "the receiver's answer is kept: {item}"
+    );
+    let listed = spark.run(&["outbox", "list"]).ok().stdout;
+    assert!(listed.contains("failed x1"), "{listed}");
+
+    // Nobody listens on this port any more: a connection error, the outputs kept.
+    let closed = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("seen=http://{}/seen", listener.local_addr().unwrap())
+    };
+    spark
+        .run(&["outbox", "send", "--output", &closed])
+        .code(1)
+        .stderr_has("POST http://127.0.0.1:");
+    assert_eq!(
+        statuses(&spark),
+        [("pending".into(), 2), ("pending".into(), 2)]
+    );
+
+    // Once the receiver takes them, each goes out once, with its old id.
+    let accepting = HttpServer::start(200);
+    let seen = format!("seen={}/seen", accepting.url());
+    let summary = spark
+        .run(&["outbox", "send", "--output", &seen])
+        .ok()
+        .stdout;
+    assert_eq!(summary.trim(), "2 sent, 0 failed");
+    let keys: Vec<Value> = accepting
+        .received()
+        .iter()
+        .map(|request| request["headers"]["idempotency-key"].clone())
+        .collect();
+    assert_eq!(keys, ["spark.default.1", "spark.default.2"]);
+    assert_eq!(statuses(&spark), [("sent".into(), 3), ("sent".into(), 3)]);
+}
+
+#[test]
+fn outputs_of_a_channel_without_a_transport_wait_untouched() {
+    let spark = audited("other = \"stdout\"");
+    let run = spark
+        .run(&["outbox", "send", "--json"])
+        .ok()
+        .stderr_has("warning: outputs of channel `seen`: 2 waiting, no transport")
+        .stderr_has("--output seen=TRANSPORT");
+    // With a channel routed to stdout, the summary goes to stderr.
+    let summary: Value = serde_json::from_str(run.stderr.lines().last().unwrap()).unwrap();
+    assert_eq!(summary, json!({ "sent": 0, "failed": 0, "waiting": 2 }));
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    assert_eq!(
+        statuses(&spark),
+        [("pending".into(), 0), ("pending".into(), 0)]
+    );
+}
+
+#[test]
+fn file_and_stdout_deliver_each_output_as_a_json_object_naming_its_origin() {
+    let spark = audited("seen = \"file:seen-outputs\"");
+    spark.run(&["outbox", "send"]).ok();
+    // A relative directory is the manifest's, like module paths.
+    let dir = spark.data_dir().with_file_name("seen-outputs");
+    let written: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("2.json")).unwrap()).unwrap();
+    assert_eq!(written["id"], 2);
+    assert_eq!(written["tenant"], "default");
+    assert_eq!(written["channel"], "seen");
+    assert_eq!(written["event"], "job_2");
+    assert_eq!(written["handler"], "audit");
+    assert_eq!(
+        written["payload"],
+        json!({ "key": "job_2", "group": "job", "attempt": 1 })
+    );
+    assert!(dir.join("1.json").exists());
+
+    let fresh = audited("");
+    let run = fresh
+        .run(&["outbox", "send", "--output", "seen=stdout"])
+        .ok();
+    let printed: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(printed.len(), 2, "{}", run.stdout);
+    assert_eq!(printed[0]["event"], "job_1");
+    assert_eq!(printed[1]["payload"]["key"], "job_2");
+    assert!(run.stderr.contains("2 sent, 0 failed"), "{}", run.stderr);
+}
+
+#[test]
+fn a_transport_that_cannot_carry_its_route_is_refused_before_anything_is_sent() {
+    let spark = audited("");
+    for (args, why) in [
+        (vec!["--output", "seen"], "write CHANNEL=TRANSPORT"),
+        (
+            vec!["--output", "seen=smtp://localhost:25"],
+            "SMTP carries mails",
+        ),
+        (vec!["--output", "seen=pigeon"], "use file:DIR"),
+        (
+            vec!["--transport", "http://localhost/hook"],
+            "HTTP carries outputs",
+        ),
+        (vec![], "no transport: pass --transport (mails) or --output"),
+    ] {
+        let mut command = vec!["outbox", "send"];
+        command.extend(args);
+        spark.run(&command).code(2).stderr_has(why);
+    }
+    assert_eq!(
+        statuses(&spark),
+        [("pending".into(), 0), ("pending".into(), 0)]
+    );
+
+    let manifest = spark.write("bad.toml", "[outputs]\nseen = \"smtp://localhost:25\"\n");
+    spark
+        .run(&["apply", manifest.to_str().unwrap()])
+        .code(2)
+        .stderr_has("SMTP carries mails");
+    let manifest = spark.write(
+        "bad.toml",
+        "[mails]\ntransport = \"https://example.com/x\"\n",
+    );
+    spark
+        .run(&["apply", manifest.to_str().unwrap()])
+        .code(2)
+        .stderr_has("HTTP carries outputs");
+    // Nothing changed: the modules are still there.
+    let modules = spark.run(&["module", "list", "--json"]).ok().json_lines();
+    assert_eq!(modules.len(), 2);
+}
+
+/// `http_server.py` on loopback, answering every POST with one status, until dropped.
+struct HttpServer {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl HttpServer {
+    fn start(status: u16) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("requests.jsonl");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/http_server.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(&log)
+            .arg(status.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 is needed for the HTTP tests");
+        let mut ready = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut ready)
+            .unwrap();
+        let port = ready
+            .trim()
+            .strip_prefix("ready ")
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("the test HTTP server did not start: {ready:?}"));
+        Self {
+            child,
+            port,
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The requests received, in order.
+    fn received(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
