@@ -4,10 +4,13 @@
 //! Each pending item is sent by the transport of its route (mails, or its output's
 //! channel), then marked sent at once. A failure leaves it pending, with its error and
 //! attempt count, for the next `outbox send`. An item whose route has no transport
-//! waits, untouched, and the report says so.
+//! waits, untouched, and the report says so. A crash sends again at most the items
+//! that were in flight, each with its outbox id for the receiver to recognise.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 
 use crate::error::Error;
 use crate::mail::MailSender;
@@ -128,10 +131,11 @@ enum Sender {
 }
 
 impl Sender {
-    fn new(kind: OutboxKind, transport: &Transport) -> Result<Self, Error> {
+    /// A sender for items of `kind`, keeping up to `connections` open at once.
+    fn new(kind: OutboxKind, transport: &Transport, connections: usize) -> Result<Self, Error> {
         Ok(match kind {
-            OutboxKind::Mail => Sender::Mail(MailSender::new(transport)?),
-            OutboxKind::Output => Sender::Output(OutputSender::new(transport)?),
+            OutboxKind::Mail => Sender::Mail(MailSender::new(transport, connections)?),
+            OutboxKind::Output => Sender::Output(OutputSender::new(transport, connections)?),
         })
     }
 
@@ -143,12 +147,35 @@ impl Sender {
     }
 }
 
+impl Sender {
+    /// Whether items must go one at a time, in id order: printed ones must not mix.
+    fn in_order(&self) -> bool {
+        matches!(
+            self,
+            Sender::Mail(MailSender::Stdout) | Sender::Output(OutputSender::Stdout)
+        )
+    }
+}
+
+/// How many items `outbox send` has in flight at once by default. Sending one waits on
+/// the network (an SMTP exchange with lettre waits ~40 ms for a delayed ACK, as it
+/// does not set TCP_NODELAY), so a few at once multiply the rate; more would crowd a
+/// receiver that limits connections per client.
+pub const DEFAULT_CONCURRENCY: usize = 4;
+
 impl Tenant {
     /// Sends every pending outbox item whose route has a transport in `destinations`,
-    /// marking each sent after it went out, or recording its error (it stays
-    /// pending). Every transport needed is made ready (a directory created, say)
-    /// before the first item goes.
-    pub fn send_outbox(&mut self, destinations: &Destinations) -> Result<SendReport, Error> {
+    /// up to `concurrency` at once (one at a time, in id order, when anything goes to
+    /// stdout), marking each sent as soon as it went out, or recording its error (it
+    /// stays pending). Every transport needed is made ready (a directory created, say)
+    /// before the first item goes. `progress` is told of each item sent or failed,
+    /// with the number of items to send.
+    pub fn send_outbox(
+        &mut self,
+        destinations: &Destinations,
+        concurrency: usize,
+        progress: &mut dyn FnMut(&SendReport, usize),
+    ) -> Result<SendReport, Error> {
         let pending: Vec<OutboxItem> = self
             .store
             .outbox()
@@ -157,42 +184,77 @@ impl Tenant {
                     .map_or(true, |item| item.status == OutboxStatus::Pending)
             })
             .collect::<Result<_, _>>()?;
+        let mut report = SendReport::default();
         let mut senders = BTreeMap::new();
-        for item in &pending {
-            let route = Route::of(item);
+        let mut routed = Vec::new();
+        for item in pending {
+            let route = Route::of(&item);
             if !senders.contains_key(&route)
                 && let Some(transport) = destinations.transport(&route)
             {
-                senders.insert(route, Sender::new(item.kind, transport)?);
+                let sender = Sender::new(item.kind, transport, concurrency)?;
+                senders.insert(route.clone(), sender);
             }
-        }
-        let mut report = SendReport::default();
-        for mut item in pending {
-            let route = Route::of(&item);
-            let Some(sender) = senders.get(&route) else {
+            if senders.contains_key(&route) {
+                routed.push((route, item));
+            } else {
                 report.waiting += 1;
                 *report.unrouted.entry(route).or_default() += 1;
-                continue;
-            };
-            let result = sender.send(&self.name, &item);
-            item.attempts += 1;
-            match result {
-                Ok(()) => {
-                    item.status = OutboxStatus::Sent;
-                    item.error = None;
-                    item.sent_at_ms = Some(wall_clock_ms());
-                    report.sent += 1;
-                }
-                Err(why) => {
-                    item.error = Some(why.clone());
-                    report.failed += 1;
-                    report.problems.push((item.id, why));
-                }
             }
-            // Marked at once: a crash after this line never sends the item again.
-            self.store.update_outbox(&item)?;
         }
-        self.store.flush()?;
+        let workers = if senders.values().any(Sender::in_order) {
+            1
+        } else {
+            concurrency.clamp(1, routed.len().max(1))
+        };
+
+        // Workers send; this thread marks each result as it comes, so the store has
+        // one writer and an item is marked right after it went out.
+        let next = AtomicUsize::new(0);
+        let (results, received) = mpsc::channel();
+        let (tenant, store) = (&self.name, &mut self.store);
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                let results = results.clone();
+                let (next, routed, senders) = (&next, &routed, &senders);
+                scope.spawn(move || {
+                    loop {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((route, item)) = routed.get(index) else {
+                            break;
+                        };
+                        let result = senders[route].send(tenant, item);
+                        if results.send((index, result)).is_err() {
+                            break; // the marking thread stopped on a store error
+                        }
+                    }
+                });
+            }
+            drop(results);
+            for (index, result) in received {
+                let mut item = routed[index].1.clone();
+                item.attempts += 1;
+                match result {
+                    Ok(()) => {
+                        item.status = OutboxStatus::Sent;
+                        item.error = None;
+                        item.sent_at_ms = Some(wall_clock_ms());
+                        report.sent += 1;
+                    }
+                    Err(why) => {
+                        item.error = Some(why.clone());
+                        report.failed += 1;
+                        report.problems.push((item.id, why));
+                    }
+                }
+                // Marked at once: a crash after this line never sends the item again.
+                store.update_outbox(&item)?;
+                progress(&report, routed.len());
+            }
+            Ok::<_, Error>(())
+        })?;
+        report.problems.sort_unstable();
+        store.flush()?;
         Ok(report)
     }
 }

@@ -32,7 +32,8 @@ pub(crate) enum OutputSender {
 }
 
 impl OutputSender {
-    pub(crate) fn new(transport: &Transport) -> Result<Self, Error> {
+    /// A sender keeping up to `connections` HTTP connections open for reuse.
+    pub(crate) fn new(transport: &Transport, connections: usize) -> Result<Self, Error> {
         transport.check_carries(OutboxKind::Output)?;
         Ok(match transport {
             Transport::File(dir) => {
@@ -51,6 +52,7 @@ impl OutputSender {
                     // A redirect would turn the POST into a GET elsewhere: the
                     // receiver's address is the operator's to fix.
                     .max_redirects(0)
+                    .max_idle_connections_per_host(connections)
                     .http_status_as_error(false)
                     .user_agent(concat!("spark/", env!("CARGO_PKG_VERSION")))
                     .build()
@@ -177,7 +179,7 @@ mod tests {
     #[test]
     fn smtp_does_not_carry_outputs() {
         let smtp: Transport = "smtp://localhost:25".parse().unwrap();
-        let error = OutputSender::new(&smtp).err().unwrap().to_string();
+        let error = OutputSender::new(&smtp, 1).err().unwrap().to_string();
         assert!(error.contains("SMTP carries mails"), "{error}");
     }
 }

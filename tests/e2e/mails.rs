@@ -477,3 +477,45 @@ fn delivery_to_a_real_smtp_server_and_a_refusal_that_keeps_the_mail() {
     assert_eq!(item["attempts"], 2);
     assert_eq!(item["error"], Value::Null);
 }
+
+#[test]
+fn many_mails_sent_at_once_over_pooled_connections_each_arrive_once() {
+    let spark = mailer(None);
+    let records: Vec<Value> = (1..=24)
+        .map(|id| {
+            let mut context = spark_mail_context();
+            context["spark_mail"]["to"] = json!([format!("user{id}@example.com")]);
+            welcome(id, context)
+        })
+        .collect();
+    ingest(&spark, &records);
+    let server = SmtpServer::start("accept", &spark.data_dir().with_file_name("maildir"));
+    let report = spark
+        .run(&[
+            "outbox",
+            "send",
+            "--transport",
+            &server.url(),
+            "--concurrency",
+            "6",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(report, json!({ "sent": 24, "failed": 0, "waiting": 0 }));
+    let mut ids: Vec<u64> = server
+        .received()
+        .iter()
+        .map(|message| {
+            let id = message
+                .split("Message-ID: <spark.default.")
+                .nth(1)
+                .and_then(|rest| rest.split('@').next())
+                .unwrap_or_else(|| panic!("no Message-ID in:\n{message}"));
+            id.parse().unwrap()
+        })
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=24).collect::<Vec<u64>>());
+    assert!(mails(&spark).iter().all(|mail| mail["status"] == "sent"));
+}

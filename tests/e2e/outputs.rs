@@ -13,6 +13,11 @@ use crate::support::{Spark, guests, jsonl};
 /// A tenant whose handler `audit` returns an output on channel `seen` for each job,
 /// set up by a manifest whose `[outputs]` table is `outputs`, with two jobs ingested.
 fn audited(outputs: &str) -> Spark {
+    audited_jobs(outputs, 2)
+}
+
+/// [`audited`], with `jobs` jobs.
+fn audited_jobs(outputs: &str, jobs: u64) -> Spark {
     let spark = Spark::new();
     let manifest = spark.write(
         "spark.toml",
@@ -24,7 +29,7 @@ fn audited(outputs: &str) -> Spark {
         ),
     );
     spark.run(&["apply", manifest.to_str().unwrap()]).ok();
-    let jobs: Vec<Value> = (1..=2)
+    let jobs: Vec<Value> = (1..=jobs)
         .map(|id| json!({ "id": id, "events": [{ "group": "job", "id": id }] }))
         .collect();
     spark
@@ -53,7 +58,14 @@ fn outputs_are_posted_to_a_real_http_server_once_each() {
     let report = spark.run(&["outbox", "send", "--json"]).ok().json();
     assert_eq!(report, json!({ "sent": 2, "failed": 0, "waiting": 0 }));
 
-    let received = server.received();
+    // Sent at once, they may arrive in any order.
+    let mut received = server.received();
+    received.sort_by_key(|request| {
+        request["headers"]["idempotency-key"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    });
     assert_eq!(received.len(), 2, "{received:?}");
     for (request, (id, key)) in received.iter().zip([(1, "job_1"), (2, "job_2")]) {
         assert_eq!(request["path"], "/hooks/seen");
@@ -72,6 +84,38 @@ fn outputs_are_posted_to_a_real_http_server_once_each() {
     let again = spark.run(&["outbox", "send", "--json"]).ok().json();
     assert_eq!(again, json!({ "sent": 0, "failed": 0, "waiting": 0 }));
     assert_eq!(server.received().len(), 2);
+}
+
+#[test]
+fn many_outputs_sent_at_once_each_arrive_once_and_are_marked() {
+    let server = HttpServer::start(200);
+    let spark = audited_jobs(&format!("seen = \"{}/seen\"", server.url()), 40);
+    let report = spark
+        .run(&["outbox", "send", "--concurrency", "8", "--json"])
+        .ok()
+        .json();
+    assert_eq!(report, json!({ "sent": 40, "failed": 0, "waiting": 0 }));
+    let mut keys: Vec<String> = server
+        .received()
+        .iter()
+        .map(|request| {
+            request["headers"]["idempotency-key"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    keys.sort_by_key(|key| key.rsplit('.').next().unwrap().parse::<u64>().unwrap());
+    let expected: Vec<String> = (1..=40).map(|id| format!("spark.default.{id}")).collect();
+    assert_eq!(keys, expected);
+    assert!(
+        statuses(&spark)
+            .iter()
+            .all(|status| *status == ("sent".into(), 1))
+    );
+    let again = spark.run(&["outbox", "send", "--json"]).ok().json();
+    assert_eq!(again["sent"], 0);
+    assert_eq!(server.received().len(), 40);
 }
 
 #[test]
@@ -117,11 +161,17 @@ fn a_refusing_or_absent_receiver_keeps_the_outputs_for_the_next_send() {
         .ok()
         .stdout;
     assert_eq!(summary.trim(), "2 sent, 0 failed");
-    let keys: Vec<Value> = accepting
+    let mut keys: Vec<String> = accepting
         .received()
         .iter()
-        .map(|request| request["headers"]["idempotency-key"].clone())
+        .map(|request| {
+            request["headers"]["idempotency-key"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
+    keys.sort();
     assert_eq!(keys, ["spark.default.1", "spark.default.2"]);
     assert_eq!(statuses(&spark), [("sent".into(), 3), ("sent".into(), 3)]);
 }
@@ -163,19 +213,28 @@ fn file_and_stdout_deliver_each_output_as_a_json_object_naming_its_origin() {
     );
     assert!(dir.join("1.json").exists());
 
-    let fresh = audited("");
+    // Printed one at a time, in id order, whatever the concurrency.
+    let fresh = audited_jobs("", 30);
     let run = fresh
-        .run(&["outbox", "send", "--output", "seen=stdout"])
+        .run(&[
+            "outbox",
+            "send",
+            "--output",
+            "seen=stdout",
+            "--concurrency",
+            "8",
+        ])
         .ok();
     let printed: Vec<Value> = run
         .stdout
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();
-    assert_eq!(printed.len(), 2, "{}", run.stdout);
-    assert_eq!(printed[0]["event"], "job_1");
+    let ids: Vec<u64> = printed.iter().map(|o| o["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, (1..=30).collect::<Vec<_>>(), "{}", run.stdout);
+    assert_eq!(printed[1]["event"], "job_2");
     assert_eq!(printed[1]["payload"]["key"], "job_2");
-    assert!(run.stderr.contains("2 sent, 0 failed"), "{}", run.stderr);
+    assert!(run.stderr.contains("30 sent, 0 failed"), "{}", run.stderr);
 }
 
 #[test]
@@ -193,6 +252,10 @@ fn a_transport_that_cannot_carry_its_route_is_refused_before_anything_is_sent() 
             "HTTP carries outputs",
         ),
         (vec![], "no transport: pass --transport (mails) or --output"),
+        (
+            vec!["--output", "seen=stdout", "--concurrency", "0"],
+            "not in 1..=64",
+        ),
     ] {
         let mut command = vec!["outbox", "send"];
         command.extend(args);

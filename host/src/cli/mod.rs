@@ -16,6 +16,7 @@ mod module;
 mod outbox;
 mod output;
 mod process_sources;
+mod progress;
 mod report;
 
 use std::path::PathBuf;

@@ -1,13 +1,16 @@
 //! `spark outbox list` and `send`: the mails and outputs handlers returned, and their
 //! delivery.
 
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Subcommand};
 use serde_json::json;
 use spark_host::{
-    Destinations, OutboxItem, OutboxKind, OutboxStatus, Route, Transport, format_time,
+    DEFAULT_CONCURRENCY, Destinations, OutboxItem, OutboxKind, OutboxStatus, Route, Transport,
+    format_time,
 };
 
 use super::output::{self, Table};
+use super::progress::Progress;
 use super::{Context, Outcome};
 
 /// The outbox: the mails and outputs handlers returned.
@@ -44,6 +47,11 @@ pub struct Send {
     /// under [outputs] in the manifest. Repeat for several channels.
     #[arg(long = "output", value_name = "CHANNEL=TRANSPORT", value_parser = channel_transport)]
     outputs: Vec<(String, Transport)>,
+    /// How many items to send at once; their order is then not kept. Anything going
+    /// to stdout makes it one at a time, in id order.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CONCURRENCY,
+          value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
+    concurrency: usize,
     /// Print the summary as one JSON object: sent, failed, waiting (on stderr when
     /// anything goes to `stdout`).
     #[arg(long)]
@@ -80,7 +88,13 @@ impl Send {
                  `transport` under [mails] or a channel under [outputs] in the manifest"
             );
         }
-        let report = tenant.send_outbox(&destinations)?;
+        let progress = Progress::new();
+        let report =
+            tenant.send_outbox(&destinations, self.concurrency, &mut |report, total| {
+                progress
+                    .show(|| format!("{} of {total} sent, {} failed", report.sent, report.failed));
+            })?;
+        drop(progress);
         for (id, why) in &report.problems {
             eprintln!("error: outbox item {id} was not sent (it stays pending): {why}");
         }

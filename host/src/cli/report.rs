@@ -1,12 +1,9 @@
 //! How a run (ingest, process-sources, dead retry) is reported: problems on stderr,
 //! a summary on stdout (one JSON object with `--json`), progress on a terminal.
 
-use std::io::IsTerminal;
-use std::time::Duration;
-
-use indicatif::{ProgressBar, ProgressStyle};
 use spark_host::{Problem, RunReport, parse_time, wall_clock_ms};
 
+use super::progress::Progress;
 use super::{Outcome, output};
 
 /// The logical time of a run: `--now` if given, else the wall clock.
@@ -23,7 +20,17 @@ pub fn run(
     command: impl FnOnce(&mut dyn FnMut(&RunReport)) -> Result<RunReport, spark_host::Error>,
 ) -> anyhow::Result<Outcome> {
     let progress = Progress::new();
-    let report = command(&mut |report| progress.update(report))?;
+    // Called after each record: the message is only built every 256 records.
+    let report = command(&mut |report| {
+        if report.records.is_multiple_of(256) {
+            progress.show(|| {
+                format!(
+                    "{} records, {} new events, {} duplicates",
+                    report.records, report.new, report.duplicates
+                )
+            });
+        }
+    })?;
     drop(progress);
     finish(&report, json)
 }
@@ -73,46 +80,6 @@ fn summary(report: &RunReport) -> String {
         }
     }
     text
-}
-
-/// A progress line on stderr when it is a terminal; nothing in pipes and files.
-struct Progress {
-    bar: ProgressBar,
-}
-
-impl Progress {
-    fn new() -> Self {
-        let bar = if std::io::stderr().is_terminal() {
-            let bar = ProgressBar::new_spinner();
-            bar.set_style(
-                ProgressStyle::with_template("{spinner} {elapsed} {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-            );
-            bar.enable_steady_tick(Duration::from_millis(200));
-            bar
-        } else {
-            ProgressBar::hidden()
-        };
-        Self { bar }
-    }
-
-    /// Called after each record; redraws at most a few times a second (indicatif
-    /// rate-limits drawing, and the message is only built every 256 records).
-    fn update(&self, report: &RunReport) {
-        if self.bar.is_hidden() || !report.records.is_multiple_of(256) {
-            return;
-        }
-        self.bar.set_message(format!(
-            "{} records, {} new events, {} duplicates",
-            report.records, report.new, report.duplicates
-        ));
-    }
-}
-
-impl Drop for Progress {
-    fn drop(&mut self) {
-        self.bar.finish_and_clear();
-    }
 }
 
 #[cfg(test)]

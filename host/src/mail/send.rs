@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use lettre::message::{Mailbox, header::ContentType};
+use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{Message, SmtpTransport, Transport as _};
@@ -26,7 +27,8 @@ pub(crate) enum MailSender {
 }
 
 impl MailSender {
-    pub(crate) fn new(transport: &Transport) -> Result<Self, Error> {
+    /// A sender keeping up to `connections` SMTP connections open for reuse.
+    pub(crate) fn new(transport: &Transport, connections: usize) -> Result<Self, Error> {
         transport.check_carries(OutboxKind::Mail)?;
         Ok(match transport {
             Transport::File(dir) => {
@@ -42,7 +44,7 @@ impl MailSender {
                 host,
                 port,
                 implicit_tls,
-            } => MailSender::Smtp(smtp(host, *port, *implicit_tls)?),
+            } => MailSender::Smtp(smtp(host, *port, *implicit_tls, connections)?),
             Transport::Http(_) => unreachable!("refused by check_carries"),
         })
     }
@@ -78,7 +80,12 @@ impl MailSender {
     }
 }
 
-fn smtp(host: &str, port: u16, implicit_tls: bool) -> Result<SmtpTransport, Error> {
+fn smtp(
+    host: &str,
+    port: u16,
+    implicit_tls: bool,
+    connections: usize,
+) -> Result<SmtpTransport, Error> {
     let invalid = |why: String| Error::InvalidTransport {
         transport: format!("smtp://{host}:{port}"),
         why,
@@ -102,7 +109,9 @@ fn smtp(host: &str, port: u16, implicit_tls: bool) -> Result<SmtpTransport, Erro
     let mut builder = SmtpTransport::builder_dangerous(host)
         .port(port)
         .tls(tls)
-        .timeout(Some(Duration::from_secs(30)));
+        .timeout(Some(Duration::from_secs(30)))
+        // A connection is reused for the next mail: no new handshake, TLS or login.
+        .pool_config(PoolConfig::new().max_size(u32::try_from(connections).unwrap_or(u32::MAX)));
     if let Ok(username) = std::env::var("SPARK_SMTP_USERNAME") {
         let password = std::env::var("SPARK_SMTP_PASSWORD").unwrap_or_default();
         builder = builder.credentials(Credentials::new(username, password));
