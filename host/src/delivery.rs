@@ -68,6 +68,12 @@ impl Destinations {
         self.mails.is_none() && self.outputs.is_empty()
     }
 
+    /// Whether some route goes to stdout.
+    pub fn prints(&self) -> bool {
+        let stdout = Some(&Transport::Stdout);
+        self.mails.as_ref() == stdout || self.outputs.values().any(|t| Some(t) == stdout)
+    }
+
     fn transport(&self, route: &Route) -> Option<&Transport> {
         match route {
             Route::Mails => self.mails.as_ref(),
@@ -145,9 +151,7 @@ impl Sender {
             Sender::Output(sender) => sender.send(tenant, item),
         }
     }
-}
 
-impl Sender {
     /// Whether items must go one at a time, in id order: printed ones must not mix.
     fn in_order(&self) -> bool {
         matches!(
@@ -233,20 +237,7 @@ impl Tenant {
             drop(results);
             for (index, result) in received {
                 let mut item = routed[index].1.clone();
-                item.attempts += 1;
-                match result {
-                    Ok(()) => {
-                        item.status = OutboxStatus::Sent;
-                        item.error = None;
-                        item.sent_at_ms = Some(wall_clock_ms());
-                        report.sent += 1;
-                    }
-                    Err(why) => {
-                        item.error = Some(why.clone());
-                        report.failed += 1;
-                        report.problems.push((item.id, why));
-                    }
-                }
+                settle(&mut item, result, &mut report);
                 // Marked at once: a crash after this line never sends the item again.
                 store.update_outbox(&item)?;
                 progress(&report, routed.len());
@@ -256,6 +247,24 @@ impl Tenant {
         report.problems.sort_unstable();
         store.flush()?;
         Ok(report)
+    }
+}
+
+/// Records on `item` and in `report` how sending it went.
+fn settle(item: &mut OutboxItem, result: Result<(), String>, report: &mut SendReport) {
+    item.attempts += 1;
+    match result {
+        Ok(()) => {
+            item.status = OutboxStatus::Sent;
+            item.error = None;
+            item.sent_at_ms = Some(wall_clock_ms());
+            report.sent += 1;
+        }
+        Err(why) => {
+            item.error = Some(why.clone());
+            report.failed += 1;
+            report.problems.push((item.id, why));
+        }
     }
 }
 

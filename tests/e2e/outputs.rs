@@ -242,6 +242,7 @@ fn a_transport_that_cannot_carry_its_route_is_refused_before_anything_is_sent() 
     let spark = audited("");
     for (args, why) in [
         (vec!["--output", "seen"], "write CHANNEL=TRANSPORT"),
+        (vec!["--output", "=stdout"], "write CHANNEL=TRANSPORT"),
         (
             vec!["--output", "seen=smtp://localhost:25"],
             "SMTP carries mails",

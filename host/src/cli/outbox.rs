@@ -61,6 +61,7 @@ pub struct Send {
 fn channel_transport(text: &str) -> Result<(String, Transport), String> {
     let (channel, transport) = text
         .split_once('=')
+        .filter(|(channel, _)| !channel.is_empty())
         .ok_or("write CHANNEL=TRANSPORT, e.g. audit=file:audit")?;
     let transport = transport
         .parse()
@@ -117,12 +118,7 @@ impl Send {
             summary
         };
         // When items go to stdout they are stdout, so the summary goes aside.
-        let to_stdout = destinations.mails == Some(Transport::Stdout)
-            || destinations
-                .outputs
-                .values()
-                .any(|t| *t == Transport::Stdout);
-        if to_stdout {
+        if destinations.prints() {
             eprintln!("{summary}");
         } else {
             output::line(summary)?;
