@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::CallError;
-use crate::limits::{Limit, MAX_CONTEXT_BYTES, MAX_GROUP_BYTES, MAX_KEY_BYTES};
+use crate::limits::{Limit, MAX_CHANNEL_BYTES, MAX_CONTEXT_BYTES, MAX_GROUP_BYTES, MAX_KEY_BYTES};
 
 /// Something that happened: a group, a key unique across groups, and a context.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,13 +157,21 @@ impl Effect {
                 Ok(())
             }
             Effect::Output { channel, .. } => {
-                if channel.is_empty() {
-                    return Err(CallError::InvalidOutput {
-                        what: "output".to_owned(),
-                        why: "its channel name is empty".to_owned(),
-                    });
-                }
-                Ok(())
+                // The channel routes the output to a transport (`[outputs]` in the
+                // manifest) and is shown in listings and warnings: a name, like a group.
+                let why = if channel.is_empty() {
+                    "its channel name is empty".to_owned()
+                } else if channel.len() > MAX_CHANNEL_BYTES {
+                    format!("its channel name is over {MAX_CHANNEL_BYTES} bytes")
+                } else if channel.chars().any(char::is_control) {
+                    format!("its channel name {channel:?} contains control characters")
+                } else {
+                    return Ok(());
+                };
+                Err(CallError::InvalidOutput {
+                    what: "output".to_owned(),
+                    why,
+                })
             }
         }
     }
@@ -227,6 +235,25 @@ mod tests {
         ));
         let at_limit = format!(r#"{{"a": "{}"}}"#, "x".repeat(MAX_CONTEXT_BYTES - 10));
         assert_eq!(event("g", "k", &at_limit).validate(), Ok(()));
+    }
+
+    #[test]
+    fn output_channels_are_names() {
+        let output = |channel: &str| Effect::Output {
+            channel: channel.to_owned(),
+            payload: "{}".to_owned(),
+        };
+        assert_eq!(output("audit.v2").validate(), Ok(()));
+        assert_eq!(output(&"c".repeat(MAX_CHANNEL_BYTES)).validate(), Ok(()));
+        for (channel, why) in [
+            ("", "empty"),
+            ("a\u{1b}[2Jb", "control characters"),
+            (&"c".repeat(MAX_CHANNEL_BYTES + 1), "over 128 bytes"),
+        ] {
+            let error = output(channel).validate().unwrap_err();
+            assert_eq!(error.kind(), "invalid-output", "{error}");
+            assert!(error.to_string().contains(why), "{error}");
+        }
     }
 
     #[test]

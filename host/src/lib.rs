@@ -90,8 +90,8 @@ pub use error::{CallError, Error};
 pub use event::{Effect, Event, Invocation, Mail};
 pub use generators::{Condition, Generator, ModelDescription, Verdict};
 pub use limits::{
-    Limit, LimitOverrides, Limits, MAX_CONTEXT_BYTES, MAX_EMIT_DEPTH, MAX_GROUP_BYTES,
-    MAX_KEY_BYTES,
+    Limit, LimitOverrides, Limits, MAX_CHANNEL_BYTES, MAX_CONTEXT_BYTES, MAX_EMIT_DEPTH,
+    MAX_GROUP_BYTES, MAX_KEY_BYTES,
 };
 pub use mail::{MailSettings, Rendered};
 pub use manifest::{ApplyReport, Manifest, ModuleEntry};

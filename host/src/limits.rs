@@ -138,6 +138,8 @@ limits! {
 pub const MAX_KEY_BYTES: usize = 256;
 /// Engine-wide: the longest event group, in bytes.
 pub const MAX_GROUP_BYTES: usize = 128;
+/// Engine-wide: the longest output channel name, in bytes.
+pub const MAX_CHANNEL_BYTES: usize = 128;
 /// Engine-wide: the largest event context, in bytes of JSON.
 pub const MAX_CONTEXT_BYTES: usize = 64 << 10;
 /// Engine-wide: how deep emitted events may nest (an event from a source is at depth 0).
