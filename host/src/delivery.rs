@@ -1,5 +1,5 @@
-//! `spark outbox send`: the bookkeeping that makes each outbox item go out once and
-//! never vanish, whatever carries it.
+//! `spark outbox send` and `prune`: the bookkeeping that makes each outbox item go out
+//! once and never vanish, whatever carries it, and the removal of sent ones.
 //!
 //! Each pending item is sent by the transport of its route (mails, or its output's
 //! channel), then marked sent at once. A failure leaves it pending, with its error and
@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use crate::error::Error;
 use crate::mail::MailSender;
 use crate::outputs::OutputSender;
-use crate::store::{OutboxItem, OutboxKind, OutboxStatus, TenantSettings};
+use crate::store::{OutboxItem, OutboxKind, OutboxStatus, Pruned, TenantSettings};
 use crate::tenant::Tenant;
 use crate::time::wall_clock_ms;
 use crate::transport::Transport;
@@ -247,6 +247,21 @@ impl Tenant {
         report.problems.sort_unstable();
         store.flush()?;
         Ok(report)
+    }
+}
+
+impl Tenant {
+    /// Removes the sent items of the outbox that were sent before `sent_before_ms`
+    /// (wall-clock unix ms); pending ones always stay. Their ids are not given again.
+    /// `outbox list` and `outbox send` read the whole outbox, so a tenant that sends a
+    /// lot keeps them quick by pruning.
+    pub fn prune_outbox(&mut self, sent_before_ms: i64) -> Result<Pruned, Error> {
+        let pruned = self.store.prune_outbox(&|item| {
+            item.status == OutboxStatus::Sent
+                && item.sent_at_ms.is_some_and(|sent| sent < sent_before_ms)
+        })?;
+        self.store.flush()?;
+        Ok(pruned)
     }
 }
 

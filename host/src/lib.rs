@@ -102,7 +102,7 @@ pub use routes::compile_regex;
 pub use spark::Spark;
 pub use store::{
     DeadLetter, LedgerEntry, ModuleRecord, OutboxItem, OutboxKind, OutboxStatus, PendingDelivery,
-    RetryPolicy, TenantSettings,
+    Pruned, RetryPolicy, TenantSettings,
 };
 pub use tenant::{ModuleChange, ModuleCode, ModuleSpec, ModuleSummary, Tenant};
 pub use time::{Clock, format_time, parse_time, wall_clock_ms};

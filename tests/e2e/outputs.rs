@@ -343,3 +343,50 @@ impl Drop for HttpServer {
         let _ = self.child.wait();
     }
 }
+
+#[test]
+fn prune_removes_sent_items_only_and_ids_are_never_given_again() {
+    let spark = audited_jobs("seen = \"file:seen-outputs\"", 3);
+    spark.run(&["outbox", "send"]).ok();
+    let more = |ids: std::ops::RangeInclusive<u64>| {
+        let jobs: Vec<Value> = ids
+            .map(|id| json!({ "id": id, "events": [{ "group": "job", "id": id }] }))
+            .collect();
+        spark
+            .run_with_input(&["ingest", "--model", "thing"], &jsonl(&jobs))
+            .ok();
+    };
+    more(4..=5);
+    let ids = |spark: &Spark| -> Vec<(u64, String)> {
+        spark
+            .outbox()
+            .iter()
+            .map(|item| {
+                let status = item["status"].as_str().unwrap().to_owned();
+                (item["id"].as_u64().unwrap(), status)
+            })
+            .collect()
+    };
+
+    // Nothing was sent before 2000.
+    let none = spark
+        .run(&["outbox", "prune", "--before", "2000-01-01", "--json"])
+        .ok()
+        .json();
+    assert_eq!(none, json!({ "removed": 0, "kept": 5 }));
+    let pruned = spark.run(&["outbox", "prune"]).ok().stdout;
+    assert_eq!(pruned.trim(), "3 sent items removed, 2 kept");
+    assert_eq!(ids(&spark), [(4, "pending".into()), (5, "pending".into())]);
+
+    // Sent and pruned to the last one, the outbox still counts on.
+    spark.run(&["outbox", "send"]).ok();
+    spark.run(&["outbox", "prune"]).ok();
+    assert!(spark.outbox().is_empty());
+    more(6..=6);
+    assert_eq!(ids(&spark), [(6, "pending".into())]);
+
+    spark
+        .run(&["outbox", "prune", "--before", "last tuesday"])
+        .code(2)
+        .stderr_has("last tuesday");
+}

@@ -169,6 +169,8 @@ fn the_json_fields_are_the_ones_the_readme_lists() {
         .code(1)
         .json();
     assert_eq!(keys(&sent), listed_fields("`outbox send`", &["stdout"]));
+    let pruned = spark.run(&["outbox", "prune", "--json"]).ok().json();
+    assert_eq!(keys(&pruned), listed_fields("`outbox prune`", &[]));
 
     let template = spark.write("t.txt", "Hello");
     spark

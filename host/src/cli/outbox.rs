@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 use spark_host::{
     DEFAULT_CONCURRENCY, Destinations, OutboxItem, OutboxKind, OutboxStatus, Route, Transport,
-    format_time,
+    format_time, parse_time,
 };
 
 use super::output::{self, Table};
@@ -18,6 +18,7 @@ use super::{Context, Outcome};
 pub enum OutboxCommand {
     List(List),
     Send(Send),
+    Prune(Prune),
 }
 
 /// List outbox items in the order they were added.
@@ -69,11 +70,45 @@ fn channel_transport(text: &str) -> Result<(String, Transport), String> {
     Ok((channel.to_owned(), transport))
 }
 
+/// Remove sent items from the outbox (pending ones always stay); their ids are never
+/// given again. `outbox list` and `send` read the whole outbox: prune to keep them quick.
+#[derive(Debug, Args)]
+pub struct Prune {
+    /// Only items sent before TIME (`2024-05-10`, `2024-05-10T12:00:00Z`); default:
+    /// every sent item.
+    #[arg(long, value_name = "TIME")]
+    before: Option<String>,
+    /// Print the summary as one JSON object: removed, kept.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Prune {
+    fn run(self, context: &Context) -> anyhow::Result<Outcome> {
+        let before = match self.before.as_deref() {
+            Some(time) => parse_time(time)?,
+            None => i64::MAX,
+        };
+        let mut tenant = context.tenant()?;
+        let pruned = tenant.prune_outbox(before)?;
+        if self.json {
+            output::line(serde_json::to_string(&pruned)?)?;
+        } else {
+            output::line(format!(
+                "{} sent items removed, {} kept",
+                pruned.removed, pruned.kept
+            ))?;
+        }
+        Ok(Outcome::Done)
+    }
+}
+
 impl OutboxCommand {
     pub fn run(self, context: &Context) -> anyhow::Result<Outcome> {
         match self {
             OutboxCommand::List(list) => list.run(context),
             OutboxCommand::Send(send) => send.run(context),
+            OutboxCommand::Prune(prune) => prune.run(context),
         }
     }
 }

@@ -215,6 +215,15 @@ impl RetryPolicy {
     }
 }
 
+/// What pruning the outbox did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Pruned {
+    /// Items removed.
+    pub removed: u64,
+    /// Items left.
+    pub kept: u64,
+}
+
 /// A tenant's settings, set by `spark apply`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantSettings {
@@ -289,6 +298,9 @@ pub trait Store: Send {
     fn outbox(&self) -> Items<'_, OutboxItem>;
     /// Replaces an outbox item (its sending status), at once durably.
     fn update_outbox(&mut self, item: &OutboxItem) -> Result<(), Error>;
+    /// Removes the outbox items `remove` picks. The ids of the others stay, and no id
+    /// is given again. Not durable until [`Store::flush`].
+    fn prune_outbox(&mut self, remove: &dyn Fn(&OutboxItem) -> bool) -> Result<Pruned, Error>;
     fn pending(&self) -> Items<'_, PendingDelivery>;
     fn dead(&self) -> Items<'_, DeadLetter>;
 

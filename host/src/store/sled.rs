@@ -12,6 +12,8 @@
 //! every key a batch inserts, and a key per item made the outbox the largest part of a
 //! commit's cost. A send attempt changes one item, so the item's new state goes to `u`
 //! under its own id, and reading the outbox takes it in place of the segment's copy.
+//! Pruning rewrites a segment without its removed items and with its updates folded
+//! in (or removes it), and keeps the next id under `n`.
 //! Data dirs written before segments hold one item per `o` key; both are read.
 //!
 //! Values are JSON, but for records, the key filter's pages and the count of commits
@@ -48,7 +50,7 @@ use serde_json::value::RawValue;
 use super::key_filter::{KeyFilter, PageId};
 use super::{
     Commit, DeadLetter, Items, LedgerEntry, ModuleRecord, OutboxItem, OutboxKind, PendingDelivery,
-    SourceMemo, Store, StoredRecord, TenantSettings,
+    Pruned, SourceMemo, Store, StoredRecord, TenantSettings,
 };
 use crate::Error;
 use crate::generators::Generator;
@@ -110,10 +112,15 @@ impl SledStore {
 
     fn from_db(db: sled::Db) -> Result<Self, Error> {
         let data = db.open_tree("data")?;
-        let next_outbox_id = match data.scan_prefix([OUTBOX]).next_back().transpose()? {
+        let after_last = match data.scan_prefix([OUTBOX]).next_back().transpose()? {
             Some((_, segment)) => last_outbox_id(&segment)? + 1,
             None => 1,
         };
+        let after_pruned = match data.get(OUTBOX_NEXT_ID)? {
+            Some(value) => decode_u64(&value, "the next outbox id")?,
+            None => 1,
+        };
+        let next_outbox_id = after_last.max(after_pruned);
         let commits = match data.get(COMMITS)? {
             Some(value) => decode_u64(&value, "the count of commits")?,
             None => 0,
@@ -196,6 +203,10 @@ const FILTER: u8 = b'f';
 /// The number of commits the tree holds, as a big-endian u64: each commit's batch
 /// writes it, and a saved filter is used only if it covers that many.
 const COMMITS: &[u8] = b"c";
+/// The id the next outbox item gets, as a big-endian u64, once pruning has removed
+/// items: the last segment no longer tells, and an id must never be given twice (it is
+/// how receivers recognise an item sent again).
+const OUTBOX_NEXT_ID: &[u8] = b"n";
 
 fn filter_header_key() -> [u8; 2] {
     [FILTER, b'h']
@@ -670,6 +681,59 @@ impl Store for SledStore {
         Ok(())
     }
 
+    fn prune_outbox(&mut self, remove: &dyn Fn(&OutboxItem) -> bool) -> Result<Pruned, Error> {
+        self.settle()?;
+        let mut pruned = Pruned::default();
+        // Keys first: each segment is rewritten while the scan would still be open.
+        let segments: Vec<sled::IVec> = self
+            .data
+            .scan_prefix([OUTBOX])
+            .keys()
+            .collect::<Result<_, _>>()?;
+        for key in segments {
+            let Some(value) = self.data.get(&key)? else {
+                continue;
+            };
+            let mut items: Vec<OutboxItem> = outbox_value(&value)?;
+            let (Some(first), Some(last)) = (items.first(), items.last()) else {
+                continue;
+            };
+            let updates: Vec<(sled::IVec, OutboxItem)> = self
+                .data
+                .range(outbox_key(OUTBOX_UPDATE, first.id)..=outbox_key(OUTBOX_UPDATE, last.id))
+                .map(|entry| {
+                    let (key, value) = entry?;
+                    Ok((key, from_json(&value)?))
+                })
+                .collect::<Result<_, Error>>()?;
+            for (_, update) in &updates {
+                if let Some(item) = items.iter_mut().find(|item| item.id == update.id) {
+                    *item = update.clone();
+                }
+            }
+            let before = items.len();
+            items.retain(|item| !remove(item));
+            pruned.removed += (before - items.len()) as u64;
+            pruned.kept += items.len() as u64;
+            if items.len() == before && updates.is_empty() {
+                continue;
+            }
+            // The segment and its updates become one value again, in one batch.
+            let mut batch = sled::Batch::default();
+            batch.insert(OUTBOX_NEXT_ID, &self.next_outbox_id.to_be_bytes());
+            for (key, _) in updates {
+                batch.remove(key);
+            }
+            if items.is_empty() {
+                batch.remove(key);
+            } else {
+                batch.insert(key, to_json(&items)?);
+            }
+            self.data.apply_batch(batch)?;
+        }
+        Ok(pruned)
+    }
+
     fn pending(&self) -> Items<'_, PendingDelivery> {
         self.settled_values(PENDING)
     }
@@ -904,6 +968,88 @@ mod tests {
         );
         let last = store.outbox().last().unwrap().unwrap();
         assert_eq!(last.error.as_deref(), Some("refused"));
+    }
+
+    #[test]
+    fn pruning_removes_picked_items_folds_updates_in_and_never_reuses_an_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pending, sent) = (OutboxStatus::Pending, OutboxStatus::Sent);
+        {
+            let mut store = SledStore::open(dir.path()).unwrap();
+            for events in [&["e1", "e2", "e3"][..], &["e4", "e5"]] {
+                let outbox = events.iter().map(|event| output(event)).collect();
+                store
+                    .commit(Commit {
+                        outbox,
+                        ..Commit::default()
+                    })
+                    .unwrap();
+            }
+            let items: Vec<OutboxItem> = store.outbox().map(Result::unwrap).collect();
+            // e1, e2 and e4 are sent; e5 failed once.
+            for index in [0, 1, 3] {
+                let mut item = items[index].clone();
+                item.status = sent;
+                item.attempts = 1;
+                store.update_outbox(&item).unwrap();
+            }
+            let mut failed = items[4].clone();
+            failed.attempts = 1;
+            store.update_outbox(&failed).unwrap();
+
+            let pruned = store
+                .prune_outbox(&|item| item.status == sent && item.event != "e4")
+                .unwrap();
+            assert_eq!(
+                pruned,
+                Pruned {
+                    removed: 2,
+                    kept: 3
+                }
+            );
+            store.flush().unwrap();
+        }
+        let mut store = SledStore::open(dir.path()).unwrap();
+        let event = |name: &str| name.to_owned();
+        assert_eq!(
+            outbox_events(&store),
+            [
+                (3, event("e3"), pending, 0),
+                (4, event("e4"), sent, 1),
+                (5, event("e5"), pending, 1),
+            ]
+        );
+        // Every update was folded into its segment.
+        assert_eq!(store.data.scan_prefix([OUTBOX_UPDATE]).count(), 0);
+
+        // With every item gone, new ones still get new ids, after a reopen too.
+        let pruned = store.prune_outbox(&|_| true).unwrap();
+        assert_eq!(
+            pruned,
+            Pruned {
+                removed: 3,
+                kept: 0
+            }
+        );
+        assert_eq!(store.data.scan_prefix([OUTBOX]).count(), 0);
+        store.flush().unwrap();
+        drop(store);
+        let mut store = SledStore::open(dir.path()).unwrap();
+        store
+            .commit(Commit {
+                outbox: vec![output("e6")],
+                ..Commit::default()
+            })
+            .unwrap();
+        assert_eq!(outbox_events(&store), [(6, event("e6"), pending, 0)]);
+        let nothing = store.prune_outbox(&|_| false).unwrap();
+        assert_eq!(
+            nothing,
+            Pruned {
+                removed: 0,
+                kept: 1
+            }
+        );
     }
 
     #[test]
