@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use crate::error::Error;
 use crate::store::{OutboxItem, OutboxKind};
 use crate::time::format_time;
-use crate::transport::Transport;
+use crate::transport::{Transport, write_file};
 
 /// How long one HTTP delivery may take in all, as long as an SMTP one.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -65,13 +65,11 @@ impl OutputSender {
     /// Delivers the outbox output `item` of `tenant`; the error says why not.
     pub(crate) fn send(&self, tenant: &str, item: &OutboxItem) -> Result<(), String> {
         match self {
-            OutputSender::File(dir) => {
-                let path = dir.join(format!("{}.json", item.id));
-                let partial = dir.join(format!(".{}.json.partial", item.id));
-                std::fs::write(&partial, envelope(tenant, item).to_string())
-                    .and_then(|()| std::fs::rename(&partial, &path))
-                    .map_err(|error| format!("cannot write `{}`: {error}", path.display()))
-            }
+            OutputSender::File(dir) => write_file(
+                dir,
+                &format!("{}.json", item.id),
+                envelope(tenant, item).to_string().as_bytes(),
+            ),
             OutputSender::Stdout => {
                 writeln!(std::io::stdout().lock(), "{}", envelope(tenant, item))
                     .map_err(|error| format!("cannot write to stdout: {error}"))

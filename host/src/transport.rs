@@ -2,7 +2,7 @@
 //! text in the manifest or on the command line. Parsing it here, once, means a bad one
 //! is refused when it is applied, not when the first item is sent.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use crate::error::Error;
@@ -131,6 +131,17 @@ impl FromStr for Transport {
             implicit_tls,
         })
     }
+}
+
+/// What the `file:` transport does with one item: writes `contents` to `DIR/NAME`
+/// through a hidden partial file renamed into place, so that a program watching the
+/// directory never reads half an item.
+pub(crate) fn write_file(dir: &Path, name: &str, contents: &[u8]) -> Result<(), String> {
+    let path = dir.join(name);
+    let partial = dir.join(format!(".{name}.partial"));
+    std::fs::write(&partial, contents)
+        .and_then(|()| std::fs::rename(&partial, &path))
+        .map_err(|error| format!("cannot write `{}`: {error}", path.display()))
 }
 
 #[cfg(test)]

@@ -1,14 +1,12 @@
 //! Transactional mails: templates per group, the built-in `spark_mail` handler, preview,
 //! and delivery that never loses or silently drops a mail, down to a real SMTP server.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::support::{Spark, count, guests, jsonl};
+use crate::support::{PythonServer, Spark, count, guests, jsonl};
 
 const DJANGO_TEMPLATE: &str =
     "Dear {{ user }}\n\nThis is the key: {{ key }} ({{ key|length }})\n\nBest regards\n";
@@ -359,7 +357,7 @@ fn sending_never_fails_silently() {
 
 /// An aiosmtpd server on loopback, run by `smtp_server.py` until dropped.
 struct SmtpServer {
-    child: Child,
+    _server: PythonServer,
     port: u16,
     maildir: PathBuf,
 }
@@ -371,27 +369,12 @@ impl SmtpServer {
             .local_addr()
             .unwrap()
             .port();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/smtp_server.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .arg(port.to_string())
-            .arg(maildir)
-            .arg(mode)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 is needed for the SMTP tests");
-        let mut ready = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut ready)
-            .unwrap();
-        assert_eq!(
-            ready.trim(),
-            "ready",
-            "the test SMTP server did not start; is aiosmtpd installed (pip install aiosmtpd)?"
+        let (server, _) = PythonServer::start(
+            "smtp_server.py",
+            &[&port.to_string(), maildir.to_str().unwrap(), mode],
         );
         Self {
-            child,
+            _server: server,
             port,
             maildir: maildir.to_owned(),
         }
@@ -413,13 +396,6 @@ impl SmtpServer {
             .unwrap_or_default();
         messages.sort();
         messages
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

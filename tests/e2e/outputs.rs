@@ -1,14 +1,12 @@
 //! Outputs delivered by `spark outbox send`: each channel to its own transport, a
 //! real HTTP server among them, each output once, none lost when delivery fails.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
-use crate::support::{Spark, guests, jsonl};
+use crate::support::{PythonServer, Spark, guests, jsonl};
 
 /// A tenant whose handler `audit` returns an output on channel `seen` for each job,
 /// set up by a manifest whose `[outputs]` table is `outputs`, with two jobs ingested.
@@ -285,65 +283,6 @@ fn a_transport_that_cannot_carry_its_route_is_refused_before_anything_is_sent() 
     assert_eq!(modules.len(), 2);
 }
 
-/// `http_server.py` on loopback, answering every POST with one status, until dropped.
-struct HttpServer {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl HttpServer {
-    fn start(status: u16) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("requests.jsonl");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/http_server.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .arg(&log)
-            .arg(status.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 is needed for the HTTP tests");
-        let mut ready = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut ready)
-            .unwrap();
-        let port = ready
-            .trim()
-            .strip_prefix("ready ")
-            .and_then(|port| port.parse().ok())
-            .unwrap_or_else(|| panic!("the test HTTP server did not start: {ready:?}"));
-        Self {
-            child,
-            port,
-            log,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// The requests received, in order.
-    fn received(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect()
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn prune_removes_sent_items_only_and_ids_are_never_given_again() {
     let spark = audited_jobs("seen = \"file:seen-outputs\"", 3);
@@ -389,4 +328,42 @@ fn prune_removes_sent_items_only_and_ids_are_never_given_again() {
         .run(&["outbox", "prune", "--before", "last tuesday"])
         .code(2)
         .stderr_has("last tuesday");
+}
+
+/// `http_server.py` on loopback, answering every POST with one status, until dropped.
+struct HttpServer {
+    _server: PythonServer,
+    port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl HttpServer {
+    fn start(status: u16) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("requests.jsonl");
+        let (server, port) = PythonServer::start(
+            "http_server.py",
+            &[log.to_str().unwrap(), &status.to_string()],
+        );
+        Self {
+            _server: server,
+            port: port.parse().expect("http_server.py prints its port"),
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The requests received, in order.
+    fn received(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
 }

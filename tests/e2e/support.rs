@@ -1,9 +1,9 @@
 //! What every end-to-end test needs: a fresh data dir, the real `spark` binary run on
 //! it, and readable failures.
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
@@ -227,4 +227,43 @@ pub fn count(summary: &Value, name: &str) -> u64 {
     summary[name]
         .as_u64()
         .unwrap_or_else(|| panic!("`{name}` is not an integer in {summary}"))
+}
+
+/// A test server of this directory (`smtp_server.py`, `http_server.py`), run with
+/// python3 until dropped: a real server on loopback, as a user's would be.
+pub struct PythonServer {
+    child: Child,
+}
+
+impl PythonServer {
+    /// Starts `script` with `args` and waits for the line it prints once it listens,
+    /// `ready`, perhaps followed by what the test needs to know (returned).
+    pub fn start(script: &str, args: &[&str]) -> (Self, String) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/e2e")
+            .join(script);
+        let mut child = Command::new("python3")
+            .arg(path)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 is needed for the server tests");
+        let mut ready = String::new();
+        BufReader::new(child.stdout.as_mut().expect("stdout is piped"))
+            .read_line(&mut ready)
+            .expect("cannot read the test server's output");
+        let Some(rest) = ready.trim().strip_prefix("ready") else {
+            panic!("{script} did not start (is tests/requirements.txt installed?): {ready:?}");
+        };
+        let rest = rest.trim().to_owned();
+        (Self { child }, rest)
+    }
+}
+
+impl Drop for PythonServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

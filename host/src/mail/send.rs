@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::error::Error;
 use crate::store::{OutboxItem, OutboxKind};
-use crate::transport::Transport;
+use crate::transport::{Transport, write_file};
 
 /// A way to send mails, built once per `outbox send`.
 pub(crate) enum MailSender {
@@ -54,13 +54,7 @@ impl MailSender {
         let message = message(tenant, item)?;
         let id = item.id;
         match self {
-            MailSender::File(dir) => {
-                let path = dir.join(format!("{id}.eml"));
-                let partial = dir.join(format!(".{id}.eml.partial"));
-                std::fs::write(&partial, message.formatted())
-                    .and_then(|()| std::fs::rename(&partial, &path))
-                    .map_err(|error| format!("cannot write `{}`: {error}", path.display()))
-            }
+            MailSender::File(dir) => write_file(dir, &format!("{id}.eml"), &message.formatted()),
             MailSender::Stdout => {
                 let mut out = std::io::stdout().lock();
                 out.write_all(&message.formatted())
