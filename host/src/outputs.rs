@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use crate::error::Error;
 use crate::store::{OutboxItem, OutboxKind};
 use crate::time::format_time;
-use crate::transport::{Transport, write_file};
+use crate::transport::{Transport, file_dir, write_file};
 
 /// How long one HTTP delivery may take in all, as long as an SMTP one.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,14 +36,7 @@ impl OutputSender {
     pub(crate) fn new(transport: &Transport, connections: usize) -> Result<Self, Error> {
         transport.check_carries(OutboxKind::Output)?;
         Ok(match transport {
-            Transport::File(dir) => {
-                std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-                    what: "cannot create the output directory",
-                    path: dir.clone(),
-                    error: source,
-                })?;
-                OutputSender::File(dir.clone())
-            }
+            Transport::File(dir) => OutputSender::File(file_dir(dir)?),
             Transport::Stdout => OutputSender::Stdout,
             Transport::Http(url) => OutputSender::Http {
                 url: url.clone(),

@@ -133,6 +133,16 @@ impl FromStr for Transport {
     }
 }
 
+/// The directory of a `file:` transport, created if need be.
+pub(crate) fn file_dir(dir: &Path) -> Result<PathBuf, Error> {
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+        what: "cannot create the transport's directory",
+        path: dir.to_owned(),
+        error: source,
+    })?;
+    Ok(dir.to_owned())
+}
+
 /// What the `file:` transport does with one item: writes `contents` to `DIR/NAME`
 /// through a hidden partial file renamed into place, so that a program watching the
 /// directory never reads half an item.

@@ -56,14 +56,7 @@ fn outputs_are_posted_to_a_real_http_server_once_each() {
     let report = spark.run(&["outbox", "send", "--json"]).ok().json();
     assert_eq!(report, json!({ "sent": 2, "failed": 0, "waiting": 0 }));
 
-    // Sent at once, they may arrive in any order.
-    let mut received = server.received();
-    received.sort_by_key(|request| {
-        request["headers"]["idempotency-key"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    });
+    let received = server.received();
     assert_eq!(received.len(), 2, "{received:?}");
     for (request, (id, key)) in received.iter().zip([(1, "job_1"), (2, "job_2")]) {
         assert_eq!(request["path"], "/hooks/seen");
@@ -93,19 +86,8 @@ fn many_outputs_sent_at_once_each_arrive_once_and_are_marked() {
         .ok()
         .json();
     assert_eq!(report, json!({ "sent": 40, "failed": 0, "waiting": 0 }));
-    let mut keys: Vec<String> = server
-        .received()
-        .iter()
-        .map(|request| {
-            request["headers"]["idempotency-key"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-    keys.sort_by_key(|key| key.rsplit('.').next().unwrap().parse::<u64>().unwrap());
     let expected: Vec<String> = (1..=40).map(|id| format!("spark.default.{id}")).collect();
-    assert_eq!(keys, expected);
+    assert_eq!(server.idempotency_keys(), expected);
     assert!(
         statuses(&spark)
             .iter()
@@ -159,18 +141,10 @@ fn a_refusing_or_absent_receiver_keeps_the_outputs_for_the_next_send() {
         .ok()
         .stdout;
     assert_eq!(summary.trim(), "2 sent, 0 failed");
-    let mut keys: Vec<String> = accepting
-        .received()
-        .iter()
-        .map(|request| {
-            request["headers"]["idempotency-key"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-    keys.sort();
-    assert_eq!(keys, ["spark.default.1", "spark.default.2"]);
+    assert_eq!(
+        accepting.idempotency_keys(),
+        ["spark.default.1", "spark.default.2"]
+    );
     assert_eq!(statuses(&spark), [("sent".into(), 3), ("sent".into(), 3)]);
 }
 
@@ -358,12 +332,31 @@ impl HttpServer {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// The requests received, in order.
+    /// The `Idempotency-Key` of each request received, in outbox id order.
+    fn idempotency_keys(&self) -> Vec<String> {
+        self.received()
+            .iter()
+            .map(|request| {
+                request["headers"]["idempotency-key"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    /// The requests received, in the order of the outbox ids their `Idempotency-Key`
+    /// names: items sent at once arrive in any order.
     fn received(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log)
+        let mut requests: Vec<Value> = std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
             .map(|line| serde_json::from_str(line).unwrap())
-            .collect()
+            .collect();
+        requests.sort_by_key(|request| {
+            let key = request["headers"]["idempotency-key"].as_str().unwrap();
+            key.rsplit('.').next().unwrap().parse::<u64>().unwrap()
+        });
+        requests
     }
 }

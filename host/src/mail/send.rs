@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::error::Error;
 use crate::store::{OutboxItem, OutboxKind};
-use crate::transport::{Transport, write_file};
+use crate::transport::{Transport, file_dir, write_file};
 
 /// A way to send mails, built once per `outbox send`.
 pub(crate) enum MailSender {
@@ -31,14 +31,7 @@ impl MailSender {
     pub(crate) fn new(transport: &Transport, connections: usize) -> Result<Self, Error> {
         transport.check_carries(OutboxKind::Mail)?;
         Ok(match transport {
-            Transport::File(dir) => {
-                std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-                    what: "cannot create the mail directory",
-                    path: dir.clone(),
-                    error: source,
-                })?;
-                MailSender::File(dir.clone())
-            }
+            Transport::File(dir) => MailSender::File(file_dir(dir)?),
             Transport::Stdout => MailSender::Stdout,
             Transport::Smtp {
                 host,

@@ -923,6 +923,19 @@ mod tests {
             .collect()
     }
 
+    /// Two commits of outputs: events e1 to e3 (ids 1-3), then e4 and e5 (ids 4, 5).
+    fn commit_segments(store: &mut SledStore) {
+        for events in [&["e1", "e2", "e3"][..], &["e4", "e5"]] {
+            let outbox = events.iter().map(|event| output(event)).collect();
+            store
+                .commit(Commit {
+                    outbox,
+                    ..Commit::default()
+                })
+                .unwrap();
+        }
+    }
+
     #[test]
     fn an_updated_outbox_item_replaces_its_copy_in_the_segment() {
         let dir = tempfile::tempdir().unwrap();
@@ -930,15 +943,7 @@ mod tests {
         let sent = OutboxStatus::Sent;
         {
             let mut store = SledStore::open(dir.path()).unwrap();
-            for events in [&["e1", "e2", "e3"][..], &["e4", "e5"]] {
-                let outbox = events.iter().map(|event| output(event)).collect();
-                store
-                    .commit(Commit {
-                        outbox,
-                        ..Commit::default()
-                    })
-                    .unwrap();
-            }
+            commit_segments(&mut store);
             let items: Vec<OutboxItem> = store.outbox().map(Result::unwrap).collect();
             // The second of the first segment fails once, then goes; the first of the
             // second goes at once; the last fails.
@@ -976,15 +981,7 @@ mod tests {
         let (pending, sent) = (OutboxStatus::Pending, OutboxStatus::Sent);
         {
             let mut store = SledStore::open(dir.path()).unwrap();
-            for events in [&["e1", "e2", "e3"][..], &["e4", "e5"]] {
-                let outbox = events.iter().map(|event| output(event)).collect();
-                store
-                    .commit(Commit {
-                        outbox,
-                        ..Commit::default()
-                    })
-                    .unwrap();
-            }
+            commit_segments(&mut store);
             let items: Vec<OutboxItem> = store.outbox().map(Result::unwrap).collect();
             // e1, e2 and e4 are sent; e5 failed once.
             for index in [0, 1, 3] {
