@@ -71,66 +71,82 @@ impl FromStr for Transport {
     type Err = Error;
 
     fn from_str(text: &str) -> Result<Self, Error> {
-        let invalid = |why: &str| Error::InvalidTransport {
+        let invalid = |why: String| Error::InvalidTransport {
             transport: text.to_owned(),
-            why: why.to_owned(),
+            why,
         };
         if text == "stdout" {
-            return Ok(Transport::Stdout);
-        }
-        if let Some(dir) = text.strip_prefix("file:") {
+            Ok(Transport::Stdout)
+        } else if let Some(dir) = text.strip_prefix("file:") {
             if dir.is_empty() {
-                return Err(invalid("name a directory: file:DIR"));
+                return Err(invalid("name a directory: file:DIR".to_owned()));
             }
-            return Ok(Transport::File(PathBuf::from(dir)));
-        }
-        if let Some(rest) = text
-            .strip_prefix("http://")
-            .or_else(|| text.strip_prefix("https://"))
-        {
-            let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-            if authority.contains('@') {
-                // The settings are listed and logged; a secret in the path or query,
-                // as many webhooks use, is the receiver's choice to make.
-                return Err(invalid(
-                    "credentials do not go in the address; use a secret path or query if the receiver takes one",
-                ));
-            }
-            if authority.is_empty() || authority.starts_with(':') {
-                return Err(invalid("the host is missing"));
-            }
-            return Ok(Transport::Http(text.to_owned()));
-        }
-        let (rest, implicit_tls) = if let Some(rest) = text.strip_prefix("smtp://") {
-            (rest, false)
+            Ok(Transport::File(PathBuf::from(dir)))
+        } else if text.starts_with("http://") || text.starts_with("https://") {
+            parse_http(text).map_err(invalid)
+        } else if let Some(rest) = text.strip_prefix("smtp://") {
+            parse_smtp(rest, false).map_err(invalid)
         } else if let Some(rest) = text.strip_prefix("smtps://") {
-            (rest, true)
+            parse_smtp(rest, true).map_err(invalid)
         } else {
-            return Err(invalid(
-                "use file:DIR, stdout, smtp://HOST:PORT or smtps://HOST:PORT (mails), http:// or https:// (outputs)",
-            ));
-        };
-        if rest.contains('@') {
-            return Err(invalid(
-                "credentials do not go on the command line; set SPARK_SMTP_USERNAME and SPARK_SMTP_PASSWORD",
-            ));
+            Err(invalid(
+                "use file:DIR, stdout, smtp://HOST:PORT or smtps://HOST:PORT (mails), \
+                 http:// or https:// (outputs)"
+                    .to_owned(),
+            ))
         }
-        let (host, port) = rest
-            .trim_end_matches('/')
-            .rsplit_once(':')
-            .ok_or_else(|| invalid("give the port: smtp://HOST:PORT"))?;
-        let port = port
-            .parse()
-            .map_err(|_| invalid("the port is not a number"))?;
-        if host.is_empty() {
-            return Err(invalid("the host is missing"));
-        }
-        Ok(Transport::Smtp {
-            host: host.to_owned(),
-            port,
-            implicit_tls,
-        })
     }
+}
+
+/// An `http://` or `https://` URL, parsed as the HTTP client will, so that a bad one is
+/// refused when it is applied, not when the first output goes.
+fn parse_http(url: &str) -> Result<Transport, String> {
+    let uri: ureq::http::Uri = url.parse().map_err(|error| format!("not a URL: {error}"))?;
+    let authority = uri.authority().map_or("", |authority| authority.as_str());
+    if authority.contains('@') {
+        // The settings are listed and logged; a secret in the path or query, as many
+        // webhooks use, is the receiver's choice to make.
+        return Err(
+            "credentials do not go in the address; use a secret path or query \
+                    if the receiver takes one"
+                .to_owned(),
+        );
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("the host is missing".to_owned());
+    }
+    // The URI type takes any text after the host's `:`, and has no port then.
+    let after_host = authority
+        .rsplit_once(']')
+        .map_or(authority, |(_, rest)| rest);
+    if after_host.contains(':') && uri.port().is_none() {
+        return Err("the port is not a number".to_owned());
+    }
+    Ok(Transport::Http(url.to_owned()))
+}
+
+/// `HOST:PORT`, after `smtp://` or `smtps://` (`implicit_tls`).
+fn parse_smtp(rest: &str, implicit_tls: bool) -> Result<Transport, String> {
+    if rest.contains('@') {
+        return Err(
+            "credentials do not go on the command line; set SPARK_SMTP_USERNAME \
+                    and SPARK_SMTP_PASSWORD"
+                .to_owned(),
+        );
+    }
+    let (host, port) = rest
+        .trim_end_matches('/')
+        .rsplit_once(':')
+        .ok_or("give the port: smtp://HOST:PORT")?;
+    let port = port.parse().map_err(|_| "the port is not a number")?;
+    if host.is_empty() {
+        return Err("the host is missing".to_owned());
+    }
+    Ok(Transport::Smtp {
+        host: host.to_owned(),
+        port,
+        implicit_tls,
+    })
 }
 
 /// The directory of a `file:` transport, created if need be.
@@ -183,6 +199,7 @@ mod tests {
         for url in [
             "http://127.0.0.1:8080/hooks/seen",
             "https://hooks.example.com/T0/B1?token=x@y",
+            "http://[::1]:8080/hook",
         ] {
             assert_eq!(
                 url.parse::<Transport>().unwrap(),
@@ -195,8 +212,10 @@ mod tests {
                 "credentials do not go on the command line",
             ),
             ("https://user:secret@host/hook", "credentials do not go in"),
-            ("http:///hook", "the host is missing"),
+            ("http:///hook", "not a URL"),
             ("http://:80/hook", "the host is missing"),
+            ("http://host:port/hook", "the port is not a number"),
+            ("https://bad host/hook", "not a URL"),
             ("smtp://host", "give the port"),
             ("smtp://host:port", "not a number"),
             ("file:", "name a directory"),
