@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc;
 
 use crate::error::Error;
@@ -122,13 +122,25 @@ pub struct SendReport {
     pub failed: u64,
     /// Pending items left alone: no transport for their route.
     pub waiting: u64,
+    /// Pending items not tried because their route failed [`GIVE_UP_AFTER`] times in
+    /// a row in this run.
+    pub skipped: u64,
     /// (outbox id, why) for each failure; not part of `--json`.
     #[serde(skip)]
     pub problems: Vec<(u64, String)>,
     /// How many items of each route without a transport wait; not part of `--json`.
     #[serde(skip)]
     pub unrouted: BTreeMap<Route, u64>,
+    /// The routes given up in this run, with how many items each left untried; not
+    /// part of `--json`.
+    #[serde(skip)]
+    pub given_up: BTreeMap<Route, u64>,
 }
+
+/// Failures in a row after which a run stops trying a route: its transport looks down
+/// (an unreachable server costs a timeout per item, 30 s each), and the rest of its
+/// items wait, untried, for the next `outbox send`.
+pub const GIVE_UP_AFTER: u32 = 5;
 
 /// A transport made ready for one kind of item.
 enum Sender {
@@ -189,58 +201,34 @@ impl Tenant {
             })
             .collect::<Result<_, _>>()?;
         let mut report = SendReport::default();
-        let mut senders = BTreeMap::new();
-        let mut routed = Vec::new();
-        for item in pending {
-            let route = Route::of(&item);
-            if !senders.contains_key(&route)
-                && let Some(transport) = destinations.transport(&route)
-            {
-                let sender = Sender::new(item.kind, transport, concurrency)?;
-                senders.insert(route.clone(), sender);
-            }
-            if senders.contains_key(&route) {
-                routed.push((route, item));
-            } else {
-                report.waiting += 1;
-                *report.unrouted.entry(route).or_default() += 1;
-            }
-        }
-        let workers = if senders.values().any(Sender::in_order) {
-            1
-        } else {
-            concurrency.clamp(1, routed.len().max(1))
-        };
+        let plan = Plan::new(pending, destinations, concurrency, &mut report)?;
 
         // Workers send; this thread marks each result as it comes, so the store has
         // one writer and an item is marked right after it went out.
-        let next = AtomicUsize::new(0);
         let (results, received) = mpsc::channel();
         let (tenant, store) = (&self.name, &mut self.store);
         std::thread::scope(|scope| {
-            for _ in 0..workers {
+            for _ in 0..plan.workers(concurrency) {
                 let results = results.clone();
-                let (next, routed, senders) = (&next, &routed, &senders);
-                scope.spawn(move || {
-                    loop {
-                        let index = next.fetch_add(1, Ordering::Relaxed);
-                        let Some((route, item)) = routed.get(index) else {
-                            break;
-                        };
-                        let result = senders[route].send(tenant, item);
-                        if results.send((index, result)).is_err() {
-                            break; // the marking thread stopped on a store error
-                        }
-                    }
-                });
+                let plan = &plan;
+                scope.spawn(move || plan.work(tenant, &results));
             }
             drop(results);
             for (index, result) in received {
-                let mut item = routed[index].1.clone();
+                let (route, item) = &plan.items[index];
+                let Some(result) = result else {
+                    report.skipped += 1;
+                    *report
+                        .given_up
+                        .entry(plan.routes[*route].0.clone())
+                        .or_default() += 1;
+                    continue;
+                };
+                let mut item = item.clone();
                 settle(&mut item, result, &mut report);
                 // Marked at once: a crash after this line never sends the item again.
                 store.update_outbox(&item)?;
-                progress(&report, routed.len());
+                progress(&report, plan.items.len());
             }
             Ok::<_, Error>(())
         })?;
@@ -262,6 +250,90 @@ impl Tenant {
         })?;
         self.store.flush()?;
         Ok(pruned)
+    }
+}
+
+/// What a run sends: each route that has a transport, with its sender, and each item
+/// to send with the index of its route.
+struct Plan {
+    routes: Vec<(Route, Sender)>,
+    items: Vec<(usize, OutboxItem)>,
+    /// The next item to send, for the workers to share.
+    next: AtomicUsize,
+    /// Per route, counted by the workers, so that the next item of a route that just
+    /// failed for the fifth time in a row is not even begun.
+    failures_in_a_row: Vec<AtomicU32>,
+}
+
+/// What a worker says of one item: `None` when it was not tried (its route was given
+/// up), else how sending it went.
+type Attempt = (usize, Option<Result<(), String>>);
+
+impl Plan {
+    /// Makes a sender for each route of `pending` that has a transport; the items of the
+    /// others are counted in `report` as waiting.
+    fn new(
+        pending: Vec<OutboxItem>,
+        destinations: &Destinations,
+        connections: usize,
+        report: &mut SendReport,
+    ) -> Result<Self, Error> {
+        let mut routes: Vec<(Route, Sender)> = Vec::new();
+        let mut items = Vec::new();
+        for item in pending {
+            let route = Route::of(&item);
+            if let Some(index) = routes.iter().position(|(known, _)| *known == route) {
+                items.push((index, item));
+            } else if let Some(transport) = destinations.transport(&route) {
+                routes.push((route, Sender::new(item.kind, transport, connections)?));
+                items.push((routes.len() - 1, item));
+            } else {
+                report.waiting += 1;
+                *report.unrouted.entry(route).or_default() += 1;
+            }
+        }
+        let failures_in_a_row = routes.iter().map(|_| AtomicU32::new(0)).collect();
+        Ok(Plan {
+            routes,
+            items,
+            next: AtomicUsize::new(0),
+            failures_in_a_row,
+        })
+    }
+
+    /// How many workers send at once: one when anything is printed, else `concurrency`
+    /// (no more than there are items).
+    fn workers(&self, concurrency: usize) -> usize {
+        if self.routes.iter().any(|(_, sender)| sender.in_order()) {
+            1
+        } else {
+            concurrency.clamp(1, self.items.len().max(1))
+        }
+    }
+
+    /// A worker: takes the next item until none is left, and says how each went.
+    fn work(&self, tenant: &str, results: &mpsc::Sender<Attempt>) {
+        loop {
+            let index = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some((route, item)) = self.items.get(index) else {
+                return;
+            };
+            let failures = &self.failures_in_a_row[*route];
+            let result = if failures.load(Ordering::Relaxed) >= GIVE_UP_AFTER {
+                None
+            } else {
+                let result = self.routes[*route].1.send(tenant, item);
+                if result.is_ok() {
+                    failures.store(0, Ordering::Relaxed);
+                } else {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(result)
+            };
+            if results.send((index, result)).is_err() {
+                return; // the marking thread stopped on a store error
+            }
+        }
     }
 }
 

@@ -85,7 +85,7 @@ mod time;
 mod transport;
 mod wasm;
 
-pub use delivery::{DEFAULT_CONCURRENCY, Destinations, Route, SendReport};
+pub use delivery::{DEFAULT_CONCURRENCY, Destinations, GIVE_UP_AFTER, Route, SendReport};
 pub use error::{CallError, Error};
 pub use event::{Effect, Event, Invocation, Mail};
 pub use generators::{Condition, Generator, ModelDescription, Verdict};

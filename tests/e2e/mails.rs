@@ -284,7 +284,10 @@ fn file_delivery_writes_one_message_per_mail_once() {
         .run(&["outbox", "send", "--transport", &target, "--json"])
         .ok()
         .json();
-    assert_eq!(report, json!({ "sent": 2, "failed": 0, "waiting": 0 }));
+    assert_eq!(
+        report,
+        json!({ "sent": 2, "failed": 0, "waiting": 0, "skipped": 0 })
+    );
     let mut files: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|entry| entry.unwrap().file_name().into_string().unwrap())
@@ -302,7 +305,10 @@ fn file_delivery_writes_one_message_per_mail_once() {
         .run(&["outbox", "send", "--transport", &target, "--json"])
         .ok()
         .json();
-    assert_eq!(again, json!({ "sent": 0, "failed": 0, "waiting": 0 }));
+    assert_eq!(
+        again,
+        json!({ "sent": 0, "failed": 0, "waiting": 0, "skipped": 0 })
+    );
     let statuses: Vec<Value> = spark
         .outbox()
         .iter()
@@ -412,7 +418,10 @@ fn delivery_to_a_real_smtp_server_and_a_refusal_that_keeps_the_mail() {
         .run(&["outbox", "send", "--transport", &refusing.url(), "--json"])
         .code(1)
         .stderr_has("refuses everyone");
-    assert_eq!(run.json(), json!({ "sent": 0, "failed": 1, "waiting": 0 }));
+    assert_eq!(
+        run.json(),
+        json!({ "sent": 0, "failed": 1, "waiting": 0, "skipped": 0 })
+    );
     let item = &spark.outbox()[0];
     assert_eq!(item["status"], "pending");
     assert_eq!(item["attempts"], 1);
@@ -429,7 +438,10 @@ fn delivery_to_a_real_smtp_server_and_a_refusal_that_keeps_the_mail() {
         .run(&["outbox", "send", "--transport", &server.url(), "--json"])
         .ok()
         .json();
-    assert_eq!(report, json!({ "sent": 1, "failed": 0, "waiting": 0 }));
+    assert_eq!(
+        report,
+        json!({ "sent": 1, "failed": 0, "waiting": 0, "skipped": 0 })
+    );
     let received = server.received();
     assert_eq!(received.len(), 1);
     let message = &received[0];
@@ -478,7 +490,10 @@ fn many_mails_sent_at_once_over_pooled_connections_each_arrive_once() {
         ])
         .ok()
         .json();
-    assert_eq!(report, json!({ "sent": 24, "failed": 0, "waiting": 0 }));
+    assert_eq!(
+        report,
+        json!({ "sent": 24, "failed": 0, "waiting": 0, "skipped": 0 })
+    );
     let mut ids: Vec<u64> = server
         .received()
         .iter()

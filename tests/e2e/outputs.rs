@@ -54,7 +54,10 @@ fn outputs_are_posted_to_a_real_http_server_once_each() {
     let server = HttpServer::start(204);
     let spark = audited(&format!("seen = \"{}/hooks/seen\"", server.url()));
     let report = spark.run(&["outbox", "send", "--json"]).ok().json();
-    assert_eq!(report, json!({ "sent": 2, "failed": 0, "waiting": 0 }));
+    assert_eq!(
+        report,
+        json!({ "sent": 2, "failed": 0, "waiting": 0, "skipped": 0 })
+    );
 
     let received = server.received();
     assert_eq!(received.len(), 2, "{received:?}");
@@ -73,7 +76,10 @@ fn outputs_are_posted_to_a_real_http_server_once_each() {
 
     // Sent is sent: nothing goes twice.
     let again = spark.run(&["outbox", "send", "--json"]).ok().json();
-    assert_eq!(again, json!({ "sent": 0, "failed": 0, "waiting": 0 }));
+    assert_eq!(
+        again,
+        json!({ "sent": 0, "failed": 0, "waiting": 0, "skipped": 0 })
+    );
     assert_eq!(server.received().len(), 2);
 }
 
@@ -85,7 +91,10 @@ fn many_outputs_sent_at_once_each_arrive_once_and_are_marked() {
         .run(&["outbox", "send", "--concurrency", "8", "--json"])
         .ok()
         .json();
-    assert_eq!(report, json!({ "sent": 40, "failed": 0, "waiting": 0 }));
+    assert_eq!(
+        report,
+        json!({ "sent": 40, "failed": 0, "waiting": 0, "skipped": 0 })
+    );
     let expected: Vec<String> = (1..=40).map(|id| format!("spark.default.{id}")).collect();
     assert_eq!(server.idempotency_keys(), expected);
     assert!(
@@ -107,7 +116,10 @@ fn a_refusing_or_absent_receiver_keeps_the_outputs_for_the_next_send() {
         .code(1)
         .stderr_has("outbox item 1 was not sent (it stays pending)")
         .stderr_has("503 Service Unavailable: the test server is busy");
-    assert_eq!(run.json(), json!({ "sent": 0, "failed": 2, "waiting": 0 }));
+    assert_eq!(
+        run.json(),
+        json!({ "sent": 0, "failed": 2, "waiting": 0, "skipped": 0 })
+    );
     assert_eq!(refusing.received().len(), 2);
     let item = &spark.outbox()[0];
     assert_eq!(item["status"], "pending");
@@ -149,6 +161,45 @@ fn a_refusing_or_absent_receiver_keeps_the_outputs_for_the_next_send() {
 }
 
 #[test]
+fn a_route_that_fails_five_times_in_a_row_is_given_up_for_the_run() {
+    let refusing = HttpServer::start(503);
+    let spark = audited_jobs(&format!("seen = \"{}/seen\"", refusing.url()), 12);
+    let run = spark
+        .run(&["outbox", "send", "--concurrency", "1", "--json"])
+        .code(1)
+        .stderr_has(
+            "outputs of channel `seen`: 5 failures in a row, so 7 more were not tried; \
+             they wait for the next `outbox send`",
+        );
+    assert_eq!(
+        run.json(),
+        json!({ "sent": 0, "failed": 5, "waiting": 0, "skipped": 7 })
+    );
+    assert_eq!(refusing.received().len(), 5);
+    let attempts: Vec<u64> = statuses(&spark).iter().map(|(_, n)| *n).collect();
+    assert_eq!(attempts, [1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0]);
+
+    // With several at once, those in flight still finish; none is lost or doubled.
+    let run = spark.run(&["outbox", "send", "--json"]).code(1).json();
+    let (failed, skipped) = (
+        run["failed"].as_u64().unwrap(),
+        run["skipped"].as_u64().unwrap(),
+    );
+    assert!((5..=8).contains(&failed), "{run}");
+    assert_eq!(failed + skipped, 12, "{run}");
+    assert_eq!(refusing.received().len() as u64, 5 + failed);
+
+    let accepting = HttpServer::start(200);
+    let seen = format!("seen={}/seen", accepting.url());
+    let summary = spark
+        .run(&["outbox", "send", "--output", &seen])
+        .ok()
+        .stdout;
+    assert_eq!(summary.trim(), "12 sent, 0 failed");
+    assert_eq!(accepting.received().len(), 12);
+}
+
+#[test]
 fn outputs_of_a_channel_without_a_transport_wait_untouched() {
     let spark = audited("other = \"stdout\"");
     let run = spark
@@ -158,7 +209,10 @@ fn outputs_of_a_channel_without_a_transport_wait_untouched() {
         .stderr_has("--output seen=TRANSPORT");
     // With a channel routed to stdout, the summary goes to stderr.
     let summary: Value = serde_json::from_str(run.stderr.lines().last().unwrap()).unwrap();
-    assert_eq!(summary, json!({ "sent": 0, "failed": 0, "waiting": 2 }));
+    assert_eq!(
+        summary,
+        json!({ "sent": 0, "failed": 0, "waiting": 2, "skipped": 0 })
+    );
     assert!(run.stdout.is_empty(), "{}", run.stdout);
     assert_eq!(
         statuses(&spark),

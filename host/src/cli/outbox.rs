@@ -5,8 +5,8 @@ use clap::builder::TypedValueParser as _;
 use clap::{Args, Subcommand};
 use serde_json::json;
 use spark_host::{
-    DEFAULT_CONCURRENCY, Destinations, OutboxItem, OutboxKind, OutboxStatus, Route, Transport,
-    format_time, parse_time,
+    DEFAULT_CONCURRENCY, Destinations, GIVE_UP_AFTER, OutboxItem, OutboxKind, OutboxStatus, Route,
+    Transport, format_time, parse_time,
 };
 
 use super::output::{self, Table};
@@ -53,8 +53,8 @@ pub struct Send {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_CONCURRENCY,
           value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
     concurrency: usize,
-    /// Print the summary as one JSON object: sent, failed, waiting (on stderr when
-    /// anything goes to `stdout`).
+    /// Print the summary as one JSON object: sent, failed, waiting, skipped (on stderr
+    /// when anything goes to `stdout`).
     #[arg(long)]
     json: bool,
 }
@@ -143,10 +143,19 @@ impl Send {
             };
             eprintln!("warning: {route}: {count} waiting, no transport ({how})");
         }
+        for (route, count) in &report.given_up {
+            eprintln!(
+                "error: {route}: {GIVE_UP_AFTER} failures in a row, so {count} more were not \
+                 tried; they wait for the next `outbox send`"
+            );
+        }
         let summary = if self.json {
             serde_json::to_string(&report)?
         } else {
             let mut summary = format!("{} sent, {} failed", report.sent, report.failed);
+            if report.skipped > 0 {
+                summary.push_str(&format!(", {} not tried", report.skipped));
+            }
             if report.waiting > 0 {
                 summary.push_str(&format!(", {} waiting for a transport", report.waiting));
             }
