@@ -7,6 +7,7 @@
 //! cargo run --release -p spark-bench -- --challenges 20000 --seed 7
 //! ```
 
+mod delivery;
 mod measure;
 mod native;
 mod scale;
@@ -23,11 +24,13 @@ use measure::{Mode, Run};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const USAGE: &str = "\
-usage: spark-bench [--challenges N[,N...]] [--seed S] [--tenants T]
+usage: spark-bench [--challenges N[,N...]] [--seed S] [--tenants T] [--delivery D]
   --challenges  workload sizes, each measured natively, in wasm and with fresh
                 instances (default 10000,100000)
   --seed        the workload generator's seed (default 42)
   --tenants     tenants for the many-tenants measurement; 0 skips it (default 1000)
+  --delivery    challenges whose mails `outbox send` sends to a local SMTP server,
+                1, 4 and 8 at a time; 0 skips it (default 100)
 BENCHMARKS.md explains each measurement.
 ";
 
@@ -36,6 +39,7 @@ struct Options {
     challenges: Vec<u64>,
     seed: u64,
     tenants: usize,
+    delivery: u64,
 }
 
 fn options(args: &[String]) -> anyhow::Result<Options> {
@@ -43,6 +47,7 @@ fn options(args: &[String]) -> anyhow::Result<Options> {
         challenges: vec![10_000, 100_000],
         seed: 42,
         tenants: 1_000,
+        delivery: 100,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -59,6 +64,7 @@ fn options(args: &[String]) -> anyhow::Result<Options> {
             }
             "--seed" => options.seed = value()?.parse()?,
             "--tenants" => options.tenants = value()?.parse()?,
+            "--delivery" => options.delivery = value()?.parse()?,
             "--help" | "-h" => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -201,7 +207,43 @@ fn main() -> anyhow::Result<()> {
             tenants.first_event_p99_ms
         );
     }
+    if options.delivery > 0 {
+        print_delivery(delivery::measure(
+            options.delivery,
+            options.seed,
+            &cache_dir(),
+            &[1, 4, 8],
+        )?);
+    }
     Ok(())
+}
+
+fn print_delivery(delivery: Option<delivery::Delivery>) {
+    let Some(delivery) = delivery else {
+        println!(
+            "delivery: not measured; it needs python3 with aiosmtpd \
+             (pip install -r tests/requirements.txt)"
+        );
+        return;
+    };
+    let rate = |seconds: f64| delivery.mails as f64 / seconds;
+    let (_, baseline) = delivery.seconds[0];
+    let rates: Vec<String> = delivery
+        .seconds
+        .iter()
+        .map(|&(concurrency, seconds)| {
+            format!(
+                "{concurrency} at a time {:.0}/s ({:.2}x)",
+                rate(seconds),
+                baseline / seconds
+            )
+        })
+        .collect();
+    println!(
+        "delivery: {} mails by `outbox send` over SMTP to aiosmtpd on loopback: {}",
+        delivery.mails,
+        rates.join(", ")
+    );
 }
 
 /// Pairs of runs (live instances, then fresh ones) that the cost of a fresh instance is
@@ -319,9 +361,12 @@ mod tests {
 
     #[test]
     fn options_parse_and_refuse_what_they_do_not_know() {
-        let parsed = options(&args("--challenges 100,2000 --seed 7 --tenants 0")).unwrap();
+        let parsed = options(&args(
+            "--challenges 100,2000 --seed 7 --tenants 0 --delivery 0",
+        ))
+        .unwrap();
         assert_eq!(parsed.challenges, [100, 2000]);
-        assert_eq!((parsed.seed, parsed.tenants), (7, 0));
+        assert_eq!((parsed.seed, parsed.tenants, parsed.delivery), (7, 0, 0));
         let defaults = options(&[]).unwrap();
         assert_eq!(defaults.challenges, [10_000, 100_000]);
         let unknown = options(&args("--challenge 5")).unwrap_err().to_string();

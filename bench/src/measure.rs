@@ -125,7 +125,7 @@ pub fn run(mode: Mode, challenges: u64, seed: u64, cache: &Path) -> anyhow::Resu
 /// The example's manifest (`examples/challenges/spark.toml`: its modules with their
 /// sources, handlers and clocks, its mail settings and templates) and its path, with
 /// the modules' code as `mode` runs it.
-fn example_manifest(mode: Mode) -> anyhow::Result<(Manifest, PathBuf)> {
+pub fn example_manifest(mode: Mode) -> anyhow::Result<(Manifest, PathBuf)> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/challenges/spark.toml");
     let mut manifest = Manifest::load(&path)?;
     for module in &mut manifest.modules {
