@@ -4,7 +4,9 @@
 //! Over HTTP the body is the payload itself, so that a handler can speak a webhook's
 //! own format; the output's id goes in the `Idempotency-Key` header
 //! (`spark.TENANT.ID`), which a receiver can use to recognise an output delivered
-//! again after a crash between delivering and marking it sent. To a file or stdout an
+//! again after a crash between delivering and marking it sent. With a secret in
+//! `SPARK_OUTPUT_SECRET`, each POST is signed (`Spark-Signature`, see [`signature`]),
+//! so that a receiver can tell Spark's requests from anyone else's. To a file or stdout an
 //! output goes as one JSON object that also names its id, tenant, channel, event and
 //! handler, since nothing else there would.
 
@@ -12,11 +14,13 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
+use sha2::Sha256;
 
 use crate::error::Error;
 use crate::store::{OutboxItem, OutboxKind};
-use crate::time::format_time;
+use crate::time::{format_time, wall_clock_ms};
 use crate::transport::{Transport, file_dir, write_file};
 
 /// How long one HTTP delivery may take in all, as long as an SMTP one.
@@ -27,9 +31,18 @@ const ERROR_BODY_BYTES: u64 = 512;
 /// A way to deliver outputs, built once per `outbox send`.
 pub(crate) enum OutputSender {
     File(PathBuf),
-    Http { url: String, agent: ureq::Agent },
+    Http {
+        url: String,
+        agent: ureq::Agent,
+        /// The key that signs each request, if the operator gave one.
+        secret: Option<Vec<u8>>,
+    },
     Stdout,
 }
+
+/// The environment variable whose value signs outputs sent over HTTP. From the
+/// environment, like SMTP credentials: never in the manifest or on the command line.
+pub const SECRET_VAR: &str = "SPARK_OUTPUT_SECRET";
 
 impl OutputSender {
     /// A sender keeping up to `connections` HTTP connections open for reuse.
@@ -40,6 +53,7 @@ impl OutputSender {
             Transport::Stdout => OutputSender::Stdout,
             Transport::Http(url) => OutputSender::Http {
                 url: url.clone(),
+                secret: secret(url)?,
                 agent: ureq::Agent::config_builder()
                     .timeout_global(Some(HTTP_TIMEOUT))
                     // A redirect would turn the POST into a GET elsewhere: the
@@ -67,7 +81,9 @@ impl OutputSender {
                 writeln!(std::io::stdout().lock(), "{}", envelope(tenant, item))
                     .map_err(|error| format!("cannot write to stdout: {error}"))
             }
-            OutputSender::Http { url, agent } => post(agent, url, tenant, item),
+            OutputSender::Http { url, agent, secret } => {
+                post(agent, url, secret.as_deref(), tenant, item)
+            }
         }
     }
 }
@@ -95,12 +111,55 @@ fn body(item: &OutboxItem) -> (String, &'static str) {
     }
 }
 
-fn post(agent: &ureq::Agent, url: &str, tenant: &str, item: &OutboxItem) -> Result<(), String> {
+/// The signing key from [`SECRET_VAR`], if set; an empty one is refused, since it
+/// would sign with a key anyone can guess.
+fn secret(url: &str) -> Result<Option<Vec<u8>>, Error> {
+    match std::env::var_os(SECRET_VAR) {
+        None => Ok(None),
+        Some(secret) if secret.is_empty() => Err(Error::InvalidTransport {
+            transport: url.to_owned(),
+            why: format!("{SECRET_VAR} is set but empty"),
+        }),
+        Some(secret) => Ok(Some(secret.into_encoded_bytes())),
+    }
+}
+
+/// The `Spark-Signature` header of a request: `t=TIMESTAMP,v1=HEX`, where HEX is the
+/// HMAC-SHA256, keyed with the secret, of `TIMESTAMP.IDEMPOTENCY-KEY.BODY` (TIMESTAMP in
+/// unix seconds). A receiver recomputes it, compares in constant time, and refuses an
+/// old timestamp, so that a captured request cannot be replayed later.
+pub fn signature(secret: &[u8], timestamp: i64, idempotency_key: &str, body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(format!("{timestamp}.{idempotency_key}.").as_bytes());
+    mac.update(body.as_bytes());
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    format!("t={timestamp},v1={hex}")
+}
+
+fn post(
+    agent: &ureq::Agent,
+    url: &str,
+    secret: Option<&[u8]>,
+    tenant: &str,
+    item: &OutboxItem,
+) -> Result<(), String> {
     let (body, content_type) = body(item);
-    let mut response = agent
-        .post(url)
-        .header("Idempotency-Key", format!("spark.{tenant}.{}", item.id))
-        .content_type(content_type)
+    let idempotency_key = format!("spark.{tenant}.{}", item.id);
+    let mut request = agent.post(url).content_type(content_type);
+    if let Some(secret) = secret {
+        let now = wall_clock_ms() / 1000;
+        request = request.header(
+            "Spark-Signature",
+            signature(secret, now, &idempotency_key, &body),
+        );
+    }
+    let mut response = request
+        .header("Idempotency-Key", idempotency_key)
         .send(body)
         .map_err(|error| format!("POST {url}: {error}"))?;
     let status = response.status();
@@ -165,6 +224,28 @@ mod tests {
                 "payload": [1, 2],
             })
         );
+    }
+
+    #[test]
+    fn the_signature_is_the_hmac_of_time_key_and_body() {
+        // Computed independently: Python's hmac.new(b"whsec", MESSAGE, hashlib.sha256).
+        assert_eq!(
+            signature(
+                b"whsec",
+                1_700_000_000,
+                "spark.acme.7",
+                r#"{"key":"job_1"}"#
+            ),
+            "t=1700000000,v1=d215b7d2df8ba054a76cdf279b08c6249285830e580849c2f8e7da2aeaf04c24"
+        );
+        let other_body = signature(b"whsec", 1_700_000_000, "spark.acme.7", "{}");
+        let other_key = signature(
+            b"whsec",
+            1_700_000_000,
+            "spark.acme.8",
+            r#"{"key":"job_1"}"#,
+        );
+        assert_ne!(other_body, other_key);
     }
 
     #[test]

@@ -1,33 +1,50 @@
 """A real HTTP server for the tests, on loopback: Python's own http.server, answering
 every POST with STATUS and writing what it received (path, headers, body) as one JSON
-line to LOG. Prints `ready PORT` once it listens; stops when its stdin closes (the test
-that started it ends).
+line to LOG. With SECRET, it also checks each request's Spark-Signature as a receiver
+would (README.md, "Sending the outbox") and records whether it held. Prints
+`ready PORT` once it listens; stops when its stdin closes (the test that started it
+ends).
 
-usage: http_server.py LOG STATUS
+usage: http_server.py LOG STATUS [SECRET]
 """
 
+import hashlib
+import hmac
 import json
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-def handler(log_path, status):
+def signature_holds(secret, headers, body):
+    """Spark-Signature: t=TIMESTAMP,v1=HEX, HEX the HMAC-SHA256 of
+    TIMESTAMP.IDEMPOTENCY-KEY.BODY; refused when more than 5 minutes old."""
+    fields = dict(
+        part.split("=", 1) for part in headers.get("Spark-Signature", "").split(",") if "=" in part
+    )
+    if "t" not in fields or "v1" not in fields:
+        return False
+    message = f"{fields['t']}.{headers.get('Idempotency-Key', '')}.".encode() + body
+    expected = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+    fresh = abs(time.time() - int(fields["t"])) < 300
+    return fresh and hmac.compare_digest(expected, fields["v1"])
+
+
+def handler(log_path, status, secret):
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
             length = int(self.headers.get("Content-Length", 0))
-            body = self.rfile.read(length).decode("utf-8")
+            raw = self.rfile.read(length)
+            request = {
+                "path": self.path,
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+                "body": raw.decode("utf-8"),
+            }
+            if secret is not None:
+                request["signature_holds"] = signature_holds(secret, self.headers, raw)
             with open(log_path, "a", encoding="utf-8") as log:
-                log.write(
-                    json.dumps(
-                        {
-                            "path": self.path,
-                            "headers": {k.lower(): v for k, v in self.headers.items()},
-                            "body": body,
-                        }
-                    )
-                    + "\n"
-                )
+                log.write(json.dumps(request) + "\n")
             answer = b"" if status < 300 else b"the test server is busy"
             self.send_response(status)
             self.send_header("Content-Length", str(len(answer)))
@@ -42,7 +59,8 @@ def handler(log_path, status):
 
 def main():
     log_path, status = sys.argv[1], int(sys.argv[2])
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler(log_path, status))
+    secret = sys.argv[3] if len(sys.argv) > 3 else None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler(log_path, status, secret))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print("ready", server.server_address[1], flush=True)
     sys.stdin.read()

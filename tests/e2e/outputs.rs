@@ -84,6 +84,51 @@ fn outputs_are_posted_to_a_real_http_server_once_each() {
 }
 
 #[test]
+fn with_a_secret_each_post_is_signed_as_the_readme_says() {
+    let server = HttpServer::start_checking(200, Some("whsec-test"));
+    let spark = audited(&format!("seen = \"{}/seen\"", server.url()));
+    spark
+        .run_with_env(
+            &[("SPARK_OUTPUT_SECRET", "whsec-test")],
+            &["outbox", "send"],
+            "",
+        )
+        .ok();
+    let received = server.received();
+    assert_eq!(received.len(), 2);
+    for request in &received {
+        assert_eq!(request["signature_holds"], true, "{request}");
+    }
+
+    // Signed with another secret, the receiver refuses the signature.
+    let fresh = audited(&format!("seen = \"{}/seen\"", server.url()));
+    fresh
+        .run_with_env(&[("SPARK_OUTPUT_SECRET", "guess")], &["outbox", "send"], "")
+        .ok();
+    let holds: Vec<bool> = server
+        .received()
+        .iter()
+        .map(|request| request["signature_holds"].as_bool().unwrap())
+        .collect();
+    assert_eq!(holds.iter().filter(|holds| **holds).count(), 2, "{holds:?}");
+    assert_eq!(holds.len(), 4);
+
+    // Without a secret, no signature; an empty one is a mistake, refused.
+    let unsigned = audited(&format!("seen = \"{}/seen\"", server.url()));
+    unsigned
+        .run_with_env(&[("SPARK_OUTPUT_SECRET", "")], &["outbox", "send"], "")
+        .code(2)
+        .stderr_has("SPARK_OUTPUT_SECRET is set but empty");
+    unsigned.run(&["outbox", "send"]).ok();
+    let received = server.received();
+    assert_eq!(received.len(), 6);
+    let unsigned = received
+        .iter()
+        .filter(|r| r["headers"]["spark-signature"].is_null());
+    assert_eq!(unsigned.count(), 2);
+}
+
+#[test]
 fn many_outputs_sent_at_once_each_arrive_once_and_are_marked() {
     let server = HttpServer::start(200);
     let spark = audited_jobs(&format!("seen = \"{}/seen\"", server.url()), 40);
@@ -368,12 +413,17 @@ struct HttpServer {
 
 impl HttpServer {
     fn start(status: u16) -> Self {
+        Self::start_checking(status, None)
+    }
+
+    /// A server that also checks each request's signature against `secret`.
+    fn start_checking(status: u16, secret: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("requests.jsonl");
-        let (server, port) = PythonServer::start(
-            "http_server.py",
-            &[log.to_str().unwrap(), &status.to_string()],
-        );
+        let status = status.to_string();
+        let mut args = vec![log.to_str().unwrap(), &status];
+        args.extend(secret);
+        let (server, port) = PythonServer::start("http_server.py", &args);
         Self {
             _server: server,
             port: port.parse().expect("http_server.py prints its port"),

@@ -101,6 +101,10 @@ impl Spark {
             .env("SPARK_CACHE_DIR", cache_dir())
             .env_remove("SPARK_TENANT")
             .env_remove("SPARK_DATA_DIR")
+            .env_remove("SPARK_OUTPUT_SECRET")
+            .env_remove("SPARK_SMTP_TLS")
+            .env_remove("SPARK_SMTP_USERNAME")
+            .env_remove("SPARK_SMTP_PASSWORD")
             .env_remove("RUST_LOG");
         command
     }

@@ -43,9 +43,10 @@ pub struct Send {
     /// SPARK_SMTP_TLS is `opportunistic` (the default), `required` or `off`.
     #[arg(long, value_name = "TRANSPORT")]
     transport: Option<String>,
-    /// Where the outputs of CHANNEL go: `http(s)://…` (the payload POSTed),
-    /// `file:DIR` (one .json per output) or `stdout`; default: the channel's entry
-    /// under [outputs] in the manifest. Repeat for several channels.
+    /// Where the outputs of CHANNEL go: `http(s)://…` (the payload POSTed, signed with
+    /// SPARK_OUTPUT_SECRET if set), `file:DIR` (one .json per output) or `stdout`;
+    /// default: the channel's entry under [outputs] in the manifest. Repeat for
+    /// several channels.
     #[arg(long = "output", value_name = "CHANNEL=TRANSPORT", value_parser = channel_transport)]
     outputs: Vec<(String, Transport)>,
     /// How many items to send at once; their order is then not kept. Anything going
