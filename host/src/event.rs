@@ -157,23 +157,29 @@ impl Effect {
                 Ok(())
             }
             Effect::Output { channel, .. } => {
-                // The channel routes the output to a transport (`[outputs]` in the
-                // manifest) and is shown in listings and warnings: a name, like a group.
-                let why = if channel.is_empty() {
-                    "its channel name is empty".to_owned()
-                } else if channel.len() > MAX_CHANNEL_BYTES {
-                    format!("its channel name is over {MAX_CHANNEL_BYTES} bytes")
-                } else if channel.chars().any(char::is_control) {
-                    format!("its channel name {channel:?} contains control characters")
-                } else {
-                    return Ok(());
-                };
-                Err(CallError::InvalidOutput {
+                check_channel(channel).map_err(|why| CallError::InvalidOutput {
                     what: "output".to_owned(),
-                    why,
+                    why: format!("its {why}"),
                 })
             }
         }
+    }
+}
+
+/// Refuses a channel name that is not a name: the channel routes an output to a
+/// transport (`[outputs]` in the manifest) and is shown in listings and warnings, so it
+/// is one, like a group.
+pub fn check_channel(channel: &str) -> Result<(), String> {
+    if channel.is_empty() {
+        Err("channel name is empty".to_owned())
+    } else if channel.len() > MAX_CHANNEL_BYTES {
+        Err(format!("channel name is over {MAX_CHANNEL_BYTES} bytes"))
+    } else if channel.chars().any(char::is_control) {
+        Err(format!(
+            "channel name {channel:?} contains control characters"
+        ))
+    } else {
+        Ok(())
     }
 }
 

@@ -87,7 +87,7 @@ mod wasm;
 
 pub use delivery::{DEFAULT_CONCURRENCY, Destinations, GIVE_UP_AFTER, Route, SendReport};
 pub use error::{CallError, Error};
-pub use event::{Effect, Event, Invocation, Mail};
+pub use event::{Effect, Event, Invocation, Mail, check_channel};
 pub use generators::{Condition, Generator, ModelDescription, Verdict};
 pub use limits::{
     Limit, LimitOverrides, Limits, MAX_CHANNEL_BYTES, MAX_CONTEXT_BYTES, MAX_EMIT_DEPTH,

@@ -50,6 +50,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::Error;
+use crate::event::check_channel;
 use crate::generators::Generator;
 use crate::limits::LimitOverrides;
 use crate::mail::{MailSettings, check_template};
@@ -103,10 +104,11 @@ impl MailsEntry {
     }
 }
 
-/// `transport` parsed, with a relative `file:` directory made the manifest's (`base`),
-/// like module paths, and absolute, so that `outbox send` finds it from anywhere.
-fn resolve_transport(base: &Path, transport: &str) -> Result<Transport, Error> {
-    match transport.parse()? {
+/// `transport` checked to carry items of `kind`, as it is stored: a relative `file:`
+/// directory made the manifest's (`base`), like module paths, and absolute, so that
+/// `outbox send` finds it from anywhere.
+fn resolve_transport(base: &Path, transport: &str, kind: OutboxKind) -> Result<String, Error> {
+    let transport = match transport.parse()? {
         Transport::File(dir) if dir.is_relative() => {
             let dir = base.join(dir);
             let absolute = std::path::absolute(&dir).map_err(|source| Error::Io {
@@ -114,10 +116,12 @@ fn resolve_transport(base: &Path, transport: &str) -> Result<Transport, Error> {
                 path: dir,
                 error: source,
             })?;
-            Ok(Transport::File(absolute))
+            Transport::File(absolute)
         }
-        transport => Ok(transport),
-    }
+        transport => transport,
+    };
+    transport.check_carries(kind)?;
+    Ok(transport.to_string())
 }
 
 /// The templates in `dir`: `GROUP.txt` files, each checked. Hidden files are ignored;
@@ -258,19 +262,17 @@ impl Tenant {
         };
         let mut mail = manifest.mails.settings();
         if let Some(transport) = &mail.transport {
-            let transport = resolve_transport(base, transport).map_err(in_manifest)?;
-            transport
-                .check_carries(OutboxKind::Mail)
-                .map_err(in_manifest)?;
-            mail.transport = Some(transport.to_string());
+            let resolved = resolve_transport(base, transport, OutboxKind::Mail);
+            mail.transport = Some(resolved.map_err(in_manifest)?);
         }
         let mut outputs = BTreeMap::new();
         for (channel, transport) in &manifest.outputs {
-            let transport = resolve_transport(base, transport).map_err(in_manifest)?;
-            transport
-                .check_carries(OutboxKind::Output)
-                .map_err(in_manifest)?;
-            outputs.insert(channel.clone(), transport.to_string());
+            check_channel(channel).map_err(|why| Error::Manifest {
+                path: path.to_owned(),
+                why: format!("[outputs]: the {why}"),
+            })?;
+            let resolved = resolve_transport(base, transport, OutboxKind::Output);
+            outputs.insert(channel.clone(), resolved.map_err(in_manifest)?);
         }
         let settings = TenantSettings {
             limits: manifest.limits,

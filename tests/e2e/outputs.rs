@@ -313,7 +313,7 @@ fn a_transport_that_cannot_carry_its_route_is_refused_before_anything_is_sent() 
     let spark = audited("");
     for (args, why) in [
         (vec!["--output", "seen"], "write CHANNEL=TRANSPORT"),
-        (vec!["--output", "=stdout"], "write CHANNEL=TRANSPORT"),
+        (vec!["--output", "=stdout"], "the channel name is empty"),
         (
             vec!["--output", "seen=smtp://localhost:25"],
             "SMTP carries mails",
@@ -351,6 +351,11 @@ fn a_transport_that_cannot_carry_its_route_is_refused_before_anything_is_sent() 
         .run(&["apply", manifest.to_str().unwrap()])
         .code(2)
         .stderr_has("HTTP carries outputs");
+    let manifest = spark.write("bad.toml", "[outputs]\n\"a\\u0007b\" = \"stdout\"\n");
+    spark
+        .run(&["apply", manifest.to_str().unwrap()])
+        .code(2)
+        .stderr_has("[outputs]: the channel name \"a\\u{7}b\" contains control characters");
     // Nothing changed: the modules are still there.
     let modules = spark.run(&["module", "list", "--json"]).ok().json_lines();
     assert_eq!(modules.len(), 2);

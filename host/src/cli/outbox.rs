@@ -63,8 +63,8 @@ pub struct Send {
 fn channel_transport(text: &str) -> Result<(String, Transport), String> {
     let (channel, transport) = text
         .split_once('=')
-        .filter(|(channel, _)| !channel.is_empty())
         .ok_or("write CHANNEL=TRANSPORT, e.g. audit=file:audit")?;
+    spark_host::check_channel(channel).map_err(|why| format!("the {why}"))?;
     let transport = transport
         .parse()
         .map_err(|error: spark_host::Error| error.to_string())?;
