@@ -184,20 +184,13 @@ fn post(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::OutboxStatus;
 
     fn output(payload: Value) -> OutboxItem {
+        let data = json!({ "channel": "seen", "payload": payload });
         OutboxItem {
-            id: 7,
             event: "job_1".to_owned(),
             handler: "recorder".to_owned(),
-            kind: OutboxKind::Output,
-            data: json!({ "channel": "seen", "payload": payload }),
-            created_at_ms: 0,
-            status: OutboxStatus::Pending,
-            attempts: 0,
-            error: None,
-            sent_at_ms: None,
+            ..OutboxItem::pending(7, OutboxKind::Output, data)
         }
     }
 

@@ -36,6 +36,13 @@ fn audited_jobs(outputs: &str, jobs: u64) -> Spark {
     spark
 }
 
+/// `outbox send` with the channel `seen` routed to `server`: its summary line.
+fn send_to(spark: &Spark, server: &HttpServer) -> String {
+    let seen = format!("seen={}/seen", server.url());
+    let run = spark.run(&["outbox", "send", "--output", &seen]).ok();
+    run.stdout.trim().to_owned()
+}
+
 fn statuses(spark: &Spark) -> Vec<(String, u64)> {
     spark
         .outbox()
@@ -192,12 +199,7 @@ fn a_refusing_or_absent_receiver_keeps_the_outputs_for_the_next_send() {
 
     // Once the receiver takes them, each goes out once, with its old id.
     let accepting = HttpServer::start(200);
-    let seen = format!("seen={}/seen", accepting.url());
-    let summary = spark
-        .run(&["outbox", "send", "--output", &seen])
-        .ok()
-        .stdout;
-    assert_eq!(summary.trim(), "2 sent, 0 failed");
+    assert_eq!(send_to(&spark, &accepting), "2 sent, 0 failed");
     assert_eq!(
         accepting.idempotency_keys(),
         ["spark.default.1", "spark.default.2"]
@@ -235,12 +237,7 @@ fn a_route_that_fails_five_times_in_a_row_is_given_up_for_the_run() {
     assert_eq!(refusing.received().len() as u64, 5 + failed);
 
     let accepting = HttpServer::start(200);
-    let seen = format!("seen={}/seen", accepting.url());
-    let summary = spark
-        .run(&["outbox", "send", "--output", &seen])
-        .ok()
-        .stdout;
-    assert_eq!(summary.trim(), "12 sent, 0 failed");
+    assert_eq!(send_to(&spark, &accepting), "12 sent, 0 failed");
     assert_eq!(accepting.received().len(), 12);
 }
 

@@ -151,21 +151,9 @@ fn message(tenant: &str, item: &OutboxItem) -> Result<Message, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::OutboxStatus;
 
     fn item(data: Value) -> OutboxItem {
-        OutboxItem {
-            id: 42,
-            event: "e".to_owned(),
-            handler: "h".to_owned(),
-            kind: OutboxKind::Mail,
-            data,
-            created_at_ms: 0,
-            status: OutboxStatus::Pending,
-            attempts: 0,
-            error: None,
-            sent_at_ms: None,
-        }
+        OutboxItem::pending(42, OutboxKind::Mail, data)
     }
 
     #[test]

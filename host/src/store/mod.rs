@@ -79,6 +79,25 @@ pub struct OutboxItem {
     pub sent_at_ms: Option<i64>,
 }
 
+#[cfg(test)]
+impl OutboxItem {
+    /// A pending item no attempt was made to send, for tests.
+    pub(crate) fn pending(id: u64, kind: OutboxKind, data: serde_json::Value) -> Self {
+        OutboxItem {
+            id,
+            event: "e".to_owned(),
+            handler: "h".to_owned(),
+            kind,
+            data,
+            created_at_ms: 0,
+            status: OutboxStatus::Pending,
+            attempts: 0,
+            error: None,
+            sent_at_ms: None,
+        }
+    }
+}
+
 /// An outbox item before the store gives it an id.
 #[derive(Debug)]
 pub struct NewOutboxItem {
