@@ -50,9 +50,7 @@ impl Destinations {
                 .map(|(channel, transport)| Ok((channel.clone(), transport.parse()?)))
                 .collect::<Result<_, Error>>()?,
         };
-        if mails.is_some() {
-            destinations.mails = mails;
-        }
+        destinations.mails = mails.or(destinations.mails);
         destinations.outputs.extend(outputs);
         if let Some(transport) = &destinations.mails {
             transport.check_carries(OutboxKind::Mail)?;
@@ -236,9 +234,7 @@ impl Tenant {
         store.flush()?;
         Ok(report)
     }
-}
 
-impl Tenant {
     /// Removes the sent items of the outbox that were sent before `sent_before_ms`
     /// (wall-clock unix ms); pending ones always stay. Their ids are not given again.
     /// `outbox list` and `outbox send` read the whole outbox, so a tenant that sends a
