@@ -160,11 +160,15 @@ fn shape(tenant: &Tenant, input: &str) -> anyhow::Result<Shape> {
     let (mut outbox, mut items) = (0, 0);
     for item in tenant.outbox() {
         let item = item?;
+        let render_error = item
+            .payload
+            .as_mail()
+            .and_then(|mail| mail.render_error.as_ref());
         anyhow::ensure!(
-            item.data["render_error"].is_null(),
+            render_error.is_none(),
             "mail {} did not render: {}",
             item.id,
-            item.data["render_error"]
+            render_error.map_or("", String::as_str)
         );
         outbox += serde_json::to_vec(&item)?.len();
         items += 1;

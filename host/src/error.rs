@@ -129,12 +129,6 @@ fn known_models_hint(known: &[String]) -> String {
     }
 }
 
-impl From<sled::Error> for Error {
-    fn from(error: sled::Error) -> Self {
-        Error::Storage(error.to_string())
-    }
-}
-
 /// Why one call into a module failed. The variants are what an operator acts on; each
 /// message names the limit and its value where one was hit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]

@@ -18,8 +18,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::Error;
-use crate::store::ModuleRecord;
-use crate::tenant::Tenant;
 
 /// A generator as stored and listed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -318,8 +316,9 @@ impl Generator {
             name: name.to_owned(),
             why,
         };
-        crate::tenant::validate_name(name).map_err(|why| invalid(format!("its name: {why}")))?;
-        crate::tenant::validate_name(model)
+        crate::registration::validate_name(name)
+            .map_err(|why| invalid(format!("its name: {why}")))?;
+        crate::registration::validate_name(model)
             .map_err(|why| invalid(format!("its model `{model}`: {why}")))?;
         let probe = crate::Event {
             group: group.to_owned(),
@@ -525,99 +524,17 @@ pub enum ModelDescription {
     Record { fields: Vec<(String, String)> },
 }
 
-impl Tenant {
-    /// Defines a generator, or replaces one of the same name when `replace` is set.
-    pub fn add_generator(&mut self, generator: Generator, replace: bool) -> Result<(), Error> {
-        let exists = self
-            .store
-            .generators()?
-            .iter()
-            .any(|existing| existing.name == generator.name);
-        if exists && !replace {
-            return Err(Error::GeneratorExists(generator.name));
-        }
-        self.store.put_generator(&generator)
-    }
-
-    /// The generators, in name order.
-    pub fn generators(&self) -> Result<Vec<Generator>, Error> {
-        self.store.generators()
-    }
-
-    /// One generator.
-    pub fn generator(&self, name: &str) -> Result<Generator, Error> {
-        self.store
-            .generators()?
-            .into_iter()
-            .find(|generator| generator.name == name)
-            .ok_or_else(|| Error::UnknownGenerator(name.to_owned()))
-    }
-
-    /// Removes a generator.
-    pub fn remove_generator(&mut self, name: &str) -> Result<(), Error> {
-        if self.store.remove_generator(name)? {
-            Ok(())
-        } else {
-            Err(Error::UnknownGenerator(name.to_owned()))
-        }
-    }
-
-    /// Turns a generator on or off.
-    pub fn set_generator_active(&mut self, name: &str, active: bool) -> Result<(), Error> {
-        let mut generator = self.generator(name)?;
-        generator.active = active;
-        self.store.put_generator(&generator)
-    }
-
-    /// What conditions of generators on `model` can test.
-    pub fn describe_model(&mut self, model: &str, now_ms: i64) -> Result<ModelDescription, Error> {
-        self.require_model(model)?;
-        if let Some(record) = self.context_module(model)? {
-            if let Some(native) = self.natives.get(&record.hash) {
-                return Ok(ModelDescription::Module {
-                    module: record.name,
-                    variables: native.describe(model),
-                });
-            }
-            let compiled = self.compiled(&record)?;
-            let limits = self.limits_of(&record)?;
-            let inv = crate::Invocation {
-                tenant: self.name.clone(),
-                now_ms,
-                attempt: 1,
-            };
-            let variables = compiled
-                .instantiate(&self.engine, &limits)
-                .and_then(|mut instance| instance.describe(model, &inv))
-                .map_err(|error| Error::ModuleCannotStart {
-                    name: format!("module `{}`", record.name),
-                    error,
-                })?
-                .value;
-            return Ok(ModelDescription::Module {
-                module: record.name,
-                variables,
-            });
-        }
-        let sample = self.store.records(model, None, 1)?;
-        let fields = match sample.first() {
-            Some((_, record)) => match serde_json::from_str::<Value>(&record.json) {
-                Ok(Value::Object(map)) => map
-                    .iter()
-                    .map(|(name, value)| (name.clone(), type_name(value).to_owned()))
-                    .collect(),
-                _ => Vec::new(),
-            },
-            None => Vec::new(),
+impl ModelDescription {
+    /// The description of a model whose conditions test the record itself: the
+    /// top-level fields of `sample`, a stored record, with their JSON types.
+    pub(crate) fn of_record(sample: Option<&str>) -> Self {
+        let fields = match sample.map(serde_json::from_str::<Value>) {
+            Some(Ok(Value::Object(map))) => map
+                .iter()
+                .map(|(name, value)| (name.clone(), type_name(value).to_owned()))
+                .collect(),
+            _ => Vec::new(),
         };
-        Ok(ModelDescription::Record { fields })
-    }
-
-    /// The first module registered as source of `model` that exports a context function.
-    pub(crate) fn context_module(&self, model: &str) -> Result<Option<ModuleRecord>, Error> {
-        Ok(self.store.modules()?.into_iter().find(|module| {
-            module.sources.iter().any(|source| source == model)
-                && module.exports.iter().any(|export| export == "context")
-        }))
+        ModelDescription::Record { fields }
     }
 }

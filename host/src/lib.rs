@@ -47,22 +47,27 @@
 //!
 //! # Core concepts
 //! - [`Spark`]: the host over a data dir; [`Tenant`]: one tenant's modules and data,
-//!   walled off from every other tenant's.
-//! - [`Event`]: a group, a key unique across groups, a JSON context. The ledger keeps
-//!   every key seen ([`LedgerEntry`]); a key seen before goes no further.
-//! - [`Effect`]: what a handler returns: emitted events, mails and outputs. Mails and
-//!   outputs wait in the outbox ([`OutboxItem`]).
+//!   walled off from every other tenant's. Everything a tenant can do is a method of
+//!   [`Tenant`].
+//! - A *record* is an application's input: a JSON object with an `id`, of a model.
+//!   Sources turn records into [`Event`]s: a group, a key unique across groups, a JSON
+//!   context. The ledger keeps every key seen ([`LedgerEntry`]); a key seen before goes
+//!   no further.
+//! - A *delivery* is one handler's call with one new event. It returns [`Effect`]s:
+//!   emitted events, mails and outputs. A failed delivery is retried
+//!   ([`PendingDelivery`]), then parked ([`DeadLetter`]).
+//! - Mails and outputs wait in the outbox ([`OutboxItem`], its [`OutboxPayload`]) until
+//!   it is *sent*: `Tenant::send_outbox`, each item by the [`Transport`] its route has
+//!   in [`Destinations`].
 //! - Modules: components exporting `spark:engine/source`, `handler` and/or `context`,
-//!   registered with [`ModuleSpec`] and run under [`Limits`]; or [`NativeModule`]s, Rust
-//!   code in the host (the built-in mail handler is one).
+//!   registered with a [`ModuleSpec`] and run under [`Limits`]; or [`NativeModule`]s,
+//!   Rust code in the host (the built-in mail handler is one). A module's
+//!   [`Registration`] says which [`RegisteredCode`] it runs and what for.
 //! - [`Generator`]: events declared without code, from stored records and conditions.
-//! - Mails: rendered with the tenant's templates when committed. Mails and outputs
-//!   are sent from the outbox by `Tenant::send_outbox`, each by the [`Transport`] its
-//!   route has in [`Destinations`].
+//! - Mails: rendered with the tenant's templates when committed.
 //! - [`Error`] for requests that cannot be done; [`CallError`] for a module call that
 //!   failed, kept with its delivery in [`PendingDelivery`] or [`DeadLetter`].
 
-mod delivery;
 mod error;
 mod event;
 mod generators;
@@ -70,13 +75,17 @@ mod limits;
 mod mail;
 mod manifest;
 pub mod memory;
+mod modules;
 mod native;
-mod outputs;
+mod outbox;
 mod pipeline;
 mod records;
+mod registration;
 mod report;
 mod routes;
 mod runner;
+mod send;
+mod settings;
 mod source_memo;
 mod spark;
 mod store;
@@ -85,7 +94,6 @@ mod time;
 mod transport;
 mod wasm;
 
-pub use delivery::{DEFAULT_CONCURRENCY, Destinations, GIVE_UP_AFTER, Route, SendReport};
 pub use error::{CallError, Error};
 pub use event::{Effect, Event, Invocation, Mail, check_channel};
 pub use generators::{Condition, Generator, ModelDescription, Verdict};
@@ -93,18 +101,22 @@ pub use limits::{
     Limit, LimitOverrides, Limits, MAX_CHANNEL_BYTES, MAX_CONTEXT_BYTES, MAX_EMIT_DEPTH,
     MAX_GROUP_BYTES, MAX_KEY_BYTES,
 };
-pub use mail::{MailSettings, Rendered};
+pub use mail::Rendered;
 pub use manifest::{ApplyReport, Manifest, ModuleEntry};
+pub use modules::{ModuleChange, ModuleCode, ModuleSpec, ModuleSummary};
 pub use native::NativeModule;
+pub use outbox::{
+    ComposedMail, OutboxItem, OutboxKind, OutboxPayload, OutboxStatus, OutputPayload,
+};
 pub use records::MAX_RECORD_BYTES;
+pub use registration::{RegisteredCode, Registration};
 pub use report::{Problem, RecordOrigin, RunReport};
 pub use routes::compile_regex;
+pub use send::{DEFAULT_CONCURRENCY, Destinations, GIVE_UP_AFTER, Route, SendReport};
+pub use settings::{MailSettings, RetryPolicy, TenantSettings};
 pub use spark::Spark;
-pub use store::{
-    DeadLetter, LedgerEntry, ModuleRecord, OutboxItem, OutboxKind, OutboxStatus, PendingDelivery,
-    Pruned, RetryPolicy, TenantSettings,
-};
-pub use tenant::{ModuleChange, ModuleCode, ModuleSpec, ModuleSummary, Tenant};
+pub use store::{DeadLetter, LedgerEntry, PendingDelivery, Pruned};
+pub use tenant::Tenant;
 pub use time::{Clock, format_time, parse_time, wall_clock_ms};
 pub use transport::Transport;
 pub use wasm::{INTERFACE_VERSION, ModuleInfo};

@@ -53,9 +53,11 @@ use crate::error::Error;
 use crate::event::check_channel;
 use crate::generators::Generator;
 use crate::limits::LimitOverrides;
-use crate::mail::{MailSettings, check_template};
-use crate::store::{OutboxKind, RetryPolicy, TenantSettings};
-use crate::tenant::{ModuleChange, ModuleCode, ModuleSpec, Tenant};
+use crate::mail::check_template;
+use crate::modules::{ModuleChange, ModuleCode, ModuleSpec, Modules, PreparedModule};
+use crate::outbox::OutboxKind;
+use crate::registration::is_native;
+use crate::settings::{MailSettings, RetryPolicy, TenantSettings};
 use crate::time::Clock;
 use crate::transport::Transport;
 
@@ -251,22 +253,35 @@ impl Manifest {
     }
 }
 
-impl Tenant {
-    /// Makes this tenant match `manifest`, read from `path` (module paths are relative
-    /// to its directory). Nothing changes unless every module checks out.
-    pub fn apply(&mut self, manifest: &Manifest, path: &Path) -> Result<ApplyReport, Error> {
+/// A manifest resolved against its directory and checked in full, ready to apply:
+/// nothing of it is stored yet.
+#[derive(Debug)]
+pub(crate) struct Setup {
+    pub(crate) settings: TenantSettings,
+    /// The declared modules, compiled and checked, in the file's order.
+    pub(crate) modules: Vec<PreparedModule>,
+    pub(crate) generators: Vec<Generator>,
+    /// The templates of `[mails] templates`, when the manifest names a directory.
+    pub(crate) templates: Option<Vec<(String, String)>>,
+}
+
+impl Manifest {
+    /// Resolves this manifest, read from `path` (module paths and `file:` transports
+    /// are relative to its directory), and checks everything in it: every module is
+    /// compiled and started by `modules`. Any error names the manifest.
+    pub(crate) fn resolve(&self, path: &Path, modules: &mut Modules) -> Result<Setup, Error> {
         let base = path.parent().unwrap_or(Path::new("."));
         let in_manifest = |error: Error| Error::Manifest {
             path: path.to_owned(),
             why: error.to_string(),
         };
-        let mut mail = manifest.mails.settings();
+        let mut mail = self.mails.settings();
         if let Some(transport) = &mail.transport {
             let resolved = resolve_transport(base, transport, OutboxKind::Mail);
             mail.transport = Some(resolved.map_err(in_manifest)?);
         }
         let mut outputs = BTreeMap::new();
-        for (channel, transport) in &manifest.outputs {
+        for (channel, transport) in &self.outputs {
             check_channel(channel).map_err(|why| Error::Manifest {
                 path: path.to_owned(),
                 why: format!("[outputs]: the {why}"),
@@ -275,20 +290,15 @@ impl Tenant {
             outputs.insert(channel.clone(), resolved.map_err(in_manifest)?);
         }
         let settings = TenantSettings {
-            limits: manifest.limits,
-            retry: manifest.retry,
+            limits: self.limits,
+            retry: self.retry,
             mail,
             outputs,
         };
-        settings.limits.validate().map_err(in_manifest)?;
-        if settings.retry.attempts == 0 {
-            return Err(in_manifest(Error::InvalidLimits(
-                "retry `attempts` must be at least 1".to_owned(),
-            )));
-        }
+        settings.validate().map_err(in_manifest)?;
         let mut prepared = Vec::new();
-        for entry in &manifest.modules {
-            let path = if entry.path.to_str().is_some_and(crate::native::is_native) {
+        for entry in &self.modules {
+            let path = if entry.path.to_str().is_some_and(is_native) {
                 entry.path.clone()
             } else {
                 base.join(&entry.path)
@@ -302,12 +312,12 @@ impl Tenant {
                 clock: entry.clock,
             };
             prepared.push(
-                self.prepare_module(spec, &settings.limits)
+                modules
+                    .prepare(spec, &settings.limits)
                     .map_err(in_manifest)?,
             );
         }
-
-        let generators = manifest
+        let generators = self
             .generators
             .iter()
             .map(|entry| {
@@ -321,51 +331,16 @@ impl Tenant {
                 .map_err(in_manifest)
             })
             .collect::<Result<Vec<_>, _>>()?;
-
-        let templates = match &manifest.mails.templates {
+        let templates = match &self.mails.templates {
             Some(dir) => Some(read_templates(&base.join(dir)).map_err(in_manifest)?),
             None => None,
         };
-
-        self.set_settings(&settings)?;
-        let declared: HashSet<&str> = manifest.modules.iter().map(|m| m.name.as_str()).collect();
-        let mut report = ApplyReport::default();
-        for module in self.modules()? {
-            if !declared.contains(module.record.name.as_str()) {
-                self.remove_module(&module.record.name)?;
-                report.removed.push(module.record.name);
-            }
-        }
-        for module in prepared {
-            let name = module.name().to_owned();
-            let change = self.install_module(module, true)?;
-            report.modules.push((name, change));
-        }
-        let declared: HashSet<&str> = generators.iter().map(|g| g.name.as_str()).collect();
-        for existing in self.generators()? {
-            if !declared.contains(existing.name.as_str()) {
-                self.remove_generator(&existing.name)?;
-                report.removed_generators.push(existing.name);
-            }
-        }
-        for generator in generators {
-            report.generators.push(generator.name.clone());
-            self.add_generator(generator, true)?;
-        }
-        if let Some(templates) = templates {
-            let declared: HashSet<&str> =
-                templates.iter().map(|(group, _)| group.as_str()).collect();
-            for (group, _) in self.templates()? {
-                if !declared.contains(group.as_str()) {
-                    self.remove_template(&group)?;
-                }
-            }
-            for (group, source) in &templates {
-                self.set_template(group, source)?;
-                report.templates.push(group.clone());
-            }
-        }
-        Ok(report)
+        Ok(Setup {
+            settings,
+            modules: prepared,
+            generators,
+            templates,
+        })
     }
 }
 

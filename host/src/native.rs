@@ -51,22 +51,12 @@ fn not_exported(interface: &str) -> CallError {
 }
 
 /// The native modules of a host, by name.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub(crate) struct NativeModules {
     modules: BTreeMap<String, Arc<dyn NativeModule>>,
 }
 
 impl NativeModules {
-    /// The modules every host has: the built-in mail handler.
-    pub(crate) fn with_builtins() -> Self {
-        let mut modules: BTreeMap<String, Arc<dyn NativeModule>> = BTreeMap::new();
-        modules.insert(
-            crate::mail::builtin::BUILTIN_MAILS.to_owned(),
-            Arc::new(crate::mail::builtin::BuiltinMails),
-        );
-        Self { modules }
-    }
-
     pub(crate) fn insert(&mut self, name: String, module: Arc<dyn NativeModule>) {
         self.modules.insert(name, module);
     }
@@ -78,9 +68,4 @@ impl NativeModules {
     pub(crate) fn names(&self) -> Vec<String> {
         self.modules.keys().cloned().collect()
     }
-}
-
-/// Whether a module name or registration names a native module.
-pub(crate) fn is_native(name: &str) -> bool {
-    name.starts_with("builtin:")
 }

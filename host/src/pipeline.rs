@@ -8,7 +8,7 @@
 //! half of a record. After the records, failed deliveries are retried with backoff until
 //! they succeed or are parked as dead.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::BufRead;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -18,18 +18,20 @@ use crate::error::{CallError, Error};
 use crate::event::{Effect, Event, Invocation};
 use crate::generators::{Generator, Verdict};
 use crate::limits::{Limits, MAX_EMIT_DEPTH};
-use crate::mail::{self, MailSettings, Templates};
-use crate::native::is_native;
+use crate::mail::{self, Templates};
+use crate::modules::Modules;
+use crate::outbox::OutboxPayload;
 use crate::records::{MAX_RECORD_BYTES, ParsedRecord, parse_record, skip_line};
+use crate::registration::Registration;
 use crate::report::{Problem, RecordOrigin, RunReport};
 use crate::routes::Routes;
 use crate::runner::Runner;
+use crate::settings::{MailSettings, TenantSettings};
 use crate::source_memo;
 use crate::store::{
-    Commit, DeadLetter, LedgerEntry, ModuleRecord, NewOutboxItem, OutboxData, OutboxKind,
-    PendingDelivery, SourceMemo, StoredRecord, TenantSettings,
+    Commit, DeadLetter, LedgerEntry, NewOutboxItem, NewPayload, PendingDelivery, SourceMemo, Store,
+    StoredRecord,
 };
-use crate::tenant::Tenant;
 use crate::time::wall_clock_ms;
 use crate::wasm::CallOutput;
 
@@ -59,17 +61,19 @@ impl Source {
     }
 }
 
-/// One run of the pipeline over a tenant.
+/// One run of the pipeline over a tenant's parts.
 pub(crate) struct Pipeline<'t> {
-    tenant: &'t mut Tenant,
+    tenant: &'t str,
+    store: &'t mut dyn Store,
+    modules: &'t mut Modules,
     now_ms: i64,
     settings: TenantSettings,
-    modules: HashMap<String, ModuleRecord>,
+    registrations: HashMap<String, Registration>,
     /// Model -> its sources, in registration order.
     sources: HashMap<String, Rc<[Source]>>,
     routes: Routes,
     handlers_by_group: HashMap<String, Rc<[String]>>,
-    /// Shared with the commit thread, which composes mails (see [`OutboxData`]).
+    /// Shared with the commit thread, which composes mails (see [`NewPayload`]).
     mail_settings: Arc<MailSettings>,
     templates: Arc<Templates>,
     runners: HashMap<String, Runner>,
@@ -83,31 +87,41 @@ pub(crate) struct Pipeline<'t> {
 }
 
 impl<'t> Pipeline<'t> {
-    pub(crate) fn new(tenant: &'t mut Tenant, now_ms: i64) -> Result<Self, Error> {
-        let settings = tenant.store.settings()?;
-        let records = tenant.store.modules()?;
-        let routes = Routes::new(&records)?;
-        let templates = Templates::new(tenant.store.templates()?).map_err(Error::Storage)?;
+    /// A run over tenant `tenant`'s `store` and `modules` at logical time `now_ms`.
+    pub(crate) fn new(
+        tenant: &'t str,
+        store: &'t mut dyn Store,
+        modules: &'t mut Modules,
+        now_ms: i64,
+    ) -> Result<Self, Error> {
+        let settings = store.settings()?;
+        let registrations = store.modules()?;
+        let routes = Routes::new(&registrations)?;
+        let templates = Templates::new(store.templates()?).map_err(Error::Storage)?;
         let mut sources: HashMap<String, Vec<Source>> = HashMap::new();
-        for record in &records {
-            for model in &record.sources {
-                let memo_call = (!record.clock.is_exact()).then(|| {
-                    source_memo::call_digest(&record.hash, model, record.clock.read(now_ms))
+        for registration in &registrations {
+            for model in &registration.sources {
+                let clock = registration.clock;
+                let memo_call = (!clock.is_exact()).then(|| {
+                    let code = registration.code.as_str();
+                    source_memo::call_digest(code, model, clock.read(now_ms))
                 });
                 sources.entry(model.clone()).or_default().push(Source {
-                    module: record.name.clone(),
+                    module: registration.name.clone(),
                     memo_call,
                 });
             }
         }
         Ok(Self {
             tenant,
+            store,
+            modules,
             now_ms,
             mail_settings: Arc::new(settings.mail.clone()),
             settings,
-            modules: records
+            registrations: registrations
                 .into_iter()
-                .map(|record| (record.name.clone(), record))
+                .map(|registration| (registration.name.clone(), registration))
                 .collect(),
             sources: sources
                 .into_iter()
@@ -146,7 +160,7 @@ impl<'t> Pipeline<'t> {
         let stored = if staged_before {
             None
         } else {
-            self.tenant.store.record(model, &record.id)?
+            self.store.record(model, &record.id)?
         };
         let known = match stored {
             Some(stored) if stored.json == record.json => Some(stored.memos),
@@ -198,10 +212,7 @@ impl<'t> Pipeline<'t> {
     ) -> Result<(), Error> {
         let mut after: Option<String> = None;
         loop {
-            let page = self
-                .tenant
-                .store
-                .records(model, after.as_deref(), RECORD_PAGE)?;
+            let page = self.store.records(model, after.as_deref(), RECORD_PAGE)?;
             let Some((last, _)) = page.last() else {
                 return Ok(());
             };
@@ -271,7 +282,7 @@ impl<'t> Pipeline<'t> {
             events.into_iter().map(|event| (event, depth)).collect();
         while let Some((event, depth)) = queue.pop_front() {
             self.report.events += 1;
-            if self.staged_keys.contains(&event.key) || self.tenant.store.is_seen(&event.key)? {
+            if self.staged_keys.contains(&event.key) || self.store.is_seen(&event.key)? {
                 self.report.duplicates += 1;
                 continue;
             }
@@ -327,7 +338,7 @@ impl<'t> Pipeline<'t> {
         let mut emitted = Vec::new();
         let mut outbox = Vec::new();
         for effect in effects {
-            let (kind, data) = match effect {
+            let payload = match effect {
                 Effect::Emit(event) => {
                     if depth + 1 > MAX_EMIT_DEPTH {
                         return Err(CallError::EmitDepth {
@@ -339,25 +350,20 @@ impl<'t> Pipeline<'t> {
                     emitted.push(event);
                     continue;
                 }
-                Effect::Mail(mail) => (
-                    OutboxKind::Mail,
-                    mail::compose_later(
-                        mail,
-                        &event.context,
-                        self.mail_settings.clone(),
-                        self.templates.clone(),
-                    ),
+                Effect::Mail(mail) => mail::compose_later(
+                    mail,
+                    &event.context,
+                    self.mail_settings.clone(),
+                    self.templates.clone(),
                 ),
-                Effect::Output { channel, payload } => (
-                    OutboxKind::Output,
-                    OutboxData::Ready(output_data(&channel, &payload)),
-                ),
+                Effect::Output { channel, payload } => {
+                    NewPayload::Ready(Box::new(OutboxPayload::from_output(&channel, &payload)))
+                }
             };
             outbox.push(NewOutboxItem {
                 event: event.key.clone(),
                 handler: handler.to_owned(),
-                kind,
-                data,
+                payload,
                 created_at_ms: self.now_ms,
             });
         }
@@ -427,50 +433,32 @@ impl<'t> Pipeline<'t> {
         }
         let output = result?;
         if !output.log.is_empty() {
-            tracing::info!(target: "spark::guest", tenant = %self.tenant.name, module, "{}", output.log.trim_end());
+            tracing::info!(target: "spark::guest", tenant = %self.tenant, module, "{}", output.log.trim_end());
         }
         Ok(output.value)
     }
 
     /// A fresh runner of `module`: its native implementation, or a new instance.
     fn runner(&mut self, module: &str) -> Result<Runner, CallError> {
-        let record = self
-            .modules
-            .get(module)
-            .ok_or_else(|| CallError::NoSuchHandler {
-                module: module.to_owned(),
-            })?;
-        if is_native(&record.hash) {
-            return self
-                .tenant
-                .natives
-                .get(&record.hash)
-                .map(Runner::Native)
-                .ok_or_else(|| CallError::Host {
-                    message: format!("this host has no native module `{}`", record.hash),
-                });
-        }
-        let limits = Limits::layered(&self.settings.limits, &record.limits);
-        let compiled = self
-            .tenant
-            .compiled(record)
-            .map_err(|error| CallError::Host {
-                message: error.to_string(),
-            })?;
-        compiled
-            .instantiate(&self.tenant.engine, &limits)
-            .map(Runner::Wasm)
+        let registration =
+            self.registrations
+                .get(module)
+                .ok_or_else(|| CallError::NoSuchHandler {
+                    module: module.to_owned(),
+                })?;
+        let limits = Limits::layered(&self.settings.limits, &registration.limits);
+        self.modules.runner(registration, &limits)
     }
 
     /// What a call of `module` is told: the time as its clock reads it.
     fn invocation(&self, module: &str, attempt: u32) -> Invocation {
         let clock = self
-            .modules
+            .registrations
             .get(module)
-            .map(|record| record.clock)
+            .map(|registration| registration.clock)
             .unwrap_or_default();
         Invocation {
-            tenant: self.tenant.name.clone(),
+            tenant: self.tenant.to_owned(),
             now_ms: clock.read(self.now_ms),
             attempt,
         }
@@ -486,7 +474,7 @@ impl<'t> Pipeline<'t> {
     }
 
     fn commit_staged(&mut self) -> Result<(), Error> {
-        self.tenant.store.commit(std::mem::take(&mut self.commit))?;
+        self.store.commit(std::mem::take(&mut self.commit))?;
         self.staged_keys.clear();
         self.staged_record_ids.clear();
         self.staged_records = 0;
@@ -582,7 +570,6 @@ impl<'t> Pipeline<'t> {
         handler: Option<&str>,
     ) -> Result<usize, Error> {
         let letters: Vec<DeadLetter> = self
-            .tenant
             .store
             .dead()
             .filter(|letter| match letter {
@@ -624,10 +611,10 @@ impl<'t> Pipeline<'t> {
         attempt: u32,
         last_attempt: bool,
     ) -> Result<(), Error> {
-        let Some(entry) = self.tenant.store.ledger_entry(key)? else {
+        let Some(entry) = self.store.ledger_entry(key)? else {
             // The ledger entry and the delivery are committed together, so this is
             // damage from outside; there is nothing to deliver.
-            tracing::warn!(tenant = %self.tenant.name, key, handler, "a delivery names an event missing from the ledger; dropped");
+            tracing::warn!(tenant = %self.tenant, key, handler, "a delivery names an event missing from the ledger; dropped");
             return Ok(());
         };
         let event = Event {
@@ -659,8 +646,7 @@ impl<'t> Pipeline<'t> {
     pub(crate) fn finish(mut self) -> Result<RunReport, Error> {
         loop {
             self.commit_staged()?;
-            let pending: Vec<PendingDelivery> =
-                self.tenant.store.pending().collect::<Result<_, _>>()?;
+            let pending: Vec<PendingDelivery> = self.store.pending().collect::<Result<_, _>>()?;
             let Some(next_at) = pending.iter().map(|p| p.next_at_ms).min() else {
                 break;
             };
@@ -687,134 +673,55 @@ impl<'t> Pipeline<'t> {
                 )?;
             }
         }
-        self.tenant.store.flush()?;
+        self.store.flush()?;
         Ok(self.report)
     }
 }
 
-fn output_data(channel: &str, payload: &str) -> serde_json::Value {
-    serde_json::json!({ "channel": channel, "payload": json_or_text(payload) })
-}
-
-/// A payload that is JSON stays structured in listings; anything else stays text.
-fn json_or_text(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_owned()))
-}
-
-impl Tenant {
-    /// Ingests JSON Lines records of `model` from `input` at logical time `now_ms`.
-    /// `progress` is called after each line. Refuses an unknown model before reading.
-    pub fn ingest(
-        &mut self,
-        model: &str,
-        input: &mut dyn BufRead,
-        now_ms: i64,
-        progress: &mut dyn FnMut(&RunReport),
-    ) -> Result<RunReport, Error> {
-        self.require_model(model)?;
-        let mut pipeline = Pipeline::new(self, now_ms)?;
-        let mut line = Vec::new();
-        let mut number = 0;
-        loop {
-            line.clear();
-            let read = std::io::Read::take(&mut *input, MAX_RECORD_BYTES as u64 + 1)
-                .read_until(b'\n', &mut line);
-            let read = match read {
-                Ok(read) => read,
-                Err(source) => {
-                    // What was read so far is processed and kept.
-                    pipeline.finish()?;
-                    return Err(Error::Io {
-                        what: "cannot read the input",
-                        path: "-".into(),
-                        error: source,
-                    });
-                }
-            };
-            if read == 0 {
-                break;
+/// Runs JSON Lines records of `model` from `input` through `pipeline`, committing as
+/// it goes. `progress` is called after each line.
+pub(crate) fn ingest(
+    mut pipeline: Pipeline<'_>,
+    model: &str,
+    input: &mut dyn BufRead,
+    progress: &mut dyn FnMut(&RunReport),
+) -> Result<RunReport, Error> {
+    let mut line = Vec::new();
+    let mut number = 0;
+    loop {
+        line.clear();
+        let read = std::io::Read::take(&mut *input, MAX_RECORD_BYTES as u64 + 1)
+            .read_until(b'\n', &mut line);
+        let read = match read {
+            Ok(read) => read,
+            Err(source) => {
+                // What was read so far is processed and kept.
+                pipeline.finish()?;
+                return Err(Error::Io {
+                    what: "cannot read the input",
+                    path: "-".into(),
+                    error: source,
+                });
             }
-            number += 1;
-            if line.len() > MAX_RECORD_BYTES && !line.ends_with(b"\n") {
-                skip_line(input);
-                pipeline.invalid(
-                    number,
-                    format!("it is larger than {MAX_RECORD_BYTES} bytes"),
-                );
-                continue;
-            }
-            match parse_record(&line) {
-                Ok(None) => {}
-                Ok(Some(record)) => pipeline.ingest_record(model, record, number)?,
-                Err(why) => pipeline.invalid(number, why),
-            }
-            progress(&pipeline.report);
-        }
-        pipeline.finish()
-    }
-
-    /// Runs the stored records of `model` (or of every known model) through their
-    /// sources again at logical time `now_ms`, for events that depend on time.
-    pub fn process_sources(
-        &mut self,
-        model: Option<&str>,
-        now_ms: i64,
-        progress: &mut dyn FnMut(&RunReport),
-    ) -> Result<RunReport, Error> {
-        let models = match model {
-            Some(model) => {
-                self.require_model(model)?;
-                vec![model.to_owned()]
-            }
-            None => self.known_models()?,
         };
-        let mut pipeline = Pipeline::new(self, now_ms)?;
-        for model in &models {
-            pipeline.reprocess_model(model, progress)?;
+        if read == 0 {
+            break;
         }
-        pipeline.finish()
+        number += 1;
+        if line.len() > MAX_RECORD_BYTES && !line.ends_with(b"\n") {
+            skip_line(input);
+            pipeline.invalid(
+                number,
+                format!("it is larger than {MAX_RECORD_BYTES} bytes"),
+            );
+            continue;
+        }
+        match parse_record(&line) {
+            Ok(None) => {}
+            Ok(Some(record)) => pipeline.ingest_record(model, record, number)?,
+            Err(why) => pipeline.invalid(number, why),
+        }
+        progress(&pipeline.report);
     }
-
-    /// Runs every active generator over its model's stored records at logical time
-    /// `now_ms`. Each model is read once, however many generators use it.
-    pub fn generate(
-        &mut self,
-        now_ms: i64,
-        progress: &mut dyn FnMut(&RunReport),
-    ) -> Result<RunReport, Error> {
-        let mut by_model: BTreeMap<String, Vec<Generator>> = BTreeMap::new();
-        for generator in self.generators()? {
-            if generator.active {
-                by_model
-                    .entry(generator.model.clone())
-                    .or_default()
-                    .push(generator);
-            }
-        }
-        let mut context_modules = HashMap::new();
-        for model in by_model.keys() {
-            if let Some(module) = self.context_module(model)? {
-                context_modules.insert(model.clone(), module.name);
-            }
-        }
-        let mut pipeline = Pipeline::new(self, now_ms)?;
-        for (model, generators) in &by_model {
-            let context_module = context_modules.get(model).map(String::as_str);
-            pipeline.generate_model(model, generators, context_module, progress)?;
-        }
-        pipeline.finish()
-    }
-
-    /// Delivers dead letters again: all of them, or those of one event and/or handler.
-    /// Each gets one more attempt, with the handler registered under its name now.
-    pub fn retry_dead(
-        &mut self,
-        event: Option<&str>,
-        handler: Option<&str>,
-        now_ms: i64,
-    ) -> Result<RunReport, Error> {
-        let mut pipeline = Pipeline::new(self, now_ms)?;
-        pipeline.retry_dead(event, handler)?;
-        pipeline.finish()
-    }
+    pipeline.finish()
 }

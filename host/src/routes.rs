@@ -4,7 +4,7 @@
 use regex::Regex;
 
 use crate::Error;
-use crate::store::ModuleRecord;
+use crate::registration::Registration;
 
 /// The handlers of a tenant, in registration order.
 #[derive(Debug, Default)]
@@ -28,7 +28,7 @@ pub fn compile_regex(pattern: &str) -> Result<Regex, Error> {
 
 impl Routes {
     /// The routes of `modules`, which must be in registration order.
-    pub fn new(modules: &[ModuleRecord]) -> Result<Self, Error> {
+    pub fn new(modules: &[Registration]) -> Result<Self, Error> {
         let routes = modules
             .iter()
             .filter(|module| !module.handlers.is_empty())
@@ -63,11 +63,14 @@ impl Routes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registration::RegisteredCode;
 
-    fn module(name: &str, handlers: &[&str]) -> ModuleRecord {
-        ModuleRecord {
+    fn module(name: &str, handlers: &[&str]) -> Registration {
+        Registration {
             name: name.to_owned(),
-            hash: String::new(),
+            code: RegisteredCode::Native {
+                name: String::new(),
+            },
             order: 0,
             sources: vec![],
             handlers: handlers.iter().map(|h| (*h).to_owned()).collect(),

@@ -9,9 +9,19 @@ use std::sync::Arc;
 
 use crate::error::Error;
 use crate::limits::Limits;
+use crate::mail::builtin::{BUILTIN_MAILS, BuiltinMails};
+use crate::modules::hex_sha256;
 use crate::native::{NativeModule, NativeModules};
+use crate::registration::is_native;
 use crate::tenant::Tenant;
 use crate::wasm::{ModuleInfo, WasmEngine};
+
+/// The native modules every host has: the built-in mail handler.
+fn builtins() -> NativeModules {
+    let mut natives = NativeModules::default();
+    natives.insert(BUILTIN_MAILS.to_owned(), Arc::new(BuiltinMails));
+    natives
+}
 
 /// The Spark host over one data dir: a WebAssembly engine shared by its tenants.
 pub struct Spark {
@@ -44,7 +54,7 @@ impl Spark {
         Ok(Self {
             data_dir,
             engine: Arc::new(WasmEngine::new(Some(cache_dir.into()))?),
-            natives: NativeModules::with_builtins(),
+            natives: builtins(),
         })
     }
 
@@ -84,7 +94,7 @@ impl Spark {
         name: &str,
         module: Arc<dyn NativeModule>,
     ) -> Result<(), Error> {
-        if !crate::native::is_native(name) {
+        if !is_native(name) {
             return Err(Error::InvalidModuleName {
                 name: name.to_owned(),
                 why: "a native module's name starts with `builtin:`",
@@ -97,7 +107,7 @@ impl Spark {
     /// What a component is, or why it is not a usable module. `name` names it in
     /// errors (a file path, say). Needs no data dir.
     pub fn check(name: &str, wasm: &[u8]) -> Result<ModuleInfo, Error> {
-        let hash = crate::tenant::hex_sha256(wasm);
+        let hash = hex_sha256(wasm);
         let engine = WasmEngine::new(None)?;
         let module = engine.compile(name, wasm, &hash)?;
         module.check_instantiates(&engine, &Limits::default(), name)?;

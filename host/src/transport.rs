@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use crate::error::Error;
-use crate::store::OutboxKind;
+use crate::outbox::OutboxKind;
 
 /// A way to deliver outbox items. `smtp`/`smtps` carry mails only, `http`/`https`
 /// outputs only; `file:` and `stdout` carry both.

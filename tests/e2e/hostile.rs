@@ -144,7 +144,7 @@ fn report_of(action: &str, id: u64) -> Value {
     assert!(report.problems.is_empty(), "{action}: {report:?}");
     let outputs = outbox(&mut host);
     assert_eq!(outputs.len(), 1);
-    outputs[0].data["payload"].clone()
+    outputs[0].payload.as_output().unwrap().payload.clone()
 }
 
 #[test]

@@ -361,7 +361,11 @@ fn reported(actions: &[&str], calls_per_instance: Option<u64>, field: &str) -> V
     assert!(report.problems.is_empty(), "{report:?}");
     host.tenant()
         .outbox()
-        .map(|item| item.unwrap().data["payload"][field].as_u64().unwrap())
+        .map(|item| {
+            item.unwrap().payload.as_output().unwrap().payload[field]
+                .as_u64()
+                .unwrap()
+        })
         .collect()
 }
 

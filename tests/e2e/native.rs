@@ -114,7 +114,7 @@ fn a_native_handler_runs_in_the_pipeline_and_its_output_is_checked() {
     let outbox: Vec<_> = tenant.outbox().map(Result::unwrap).collect();
     assert_eq!(outbox.len(), 1);
     assert_eq!(
-        outbox[0].data["payload"],
+        outbox[0].payload.as_output().unwrap().payload,
         json!({ "key": "hello_1", "tenant": "t" })
     );
 }

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use serde_json::json;
-use spark_host::{Clock, LimitOverrides, Limits, ModuleChange, ModuleCode, ModuleSpec};
+use spark_host::{
+    Clock, LimitOverrides, Limits, ModuleChange, ModuleCode, ModuleSpec, RegisteredCode,
+};
 
 use super::output::{self, Table};
 use super::{Context, Outcome};
@@ -109,12 +111,12 @@ impl List {
                     .map(|(limit, value)| (limit.name().to_owned(), json!(value)))
                     .collect();
                 output::json_line(&json!({
-                    "name": module.record.name,
-                    "exports": module.record.exports,
-                    "sources": module.record.sources,
-                    "handlers": module.record.handlers,
-                    "hash": module.record.hash,
-                    "clock": module.record.clock,
+                    "name": module.registration.name,
+                    "exports": module.registration.exports,
+                    "sources": module.registration.sources,
+                    "handlers": module.registration.handlers,
+                    "hash": module.registration.code,
+                    "clock": module.registration.clock,
                     "limits": limits,
                 }))?;
             }
@@ -141,17 +143,20 @@ impl List {
                 .map(|((limit, value), _)| format!("{limit}={value}"))
                 .collect();
             table.row(vec![
-                module.record.name.clone(),
-                module.record.exports.join("+"),
-                module.record.sources.join(", "),
-                module.record.handlers.join(", "),
-                module.record.clock.to_string(),
+                module.registration.name.clone(),
+                module.registration.exports.join("+"),
+                module.registration.sources.join(", "),
+                module.registration.handlers.join(", "),
+                module.registration.clock.to_string(),
                 if own.is_empty() {
                     "-".to_owned()
                 } else {
                     own.join(" ")
                 },
-                module.record.hash[..12].to_owned(),
+                match &module.registration.code {
+                    RegisteredCode::Component { sha256 } => sha256[..12].to_owned(),
+                    RegisteredCode::Native { name } => name.clone(),
+                },
             ]);
         }
         table.print(&format!("tenant `{}` has no modules", tenant.name()))?;

@@ -5,8 +5,8 @@ use clap::builder::TypedValueParser as _;
 use clap::{Args, Subcommand};
 use serde_json::json;
 use spark_host::{
-    DEFAULT_CONCURRENCY, Destinations, GIVE_UP_AFTER, OutboxItem, OutboxKind, OutboxStatus, Route,
-    Transport, format_time, parse_time,
+    DEFAULT_CONCURRENCY, Destinations, GIVE_UP_AFTER, OutboxItem, OutboxKind, OutboxPayload,
+    OutboxStatus, Route, Transport, format_time, parse_time,
 };
 
 use super::output::{self, Table};
@@ -175,25 +175,9 @@ impl Send {
 /// One line about an item: the recipients and subject of a mail, the channel and
 /// payload of an output.
 pub fn summary(item: &OutboxItem) -> String {
-    let text = |name: &str| item.data.get(name).and_then(|v| v.as_str()).unwrap_or("");
-    match item.kind {
-        OutboxKind::Mail => {
-            let to: Vec<&str> = item
-                .data
-                .get("to")
-                .and_then(|to| to.as_array())
-                .map(|to| to.iter().filter_map(|a| a.as_str()).collect())
-                .unwrap_or_default();
-            format!("to {}: {}", to.join(", "), text("subject"))
-        }
-        OutboxKind::Output => {
-            let payload = item
-                .data
-                .get("payload")
-                .map(|p| p.to_string())
-                .unwrap_or_default();
-            format!("{}: {payload}", text("channel"))
-        }
+    match &item.payload {
+        OutboxPayload::Mail(mail) => format!("to {}: {}", mail.to.join(", "), mail.subject),
+        OutboxPayload::Output(output) => format!("{}: {}", output.channel, output.payload),
     }
 }
 
@@ -211,8 +195,11 @@ impl List {
                     "id": item.id,
                     "event": item.event,
                     "handler": item.handler,
-                    "kind": item.kind,
-                    "data": item.data,
+                    "kind": item.kind(),
+                    "data": match &item.payload {
+                        OutboxPayload::Mail(mail) => json!(mail),
+                        OutboxPayload::Output(output) => json!(output),
+                    },
                     "created_at": format_time(item.created_at_ms),
                     "status": item.status,
                     "attempts": item.attempts,
@@ -224,7 +211,7 @@ impl List {
                     (OutboxStatus::Pending, None) => "pending".to_owned(),
                     (OutboxStatus::Pending, Some(_)) => format!("failed x{}", item.attempts),
                 };
-                let kind = match item.kind {
+                let kind = match item.kind() {
                     OutboxKind::Mail => "mail",
                     OutboxKind::Output => "output",
                 };

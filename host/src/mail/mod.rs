@@ -1,5 +1,5 @@
-//! Transactional mails: templates per event group, the built-in mail handler, what goes
-//! into the outbox, and how one is sent.
+//! Transactional mails: templates per event group, the built-in mail handler, and what
+//! goes into the outbox. Sending a mail is `crate::send`'s job.
 //!
 //! A mail is rendered when its handler's effects are committed, so the outbox holds the
 //! subject and body that will be sent. Precedence, lowest first: the tenant's defaults,
@@ -8,48 +8,32 @@
 
 pub(crate) mod builtin;
 mod render;
-mod send;
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::error::Error;
 use crate::event::Mail;
-use crate::store::OutboxData;
+use crate::outbox::ComposedMail;
+use crate::settings::MailSettings;
+use crate::store::NewPayload;
 
 pub use render::{Rendered, Templates, check_template};
-pub(crate) use send::MailSender;
 
-/// A tenant's mail settings (`[mails]` in the manifest).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct MailSettings {
-    /// The sender of mails that name none, e.g. `Challenges <hello@example.com>`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
-    /// The reply address of mails that name none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reply_to: Option<String>,
-    /// How `spark outbox send` sends mails when not told: `file:DIR`,
-    /// `smtp://HOST:PORT`, `smtps://HOST:PORT` or `stdout`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub transport: Option<String>,
-}
-
-/// The outbox data of a mail, composed when the commit is written (see [`OutboxData`]):
-/// the mail and the context its template would use are moved into it.
+/// The outbox payload of a mail, composed when the commit is written (see
+/// [`NewPayload`]): the mail and the context its template would use are moved into it.
 pub(crate) fn compose_later(
     mail: Mail,
     event_context: &str,
     settings: Arc<MailSettings>,
     templates: Arc<Templates>,
-) -> OutboxData {
+) -> NewPayload {
     let event_context = mail.context.is_none().then(|| event_context.to_owned());
-    OutboxData::Later(Box::new(move || {
+    NewPayload::LaterMail(Box::new(move || {
         compose(
-            &mail,
+            mail,
             event_context.as_deref().unwrap_or("{}"),
             &settings,
             &templates,
@@ -57,53 +41,32 @@ pub(crate) fn compose_later(
     }))
 }
 
-/// A mail as the outbox keeps it (`OutboxItem::data`).
-#[derive(Serialize)]
-struct Composed<'a> {
-    from: Option<&'a str>,
-    reply_to: Option<&'a str>,
-    to: &'a [String],
-    cc: &'a [String],
-    bcc: &'a [String],
-    subject: &'a str,
-    body: &'a str,
-    template: Option<&'a str>,
-    /// The mail's own context, copied as the text it is.
-    context: Option<&'a RawValue>,
-    render_error: Option<String>,
-}
-
-/// The outbox data of a mail, as JSON text: the mail with defaults applied and its
-/// template rendered. `event_context` is the template's context when the mail names
-/// none. Written straight as text: building a [`Value`] tree per mail only to
-/// serialise it was wasted work on the commit thread.
+/// A mail as the outbox keeps it: with defaults applied and its template rendered.
+/// `event_context` is the template's context when the mail names none.
 pub(crate) fn compose(
-    mail: &Mail,
+    mail: Mail,
     event_context: &str,
     settings: &MailSettings,
     templates: &Templates,
-) -> Box<RawValue> {
+) -> ComposedMail {
     // Modules' mail contexts were checked to be JSON objects; anything else is kept as
     // null and renders as an empty context.
     let own_context = mail
         .context
-        .as_deref()
-        .and_then(|text| serde_json::from_str::<&RawValue>(text).ok());
-    let mut subject = mail.subject.as_str();
-    let mut body = mail.body.as_str();
-    let rendered;
+        .and_then(|text| RawValue::from_string(text).ok());
+    let mut subject = mail.subject;
+    let mut body = mail.body;
     let mut render_error = None;
     if let Some(template) = mail.template.as_ref().filter(|name| templates.has(name)) {
-        let context = own_context.map_or(event_context, RawValue::get);
+        let context = own_context.as_deref().map_or(event_context, RawValue::get);
         match templates.render(template, context) {
             None => {}
-            Some(Ok(done)) => {
-                rendered = done;
+            Some(Ok(rendered)) => {
                 if !rendered.subject.is_empty() {
-                    subject = &rendered.subject;
+                    subject = rendered.subject;
                 }
                 if !rendered.body.is_empty() {
-                    body = &rendered.body;
+                    body = rendered.body;
                 }
             }
             Some(Err(why)) => {
@@ -115,73 +78,32 @@ pub(crate) fn compose(
             }
         }
     }
-    let composed = Composed {
-        from: mail.from.as_deref().or(settings.from.as_deref()),
-        reply_to: mail.reply_to.as_deref().or(settings.reply_to.as_deref()),
-        to: &mail.to,
-        cc: &mail.cc,
-        bcc: &mail.bcc,
+    ComposedMail {
+        from: mail.from.or_else(|| settings.from.clone()),
+        reply_to: mail.reply_to.or_else(|| settings.reply_to.clone()),
+        to: mail.to,
+        cc: mail.cc,
+        bcc: mail.bcc,
         subject,
         body,
-        template: mail.template.as_deref(),
+        template: mail.template,
         context: own_context,
         render_error,
-    };
-    serde_json::value::to_raw_value(&composed).expect("strings and JSON text always encode")
+    }
 }
 
-impl crate::Tenant {
-    /// Saves the mail template of an exact event group, after checking its syntax.
-    pub fn set_template(&mut self, group: &str, source: &str) -> Result<(), crate::Error> {
-        check_template(source).map_err(|why| crate::Error::InvalidTemplate {
-            group: group.to_owned(),
-            why,
-        })?;
-        self.store.put_template(group, source)
-    }
-
-    /// The mail templates, as (group, source), in group order.
-    pub fn templates(&self) -> Result<Vec<(String, String)>, crate::Error> {
-        self.store.templates()
-    }
-
-    /// The template of one group.
-    pub fn template(&self, group: &str) -> Result<String, crate::Error> {
-        self.store
-            .templates()?
-            .into_iter()
-            .find(|(name, _)| name == group)
-            .map(|(_, source)| source)
-            .ok_or_else(|| crate::Error::UnknownTemplate(group.to_owned()))
-    }
-
-    /// Removes the template of a group.
-    pub fn remove_template(&mut self, group: &str) -> Result<(), crate::Error> {
-        if self.store.remove_template(group)? {
-            Ok(())
-        } else {
-            Err(crate::Error::UnknownTemplate(group.to_owned()))
-        }
-    }
-
-    /// The subject and body the template of `group` renders for `context`, or why it
-    /// does not render.
-    pub fn preview(&self, group: &str, context: &Value) -> Result<Rendered, crate::Error> {
-        let source = self.template(group)?;
-        let templates = Templates::new([(group.to_owned(), source)]).map_err(|why| {
-            crate::Error::InvalidTemplate {
-                group: group.to_owned(),
-                why,
-            }
-        })?;
-        match templates.render(group, &context.to_string()) {
-            Some(Ok(rendered)) => Ok(rendered),
-            Some(Err(why)) => Err(crate::Error::InvalidTemplate {
-                group: group.to_owned(),
-                why: format!("it does not render: {why}"),
-            }),
-            None => Err(crate::Error::UnknownTemplate(group.to_owned())),
-        }
+/// The subject and body the template `source` of `group` renders for `context`, or why
+/// it does not render.
+pub(crate) fn preview(group: &str, source: String, context: &Value) -> Result<Rendered, Error> {
+    let invalid = |why| Error::InvalidTemplate {
+        group: group.to_owned(),
+        why,
+    };
+    let templates = Templates::new([(group.to_owned(), source)]).map_err(invalid)?;
+    match templates.render(group, &context.to_string()) {
+        Some(Ok(rendered)) => Ok(rendered),
+        Some(Err(why)) => Err(invalid(format!("it does not render: {why}"))),
+        None => Err(Error::UnknownTemplate(group.to_owned())),
     }
 }
 
@@ -189,15 +111,14 @@ impl crate::Tenant {
 mod tests {
     use super::*;
 
-    /// What [`compose`] writes, parsed.
+    /// What [`compose`] writes, as JSON.
     fn composed(
         mail: &Mail,
         event_context: &str,
         settings: &MailSettings,
         templates: &Templates,
     ) -> Value {
-        let text = compose(mail, event_context, settings, templates);
-        serde_json::from_str(text.get()).unwrap()
+        serde_json::to_value(compose(mail.clone(), event_context, settings, templates)).unwrap()
     }
 
     fn templates(source: &str) -> Templates {

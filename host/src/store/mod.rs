@@ -9,17 +9,14 @@
 mod key_filter;
 mod sled;
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 use crate::Error;
 use crate::error::CallError;
 use crate::generators::Generator;
-use crate::limits::LimitOverrides;
-use crate::mail::MailSettings;
-use crate::time::Clock;
+use crate::outbox::{ComposedMail, OutboxItem, OutboxPayload};
+use crate::registration::Registration;
+use crate::settings::TenantSettings;
 
 pub use self::sled::SledStore;
 
@@ -34,107 +31,40 @@ pub struct LedgerEntry {
     pub context: String,
 }
 
-/// What an outbox item is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OutboxKind {
-    Mail,
-    Output,
-}
-
-/// Whether an outbox item has gone out.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OutboxStatus {
-    #[default]
-    Pending,
-    Sent,
-}
-
-/// An effect waiting for a transport.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OutboxItem {
-    /// Stable and unique within the tenant, increasing in the order items were added.
-    pub id: u64,
-    /// The key of the event whose handler returned it.
-    pub event: String,
-    /// The name of the module whose handler returned it.
-    pub handler: String,
-    pub kind: OutboxKind,
-    /// The effect: `{to, subject, body, template, context}` for a mail,
-    /// `{channel, payload}` for an output.
-    pub data: serde_json::Value,
-    pub created_at_ms: i64,
-    /// Pending until a transport sent it.
-    #[serde(default)]
-    pub status: OutboxStatus,
-    /// Sending attempts so far.
-    #[serde(default)]
-    pub attempts: u32,
-    /// Why the last attempt failed, while it is pending.
-    #[serde(default)]
-    pub error: Option<String>,
-    /// When it was sent (wall-clock unix ms).
-    #[serde(default)]
-    pub sent_at_ms: Option<i64>,
-}
-
-#[cfg(test)]
-impl OutboxItem {
-    /// A pending item no attempt was made to send, for tests.
-    pub(crate) fn pending(id: u64, kind: OutboxKind, data: serde_json::Value) -> Self {
-        OutboxItem {
-            id,
-            event: "e".to_owned(),
-            handler: "h".to_owned(),
-            kind,
-            data,
-            created_at_ms: 0,
-            status: OutboxStatus::Pending,
-            attempts: 0,
-            error: None,
-            sent_at_ms: None,
-        }
-    }
-}
-
 /// An outbox item before the store gives it an id.
 #[derive(Debug)]
 pub struct NewOutboxItem {
     pub event: String,
     pub handler: String,
-    pub kind: OutboxKind,
-    pub data: OutboxData,
+    pub payload: NewPayload,
     pub created_at_ms: i64,
 }
 
-/// An outbox item's data, or how to make it. Composing a mail (rendering its template)
-/// depends only on what the handler returned, so it is left to whoever writes the
-/// commit: the store does it on its commit thread while the pipeline runs the next
+/// An outbox item's payload, or how to make it. Composing a mail (rendering its
+/// template) depends only on what the handler returned, so it is left to whoever writes
+/// the commit: the store does it on its commit thread while the pipeline runs the next
 /// records, which moves a fifth of the pipeline's work to the second core.
-pub enum OutboxData {
-    Ready(serde_json::Value),
-    /// Makes the data as JSON text.
-    Later(Box<dyn FnOnce() -> Box<RawValue> + Send>),
+pub enum NewPayload {
+    Ready(Box<OutboxPayload>),
+    /// Composes the mail.
+    LaterMail(Box<dyn FnOnce() -> ComposedMail + Send>),
 }
 
-impl OutboxData {
-    /// The data as JSON text, made now if it was left for later.
-    pub fn into_json(self) -> Box<RawValue> {
+impl NewPayload {
+    /// The payload, made now if it was left for later.
+    pub fn into_payload(self) -> OutboxPayload {
         match self {
-            OutboxData::Ready(value) => {
-                serde_json::value::to_raw_value(&value).expect("a JSON value always encodes")
-            }
-            OutboxData::Later(make) => make(),
+            NewPayload::Ready(payload) => *payload,
+            NewPayload::LaterMail(compose) => OutboxPayload::Mail(compose()),
         }
     }
 }
 
-impl std::fmt::Debug for OutboxData {
+impl std::fmt::Debug for NewPayload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            OutboxData::Ready(value) => f.debug_tuple("Ready").field(value).finish(),
-            OutboxData::Later(_) => f.write_str("Later(..)"),
+            NewPayload::Ready(payload) => f.debug_tuple("Ready").field(payload).finish(),
+            NewPayload::LaterMail(_) => f.write_str("LaterMail(..)"),
         }
     }
 }
@@ -184,56 +114,6 @@ pub struct SourceMemo {
     pub events: u32,
 }
 
-/// A module registered for a tenant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ModuleRecord {
-    pub name: String,
-    /// SHA-256 of the component, hex: names the stored file.
-    pub hash: String,
-    /// Registration order; handlers run in this order. Kept when a module is replaced.
-    pub order: u64,
-    /// Models this module is a source for.
-    pub sources: Vec<String>,
-    /// Group regexes this module handles.
-    pub handlers: Vec<String>,
-    /// The Spark interfaces the component exports: `source`, `handler` or both.
-    #[serde(default)]
-    pub exports: Vec<String>,
-    /// The module's own limits, over the tenant's.
-    #[serde(default)]
-    pub limits: LimitOverrides,
-    /// How coarsely its calls read the run's time.
-    #[serde(default)]
-    pub clock: Clock,
-}
-
-/// How failed deliveries are retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included, before a delivery is parked as dead.
-    pub attempts: u32,
-    /// The wait before the first retry; it doubles for each further one.
-    pub backoff_ms: u64,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            attempts: 3,
-            backoff_ms: 100,
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The wait after the `attempts`-th failed attempt.
-    pub fn backoff_after(&self, attempts: u32) -> u64 {
-        let doublings = attempts.saturating_sub(1).min(20);
-        self.backoff_ms.saturating_mul(1 << doublings)
-    }
-}
-
 /// What pruning the outbox did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Pruned {
@@ -241,20 +121,6 @@ pub struct Pruned {
     pub removed: u64,
     /// Items left.
     pub kept: u64,
-}
-
-/// A tenant's settings, set by `spark apply`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TenantSettings {
-    #[serde(default)]
-    pub limits: LimitOverrides,
-    #[serde(default)]
-    pub retry: RetryPolicy,
-    #[serde(default)]
-    pub mail: MailSettings,
-    /// The transport of each output channel (`[outputs]` in the manifest).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub outputs: BTreeMap<String, String>,
 }
 
 /// Everything one group of work changes, applied atomically by [`Store::commit`].
@@ -323,8 +189,8 @@ pub trait Store: Send {
     fn pending(&self) -> Items<'_, PendingDelivery>;
     fn dead(&self) -> Items<'_, DeadLetter>;
 
-    fn modules(&self) -> Result<Vec<ModuleRecord>, Error>;
-    fn put_module(&mut self, module: &ModuleRecord) -> Result<(), Error>;
+    fn modules(&self) -> Result<Vec<Registration>, Error>;
+    fn put_module(&mut self, module: &Registration) -> Result<(), Error>;
     /// Removes a module; whether it was there.
     fn remove_module(&mut self, name: &str) -> Result<bool, Error>;
     /// The next registration order number (for a new module).
@@ -344,20 +210,4 @@ pub trait Store: Send {
 
     fn settings(&self) -> Result<TenantSettings, Error>;
     fn put_settings(&mut self, settings: &TenantSettings) -> Result<(), Error>;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles() {
-        let policy = RetryPolicy {
-            attempts: 5,
-            backoff_ms: 100,
-        };
-        let waits: Vec<u64> = (1..=4).map(|n| policy.backoff_after(n)).collect();
-        assert_eq!(waits, [100, 200, 400, 800]);
-        assert_eq!(policy.backoff_after(u32::MAX), 100 << 20);
-    }
 }

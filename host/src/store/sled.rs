@@ -49,11 +49,17 @@ use serde_json::value::RawValue;
 
 use super::key_filter::{KeyFilter, PageId};
 use super::{
-    Commit, DeadLetter, Items, LedgerEntry, ModuleRecord, OutboxItem, OutboxKind, PendingDelivery,
-    Pruned, SourceMemo, Store, StoredRecord, TenantSettings,
+    Commit, DeadLetter, Items, LedgerEntry, OutboxItem, OutboxPayload, PendingDelivery, Pruned,
+    Registration, SourceMemo, Store, StoredRecord, TenantSettings,
 };
 use crate::Error;
 use crate::generators::Generator;
+
+impl From<sled::Error> for Error {
+    fn from(error: sled::Error) -> Self {
+        Error::Storage(error.to_string())
+    }
+}
 
 /// A tenant's data in a sled database.
 pub struct SledStore {
@@ -402,7 +408,7 @@ fn decode_u64(bytes: &[u8], what: &str) -> Result<u64, Error> {
     Ok(u64::from_be_bytes(bytes))
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, Error> {
+fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, Error> {
     serde_json::to_vec(value).map_err(|error| Error::Storage(format!("encoding: {error}")))
 }
 
@@ -465,14 +471,14 @@ impl SledStore {
 }
 
 /// A new outbox item as a commit writes it, to be read back as an [`OutboxItem`]: its
-/// data copied as the JSON text it is, its sending state left to the defaults.
+/// payload as `kind` and `data`, its sending state left to the defaults.
 #[derive(Serialize)]
 struct NewOutboxJson {
     id: u64,
     event: String,
     handler: String,
-    kind: OutboxKind,
-    data: Box<RawValue>,
+    #[serde(flatten)]
+    payload: OutboxPayload,
     created_at_ms: i64,
 }
 
@@ -496,8 +502,7 @@ fn encode(commit: Commit, first_id: u64, commits: u64) -> Result<sled::Batch, Er
                 id,
                 event: item.event,
                 handler: item.handler,
-                kind: item.kind,
-                data: item.data.into_json(),
+                payload: item.payload.into_payload(),
                 created_at_ms: item.created_at_ms,
             })
             .collect();
@@ -505,7 +510,7 @@ fn encode(commit: Commit, first_id: u64, commits: u64) -> Result<sled::Batch, Er
         // segment of most of a megabyte were a tenth of the commit thread's work.
         let size = segment
             .iter()
-            .map(|item| item.data.get().len() + item.event.len() + item.handler.len() + 128)
+            .map(|item| payload_len(&item.payload) + item.event.len() + item.handler.len() + 160)
             .sum();
         let mut value = Vec::with_capacity(size);
         serde_json::to_writer(&mut value, &segment)
@@ -528,6 +533,37 @@ fn encode(commit: Commit, first_id: u64, commits: u64) -> Result<sled::Batch, Er
         batch.insert(pair_key(DEAD, &dead.event, &dead.handler), to_json(dead)?);
     }
     Ok(batch)
+}
+
+/// About how long a payload's JSON is: its texts' lengths.
+fn payload_len(payload: &OutboxPayload) -> usize {
+    match payload {
+        OutboxPayload::Mail(mail) => {
+            let addresses = [&mail.to, &mail.cc, &mail.bcc]
+                .iter()
+                .flat_map(|list| list.iter())
+                .map(|address| address.len() + 3)
+                .sum::<usize>();
+            let texts = [
+                &mail.from,
+                &mail.reply_to,
+                &mail.template,
+                &mail.render_error,
+            ]
+            .iter()
+            .map(|text| text.as_ref().map_or(0, String::len))
+            .sum::<usize>();
+            addresses
+                + texts
+                + mail.subject.len()
+                + mail.body.len()
+                + mail
+                    .context
+                    .as_ref()
+                    .map_or(0, |context| context.get().len())
+        }
+        OutboxPayload::Output(output) => output.channel.len() + 64,
+    }
 }
 
 impl Store for SledStore {
@@ -742,13 +778,13 @@ impl Store for SledStore {
         self.settled_values(DEAD)
     }
 
-    fn modules(&self) -> Result<Vec<ModuleRecord>, Error> {
-        let mut modules: Vec<ModuleRecord> = values(&self.modules).collect::<Result<_, _>>()?;
+    fn modules(&self) -> Result<Vec<Registration>, Error> {
+        let mut modules: Vec<Registration> = values(&self.modules).collect::<Result<_, _>>()?;
         modules.sort_by_key(|module| module.order);
         Ok(modules)
     }
 
-    fn put_module(&mut self, module: &ModuleRecord) -> Result<(), Error> {
+    fn put_module(&mut self, module: &Registration) -> Result<(), Error> {
         self.modules
             .insert(module.name.as_bytes(), to_json(module)?)?;
         self.modules.flush()?;
@@ -831,7 +867,8 @@ impl Store for SledStore {
 mod tests {
     use super::*;
     use crate::error::CallError;
-    use crate::store::{NewOutboxItem, OutboxData, OutboxStatus};
+    use crate::outbox::OutboxStatus;
+    use crate::store::{NewOutboxItem, NewPayload};
 
     fn entry(key: &str, group: &str) -> LedgerEntry {
         LedgerEntry {
@@ -846,8 +883,7 @@ mod tests {
         NewOutboxItem {
             event: event.to_owned(),
             handler: "h".to_owned(),
-            kind: OutboxKind::Output,
-            data: OutboxData::Ready(serde_json::json!({"channel": "c", "payload": "p"})),
+            payload: NewPayload::Ready(Box::new(OutboxPayload::from_output("c", "p"))),
             created_at_ms: 5,
         }
     }
@@ -1056,18 +1092,13 @@ mod tests {
             // As data dirs written before segments hold them.
             let store = SledStore::open(dir.path()).unwrap();
             for id in [1, 2] {
-                let item = OutboxItem {
+                let item = OutboxItem::new(
                     id,
-                    event: format!("old{id}"),
-                    handler: "h".to_owned(),
-                    kind: OutboxKind::Output,
-                    data: serde_json::json!({"channel": "c", "payload": "p"}),
-                    created_at_ms: 5,
-                    status: OutboxStatus::Pending,
-                    attempts: 0,
-                    error: None,
-                    sent_at_ms: None,
-                };
+                    format!("old{id}"),
+                    "h".to_owned(),
+                    OutboxPayload::from_output("c", "p"),
+                    5,
+                );
                 let key = outbox_key(OUTBOX, id);
                 store.data.insert(key, to_json(&item).unwrap()).unwrap();
             }
@@ -1330,9 +1361,9 @@ mod tests {
         for name in ["zeta", "alpha"] {
             let order = store.next_module_order().unwrap();
             store
-                .put_module(&ModuleRecord {
+                .put_module(&Registration {
                     name: name.to_owned(),
-                    hash: "h".to_owned(),
+                    code: "h".to_owned().into(),
                     order,
                     sources: vec![],
                     handlers: vec!["x".to_owned()],

@@ -1,5 +1,6 @@
-//! `spark outbox send` and `prune`: the bookkeeping that makes each outbox item go out
-//! once and never vanish, whatever carries it, and the removal of sent ones.
+//! Sending the outbox (`spark outbox send`): the bookkeeping that makes each outbox
+//! item go out once and never vanish, whatever carries it. "Sending" is this; a
+//! "delivery" is a handler's call with an event (see `crate::pipeline`).
 //!
 //! Each pending item is sent by the transport of its route (mails, or its output's
 //! channel), then marked sent at once. A failure leaves it pending, with its error and
@@ -12,13 +13,18 @@ use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc;
 
+mod mail;
+mod output;
+
 use crate::error::Error;
-use crate::mail::MailSender;
-use crate::outputs::OutputSender;
-use crate::store::{OutboxItem, OutboxKind, OutboxStatus, Pruned, TenantSettings};
-use crate::tenant::Tenant;
+use crate::outbox::{OutboxItem, OutboxKind, OutboxPayload, OutboxStatus};
+use crate::settings::TenantSettings;
+use crate::store::{Pruned, Store};
 use crate::time::wall_clock_ms;
 use crate::transport::Transport;
+
+use self::mail::MailSender;
+use self::output::OutputSender;
 
 /// Where each route of the outbox goes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,7 +67,7 @@ impl Destinations {
         Ok(destinations)
     }
 
-    /// Whether nothing at all can be delivered.
+    /// Whether nothing at all can be sent.
     pub fn is_empty(&self) -> bool {
         self.mails.is_none() && self.outputs.is_empty()
     }
@@ -89,15 +95,17 @@ pub enum Route {
 
 impl Route {
     fn of(item: &OutboxItem) -> Self {
-        match item.kind {
-            OutboxKind::Mail => Route::Mails,
-            OutboxKind::Output => Route::Channel(
-                item.data
-                    .get("channel")
-                    .and_then(|channel| channel.as_str())
-                    .unwrap_or_default()
-                    .to_owned(),
-            ),
+        match &item.payload {
+            OutboxPayload::Mail(_) => Route::Mails,
+            OutboxPayload::Output(output) => Route::Channel(output.channel.clone()),
+        }
+    }
+
+    /// What its items are.
+    fn kind(&self) -> OutboxKind {
+        match self {
+            Route::Mails => OutboxKind::Mail,
+            Route::Channel(_) => OutboxKind::Output,
         }
     }
 }
@@ -156,9 +164,13 @@ impl Sender {
     }
 
     fn send(&self, tenant: &str, item: &OutboxItem) -> Result<(), String> {
-        match self {
-            Sender::Mail(sender) => sender.send(tenant, item),
-            Sender::Output(sender) => sender.send(tenant, item),
+        match (self, &item.payload) {
+            (Sender::Mail(sender), OutboxPayload::Mail(mail)) => sender.send(tenant, item.id, mail),
+            (Sender::Output(sender), OutboxPayload::Output(output)) => {
+                sender.send(tenant, item, output)
+            }
+            // A sender is made for a route's kind, and items are grouped by route.
+            _ => unreachable!("an item of one kind went to the sender of the other"),
         }
     }
 
@@ -177,76 +189,71 @@ impl Sender {
 /// receiver that limits connections per client.
 pub const DEFAULT_CONCURRENCY: usize = 4;
 
-impl Tenant {
-    /// Sends every pending outbox item whose route has a transport in `destinations`,
-    /// up to `concurrency` at once (one at a time, in id order, when anything goes to
-    /// stdout), marking each sent as soon as it went out, or recording its error (it
-    /// stays pending). Every transport needed is made ready (a directory created, say)
-    /// before the first item goes. `progress` is told of each item sent or failed,
-    /// with the number of items to send.
-    pub fn send_outbox(
-        &mut self,
-        destinations: &Destinations,
-        concurrency: usize,
-        progress: &mut dyn FnMut(&SendReport, usize),
-    ) -> Result<SendReport, Error> {
-        let pending: Vec<OutboxItem> = self
-            .store
-            .outbox()
-            .filter(|item| {
-                item.as_ref()
-                    .map_or(true, |item| item.status == OutboxStatus::Pending)
-            })
-            .collect::<Result<_, _>>()?;
-        let mut report = SendReport::default();
-        let plan = Plan::new(pending, destinations, concurrency, &mut report)?;
+/// Sends every pending outbox item of `tenant` whose route has a transport in
+/// `destinations`, up to `concurrency` at once (one at a time, in id order, when
+/// anything goes to stdout), marking each sent as soon as it went out, or recording its
+/// error (it stays pending). Every transport needed is made ready (a directory created,
+/// say) before the first item goes. `progress` is told of each item sent or failed,
+/// with the number of items to send.
+pub(crate) fn send_outbox(
+    tenant: &str,
+    store: &mut dyn Store,
+    destinations: &Destinations,
+    concurrency: usize,
+    progress: &mut dyn FnMut(&SendReport, usize),
+) -> Result<SendReport, Error> {
+    let pending: Vec<OutboxItem> = store
+        .outbox()
+        .filter(|item| {
+            item.as_ref()
+                .map_or(true, |item| item.status == OutboxStatus::Pending)
+        })
+        .collect::<Result<_, _>>()?;
+    let mut report = SendReport::default();
+    let plan = Plan::new(pending, destinations, concurrency, &mut report)?;
 
-        // Workers send; this thread marks each result as it comes, so the store has
-        // one writer and an item is marked right after it went out.
-        let (results, received) = mpsc::channel();
-        let (tenant, store) = (&self.name, &mut self.store);
-        std::thread::scope(|scope| {
-            for _ in 0..plan.workers(concurrency) {
-                let results = results.clone();
-                let plan = &plan;
-                scope.spawn(move || plan.work(tenant, &results));
-            }
-            drop(results);
-            for (index, result) in received {
-                let (route, item) = &plan.items[index];
-                let Some(result) = result else {
-                    report.skipped += 1;
-                    *report
-                        .given_up
-                        .entry(plan.routes[*route].0.clone())
-                        .or_default() += 1;
-                    continue;
-                };
-                let mut item = item.clone();
-                settle(&mut item, result, &mut report);
-                // Marked at once: a crash after this line never sends the item again.
-                store.update_outbox(&item)?;
-                progress(&report, plan.items.len());
-            }
-            Ok::<_, Error>(())
-        })?;
-        report.problems.sort_unstable();
-        store.flush()?;
-        Ok(report)
-    }
+    // Workers send; this thread marks each result as it comes, so the store has
+    // one writer and an item is marked right after it went out.
+    let (results, received) = mpsc::channel();
+    std::thread::scope(|scope| {
+        for _ in 0..plan.workers(concurrency) {
+            let results = results.clone();
+            let plan = &plan;
+            scope.spawn(move || plan.work(tenant, &results));
+        }
+        drop(results);
+        for (index, result) in received {
+            let (route, item) = &plan.items[index];
+            let Some(result) = result else {
+                report.skipped += 1;
+                *report
+                    .given_up
+                    .entry(plan.routes[*route].0.clone())
+                    .or_default() += 1;
+                continue;
+            };
+            let mut item = item.clone();
+            settle(&mut item, result, &mut report);
+            // Marked at once: a crash after this line never sends the item again.
+            store.update_outbox(&item)?;
+            progress(&report, plan.items.len());
+        }
+        Ok::<_, Error>(())
+    })?;
+    report.problems.sort_unstable();
+    store.flush()?;
+    Ok(report)
+}
 
-    /// Removes the sent items of the outbox that were sent before `sent_before_ms`
-    /// (wall-clock unix ms); pending ones always stay. Their ids are not given again.
-    /// `outbox list` and `outbox send` read the whole outbox, so a tenant that sends a
-    /// lot keeps them quick by pruning.
-    pub fn prune_outbox(&mut self, sent_before_ms: i64) -> Result<Pruned, Error> {
-        let pruned = self.store.prune_outbox(&|item| {
-            item.status == OutboxStatus::Sent
-                && item.sent_at_ms.is_some_and(|sent| sent < sent_before_ms)
-        })?;
-        self.store.flush()?;
-        Ok(pruned)
-    }
+/// Removes the sent items of the outbox that were sent before `sent_before_ms`
+/// (wall-clock unix ms); pending ones always stay. Their ids are not given again.
+pub(crate) fn prune_outbox(store: &mut dyn Store, sent_before_ms: i64) -> Result<Pruned, Error> {
+    let pruned = store.prune_outbox(&|item| {
+        item.status == OutboxStatus::Sent
+            && item.sent_at_ms.is_some_and(|sent| sent < sent_before_ms)
+    })?;
+    store.flush()?;
+    Ok(pruned)
 }
 
 /// What a run sends: each route that has a transport, with its sender, and each item
@@ -281,7 +288,8 @@ impl Plan {
             if let Some(index) = routes.iter().position(|(known, _)| *known == route) {
                 items.push((index, item));
             } else if let Some(transport) = destinations.transport(&route) {
-                routes.push((route, Sender::new(item.kind, transport, connections)?));
+                let sender = Sender::new(route.kind(), transport, connections)?;
+                routes.push((route, sender));
                 items.push((routes.len() - 1, item));
             } else {
                 report.waiting += 1;

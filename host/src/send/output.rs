@@ -1,10 +1,10 @@
-//! Delivering one outbox output (a handler's `output(channel, payload)`) to the
+//! Sending one outbox output (a handler's `output(channel, payload)`) to the
 //! transport its channel is routed to.
 //!
 //! Over HTTP the body is the payload itself, so that a handler can speak a webhook's
 //! own format; the output's id goes in the `Idempotency-Key` header
-//! (`spark.TENANT.ID`), which a receiver can use to recognise an output delivered
-//! again after a crash between delivering and marking it sent. With a secret in
+//! (`spark.TENANT.ID`), which a receiver can use to recognise an output sent
+//! again after a crash between sending and marking it sent. With a secret in
 //! `SPARK_OUTPUT_SECRET`, each POST is signed (`Spark-Signature`, see [`signature`]),
 //! so that a receiver can tell Spark's requests from anyone else's. To a file or stdout an
 //! output goes as one JSON object that also names its id, tenant, channel, event and
@@ -19,16 +19,16 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use crate::error::Error;
-use crate::store::{OutboxItem, OutboxKind};
+use crate::outbox::{OutboxItem, OutboxKind, OutputPayload};
 use crate::time::{format_time, wall_clock_ms};
 use crate::transport::{Transport, file_dir, write_file};
 
-/// How long one HTTP delivery may take in all, as long as an SMTP one.
+/// How long sending one output over HTTP may take in all, as long as an SMTP one.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How much of a refusing response's body goes into the item's error.
 const ERROR_BODY_BYTES: u64 = 512;
 
-/// A way to deliver outputs, built once per `outbox send`.
+/// A way to send outputs, built once per `outbox send`.
 pub(crate) enum OutputSender {
     File(PathBuf),
     Http {
@@ -69,45 +69,53 @@ impl OutputSender {
         })
     }
 
-    /// Delivers the outbox output `item` of `tenant`; the error says why not.
-    pub(crate) fn send(&self, tenant: &str, item: &OutboxItem) -> Result<(), String> {
+    /// Sends `output`, the payload of the outbox item `item` of `tenant`; the error
+    /// says why not.
+    pub(crate) fn send(
+        &self,
+        tenant: &str,
+        item: &OutboxItem,
+        output: &OutputPayload,
+    ) -> Result<(), String> {
         match self {
             OutputSender::File(dir) => write_file(
                 dir,
                 &format!("{}.json", item.id),
-                envelope(tenant, item).to_string().as_bytes(),
+                envelope(tenant, item, output).to_string().as_bytes(),
             ),
-            OutputSender::Stdout => {
-                writeln!(std::io::stdout().lock(), "{}", envelope(tenant, item))
-                    .map_err(|error| format!("cannot write to stdout: {error}"))
-            }
+            OutputSender::Stdout => writeln!(
+                std::io::stdout().lock(),
+                "{}",
+                envelope(tenant, item, output)
+            )
+            .map_err(|error| format!("cannot write to stdout: {error}")),
             OutputSender::Http { url, agent, secret } => {
-                post(agent, url, secret.as_deref(), tenant, item)
+                let idempotency_key = format!("spark.{tenant}.{}", item.id);
+                post(agent, url, secret.as_deref(), &idempotency_key, output)
             }
         }
     }
 }
 
 /// The output as a file or stdout holds it.
-fn envelope(tenant: &str, item: &OutboxItem) -> Value {
+fn envelope(tenant: &str, item: &OutboxItem, output: &OutputPayload) -> Value {
     json!({
         "id": item.id,
         "tenant": tenant,
-        "channel": item.data.get("channel"),
+        "channel": output.channel,
         "event": item.event,
         "handler": item.handler,
         "created_at": format_time(item.created_at_ms),
-        "payload": item.data.get("payload"),
+        "payload": output.payload,
     })
 }
 
 /// The payload as it is sent over HTTP: a payload that is JSON (kept structured in the
 /// outbox) as JSON, any other text as it is.
-fn body(item: &OutboxItem) -> (String, &'static str) {
-    match item.data.get("payload") {
-        Some(Value::String(text)) => (text.clone(), "text/plain; charset=utf-8"),
-        Some(payload) => (payload.to_string(), "application/json"),
-        None => (String::new(), "text/plain; charset=utf-8"),
+fn body(output: &OutputPayload) -> (String, &'static str) {
+    match &output.payload {
+        Value::String(text) => (text.clone(), "text/plain; charset=utf-8"),
+        payload => (payload.to_string(), "application/json"),
     }
 }
 
@@ -145,17 +153,16 @@ fn post(
     agent: &ureq::Agent,
     url: &str,
     secret: Option<&[u8]>,
-    tenant: &str,
-    item: &OutboxItem,
+    idempotency_key: &str,
+    output: &OutputPayload,
 ) -> Result<(), String> {
-    let (body, content_type) = body(item);
-    let idempotency_key = format!("spark.{tenant}.{}", item.id);
+    let (body, content_type) = body(output);
     let mut request = agent.post(url).content_type(content_type);
     if let Some(secret) = secret {
         let now = wall_clock_ms() / 1000;
         request = request.header(
             "Spark-Signature",
-            signature(secret, now, &idempotency_key, &body),
+            signature(secret, now, idempotency_key, &body),
         );
     }
     let mut response = request
@@ -184,13 +191,12 @@ fn post(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbox::OutboxPayload;
 
-    fn output(payload: Value) -> OutboxItem {
-        let data = json!({ "channel": "seen", "payload": payload });
-        OutboxItem {
-            event: "job_1".to_owned(),
-            handler: "recorder".to_owned(),
-            ..OutboxItem::pending(7, OutboxKind::Output, data)
+    fn output(payload: Value) -> OutputPayload {
+        OutputPayload {
+            channel: "seen".to_owned(),
+            payload,
         }
     }
 
@@ -208,7 +214,15 @@ mod tests {
 
     #[test]
     fn the_envelope_names_where_the_output_came_from() {
-        let envelope = envelope("acme", &output(json!([1, 2])));
+        let output = output(json!([1, 2]));
+        let item = OutboxItem::new(
+            7,
+            "job_1".to_owned(),
+            "recorder".to_owned(),
+            OutboxPayload::Output(output.clone()),
+            0,
+        );
+        let envelope = envelope("acme", &item, &output);
         assert_eq!(
             envelope,
             json!({

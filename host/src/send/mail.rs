@@ -1,6 +1,6 @@
 //! Sending one outbox mail: the RFC 5322 message and the transports that carry it.
 //!
-//! A crash between sending and marking sent (see `crate::delivery`) sends a mail again
+//! A crash between sending and marking sent (see `crate::send`) sends a mail again
 //! with the same Message-ID (`<spark.TENANT.ID@DOMAIN>`, from the outbox id), so the
 //! receiving side can recognise the repeat.
 
@@ -8,16 +8,14 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::error::Error;
+use crate::outbox::{ComposedMail, OutboxKind};
+use crate::transport::{Transport, file_dir, write_file};
 use lettre::message::{Mailbox, header::ContentType};
 use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{Message, SmtpTransport, Transport as _};
-use serde_json::Value;
-
-use crate::error::Error;
-use crate::store::{OutboxItem, OutboxKind};
-use crate::transport::{Transport, file_dir, write_file};
 
 /// A way to send mails, built once per `outbox send`.
 pub(crate) enum MailSender {
@@ -42,10 +40,9 @@ impl MailSender {
         })
     }
 
-    /// Sends the outbox mail `item` of `tenant`; the error says why not.
-    pub(crate) fn send(&self, tenant: &str, item: &OutboxItem) -> Result<(), String> {
-        let message = message(tenant, item)?;
-        let id = item.id;
+    /// Sends the outbox mail `id` of `tenant`; the error says why not.
+    pub(crate) fn send(&self, tenant: &str, id: u64, mail: &ComposedMail) -> Result<(), String> {
+        let message = message(tenant, id, mail)?;
         match self {
             MailSender::File(dir) => write_file(dir, &format!("{id}.eml"), &message.formatted()),
             MailSender::Stdout => {
@@ -106,45 +103,38 @@ fn smtp(
     Ok(builder.build())
 }
 
-/// The RFC 5322 message of an outbox mail.
-fn message(tenant: &str, item: &OutboxItem) -> Result<Message, String> {
-    let data = &item.data;
-    let text = |name: &str| data.get(name).and_then(Value::as_str);
+/// The RFC 5322 message of outbox mail `id`.
+fn message(tenant: &str, id: u64, mail: &ComposedMail) -> Result<Message, String> {
     let mailbox = |address: &str| -> Result<Mailbox, String> {
         address
             .parse()
             .map_err(|error| format!("`{address}` is not a mail address: {error}"))
     };
-    let list = |name: &str| -> Vec<&str> {
-        data.get(name)
-            .and_then(Value::as_array)
-            .map(|items| items.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default()
-    };
     let from = mailbox(
-        text("from")
+        mail.from
+            .as_deref()
             .ok_or("it has no sender; set `from` under [mails] in the tenant's manifest")?,
     )?;
-    let message_id = format!("<spark.{tenant}.{}@{}>", item.id, from.email.domain());
+    let message_id = format!("<spark.{tenant}.{id}@{}>", from.email.domain());
     let mut builder = Message::builder()
         .message_id(Some(message_id))
         .from(from)
-        .subject(text("subject").unwrap_or_default());
-    for address in list("to") {
+        .subject(&mail.subject);
+    for address in &mail.to {
         builder = builder.to(mailbox(address)?);
     }
-    for address in list("cc") {
+    for address in &mail.cc {
         builder = builder.cc(mailbox(address)?);
     }
-    for address in list("bcc") {
+    for address in &mail.bcc {
         builder = builder.bcc(mailbox(address)?);
     }
-    if let Some(address) = text("reply_to") {
+    if let Some(address) = &mail.reply_to {
         builder = builder.reply_to(mailbox(address)?);
     }
     builder
         .header(ContentType::TEXT_PLAIN)
-        .body(text("body").unwrap_or_default().to_owned())
+        .body(mail.body.clone())
         .map_err(|error| error.to_string())
 }
 
@@ -152,15 +142,16 @@ fn message(tenant: &str, item: &OutboxItem) -> Result<Message, String> {
 mod tests {
     use super::*;
 
-    fn item(data: Value) -> OutboxItem {
-        OutboxItem::pending(42, OutboxKind::Mail, data)
+    fn mail(data: serde_json::Value) -> ComposedMail {
+        serde_json::from_value(data).unwrap()
     }
 
     #[test]
     fn messages_carry_a_message_id_from_the_outbox_id() {
         let message = message(
             "acme",
-            &item(serde_json::json!({
+            42,
+            &mail(serde_json::json!({
                 "from": "Team <team@example.com>", "to": ["ada@example.com"], "cc": [],
                 "bcc": ["audit@example.com"], "reply_to": "help@example.com",
                 "subject": "Grüße", "body": "Line one\nLine two",
@@ -189,12 +180,17 @@ mod tests {
 
     #[test]
     fn a_mail_without_sender_or_with_a_bad_address_is_not_sent() {
-        let no_sender =
-            message("t", &item(serde_json::json!({ "to": ["a@example.com"] }))).unwrap_err();
+        let no_sender = message(
+            "t",
+            1,
+            &mail(serde_json::json!({ "to": ["a@example.com"] })),
+        )
+        .unwrap_err();
         assert!(no_sender.contains("no sender"), "{no_sender}");
         let bad = message(
             "t",
-            &item(serde_json::json!({ "from": "t@example.com", "to": ["not an address"] })),
+            1,
+            &mail(serde_json::json!({ "from": "t@example.com", "to": ["not an address"] })),
         )
         .unwrap_err();
         assert!(

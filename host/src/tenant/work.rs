@@ -1,0 +1,129 @@
+//! A tenant's runs: records through the pipeline (ingest, process-sources, generate,
+//! dead retry), and the outbox out through its transports.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+
+use super::Tenant;
+use crate::error::Error;
+use crate::generators::Generator;
+use crate::pipeline::{self, Pipeline};
+use crate::registration::context_source;
+use crate::report::RunReport;
+use crate::send::{self, Destinations, SendReport};
+use crate::store::Pruned;
+
+impl Tenant {
+    /// The pipeline over this tenant's parts, for one run at logical time `now_ms`.
+    fn pipeline(&mut self, now_ms: i64) -> Result<Pipeline<'_>, Error> {
+        Pipeline::new(&self.name, &mut *self.store, &mut self.modules, now_ms)
+    }
+
+    /// Ingests JSON Lines records of `model` from `input` at logical time `now_ms`.
+    /// `progress` is called after each line. Refuses an unknown model before reading.
+    pub fn ingest(
+        &mut self,
+        model: &str,
+        input: &mut dyn BufRead,
+        now_ms: i64,
+        progress: &mut dyn FnMut(&RunReport),
+    ) -> Result<RunReport, Error> {
+        self.require_model(model)?;
+        pipeline::ingest(self.pipeline(now_ms)?, model, input, progress)
+    }
+
+    /// Runs the stored records of `model` (or of every known model) through their
+    /// sources again at logical time `now_ms`, for events that depend on time.
+    pub fn process_sources(
+        &mut self,
+        model: Option<&str>,
+        now_ms: i64,
+        progress: &mut dyn FnMut(&RunReport),
+    ) -> Result<RunReport, Error> {
+        let models = match model {
+            Some(model) => {
+                self.require_model(model)?;
+                vec![model.to_owned()]
+            }
+            None => self.known_models()?,
+        };
+        let mut pipeline = self.pipeline(now_ms)?;
+        for model in &models {
+            pipeline.reprocess_model(model, progress)?;
+        }
+        pipeline.finish()
+    }
+
+    /// Runs every active generator over its model's stored records at logical time
+    /// `now_ms`. Each model is read once, however many generators use it.
+    pub fn generate(
+        &mut self,
+        now_ms: i64,
+        progress: &mut dyn FnMut(&RunReport),
+    ) -> Result<RunReport, Error> {
+        let mut by_model: BTreeMap<String, Vec<Generator>> = BTreeMap::new();
+        for generator in self.store.generators()? {
+            if generator.active {
+                by_model
+                    .entry(generator.model.clone())
+                    .or_default()
+                    .push(generator);
+            }
+        }
+        let registrations = self.store.modules()?;
+        let context_modules: BTreeMap<&str, String> = by_model
+            .keys()
+            .filter_map(|model| {
+                context_source(registrations.iter().cloned(), model)
+                    .map(|module| (model.as_str(), module.name))
+            })
+            .collect();
+        let mut pipeline = self.pipeline(now_ms)?;
+        for (model, generators) in &by_model {
+            let context_module = context_modules.get(model.as_str()).map(String::as_str);
+            pipeline.generate_model(model, generators, context_module, progress)?;
+        }
+        pipeline.finish()
+    }
+
+    /// Delivers dead letters again: all of them, or those of one event and/or handler.
+    /// Each gets one more attempt, with the handler registered under its name now.
+    pub fn retry_dead(
+        &mut self,
+        event: Option<&str>,
+        handler: Option<&str>,
+        now_ms: i64,
+    ) -> Result<RunReport, Error> {
+        let mut pipeline = self.pipeline(now_ms)?;
+        pipeline.retry_dead(event, handler)?;
+        pipeline.finish()
+    }
+
+    /// Sends every pending outbox item whose route has a transport in `destinations`,
+    /// up to `concurrency` at once (one at a time, in id order, when anything goes to
+    /// stdout), marking each sent as soon as it went out, or recording its error (it
+    /// stays pending). `progress` is told of each item sent or failed, with the number
+    /// of items to send.
+    pub fn send_outbox(
+        &mut self,
+        destinations: &Destinations,
+        concurrency: usize,
+        progress: &mut dyn FnMut(&SendReport, usize),
+    ) -> Result<SendReport, Error> {
+        send::send_outbox(
+            &self.name,
+            &mut *self.store,
+            destinations,
+            concurrency,
+            progress,
+        )
+    }
+
+    /// Removes the sent items of the outbox that were sent before `sent_before_ms`
+    /// (wall-clock unix ms); pending ones always stay. Their ids are not given again.
+    /// `outbox list` and `outbox send` read the whole outbox, so a tenant that sends a
+    /// lot keeps them quick by pruning.
+    pub fn prune_outbox(&mut self, sent_before_ms: i64) -> Result<Pruned, Error> {
+        send::prune_outbox(&mut *self.store, sent_before_ms)
+    }
+}
