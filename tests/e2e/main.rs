@@ -1,6 +1,10 @@
 //! End-to-end tests: guests built from source (`tests/guests`), the real `spark`
 //! binary, real sled data dirs in temporary directories.
 
+// A test's helpers may unwrap like its test functions: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+mod architecture;
 mod bad_input;
 mod clock;
 mod crash;
