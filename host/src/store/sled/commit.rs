@@ -1,0 +1,194 @@
+//! The commit writer: a [`Commit`] as one `sled::Batch`, applied on a thread of its own.
+//!
+//! A commit's batch is applied on a thread of its own while the pipeline goes on with
+//! the next group (both cores work: one runs modules, the other writes). Batches land
+//! one at a time, in order; reads see the batch in flight (the ledger keys and records
+//! it holds) or wait for it to land; a failed batch fails the next commit or flush, and
+//! nothing after it is applied.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::MutexGuard;
+use std::thread::JoinHandle;
+
+use super::SledStore;
+use super::codec::to_json;
+use super::keys::{COMMITS, DEAD, LEDGER, OUTBOX, PENDING, RECORD, key, outbox_key, pair_key};
+use super::ledger::encode_ledger;
+use super::outbox::encode_segment;
+use super::records::encode_record;
+use crate::Error;
+use crate::store::{Commit, StoredRecord};
+
+/// A batch being applied on another thread, with what reads must see of it meanwhile.
+pub(super) struct InFlight {
+    applying: JoinHandle<sled::Result<()>>,
+    ledger: HashSet<String>,
+    /// (model, id) -> record.
+    records: HashMap<(String, String), StoredRecord>,
+}
+
+impl SledStore {
+    fn in_flight(&self) -> MutexGuard<'_, Option<InFlight>> {
+        // Nothing panics while holding the lock; a poisoned one holds good data.
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Waits for the batch in flight to land; its error if it failed.
+    pub(super) fn settle(&self) -> Result<(), Error> {
+        let Some(in_flight) = self.in_flight().take() else {
+            return Ok(());
+        };
+        in_flight
+            .applying
+            .join()
+            .map_err(|_| Error::Storage("the thread applying a commit panicked".to_owned()))??;
+        Ok(())
+    }
+
+    /// Whether the batch in flight marks `event` seen.
+    pub(super) fn in_flight_has_seen(&self, event: &str) -> bool {
+        self.in_flight()
+            .as_ref()
+            .is_some_and(|in_flight| in_flight.ledger.contains(event))
+    }
+
+    /// The record the batch in flight writes under `model` and `id`, if it writes one.
+    pub(super) fn in_flight_record(&self, model: &str, id: &str) -> Option<StoredRecord> {
+        self.in_flight()
+            .as_ref()?
+            .records
+            .get(&(model.to_owned(), id.to_owned()))
+            .cloned()
+    }
+
+    /// Starts applying `commit` once the batch before it has landed, and returns
+    /// without waiting for it.
+    pub(super) fn start_commit(&mut self, commit: Commit) -> Result<(), Error> {
+        // The previous batch lands first: order is kept, and its failure stops this one.
+        self.settle()?;
+        let ledger: HashSet<String> = commit.ledger.iter().map(|e| e.key.clone()).collect();
+        {
+            let mut filter = self.filter()?;
+            for entry in &commit.ledger {
+                filter.insert(&key(LEDGER, &entry.key));
+            }
+            for (model, id, _) in &commit.records {
+                filter.insert(&pair_key(RECORD, model, id));
+            }
+        }
+        self.commits += 1;
+        let commits = self.commits;
+        let records: HashMap<(String, String), StoredRecord> = commit
+            .records
+            .iter()
+            .map(|(model, id, record)| ((model.clone(), id.clone()), record.clone()))
+            .collect();
+        let first_id = self.next_outbox_id;
+        let next_id = first_id + commit.outbox.len() as u64;
+        let data = self.data.clone();
+        // Encoding happens on the commit thread too: it is work the pipeline need not wait for.
+        let applying = std::thread::Builder::new()
+            .name("spark-commit".to_owned())
+            .spawn(move || match encode(commit, first_id, commits) {
+                Ok(batch) => data.apply_batch(batch),
+                Err(error) => Err(sled::Error::Unsupported(error.to_string())),
+            })
+            .map_err(|error| Error::Storage(format!("cannot start a commit thread: {error}")))?;
+        *self.in_flight() = Some(InFlight {
+            applying,
+            ledger,
+            records,
+        });
+        self.next_outbox_id = next_id;
+        Ok(())
+    }
+}
+
+/// A commit as one batch: after a crash, all of it is there or none of it. Within a
+/// batch the last write to a key wins, so settled deliveries are removed before new
+/// ones (a delivery that failed again replaces itself). Outbox items get ids from
+/// `first_id` on.
+fn encode(commit: Commit, first_id: u64, commits: u64) -> Result<sled::Batch, Error> {
+    let mut batch = sled::Batch::default();
+    batch.insert(COMMITS, &commits.to_be_bytes());
+    for (model, id, record) in commit.records {
+        batch.insert(pair_key(RECORD, &model, &id), encode_record(record));
+    }
+    for entry in &commit.ledger {
+        batch.insert(key(LEDGER, &entry.key), encode_ledger(entry)?);
+    }
+    if !commit.outbox.is_empty() {
+        batch.insert(
+            outbox_key(OUTBOX, first_id),
+            encode_segment(commit.outbox, first_id)?,
+        );
+    }
+    for (event, handler) in &commit.pending_done {
+        batch.remove(pair_key(PENDING, event, handler));
+    }
+    for pending in &commit.pending {
+        batch.insert(
+            pair_key(PENDING, &pending.event, &pending.handler),
+            to_json(pending)?,
+        );
+    }
+    for (event, handler) in &commit.dead_done {
+        batch.remove(pair_key(DEAD, event, handler));
+    }
+    for dead in &commit.dead {
+        batch.insert(pair_key(DEAD, &dead.event, &dead.handler), to_json(dead)?);
+    }
+    Ok(batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::CallError;
+    use crate::store::{DeadLetter, PendingDelivery, Store};
+
+    #[test]
+    fn pending_and_dead_deliveries_move_atomically() {
+        let mut store = SledStore::temporary().unwrap();
+        let error = CallError::Guest {
+            message: "no".to_owned(),
+        };
+        let pending = PendingDelivery {
+            event: "e".to_owned(),
+            handler: "h".to_owned(),
+            attempts: 1,
+            error: error.clone(),
+            next_at_ms: 10,
+            depth: 0,
+        };
+        store
+            .commit(Commit {
+                pending: vec![pending.clone()],
+                ..Commit::default()
+            })
+            .unwrap();
+        assert_eq!(
+            store.pending().map(Result::unwrap).collect::<Vec<_>>(),
+            [pending]
+        );
+        let dead = DeadLetter {
+            event: "e".to_owned(),
+            handler: "h".to_owned(),
+            attempts: 3,
+            error,
+            dead_at_ms: 20,
+            depth: 0,
+        };
+        store
+            .commit(Commit {
+                pending_done: vec![("e".to_owned(), "h".to_owned())],
+                dead: vec![dead.clone()],
+                ..Commit::default()
+            })
+            .unwrap();
+        assert_eq!(store.pending().count(), 0);
+        assert_eq!(store.dead().map(Result::unwrap).collect::<Vec<_>>(), [dead]);
+    }
+}

@@ -1,0 +1,382 @@
+//! [`Store`] on sled: one database per tenant.
+//!
+//! What the pipeline writes lives in one tree, `data`, so that a group's commit is one
+//! atomic `Batch` (cheaper than a transaction over several trees). Its keys start with
+//! a byte naming the keyspace: `r` records (`model \0 id`), `l` the ledger (`key`), `o`
+//! the outbox, `u` outbox items updated since, `p` pending and `d` dead deliveries
+//! (`event \0 handler`); `f` holds the key filter, `c` the count of commits and `n` the
+//! next outbox id (all in `keys`). Modules, generators, templates and settings, written
+//! rarely, have trees of their own, keyed by name.
+//!
+//! Values are JSON, but for records (their JSON text and source memos, see `records`),
+//! the key filter's pages (see `filter`) and the counters (big-endian u64). A commit's
+//! outbox items are one value, a segment, later updated and pruned item by item (see
+//! `outbox`). A commit's batch is applied on a thread of its own while the pipeline
+//! goes on with the next group; reads see the batch in flight or wait for it to land
+//! (see `commit`).
+
+mod codec;
+mod commit;
+mod filter;
+mod keys;
+mod ledger;
+mod outbox;
+mod records;
+
+use std::cell::RefCell;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+
+use self::codec::{decode_u64, from_json, to_json, utf8};
+use self::commit::InFlight;
+use self::keys::{
+    COMMITS, DEAD, LEDGER, MODULE_ORDER, OUTBOX, OUTBOX_UPDATE, PENDING, RECORD, SETTINGS, key,
+    outbox_key, pair_key,
+};
+use self::ledger::decode_ledger;
+use self::outbox::{latest_outbox, next_outbox_id};
+use self::records::decode_record;
+use super::key_filter::KeyFilter;
+use super::{
+    Commit, DeadLetter, Items, LedgerEntry, OutboxItem, PendingDelivery, Pruned, Registration,
+    Store, StoredRecord, TenantSettings,
+};
+use crate::Error;
+use crate::generators::Generator;
+
+impl From<sled::Error> for Error {
+    fn from(error: sled::Error) -> Self {
+        Error::Storage(error.to_string())
+    }
+}
+
+/// A tenant's data in a sled database.
+pub struct SledStore {
+    db: sled::Db,
+    data: sled::Tree,
+    in_flight: Mutex<Option<InFlight>>,
+    /// The ledger and record keys of every commit so far (see [`KeyFilter`]), read (or
+    /// rebuilt) on first use: a command that only lists never needs it.
+    filter: RefCell<Option<KeyFilter>>,
+    /// Commits so far, the last perhaps still in flight.
+    commits: u64,
+    modules: sled::Tree,
+    generators: sled::Tree,
+    templates: sled::Tree,
+    meta: sled::Tree,
+    next_outbox_id: u64,
+}
+
+/// How long opening waits for a dropped database of this process to let go of its
+/// files (see [`SledStore::open`]).
+const RELEASE_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Whether `error` is sled saying another handle holds the database's files.
+fn is_lock_held(error: &sled::Error) -> bool {
+    // sled 0.34 reports it only in the message of an `io::Error` of kind `Other`.
+    matches!(error, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
+}
+
+impl SledStore {
+    /// Opens (or creates) the database in `path`. The caller holds the tenant's lock,
+    /// so sled's own lock on the files can only be held by a database this process
+    /// dropped, for a moment after the drop: by sled's background I/O, or by a child
+    /// this process was forking (it holds a copy of every file descriptor until it
+    /// execs). Opening waits for that, up to [`RELEASE_PATIENCE`].
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        let deadline = Instant::now() + RELEASE_PATIENCE;
+        let db = loop {
+            match sled::Config::new().path(path).open() {
+                Err(error) if is_lock_held(&error) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                result => break result?,
+            }
+        };
+        Self::from_db(db)
+    }
+
+    /// A database that lives in a temporary directory and is deleted when dropped.
+    #[cfg(test)]
+    pub fn temporary() -> Result<Self, Error> {
+        Self::from_db(sled::Config::new().temporary(true).open()?)
+    }
+
+    fn from_db(db: sled::Db) -> Result<Self, Error> {
+        let data = db.open_tree("data")?;
+        let next_outbox_id = next_outbox_id(&data)?;
+        let commits = match data.get(COMMITS)? {
+            Some(value) => decode_u64(&value, "the count of commits")?,
+            None => 0,
+        };
+        Ok(Self {
+            in_flight: Mutex::new(None),
+            filter: RefCell::new(None),
+            commits,
+            data,
+            modules: db.open_tree("modules")?,
+            generators: db.open_tree("generators")?,
+            templates: db.open_tree("templates")?,
+            meta: db.open_tree("meta")?,
+            db,
+            next_outbox_id,
+        })
+    }
+
+    /// The values of a keyspace of `data`, once the batch in flight has landed.
+    fn settled_values<'a, T: DeserializeOwned + 'a>(&self, space: u8) -> Items<'a, T> {
+        if let Err(error) = self.settle() {
+            return Box::new(std::iter::once(Err(error)));
+        }
+        Box::new(self.data.scan_prefix([space]).map(|item| {
+            let (_, value) = item?;
+            from_json(&value)
+        }))
+    }
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        if let Err(error) = self.settle() {
+            tracing::error!("a commit failed as the store closed: {error}");
+        }
+    }
+}
+
+fn values<'a, T: DeserializeOwned + 'a>(tree: &sled::Tree) -> Items<'a, T> {
+    Box::new(tree.iter().map(|item| {
+        let (_, value) = item?;
+        from_json(&value)
+    }))
+}
+
+impl Store for SledStore {
+    fn commit(&mut self, commit: Commit) -> Result<(), Error> {
+        if commit.is_empty() {
+            return Ok(());
+        }
+        self.start_commit(commit)
+    }
+
+    fn flush(&self) -> Result<(), Error> {
+        self.settle()?;
+        self.save_dirty_filter()?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn is_seen(&self, event: &str) -> Result<bool, Error> {
+        let key = key(LEDGER, event);
+        if !self.filter()?.may_contain(&key) {
+            return Ok(false);
+        }
+        if self.in_flight_has_seen(event) {
+            return Ok(true);
+        }
+        Ok(self.data.contains_key(key)?)
+    }
+
+    fn ledger_entry(&self, event: &str) -> Result<Option<LedgerEntry>, Error> {
+        self.settle()?;
+        self.data
+            .get(key(LEDGER, event))?
+            .map(|value| decode_ledger(event.as_bytes(), &value))
+            .transpose()
+    }
+
+    fn ledger(&self) -> Items<'_, LedgerEntry> {
+        if let Err(error) = self.settle() {
+            return Box::new(std::iter::once(Err(error)));
+        }
+        Box::new(self.data.scan_prefix([LEDGER]).map(|item| {
+            let (key, value) = item?;
+            decode_ledger(&key[1..], &value)
+        }))
+    }
+
+    fn record(&self, model: &str, id: &str) -> Result<Option<StoredRecord>, Error> {
+        let key = pair_key(RECORD, model, id);
+        if !self.filter()?.may_contain(&key) {
+            return Ok(None);
+        }
+        if let Some(record) = self.in_flight_record(model, id) {
+            return Ok(Some(record));
+        }
+        self.data
+            .get(key)?
+            .map(|value| decode_record(&value))
+            .transpose()
+    }
+
+    fn records(
+        &self,
+        model: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, StoredRecord)>, Error> {
+        self.settle()?;
+        records::page(&self.data, model, after, limit)
+    }
+
+    fn outbox(&self) -> Items<'_, OutboxItem> {
+        if let Err(error) = self.settle() {
+            return Box::new(std::iter::once(Err(error)));
+        }
+        latest_outbox(
+            self.data.scan_prefix([OUTBOX]).values(),
+            self.data.scan_prefix([OUTBOX_UPDATE]).values(),
+        )
+    }
+
+    fn update_outbox(&mut self, item: &OutboxItem) -> Result<(), Error> {
+        self.settle()?;
+        self.data
+            .insert(outbox_key(OUTBOX_UPDATE, item.id), to_json(item)?)?;
+        self.data.flush()?;
+        Ok(())
+    }
+
+    fn prune_outbox(&mut self, remove: &dyn Fn(&OutboxItem) -> bool) -> Result<Pruned, Error> {
+        self.settle()?;
+        self.prune_segments(remove)
+    }
+
+    fn pending(&self) -> Items<'_, PendingDelivery> {
+        self.settled_values(PENDING)
+    }
+
+    fn dead(&self) -> Items<'_, DeadLetter> {
+        self.settled_values(DEAD)
+    }
+
+    fn modules(&self) -> Result<Vec<Registration>, Error> {
+        let mut modules: Vec<Registration> = values(&self.modules).collect::<Result<_, _>>()?;
+        modules.sort_by_key(|module| module.order);
+        Ok(modules)
+    }
+
+    fn put_module(&mut self, module: &Registration) -> Result<(), Error> {
+        self.modules
+            .insert(module.name.as_bytes(), to_json(module)?)?;
+        self.modules.flush()?;
+        Ok(())
+    }
+
+    fn remove_module(&mut self, name: &str) -> Result<bool, Error> {
+        let removed = self.modules.remove(name.as_bytes())?.is_some();
+        self.modules.flush()?;
+        Ok(removed)
+    }
+
+    fn next_module_order(&mut self) -> Result<u64, Error> {
+        let next = self
+            .meta
+            .update_and_fetch(MODULE_ORDER, |old| {
+                let current = old
+                    .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+                    .map_or(0, u64::from_be_bytes);
+                Some((current + 1).to_be_bytes().to_vec())
+            })?
+            .ok_or_else(|| Error::Storage("module order counter vanished".to_owned()))?;
+        decode_u64(&next, "the module order")
+    }
+
+    fn generators(&self) -> Result<Vec<Generator>, Error> {
+        values(&self.generators).collect()
+    }
+
+    fn put_generator(&mut self, generator: &Generator) -> Result<(), Error> {
+        self.generators
+            .insert(generator.name.as_bytes(), to_json(generator)?)?;
+        self.generators.flush()?;
+        Ok(())
+    }
+
+    fn remove_generator(&mut self, name: &str) -> Result<bool, Error> {
+        let removed = self.generators.remove(name.as_bytes())?.is_some();
+        self.generators.flush()?;
+        Ok(removed)
+    }
+
+    fn templates(&self) -> Result<Vec<(String, String)>, Error> {
+        self.templates
+            .iter()
+            .map(|item| {
+                let (group, source) = item?;
+                Ok((utf8(&group)?, utf8(&source)?))
+            })
+            .collect()
+    }
+
+    fn put_template(&mut self, group: &str, source: &str) -> Result<(), Error> {
+        self.templates.insert(group.as_bytes(), source.as_bytes())?;
+        self.templates.flush()?;
+        Ok(())
+    }
+
+    fn remove_template(&mut self, group: &str) -> Result<bool, Error> {
+        let removed = self.templates.remove(group.as_bytes())?.is_some();
+        self.templates.flush()?;
+        Ok(removed)
+    }
+
+    fn settings(&self) -> Result<TenantSettings, Error> {
+        match self.meta.get(SETTINGS)? {
+            Some(bytes) => from_json(&bytes),
+            None => Ok(TenantSettings::default()),
+        }
+    }
+
+    fn put_settings(&mut self, settings: &TenantSettings) -> Result<(), Error> {
+        self.meta.insert(SETTINGS, to_json(settings)?)?;
+        self.meta.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ledger entry of `key` in `group`, with a context that needs escaping.
+    pub(super) fn entry(key: &str, group: &str) -> LedgerEntry {
+        LedgerEntry {
+            key: key.to_owned(),
+            group: group.to_owned(),
+            created_at_ms: 1_700_000_000_000,
+            context: r#"{"n": 1, "s": "\"quoted\""}"#.to_owned(),
+        }
+    }
+
+    #[test]
+    fn modules_come_back_in_registration_order() {
+        let mut store = SledStore::temporary().unwrap();
+        for name in ["zeta", "alpha"] {
+            let order = store.next_module_order().unwrap();
+            store
+                .put_module(&Registration {
+                    name: name.to_owned(),
+                    code: "h".to_owned().into(),
+                    order,
+                    sources: vec![],
+                    handlers: vec!["x".to_owned()],
+                    exports: vec!["handler".to_owned()],
+                    limits: Default::default(),
+                    clock: Default::default(),
+                })
+                .unwrap();
+        }
+        let names: Vec<String> = store
+            .modules()
+            .unwrap()
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
+        assert_eq!(names, ["zeta", "alpha"]);
+        assert!(store.remove_module("zeta").unwrap());
+        assert!(!store.remove_module("zeta").unwrap());
+    }
+}

@@ -1,0 +1,444 @@
+//! The outbox: segments under `o`, items updated since under `u`, the next id under
+//! `n`, and how pruning folds them together again.
+//!
+//! A commit's outbox items are one value, a segment (a JSON array keyed by its first
+//! id as a big-endian u64, so scans come out in id order): sled copies a tree node for
+//! every key a batch inserts, and a key per item made the outbox the largest part of a
+//! commit's cost. A send attempt changes one item, so the item's new state goes to `u`
+//! under its own id, and reading the outbox takes it in place of the segment's copy.
+//! Pruning rewrites a segment without its removed items and with its updates folded
+//! in (or removes it), and keeps the next id under `n`.
+//! Data dirs written before segments hold one item per `o` key; both are read.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::SledStore;
+use super::codec::{decode_u64, from_json, to_json};
+use super::keys::{OUTBOX, OUTBOX_NEXT_ID, OUTBOX_UPDATE, outbox_key};
+use crate::Error;
+use crate::outbox::{OutboxItem, OutboxPayload};
+use crate::store::{Items, NewOutboxItem, Pruned};
+
+/// The id the next outbox item gets: after the last segment's, or after the last one
+/// pruning removed, whichever is later.
+pub(super) fn next_outbox_id(data: &sled::Tree) -> Result<u64, Error> {
+    let after_last = match data.scan_prefix([OUTBOX]).next_back().transpose()? {
+        Some((_, segment)) => last_outbox_id(&segment)? + 1,
+        None => 1,
+    };
+    let after_pruned = match data.get(OUTBOX_NEXT_ID)? {
+        Some(value) => decode_u64(&value, "the next outbox id")?,
+        None => 1,
+    };
+    Ok(after_last.max(after_pruned))
+}
+
+/// The items of an outbox value, as `T`: a segment, or a single item (see the module's
+/// docs).
+fn outbox_value<T: DeserializeOwned>(value: &[u8]) -> Result<Vec<T>, Error> {
+    if value.first() == Some(&b'[') {
+        from_json(value)
+    } else {
+        Ok(vec![from_json(value)?])
+    }
+}
+
+/// The id of the last item of an outbox value, read without decoding the items (a
+/// segment of a thousand mails is most of a megabyte, and every open reads one).
+fn last_outbox_id(value: &[u8]) -> Result<u64, Error> {
+    #[derive(Deserialize)]
+    struct Id {
+        id: u64,
+    }
+    let last = outbox_value::<Id>(value)?.pop();
+    last.map(|item| item.id)
+        .ok_or_else(|| Error::Storage("an outbox segment is empty".to_owned()))
+}
+
+/// Each item of `segments` as it is now: its update, if `updates` (in id order, as
+/// `segments`) has one.
+pub(super) fn latest_outbox<'a>(
+    segments: impl Iterator<Item = sled::Result<sled::IVec>> + 'a,
+    updates: impl Iterator<Item = sled::Result<sled::IVec>> + 'a,
+) -> Items<'a, OutboxItem> {
+    let items = segments.flat_map(|segment| {
+        let items = segment
+            .map_err(Error::from)
+            .and_then(|value| outbox_value::<OutboxItem>(&value));
+        match items {
+            Ok(items) => items.into_iter().map(Ok).collect(),
+            Err(error) => vec![Err(error)],
+        }
+    });
+    let mut updates = updates
+        .map(|value| from_json::<OutboxItem>(&value?))
+        .peekable();
+    Box::new(items.map(move |item| {
+        let item = item?;
+        // Updates before this item's id would belong to no item (items are never
+        // removed): they are passed over.
+        while let Some(update) = updates.next_if(|update| match update {
+            Ok(update) => update.id <= item.id,
+            Err(_) => true,
+        }) {
+            let update = update?;
+            if update.id == item.id {
+                return Ok(update);
+            }
+        }
+        Ok(item)
+    }))
+}
+
+/// A new outbox item as a commit writes it, to be read back as an [`OutboxItem`]: its
+/// payload as `kind` and `data`, its sending state left to the defaults.
+#[derive(Serialize)]
+struct NewOutboxJson {
+    id: u64,
+    event: String,
+    handler: String,
+    #[serde(flatten)]
+    payload: OutboxPayload,
+    created_at_ms: i64,
+}
+
+/// A commit's outbox items as one segment, with ids from `first_id` on.
+pub(super) fn encode_segment(items: Vec<NewOutboxItem>, first_id: u64) -> Result<Vec<u8>, Error> {
+    let segment: Vec<NewOutboxJson> = (first_id..)
+        .zip(items)
+        .map(|(id, item)| NewOutboxJson {
+            id,
+            event: item.event,
+            handler: item.handler,
+            payload: item.payload.into_payload(),
+            created_at_ms: item.created_at_ms,
+        })
+        .collect();
+    // Sized up front: grown by doubling, the copies and the fresh pages of a
+    // segment of most of a megabyte were a tenth of the commit thread's work.
+    let size = segment
+        .iter()
+        .map(|item| payload_len(&item.payload) + item.event.len() + item.handler.len() + 160)
+        .sum();
+    let mut value = Vec::with_capacity(size);
+    serde_json::to_writer(&mut value, &segment)
+        .map_err(|error| Error::Storage(format!("encoding: {error}")))?;
+    Ok(value)
+}
+
+/// About how long a payload's JSON is: its texts' lengths.
+fn payload_len(payload: &OutboxPayload) -> usize {
+    match payload {
+        OutboxPayload::Mail(mail) => {
+            let addresses = [&mail.to, &mail.cc, &mail.bcc]
+                .iter()
+                .flat_map(|list| list.iter())
+                .map(|address| address.len() + 3)
+                .sum::<usize>();
+            let texts = [&mail.from, &mail.reply_to, &mail.template, &mail.render_error]
+                .iter()
+                .map(|text| text.as_ref().map_or(0, String::len))
+                .sum::<usize>();
+            let context = mail.context.as_ref().map_or(0, |context| context.get().len());
+            addresses + texts + mail.subject.len() + mail.body.len() + context
+        }
+        OutboxPayload::Output(output) => output.channel.len() + 64,
+    }
+}
+
+impl SledStore {
+    /// Removes the items `remove` picks, segment by segment, once the batch in flight
+    /// has landed.
+    pub(super) fn prune_segments(
+        &mut self,
+        remove: &dyn Fn(&OutboxItem) -> bool,
+    ) -> Result<Pruned, Error> {
+        let mut pruned = Pruned::default();
+        // Keys first: each segment is rewritten while the scan would still be open.
+        let segments: Vec<sled::IVec> = self
+            .data
+            .scan_prefix([OUTBOX])
+            .keys()
+            .collect::<Result<_, _>>()?;
+        for key in segments {
+            let Some(value) = self.data.get(&key)? else {
+                continue;
+            };
+            let mut items: Vec<OutboxItem> = outbox_value(&value)?;
+            let (Some(first), Some(last)) = (items.first(), items.last()) else {
+                continue;
+            };
+            let updates: Vec<(sled::IVec, OutboxItem)> = self
+                .data
+                .range(outbox_key(OUTBOX_UPDATE, first.id)..=outbox_key(OUTBOX_UPDATE, last.id))
+                .map(|entry| {
+                    let (key, value) = entry?;
+                    Ok((key, from_json(&value)?))
+                })
+                .collect::<Result<_, Error>>()?;
+            for (_, update) in &updates {
+                if let Some(item) = items.iter_mut().find(|item| item.id == update.id) {
+                    *item = update.clone();
+                }
+            }
+            let before = items.len();
+            items.retain(|item| !remove(item));
+            pruned.removed += (before - items.len()) as u64;
+            pruned.kept += items.len() as u64;
+            if items.len() == before && updates.is_empty() {
+                continue;
+            }
+            // The segment and its updates become one value again, in one batch.
+            let mut batch = sled::Batch::default();
+            batch.insert(OUTBOX_NEXT_ID, &self.next_outbox_id.to_be_bytes());
+            for (key, _) in updates {
+                batch.remove(key);
+            }
+            if items.is_empty() {
+                batch.remove(key);
+            } else {
+                batch.insert(key, to_json(&items)?);
+            }
+            self.data.apply_batch(batch)?;
+        }
+        Ok(pruned)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::OutboxStatus;
+    use crate::store::{Commit, NewPayload, Store};
+
+    fn output(event: &str) -> NewOutboxItem {
+        NewOutboxItem {
+            event: event.to_owned(),
+            handler: "h".to_owned(),
+            payload: NewPayload::Ready(Box::new(OutboxPayload::from_output("c", "p"))),
+            created_at_ms: 5,
+        }
+    }
+
+    #[test]
+    fn outbox_ids_increase_across_commits_and_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut store = SledStore::open(dir.path()).unwrap();
+            store
+                .commit(Commit {
+                    outbox: vec![output("e1"), output("e2")],
+                    ..Commit::default()
+                })
+                .unwrap();
+            store
+                .commit(Commit {
+                    outbox: vec![output("e3")],
+                    ..Commit::default()
+                })
+                .unwrap();
+            store.flush().unwrap();
+        }
+        let mut store = SledStore::open(dir.path()).unwrap();
+        store
+            .commit(Commit {
+                outbox: vec![output("e4")],
+                ..Commit::default()
+            })
+            .unwrap();
+        let items: Vec<(u64, String)> = store
+            .outbox()
+            .map(|item| {
+                let item = item.unwrap();
+                (item.id, item.event)
+            })
+            .collect();
+        assert_eq!(
+            items,
+            [
+                (1, "e1".to_owned()),
+                (2, "e2".to_owned()),
+                (3, "e3".to_owned()),
+                (4, "e4".to_owned())
+            ]
+        );
+    }
+
+    fn outbox_events(store: &SledStore) -> Vec<(u64, String, OutboxStatus, u32)> {
+        store
+            .outbox()
+            .map(|item| {
+                let item = item.unwrap();
+                (item.id, item.event, item.status, item.attempts)
+            })
+            .collect()
+    }
+
+    /// Two commits of outputs: events e1 to e3 (ids 1-3), then e4 and e5 (ids 4, 5).
+    fn commit_segments(store: &mut SledStore) {
+        for events in [&["e1", "e2", "e3"][..], &["e4", "e5"]] {
+            let outbox = events.iter().map(|event| output(event)).collect();
+            store
+                .commit(Commit {
+                    outbox,
+                    ..Commit::default()
+                })
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn an_updated_outbox_item_replaces_its_copy_in_the_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let pending = OutboxStatus::Pending;
+        let sent = OutboxStatus::Sent;
+        {
+            let mut store = SledStore::open(dir.path()).unwrap();
+            commit_segments(&mut store);
+            let items: Vec<OutboxItem> = store.outbox().map(Result::unwrap).collect();
+            // The second of the first segment fails once, then goes; the first of the
+            // second goes at once; the last fails.
+            for (index, status, attempts) in [(1, pending, 1), (1, sent, 2), (3, sent, 1)] {
+                let mut item = items[index].clone();
+                item.status = status;
+                item.attempts = attempts;
+                store.update_outbox(&item).unwrap();
+            }
+            let mut last = items[4].clone();
+            last.attempts = 1;
+            last.error = Some("refused".to_owned());
+            store.update_outbox(&last).unwrap();
+            store.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        let event = |name: &str| name.to_owned();
+        assert_eq!(
+            outbox_events(&store),
+            [
+                (1, event("e1"), pending, 0),
+                (2, event("e2"), sent, 2),
+                (3, event("e3"), pending, 0),
+                (4, event("e4"), sent, 1),
+                (5, event("e5"), pending, 1),
+            ]
+        );
+        let last = store.outbox().last().unwrap().unwrap();
+        assert_eq!(last.error.as_deref(), Some("refused"));
+    }
+
+    #[test]
+    fn pruning_removes_picked_items_folds_updates_in_and_never_reuses_an_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pending, sent) = (OutboxStatus::Pending, OutboxStatus::Sent);
+        {
+            let mut store = SledStore::open(dir.path()).unwrap();
+            commit_segments(&mut store);
+            let items: Vec<OutboxItem> = store.outbox().map(Result::unwrap).collect();
+            // e1, e2 and e4 are sent; e5 failed once.
+            for index in [0, 1, 3] {
+                let mut item = items[index].clone();
+                item.status = sent;
+                item.attempts = 1;
+                store.update_outbox(&item).unwrap();
+            }
+            let mut failed = items[4].clone();
+            failed.attempts = 1;
+            store.update_outbox(&failed).unwrap();
+
+            let pruned = store
+                .prune_outbox(&|item| item.status == sent && item.event != "e4")
+                .unwrap();
+            assert_eq!(
+                pruned,
+                Pruned {
+                    removed: 2,
+                    kept: 3
+                }
+            );
+            store.flush().unwrap();
+        }
+        let mut store = SledStore::open(dir.path()).unwrap();
+        let event = |name: &str| name.to_owned();
+        assert_eq!(
+            outbox_events(&store),
+            [
+                (3, event("e3"), pending, 0),
+                (4, event("e4"), sent, 1),
+                (5, event("e5"), pending, 1),
+            ]
+        );
+        // Every update was folded into its segment.
+        assert_eq!(store.data.scan_prefix([OUTBOX_UPDATE]).count(), 0);
+
+        // With every item gone, new ones still get new ids, after a reopen too.
+        let pruned = store.prune_outbox(&|_| true).unwrap();
+        assert_eq!(
+            pruned,
+            Pruned {
+                removed: 3,
+                kept: 0
+            }
+        );
+        assert_eq!(store.data.scan_prefix([OUTBOX]).count(), 0);
+        store.flush().unwrap();
+        drop(store);
+        let mut store = SledStore::open(dir.path()).unwrap();
+        store
+            .commit(Commit {
+                outbox: vec![output("e6")],
+                ..Commit::default()
+            })
+            .unwrap();
+        assert_eq!(outbox_events(&store), [(6, event("e6"), pending, 0)]);
+        let nothing = store.prune_outbox(&|_| false).unwrap();
+        assert_eq!(
+            nothing,
+            Pruned {
+                removed: 0,
+                kept: 1
+            }
+        );
+    }
+
+    #[test]
+    fn outbox_items_stored_one_per_key_are_read_and_counted_on() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // As data dirs written before segments hold them.
+            let store = SledStore::open(dir.path()).unwrap();
+            for id in [1, 2] {
+                let item = OutboxItem::new(
+                    id,
+                    format!("old{id}"),
+                    "h".to_owned(),
+                    OutboxPayload::from_output("c", "p"),
+                    5,
+                );
+                let key = outbox_key(OUTBOX, id);
+                store.data.insert(key, to_json(&item).unwrap()).unwrap();
+            }
+            store.flush().unwrap();
+        }
+        let mut store = SledStore::open(dir.path()).unwrap();
+        store
+            .commit(Commit {
+                outbox: vec![output("new")],
+                ..Commit::default()
+            })
+            .unwrap();
+        let ids: Vec<(u64, String)> = outbox_events(&store)
+            .into_iter()
+            .map(|(id, event, ..)| (id, event))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                (1, "old1".to_owned()),
+                (2, "old2".to_owned()),
+                (3, "new".to_owned())
+            ]
+        );
+    }
+}
