@@ -100,8 +100,7 @@ mod tests {
     use super::*;
     use crate::store::{Commit, Store, StoredRecord};
 
-    /// Opens the store in `path` again. sled releases a closed database's file lock
-    /// when its background threads have stopped, a moment after the drop.
+    /// A record without source memos.
     fn record(json: &str) -> StoredRecord {
         StoredRecord {
             json: json.to_owned(),
