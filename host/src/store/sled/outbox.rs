@@ -12,7 +12,6 @@
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 use super::SledStore;
 use super::codec::{decode_u64, from_json, to_json};
@@ -137,11 +136,19 @@ fn payload_len(payload: &OutboxPayload) -> usize {
                 .flat_map(|list| list.iter())
                 .map(|address| address.len() + 3)
                 .sum::<usize>();
-            let texts = [&mail.from, &mail.reply_to, &mail.template, &mail.render_error]
-                .iter()
-                .map(|text| text.as_ref().map_or(0, String::len))
-                .sum::<usize>();
-            let context = mail.context.as_ref().map_or(0, |context| context.get().len());
+            let texts = [
+                &mail.from,
+                &mail.reply_to,
+                &mail.template,
+                &mail.render_error,
+            ]
+            .iter()
+            .map(|text| text.as_ref().map_or(0, String::len))
+            .sum::<usize>();
+            let context = mail
+                .context
+                .as_ref()
+                .map_or(0, |context| context.get().len());
             addresses + texts + mail.subject.len() + mail.body.len() + context
         }
         OutboxPayload::Output(output) => output.channel.len() + 64,
