@@ -7,6 +7,8 @@
 //! one unit, so a crash never loses an event nor commits effects twice.
 
 mod key_filter;
+#[cfg(test)]
+mod model_test;
 mod sled;
 
 use serde::{Deserialize, Serialize};
