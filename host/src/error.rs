@@ -90,6 +90,10 @@ pub enum Error {
     #[error("invalid template for `{group}`: {why}")]
     InvalidTemplate { group: String, why: String },
 
+    /// An outbox id that is not an item set aside as failed.
+    #[error("outbox item {0} is not a failed item; `spark outbox list` shows their status")]
+    NotFailed(u64),
+
     /// A group that has no template.
     #[error("no template for group `{0}`; `spark mails list` shows those there are")]
     UnknownTemplate(String),

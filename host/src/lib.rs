@@ -112,7 +112,7 @@ pub use records::MAX_RECORD_BYTES;
 pub use registration::{RegisteredCode, Registration};
 pub use report::{Problem, RecordOrigin, RunReport};
 pub use routes::compile_regex;
-pub use send::{DEFAULT_CONCURRENCY, Destinations, GIVE_UP_AFTER, Route, SendReport};
+pub use send::{DEFAULT_CONCURRENCY, Destinations, GIVE_UP_AFTER, Route, SendProblem, SendReport};
 pub use settings::{MailSettings, RetryPolicy, TenantSettings};
 pub use spark::Spark;
 pub use store::{DeadLetter, LedgerEntry, PendingDelivery, Pruned};

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::settings::MailSettings;
+
 /// What an outbox item is: its payload's kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -21,9 +23,14 @@ pub enum OutboxKind {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OutboxStatus {
+    /// Waiting to be sent (again, after a failure its transport may get over).
     #[default]
     Pending,
     Sent,
+    /// Set aside: it failed in a way that sending it again will not mend (an address
+    /// that can never be valid, a receiver's permanent refusal). `outbox send` passes
+    /// it by; `outbox retry` makes it pending again.
+    Failed,
 }
 
 /// An effect waiting for a transport.
@@ -122,9 +129,10 @@ impl OutboxPayload {
     }
 }
 
-/// A mail as the outbox keeps it: the module's mail with the tenant's defaults applied
-/// and its template rendered. Every field has a default, so items stored by any earlier
-/// version read.
+/// A mail as the outbox keeps it: the module's mail with its template rendered. `from`
+/// and `reply_to` are the mail's own; the tenant's defaults fill them in when it is sent
+/// ([`ComposedMail::with_defaults`]). Every field has a default, so items stored by any
+/// earlier version read (those kept the defaults of their day in `from`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ComposedMail {
@@ -141,6 +149,17 @@ pub struct ComposedMail {
     pub context: Option<Box<RawValue>>,
     /// Why its template did not render (the mail then has its own subject and body).
     pub render_error: Option<String>,
+}
+
+impl ComposedMail {
+    /// The mail as it is sent: its own sender and reply address, or else the tenant's
+    /// `defaults` as they are now. Taken when it is sent, not when it was queued, so
+    /// that setting a sender mends the mails already waiting.
+    pub fn with_defaults(mut self, defaults: &MailSettings) -> Self {
+        self.from = self.from.or_else(|| defaults.from.clone());
+        self.reply_to = self.reply_to.or_else(|| defaults.reply_to.clone());
+        self
+    }
 }
 
 impl PartialEq for ComposedMail {

@@ -26,7 +26,7 @@ use crate::registration::Registration;
 use crate::report::{Problem, RecordOrigin, RunReport};
 use crate::routes::Routes;
 use crate::runner::Runner;
-use crate::settings::{MailSettings, TenantSettings};
+use crate::settings::TenantSettings;
 use crate::source_memo;
 use crate::store::{
     Commit, DeadLetter, LedgerEntry, NewOutboxItem, NewPayload, PendingDelivery, SourceMemo, Store,
@@ -74,7 +74,6 @@ pub(crate) struct Pipeline<'t> {
     routes: Routes,
     handlers_by_group: HashMap<String, Rc<[String]>>,
     /// Shared with the commit thread, which composes mails (see [`NewPayload`]).
-    mail_settings: Arc<MailSettings>,
     templates: Arc<Templates>,
     runners: HashMap<String, Runner>,
     commit: Commit,
@@ -117,7 +116,6 @@ impl<'t> Pipeline<'t> {
             store,
             modules,
             now_ms,
-            mail_settings: Arc::new(settings.mail.clone()),
             settings,
             registrations: registrations
                 .into_iter()
@@ -350,12 +348,9 @@ impl<'t> Pipeline<'t> {
                     emitted.push(event);
                     continue;
                 }
-                Effect::Mail(mail) => mail::compose_later(
-                    mail,
-                    &event.context,
-                    self.mail_settings.clone(),
-                    self.templates.clone(),
-                ),
+                Effect::Mail(mail) => {
+                    mail::compose_later(mail, &event.context, self.templates.clone())
+                }
                 Effect::Output { channel, payload } => {
                     NewPayload::Ready(Box::new(OutboxPayload::from_output(&channel, &payload)))
                 }

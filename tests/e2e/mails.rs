@@ -1,12 +1,10 @@
 //! Transactional mails: templates per group, the built-in `spark_mail` handler, preview,
 //! and delivery that never loses or silently drops a mail, down to a real SMTP server.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-
 use serde_json::{Value, json};
 
-use crate::support::{PythonServer, Spark, count, guests, jsonl};
+use crate::servers::SmtpServer;
+use crate::support::{Spark, count, guests, jsonl};
 
 const DJANGO_TEMPLATE: &str =
     "Dear {{ user }}\n\nThis is the key: {{ key }} ({{ key|length }})\n\nBest regards\n";
@@ -286,7 +284,7 @@ fn file_delivery_writes_one_message_per_mail_once() {
         .json();
     assert_eq!(
         report,
-        json!({ "sent": 2, "failed": 0, "waiting": 0, "skipped": 0 })
+        json!({ "sent": 2, "failed": 0, "parked": 0, "waiting": 0, "skipped": 0 })
     );
     let mut files: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
@@ -307,7 +305,7 @@ fn file_delivery_writes_one_message_per_mail_once() {
         .json();
     assert_eq!(
         again,
-        json!({ "sent": 0, "failed": 0, "waiting": 0, "skipped": 0 })
+        json!({ "sent": 0, "failed": 0, "parked": 0, "waiting": 0, "skipped": 0 })
     );
     let statuses: Vec<Value> = spark
         .outbox()
@@ -361,50 +359,6 @@ fn sending_never_fails_silently() {
         .stderr_has("credentials do not go on the command line");
 }
 
-/// An aiosmtpd server on loopback, run by `smtp_server.py` until dropped.
-struct SmtpServer {
-    _server: PythonServer,
-    port: u16,
-    maildir: PathBuf,
-}
-
-impl SmtpServer {
-    fn start(mode: &str, maildir: &Path) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let (server, _) = PythonServer::start(
-            "smtp_server.py",
-            &[&port.to_string(), maildir.to_str().unwrap(), mode],
-        );
-        Self {
-            _server: server,
-            port,
-            maildir: maildir.to_owned(),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}", self.port)
-    }
-
-    /// The messages received, as text.
-    fn received(&self) -> Vec<String> {
-        let dir = self.maildir.join("new");
-        let mut messages: Vec<String> = std::fs::read_dir(dir)
-            .map(|entries| {
-                entries
-                    .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap())
-                    .collect()
-            })
-            .unwrap_or_default();
-        messages.sort();
-        messages
-    }
-}
-
 #[test]
 fn delivery_to_a_real_smtp_server_and_a_refusal_that_keeps_the_mail() {
     let spark = mailer(Some(DJANGO_TEMPLATE));
@@ -420,7 +374,7 @@ fn delivery_to_a_real_smtp_server_and_a_refusal_that_keeps_the_mail() {
         .stderr_has("refuses everyone");
     assert_eq!(
         run.json(),
-        json!({ "sent": 0, "failed": 1, "waiting": 0, "skipped": 0 })
+        json!({ "sent": 0, "failed": 1, "parked": 0, "waiting": 0, "skipped": 0 })
     );
     let item = &spark.outbox()[0];
     assert_eq!(item["status"], "pending");
@@ -440,7 +394,7 @@ fn delivery_to_a_real_smtp_server_and_a_refusal_that_keeps_the_mail() {
         .json();
     assert_eq!(
         report,
-        json!({ "sent": 1, "failed": 0, "waiting": 0, "skipped": 0 })
+        json!({ "sent": 1, "failed": 0, "parked": 0, "waiting": 0, "skipped": 0 })
     );
     let received = server.received();
     assert_eq!(received.len(), 1);
@@ -492,7 +446,7 @@ fn many_mails_sent_at_once_over_pooled_connections_each_arrive_once() {
         .json();
     assert_eq!(
         report,
-        json!({ "sent": 24, "failed": 0, "waiting": 0, "skipped": 0 })
+        json!({ "sent": 24, "failed": 0, "parked": 0, "waiting": 0, "skipped": 0 })
     );
     let mut ids: Vec<u64> = server
         .received()

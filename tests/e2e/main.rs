@@ -26,5 +26,7 @@ mod readme;
 mod rng;
 mod routing;
 mod sandbox;
+mod sending;
+mod servers;
 mod support;
 mod tenants;

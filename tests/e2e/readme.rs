@@ -111,7 +111,7 @@ fn the_json_fields_are_the_ones_the_readme_lists() {
     let event = &spark.events()[0];
     assert_eq!(keys(event), listed_fields("`events list`", &[]));
 
-    let values = ["mail", "output", "pending", "sent"];
+    let values = ["mail", "output", "pending", "sent", "failed"];
     let mail_data = [
         "from",
         "reply_to",
@@ -169,6 +169,8 @@ fn the_json_fields_are_the_ones_the_readme_lists() {
         .code(1)
         .json();
     assert_eq!(keys(&sent), listed_fields("`outbox send`", &["stdout"]));
+    let retried = spark.run(&["outbox", "retry", "--json"]).ok().json();
+    assert_eq!(keys(&retried), listed_fields("`outbox retry`", &[]));
     let pruned = spark.run(&["outbox", "prune", "--json"]).ok().json();
     assert_eq!(keys(&pruned), listed_fields("`outbox prune`", &[]));
 

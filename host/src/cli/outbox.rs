@@ -1,5 +1,5 @@
-//! `spark outbox list` and `send`: the mails and outputs handlers returned, and their
-//! delivery.
+//! `spark outbox list`, `send`, `retry` and `prune`: the mails and outputs handlers
+//! returned, and sending them.
 
 use clap::builder::TypedValueParser as _;
 use clap::{Args, Subcommand};
@@ -18,13 +18,14 @@ use super::{Context, Outcome};
 pub enum OutboxCommand {
     List(List),
     Send(Send),
+    Retry(Retry),
     Prune(Prune),
 }
 
 /// List outbox items in the order they were added.
 #[derive(Debug, Args)]
 pub struct List {
-    /// Only the items not sent yet.
+    /// Only the items waiting to be sent (not those sent or set aside as failed).
     #[arg(long)]
     pending: bool,
     /// One JSON object per line: id, event, handler, kind, data, status, attempts, error.
@@ -33,8 +34,10 @@ pub struct List {
 }
 
 /// Send the pending mails and outputs, each once: a sent item is marked sent; one that
-/// fails stays pending with its error for the next `outbox send`; one whose route has
-/// no transport waits.
+/// fails through its route (a refused connection, a timeout, a temporary refusal) stays
+/// pending with its error for the next `outbox send`; one that fails by its own fault
+/// (an address that can never be valid, a receiver's permanent refusal) is set aside as
+/// failed (see `outbox retry`); one whose route has no transport waits.
 #[derive(Debug, Args)]
 pub struct Send {
     /// Where mails go: `file:DIR` (one .eml per mail), `smtp://HOST:PORT`,
@@ -54,8 +57,8 @@ pub struct Send {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_CONCURRENCY,
           value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
     concurrency: usize,
-    /// Print the summary as one JSON object: sent, failed, waiting, skipped (on stderr
-    /// when anything goes to `stdout`).
+    /// Print the summary as one JSON object: sent, failed, parked, waiting, skipped (on
+    /// stderr when anything goes to `stdout`).
     #[arg(long)]
     json: bool,
 }
@@ -69,6 +72,32 @@ fn channel_transport(text: &str) -> Result<(String, Transport), String> {
         .parse()
         .map_err(|error: spark_host::Error| error.to_string())?;
     Ok((channel.to_owned(), transport))
+}
+
+/// Make failed items (set aside by `outbox send`) pending again, for the next `outbox
+/// send`: after the address, the template or the receiver was mended.
+#[derive(Debug, Args)]
+pub struct Retry {
+    /// The items' ids; default: every failed item.
+    #[arg(value_name = "ID")]
+    ids: Vec<u64>,
+    /// Print the summary as one JSON object: retried.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Retry {
+    fn run(self, context: &Context) -> anyhow::Result<Outcome> {
+        let mut tenant = context.tenant()?;
+        let ids = (!self.ids.is_empty()).then_some(self.ids.as_slice());
+        let retried = tenant.retry_outbox(ids)?;
+        if self.json {
+            output::line(json!({ "retried": retried }).to_string())?;
+        } else {
+            output::line(format!("{retried} failed items are pending again"))?;
+        }
+        Ok(Outcome::Done)
+    }
 }
 
 /// Remove sent items from the outbox (pending ones always stay); their ids are never
@@ -109,6 +138,7 @@ impl OutboxCommand {
         match self {
             OutboxCommand::List(list) => list.run(context),
             OutboxCommand::Send(send) => send.run(context),
+            OutboxCommand::Retry(retry) => retry.run(context),
             OutboxCommand::Prune(prune) => prune.run(context),
         }
     }
@@ -132,8 +162,16 @@ impl Send {
                     .show(|| format!("{} of {total} sent, {} failed", report.sent, report.failed));
             })?;
         drop(progress);
-        for (id, why) in &report.problems {
-            eprintln!("error: outbox item {id} was not sent (it stays pending): {why}");
+        for problem in &report.problems {
+            let (id, why) = (problem.id, &problem.why);
+            if problem.parked {
+                eprintln!(
+                    "error: outbox item {id} was not sent and is set aside as failed \
+                     (`spark outbox retry {id}` once mended): {why}"
+                );
+            } else {
+                eprintln!("error: outbox item {id} was not sent (it stays pending): {why}");
+            }
         }
         for (route, count) in &report.unrouted {
             let how = match route {
@@ -154,6 +192,9 @@ impl Send {
             serde_json::to_string(&report)?
         } else {
             let mut summary = format!("{} sent, {} failed", report.sent, report.failed);
+            if report.parked > 0 {
+                summary.push_str(&format!(", {} set aside", report.parked));
+            }
             if report.skipped > 0 {
                 summary.push_str(&format!(", {} not tried", report.skipped));
             }
@@ -168,7 +209,7 @@ impl Send {
         } else {
             output::line(summary)?;
         }
-        Ok(Outcome::from_failures(report.failed > 0))
+        Ok(Outcome::from_failures(report.failed + report.parked > 0))
     }
 }
 
@@ -184,6 +225,8 @@ pub fn summary(item: &OutboxItem) -> String {
 impl List {
     fn run(self, context: &Context) -> anyhow::Result<Outcome> {
         let tenant = context.tenant()?;
+        // A mail is listed as it will be sent: the tenant's sender fills in its own.
+        let defaults = tenant.settings()?.mail;
         let mut table = Table::new(&["ID", "EVENT", "HANDLER", "KIND", "STATUS", "WHAT"]);
         for item in tenant.outbox() {
             let item = item?;
@@ -197,7 +240,7 @@ impl List {
                     "handler": item.handler,
                     "kind": item.kind(),
                     "data": match &item.payload {
-                        OutboxPayload::Mail(mail) => json!(mail),
+                        OutboxPayload::Mail(mail) => json!(mail.clone().with_defaults(&defaults)),
                         OutboxPayload::Output(output) => json!(output),
                     },
                     "created_at": format_time(item.created_at_ms),
@@ -210,6 +253,7 @@ impl List {
                     (OutboxStatus::Sent, _) => "sent".to_owned(),
                     (OutboxStatus::Pending, None) => "pending".to_owned(),
                     (OutboxStatus::Pending, Some(_)) => format!("failed x{}", item.attempts),
+                    (OutboxStatus::Failed, _) => "set aside".to_owned(),
                 };
                 let kind = match item.kind() {
                     OutboxKind::Mail => "mail",

@@ -2,9 +2,10 @@
 //! goes into the outbox. Sending a mail is `crate::send`'s job.
 //!
 //! A mail is rendered when its handler's effects are committed, so the outbox holds the
-//! subject and body that will be sent. Precedence, lowest first: the tenant's defaults,
-//! the mail's own fields (a module's mail effect, or an event's `spark_mail`), the
-//! rendered template (when it renders a non-empty subject or body).
+//! subject and body that will be sent. Precedence, lowest first: the tenant's defaults
+//! (its sender and reply address, filled in when the mail is sent), the mail's own fields
+//! (a module's mail effect, or an event's `spark_mail`), the rendered template (when it
+//! renders a non-empty subject or body).
 
 pub(crate) mod builtin;
 mod render;
@@ -17,7 +18,6 @@ use serde_json::value::RawValue;
 use crate::error::Error;
 use crate::event::Mail;
 use crate::outbox::ComposedMail;
-use crate::settings::MailSettings;
 use crate::store::NewPayload;
 
 pub use render::{Rendered, Templates, check_template};
@@ -27,28 +27,18 @@ pub use render::{Rendered, Templates, check_template};
 pub(crate) fn compose_later(
     mail: Mail,
     event_context: &str,
-    settings: Arc<MailSettings>,
     templates: Arc<Templates>,
 ) -> NewPayload {
     let event_context = mail.context.is_none().then(|| event_context.to_owned());
     NewPayload::LaterMail(Box::new(move || {
-        compose(
-            mail,
-            event_context.as_deref().unwrap_or("{}"),
-            &settings,
-            &templates,
-        )
+        compose(mail, event_context.as_deref().unwrap_or("{}"), &templates)
     }))
 }
 
-/// A mail as the outbox keeps it: with defaults applied and its template rendered.
-/// `event_context` is the template's context when the mail names none.
-pub(crate) fn compose(
-    mail: Mail,
-    event_context: &str,
-    settings: &MailSettings,
-    templates: &Templates,
-) -> ComposedMail {
+/// A mail as the outbox keeps it: with its template rendered. `event_context` is the
+/// template's context when the mail names none. The tenant's sender and reply address
+/// are not filled in here but when it is sent, so that changing them mends the queue.
+pub(crate) fn compose(mail: Mail, event_context: &str, templates: &Templates) -> ComposedMail {
     // Modules' mail contexts were checked to be JSON objects; anything else is kept as
     // null and renders as an empty context.
     let own_context = mail
@@ -79,8 +69,8 @@ pub(crate) fn compose(
         }
     }
     ComposedMail {
-        from: mail.from.or_else(|| settings.from.clone()),
-        reply_to: mail.reply_to.or_else(|| settings.reply_to.clone()),
+        from: mail.from,
+        reply_to: mail.reply_to,
         to: mail.to,
         cc: mail.cc,
         bcc: mail.bcc,
@@ -110,15 +100,18 @@ pub(crate) fn preview(group: &str, source: String, context: &Value) -> Result<Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::MailSettings;
 
-    /// What [`compose`] writes, as JSON.
+    /// What [`compose`] writes, with the tenant's `settings` filled in as when it is
+    /// sent, as JSON.
     fn composed(
         mail: &Mail,
         event_context: &str,
         settings: &MailSettings,
         templates: &Templates,
     ) -> Value {
-        serde_json::to_value(compose(mail.clone(), event_context, settings, templates)).unwrap()
+        let composed = compose(mail.clone(), event_context, templates).with_defaults(settings);
+        serde_json::to_value(composed).unwrap()
     }
 
     fn templates(source: &str) -> Templates {
@@ -159,6 +152,20 @@ mod tests {
         assert_eq!(
             composed(&own, "{}", &settings, &templates("x"))["from"],
             "me@example.com"
+        );
+    }
+
+    #[test]
+    fn the_outbox_keeps_only_the_mails_own_sender() {
+        let kept = compose(mail(), "{}", &templates("x"));
+        assert_eq!((kept.from, kept.reply_to), (None, None));
+        let own = Mail {
+            from: Some("me@example.com".to_owned()),
+            ..mail()
+        };
+        assert_eq!(
+            compose(own, "{}", &templates("x")).from.as_deref(),
+            Some("me@example.com")
         );
     }
 

@@ -8,8 +8,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::Failure;
 use crate::error::Error;
 use crate::outbox::{ComposedMail, OutboxKind};
+use crate::settings::MailSettings;
 use crate::transport::{Transport, file_dir, write_file};
 use lettre::message::{Mailbox, header::ContentType};
 use lettre::transport::smtp::PoolConfig;
@@ -17,51 +19,117 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{Message, SmtpTransport, Transport as _};
 
-/// A way to send mails, built once per `outbox send`.
+/// A way to send mails, built once per `outbox send`, with the tenant's sender and
+/// reply address of that moment for the mails that name none.
 pub(crate) enum MailSender {
-    File(PathBuf),
-    Smtp(SmtpTransport),
-    Stdout,
+    File {
+        dir: PathBuf,
+        defaults: MailSettings,
+    },
+    Smtp {
+        transport: SmtpTransport,
+        defaults: MailSettings,
+    },
+    Stdout {
+        defaults: MailSettings,
+    },
 }
 
 impl MailSender {
     /// A sender keeping up to `connections` SMTP connections open for reuse.
-    pub(crate) fn new(transport: &Transport, connections: usize) -> Result<Self, Error> {
+    pub(crate) fn new(
+        transport: &Transport,
+        connections: usize,
+        defaults: MailSettings,
+    ) -> Result<Self, Error> {
         transport.check_carries(OutboxKind::Mail)?;
         Ok(match transport {
-            Transport::File(dir) => MailSender::File(file_dir(dir)?),
-            Transport::Stdout => MailSender::Stdout,
+            Transport::File(dir) => MailSender::File {
+                dir: file_dir(dir)?,
+                defaults,
+            },
+            Transport::Stdout => MailSender::Stdout { defaults },
             Transport::Smtp {
                 host,
                 port,
                 implicit_tls,
-            } => MailSender::Smtp(smtp(host, *port, *implicit_tls, connections)?),
+            } => MailSender::Smtp {
+                transport: smtp(host, *port, *implicit_tls, connections)?,
+                defaults,
+            },
             Transport::Http(_) => unreachable!("refused by check_carries"),
         })
     }
 
-    /// Sends the outbox mail `id` of `tenant`; the error says why not.
-    pub(crate) fn send(&self, tenant: &str, id: u64, mail: &ComposedMail) -> Result<(), String> {
-        let message = message(tenant, id, mail)?;
+    /// Sends the outbox mail `id` of `tenant`; the failure says why not, and whose
+    /// fault it is.
+    pub(crate) fn send(&self, tenant: &str, id: u64, mail: &ComposedMail) -> Result<(), Failure> {
+        let defaults = match self {
+            MailSender::File { defaults, .. }
+            | MailSender::Smtp { defaults, .. }
+            | MailSender::Stdout { defaults } => defaults,
+        };
+        let message = message(tenant, id, &mail.clone().with_defaults(defaults))?;
         match self {
-            MailSender::File(dir) => write_file(dir, &format!("{id}.eml"), &message.formatted()),
-            MailSender::Stdout => {
+            MailSender::File { dir, .. } => {
+                write_file(dir, &format!("{id}.eml"), &message.formatted()).map_err(Failure::route)
+            }
+            MailSender::Stdout { .. } => {
                 let mut out = std::io::stdout().lock();
                 out.write_all(&message.formatted())
                     .and_then(|()| writeln!(out, "\n"))
-                    .map_err(|error| format!("cannot write to stdout: {error}"))
+                    .map_err(|error| Failure::route(format!("cannot write to stdout: {error}")))
             }
-            MailSender::Smtp(transport) => transport.send(&message).map(drop).map_err(|error| {
-                let mut why = error.to_string();
-                let mut source = std::error::Error::source(&error);
-                while let Some(cause) = source {
-                    why.push_str(&format!(": {cause}"));
-                    source = cause.source();
-                }
-                why
-            }),
+            MailSender::Smtp { transport, .. } => {
+                transport.send(&message).map(drop).map_err(smtp_failure)
+            }
         }
     }
+}
+
+/// An SMTP error, with its causes, as the item's fault when the server refused this
+/// very message for good: a permanent (5xx) reply whose enhanced status code (RFC 3463)
+/// is about the addressee (5.1.x: no such mailbox, a bad address; 5.2.x: a mailbox
+/// full or disabled), the message's size (5.3.4) or its content (5.6.x), or, without an
+/// enhanced code, a reply that names the address (501, 553). Anything else (a policy
+/// refusal such as 5.7.x, authentication, a server that cannot be reached, any 4xx)
+/// is the route's: every mail there would meet it, so the mails stay pending.
+fn smtp_failure(error: lettre::transport::smtp::Error) -> Failure {
+    let mut why = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        why.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    let code = error.status().map(u16::from);
+    let item_fault = error.is_permanent()
+        && match enhanced_status(&why) {
+            Some((class, subject, detail)) => {
+                class == 5 && (matches!(subject, 1 | 2 | 6) || (subject, detail) == (3, 4))
+            }
+            None => matches!(code, Some(501 | 553)),
+        };
+    if item_fault {
+        Failure::item(why)
+    } else {
+        Failure::route(why)
+    }
+}
+
+/// The first enhanced status code (`5.1.1`) in a server's reply text.
+fn enhanced_status(text: &str) -> Option<(u16, u16, u16)> {
+    text.split(|c: char| c.is_whitespace() || c == ':' || c == ',')
+        .find_map(|word| {
+            let mut parts = word.split('.');
+            let class = parts
+                .next()?
+                .parse()
+                .ok()
+                .filter(|class| matches!(class, 2 | 4 | 5))?;
+            let subject = parts.next()?.parse().ok()?;
+            let detail = parts.next()?.parse().ok()?;
+            parts.next().is_none().then_some((class, subject, detail))
+        })
 }
 
 fn smtp(
@@ -103,18 +171,20 @@ fn smtp(
     Ok(builder.build())
 }
 
-/// The RFC 5322 message of outbox mail `id`.
-fn message(tenant: &str, id: u64, mail: &ComposedMail) -> Result<Message, String> {
-    let mailbox = |address: &str| -> Result<Mailbox, String> {
+/// The RFC 5322 message of outbox mail `id`. A mail without a sender waits for one
+/// (the tenant's settings mend it); one that cannot be made (an address that can never
+/// be valid) is the item's fault.
+fn message(tenant: &str, id: u64, mail: &ComposedMail) -> Result<Message, Failure> {
+    let mailbox = |address: &str| -> Result<Mailbox, Failure> {
         address
             .parse()
-            .map_err(|error| format!("`{address}` is not a mail address: {error}"))
+            .map_err(|error| Failure::item(format!("`{address}` is not a mail address: {error}")))
     };
-    let from = mailbox(
-        mail.from
-            .as_deref()
-            .ok_or("it has no sender; set `from` under [mails] in the tenant's manifest")?,
-    )?;
+    let from = mailbox(mail.from.as_deref().ok_or_else(|| {
+        Failure::route(
+            "it has no sender; set `from` under [mails] in the tenant's manifest".to_owned(),
+        )
+    })?)?;
     let message_id = format!("<spark.{tenant}.{id}@{}>", from.email.domain());
     let mut builder = Message::builder()
         .message_id(Some(message_id))
@@ -135,7 +205,7 @@ fn message(tenant: &str, id: u64, mail: &ComposedMail) -> Result<Message, String
     builder
         .header(ContentType::TEXT_PLAIN)
         .body(mail.body.clone())
-        .map_err(|error| error.to_string())
+        .map_err(|error| Failure::item(error.to_string()))
 }
 
 #[cfg(test)]
@@ -179,6 +249,23 @@ mod tests {
     }
 
     #[test]
+    fn enhanced_status_codes_are_found_in_a_reply() {
+        assert_eq!(
+            enhanced_status("permanent error (550): 5.1.1 no such user here"),
+            Some((5, 1, 1))
+        );
+        assert_eq!(
+            enhanced_status("permanent error (550): 5.7.1 the test server refuses everyone"),
+            Some((5, 7, 1))
+        );
+        assert_eq!(
+            enhanced_status("permanent error (553): mailbox name not allowed"),
+            None
+        );
+        assert_eq!(enhanced_status("version 1.2.3.4 of the server"), None);
+    }
+
+    #[test]
     fn a_mail_without_sender_or_with_a_bad_address_is_not_sent() {
         let no_sender = message(
             "t",
@@ -186,7 +273,8 @@ mod tests {
             &mail(serde_json::json!({ "to": ["a@example.com"] })),
         )
         .unwrap_err();
-        assert!(no_sender.contains("no sender"), "{no_sender}");
+        assert!(no_sender.why.contains("no sender"), "{no_sender:?}");
+        assert!(!no_sender.permanent, "setting a sender mends it");
         let bad = message(
             "t",
             1,
@@ -194,8 +282,9 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            bad.contains("`not an address` is not a mail address"),
-            "{bad}"
+            bad.why.contains("`not an address` is not a mail address"),
+            "{bad:?}"
         );
+        assert!(bad.permanent, "no setting mends it");
     }
 }

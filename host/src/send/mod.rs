@@ -10,21 +10,22 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc;
 
 mod mail;
 mod output;
+mod plan;
 
 use crate::error::Error;
 use crate::outbox::{OutboxItem, OutboxKind, OutboxPayload, OutboxStatus};
-use crate::settings::TenantSettings;
+use crate::settings::{MailSettings, TenantSettings};
 use crate::store::{Pruned, Store};
 use crate::time::wall_clock_ms;
 use crate::transport::Transport;
 
 use self::mail::MailSender;
 use self::output::OutputSender;
+use self::plan::{MARK_BATCH, Plan};
 
 /// Where each route of the outbox goes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,6 +34,9 @@ pub struct Destinations {
     pub mails: Option<Transport>,
     /// The transport of each output channel.
     pub outputs: BTreeMap<String, Transport>,
+    /// The sender and reply address of mails that name none: the tenant's, as they are
+    /// when the mails are sent.
+    pub mail_defaults: MailSettings,
 }
 
 impl Destinations {
@@ -55,6 +59,7 @@ impl Destinations {
                 .iter()
                 .map(|(channel, transport)| Ok((channel.clone(), transport.parse()?)))
                 .collect::<Result<_, Error>>()?,
+            mail_defaults: settings.mail.clone(),
         };
         destinations.mails = mails.or(destinations.mails);
         destinations.outputs.extend(outputs);
@@ -78,7 +83,7 @@ impl Destinations {
         self.mails.as_ref() == stdout || self.outputs.values().any(|t| Some(t) == stdout)
     }
 
-    fn transport(&self, route: &Route) -> Option<&Transport> {
+    pub(crate) fn transport(&self, route: &Route) -> Option<&Transport> {
         match route {
             Route::Mails => self.mails.as_ref(),
             Route::Channel(channel) => self.outputs.get(channel),
@@ -94,7 +99,7 @@ pub enum Route {
 }
 
 impl Route {
-    fn of(item: &OutboxItem) -> Self {
+    pub(crate) fn of(item: &OutboxItem) -> Self {
         match &item.payload {
             OutboxPayload::Mail(_) => Route::Mails,
             OutboxPayload::Output(output) => Route::Channel(output.channel.clone()),
@@ -124,16 +129,21 @@ impl fmt::Display for Route {
 pub struct SendReport {
     /// Items sent now.
     pub sent: u64,
-    /// Items that failed now; they stay pending.
+    /// Items that failed now through their route (a refused connection, a timeout, a
+    /// temporary refusal); they stay pending.
     pub failed: u64,
+    /// Items set aside now (status `failed`): their own fault, not the route's (an
+    /// address that can never be valid, a receiver's permanent refusal). `outbox retry`
+    /// makes them pending again.
+    pub parked: u64,
     /// Pending items left alone: no transport for their route.
     pub waiting: u64,
     /// Pending items not tried because their route failed [`GIVE_UP_AFTER`] times in
-    /// a row in this run.
+    /// a row in this run (only the route's own failures count).
     pub skipped: u64,
-    /// (outbox id, why) for each failure; not part of `--json`.
+    /// Each failure, in id order; not part of `--json`.
     #[serde(skip)]
-    pub problems: Vec<(u64, String)>,
+    pub problems: Vec<SendProblem>,
     /// How many items of each route without a transport wait; not part of `--json`.
     #[serde(skip)]
     pub unrouted: BTreeMap<Route, u64>,
@@ -141,6 +151,16 @@ pub struct SendReport {
     /// part of `--json`.
     #[serde(skip)]
     pub given_up: BTreeMap<Route, u64>,
+}
+
+/// An item that failed to go out.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SendProblem {
+    /// Its outbox id.
+    pub id: u64,
+    pub why: String,
+    /// Whether it was set aside (its own fault) rather than left pending.
+    pub parked: bool,
 }
 
 /// Failures in a row after which a run stops trying a route: its transport looks down
@@ -155,15 +175,24 @@ enum Sender {
 }
 
 impl Sender {
-    /// A sender for items of `kind`, keeping up to `connections` open at once.
-    fn new(kind: OutboxKind, transport: &Transport, connections: usize) -> Result<Self, Error> {
-        Ok(match kind {
-            OutboxKind::Mail => Sender::Mail(MailSender::new(transport, connections)?),
+    /// A sender for the items of `route`, keeping up to `connections` open at once.
+    fn new(
+        route: &Route,
+        transport: &Transport,
+        connections: usize,
+        destinations: &Destinations,
+    ) -> Result<Self, Error> {
+        Ok(match route.kind() {
+            OutboxKind::Mail => Sender::Mail(MailSender::new(
+                transport,
+                connections,
+                destinations.mail_defaults.clone(),
+            )?),
             OutboxKind::Output => Sender::Output(OutputSender::new(transport, connections)?),
         })
     }
 
-    fn send(&self, tenant: &str, item: &OutboxItem) -> Result<(), String> {
+    fn send(&self, tenant: &str, item: &OutboxItem) -> Result<(), Failure> {
         match (self, &item.payload) {
             (Sender::Mail(sender), OutboxPayload::Mail(mail)) => sender.send(tenant, item.id, mail),
             (Sender::Output(sender), OutboxPayload::Output(output)) => {
@@ -178,8 +207,37 @@ impl Sender {
     fn in_order(&self) -> bool {
         matches!(
             self,
-            Sender::Mail(MailSender::Stdout) | Sender::Output(OutputSender::Stdout)
+            Sender::Mail(MailSender::Stdout { .. }) | Sender::Output(OutputSender::Stdout)
         )
+    }
+}
+
+/// Why sending one item failed, and whether it is the item's own fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure {
+    pub(crate) why: String,
+    /// Sending it again will not mend it (an address that can never be valid, a
+    /// receiver's permanent refusal of this item): it is set aside, and does not count
+    /// against its route. Otherwise the route failed (a connection refused, a timeout,
+    /// a temporary refusal): the item stays pending.
+    pub(crate) permanent: bool,
+}
+
+impl Failure {
+    /// A failure of the route: the item stays pending.
+    pub(crate) fn route(why: String) -> Self {
+        Failure {
+            why,
+            permanent: false,
+        }
+    }
+
+    /// A failure of the item itself: it is set aside.
+    pub(crate) fn item(why: String) -> Self {
+        Failure {
+            why,
+            permanent: true,
+        }
     }
 }
 
@@ -191,10 +249,10 @@ pub const DEFAULT_CONCURRENCY: usize = 4;
 
 /// Sends every pending outbox item of `tenant` whose route has a transport in
 /// `destinations`, up to `concurrency` at once (one at a time, in id order, when
-/// anything goes to stdout), marking each sent as soon as it went out, or recording its
-/// error (it stays pending). Every transport needed is made ready (a directory created,
-/// say) before the first item goes. `progress` is told of each item sent or failed,
-/// with the number of items to send.
+/// anything goes to stdout), marking each as soon as it went out: sent, failed (it stays
+/// pending, with its error) or set aside (`Failed`: its own fault, not the route's).
+/// Every transport needed is made ready (a directory created, say) before the first
+/// item goes. `progress` is told of each item settled, with the number of items to send.
 pub(crate) fn send_outbox(
     tenant: &str,
     store: &mut dyn Store,
@@ -210,39 +268,91 @@ pub(crate) fn send_outbox(
         })
         .collect::<Result<_, _>>()?;
     let mut report = SendReport::default();
-    let plan = Plan::new(pending, destinations, concurrency, &mut report)?;
+    let plan = Plan::new(pending, concurrency, &mut report, |route| {
+        destinations
+            .transport(route)
+            .map(|transport| Sender::new(route, transport, concurrency, destinations))
+            .transpose()
+    })?;
 
-    // Workers send; this thread marks each result as it comes, so the store has
-    // one writer and an item is marked right after it went out.
+    // Workers send; this thread marks the results in small batches, so the store has
+    // one writer and the items sent but not yet marked stay within the plan's window.
     let (results, received) = mpsc::channel();
     std::thread::scope(|scope| {
-        for _ in 0..plan.workers(concurrency) {
+        for _ in 0..plan.workers {
             let results = results.clone();
             let plan = &plan;
             scope.spawn(move || plan.work(tenant, &results));
         }
         drop(results);
-        for (index, result) in received {
-            let (route, item) = &plan.items[index];
-            let Some(result) = result else {
-                report.skipped += 1;
-                *report
-                    .given_up
-                    .entry(plan.routes[*route].0.clone())
-                    .or_default() += 1;
-                continue;
-            };
-            let mut item = item.clone();
-            settle(&mut item, result, &mut report);
-            // Marked at once: a crash after this line never sends the item again.
-            store.update_outbox(&item)?;
-            progress(&report, plan.items.len());
+        let mut batch = Vec::with_capacity(MARK_BATCH);
+        while let Ok(first) = received.recv() {
+            let mut next = Some(first);
+            while let Some((index, result)) = next {
+                let (route, item) = &plan.items[index];
+                match result {
+                    None => {
+                        report.skipped += 1;
+                        *report
+                            .given_up
+                            .entry(plan.routes[*route].0.clone())
+                            .or_default() += 1;
+                    }
+                    Some(result) => {
+                        let mut item = item.clone();
+                        settle(&mut item, result, &mut report);
+                        batch.push(item);
+                    }
+                }
+                next = if batch.len() < MARK_BATCH {
+                    received.try_recv().ok()
+                } else {
+                    None
+                };
+            }
+            if !batch.is_empty() {
+                // Marked durably before the window opens again: a crash after this
+                // line never sends these items again.
+                store.update_outbox(&batch)?;
+                plan.marked(batch.len());
+                batch.clear();
+                progress(&report, plan.items.len());
+            }
         }
         Ok::<_, Error>(())
     })?;
     report.problems.sort_unstable();
     store.flush()?;
     Ok(report)
+}
+
+/// Makes the failed items of `ids` (or all) pending again; how many. An id that is
+/// not a failed item is refused before anything changes.
+pub(crate) fn retry_failed(store: &mut dyn Store, ids: Option<&[u64]>) -> Result<u64, Error> {
+    let failed: Vec<OutboxItem> = store
+        .outbox()
+        .filter(|item| {
+            item.as_ref().map_or(true, |item| {
+                item.status == OutboxStatus::Failed && ids.is_none_or(|ids| ids.contains(&item.id))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    if let Some(ids) = ids
+        && let Some(id) = ids
+            .iter()
+            .find(|id| !failed.iter().any(|item| item.id == **id))
+    {
+        return Err(Error::NotFailed(*id));
+    }
+    let retried: Vec<OutboxItem> = failed
+        .into_iter()
+        .map(|mut item| {
+            item.status = OutboxStatus::Pending;
+            item
+        })
+        .collect();
+    store.update_outbox(&retried)?;
+    Ok(retried.len() as u64)
 }
 
 /// Removes the sent items of the outbox that were sent before `sent_before_ms`
@@ -256,93 +366,8 @@ pub(crate) fn prune_outbox(store: &mut dyn Store, sent_before_ms: i64) -> Result
     Ok(pruned)
 }
 
-/// What a run sends: each route that has a transport, with its sender, and each item
-/// to send with the index of its route.
-struct Plan {
-    routes: Vec<(Route, Sender)>,
-    items: Vec<(usize, OutboxItem)>,
-    /// The next item to send, for the workers to share.
-    next: AtomicUsize,
-    /// Per route, counted by the workers, so that the next item of a route that just
-    /// failed for the fifth time in a row is not even begun.
-    failures_in_a_row: Vec<AtomicU32>,
-}
-
-/// What a worker says of one item: `None` when it was not tried (its route was given
-/// up), else how sending it went.
-type Attempt = (usize, Option<Result<(), String>>);
-
-impl Plan {
-    /// Makes a sender for each route of `pending` that has a transport; the items of the
-    /// others are counted in `report` as waiting.
-    fn new(
-        pending: Vec<OutboxItem>,
-        destinations: &Destinations,
-        connections: usize,
-        report: &mut SendReport,
-    ) -> Result<Self, Error> {
-        let mut routes: Vec<(Route, Sender)> = Vec::new();
-        let mut items = Vec::new();
-        for item in pending {
-            let route = Route::of(&item);
-            if let Some(index) = routes.iter().position(|(known, _)| *known == route) {
-                items.push((index, item));
-            } else if let Some(transport) = destinations.transport(&route) {
-                let sender = Sender::new(route.kind(), transport, connections)?;
-                routes.push((route, sender));
-                items.push((routes.len() - 1, item));
-            } else {
-                report.waiting += 1;
-                *report.unrouted.entry(route).or_default() += 1;
-            }
-        }
-        let failures_in_a_row = routes.iter().map(|_| AtomicU32::new(0)).collect();
-        Ok(Plan {
-            routes,
-            items,
-            next: AtomicUsize::new(0),
-            failures_in_a_row,
-        })
-    }
-
-    /// How many workers send at once: one when anything is printed, else `concurrency`
-    /// (no more than there are items).
-    fn workers(&self, concurrency: usize) -> usize {
-        if self.routes.iter().any(|(_, sender)| sender.in_order()) {
-            1
-        } else {
-            concurrency.clamp(1, self.items.len().max(1))
-        }
-    }
-
-    /// A worker: takes the next item until none is left, and says how each went.
-    fn work(&self, tenant: &str, results: &mpsc::Sender<Attempt>) {
-        loop {
-            let index = self.next.fetch_add(1, Ordering::Relaxed);
-            let Some((route, item)) = self.items.get(index) else {
-                return;
-            };
-            let failures = &self.failures_in_a_row[*route];
-            let result = if failures.load(Ordering::Relaxed) >= GIVE_UP_AFTER {
-                None
-            } else {
-                let result = self.routes[*route].1.send(tenant, item);
-                if result.is_ok() {
-                    failures.store(0, Ordering::Relaxed);
-                } else {
-                    failures.fetch_add(1, Ordering::Relaxed);
-                }
-                Some(result)
-            };
-            if results.send((index, result)).is_err() {
-                return; // the marking thread stopped on a store error
-            }
-        }
-    }
-}
-
 /// Records on `item` and in `report` how sending it went.
-fn settle(item: &mut OutboxItem, result: Result<(), String>, report: &mut SendReport) {
+fn settle(item: &mut OutboxItem, result: Result<(), Failure>, report: &mut SendReport) {
     item.attempts += 1;
     match result {
         Ok(()) => {
@@ -351,10 +376,19 @@ fn settle(item: &mut OutboxItem, result: Result<(), String>, report: &mut SendRe
             item.sent_at_ms = Some(wall_clock_ms());
             report.sent += 1;
         }
-        Err(why) => {
-            item.error = Some(why.clone());
-            report.failed += 1;
-            report.problems.push((item.id, why));
+        Err(failure) => {
+            if failure.permanent {
+                item.status = OutboxStatus::Failed;
+                report.parked += 1;
+            } else {
+                report.failed += 1;
+            }
+            report.problems.push(SendProblem {
+                id: item.id,
+                why: failure.why.clone(),
+                parked: failure.permanent,
+            });
+            item.error = Some(failure.why);
         }
     }
 }

@@ -18,6 +18,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
+use super::Failure;
 use crate::error::Error;
 use crate::outbox::{OutboxItem, OutboxKind, OutputPayload};
 use crate::time::{format_time, wall_clock_ms};
@@ -76,19 +77,20 @@ impl OutputSender {
         tenant: &str,
         item: &OutboxItem,
         output: &OutputPayload,
-    ) -> Result<(), String> {
+    ) -> Result<(), Failure> {
         match self {
             OutputSender::File(dir) => write_file(
                 dir,
                 &format!("{}.json", item.id),
                 envelope(tenant, item, output).to_string().as_bytes(),
-            ),
+            )
+            .map_err(Failure::route),
             OutputSender::Stdout => writeln!(
                 std::io::stdout().lock(),
                 "{}",
                 envelope(tenant, item, output)
             )
-            .map_err(|error| format!("cannot write to stdout: {error}")),
+            .map_err(|error| Failure::route(format!("cannot write to stdout: {error}"))),
             OutputSender::Http { url, agent, secret } => {
                 let idempotency_key = format!("spark.{tenant}.{}", item.id);
                 post(agent, url, secret.as_deref(), &idempotency_key, output)
@@ -155,7 +157,7 @@ fn post(
     secret: Option<&[u8]>,
     idempotency_key: &str,
     output: &OutputPayload,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     let (body, content_type) = body(output);
     let mut request = agent.post(url).content_type(content_type);
     if let Some(secret) = secret {
@@ -168,7 +170,7 @@ fn post(
     let mut response = request
         .header("Idempotency-Key", idempotency_key)
         .send(body)
-        .map_err(|error| format!("POST {url}: {error}"))?;
+        .map_err(|error| Failure::route(format!("POST {url}: {error}")))?;
     let status = response.status();
     if status.is_success() {
         return Ok(());
@@ -181,11 +183,25 @@ fn post(
         .take(ERROR_BODY_BYTES)
         .read_to_string(&mut said);
     let said = said.trim();
-    Err(if said.is_empty() {
+    let why = if said.is_empty() {
         format!("POST {url}: {status}")
     } else {
         format!("POST {url}: {status}: {said}")
+    };
+    Err(if refuses_for_good(status.as_u16()) {
+        Failure::item(why)
+    } else {
+        Failure::route(why)
     })
+}
+
+/// Whether a receiver's answer refuses this very output for good: it found the payload
+/// malformed (400), in conflict (409), too large (413), of a type it does not take
+/// (415) or invalid (422). Any other answer (a wrong address, 401 or 403 for a wrong
+/// secret, 408, 429, any 5xx) is the route's: every output there would meet it, and
+/// the operator can mend it.
+fn refuses_for_good(status: u16) -> bool {
+    matches!(status, 400 | 409 | 413 | 415 | 422)
 }
 
 #[cfg(test)]

@@ -183,8 +183,8 @@ pub trait Store: Send {
 
     /// The outbox in id order.
     fn outbox(&self) -> Items<'_, OutboxItem>;
-    /// Replaces an outbox item (its sending status), at once durably.
-    fn update_outbox(&mut self, item: &OutboxItem) -> Result<(), Error>;
+    /// Replaces outbox items (their sending status), all at once and durably.
+    fn update_outbox(&mut self, items: &[OutboxItem]) -> Result<(), Error>;
     /// Removes the outbox items `remove` picks. The ids of the others stay, and no id
     /// is given again. Not durable until [`Store::flush`].
     fn prune_outbox(&mut self, remove: &dyn Fn(&OutboxItem) -> bool) -> Result<Pruned, Error>;

@@ -119,6 +119,13 @@ impl Tenant {
         )
     }
 
+    /// Makes failed outbox items (set aside by [`send_outbox`](Self::send_outbox)) pending
+    /// again: those of `ids`, or every one. Returns how many. An id that is not a failed
+    /// item is refused, naming it, and nothing changes.
+    pub fn retry_outbox(&mut self, ids: Option<&[u64]>) -> Result<u64, Error> {
+        send::retry_failed(&mut *self.store, ids)
+    }
+
     /// Removes the sent items of the outbox that were sent before `sent_before_ms`
     /// (wall-clock unix ms); pending ones always stay. Their ids are not given again.
     /// `outbox list` and `outbox send` read the whole outbox, so a tenant that sends a

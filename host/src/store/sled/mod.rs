@@ -231,10 +231,13 @@ impl Store for SledStore {
         )
     }
 
-    fn update_outbox(&mut self, item: &OutboxItem) -> Result<(), Error> {
+    fn update_outbox(&mut self, items: &[OutboxItem]) -> Result<(), Error> {
         self.settle()?;
-        self.data
-            .insert(outbox_key(OUTBOX_UPDATE, item.id), to_json(item)?)?;
+        let mut batch = sled::Batch::default();
+        for item in items {
+            batch.insert(outbox_key(OUTBOX_UPDATE, item.id), to_json(item)?);
+        }
+        self.data.apply_batch(batch)?;
         self.data.flush()?;
         Ok(())
     }
