@@ -24,9 +24,37 @@ pub enum Error {
     )]
     TenantInUse { tenant: String, data_dir: PathBuf },
 
-    /// The storage failed (disk full, corruption, permissions).
+    /// The storage failed (corruption, permissions, a disk that filled up under it).
     #[error("storage error: {0}")]
     Storage(String),
+
+    /// The disk of the data dir has too little room left for this write and the
+    /// reserve kept free (`SPARK_DISK_RESERVE`): nothing of the refused write is stored.
+    #[error(
+        "the disk of `{}` is full: {free_bytes} bytes free, and this write needs {needed_bytes} \
+         (the reserve of SPARK_DISK_RESERVE included); free some space, then run the command \
+         again",
+        path.display()
+    )]
+    DiskFull {
+        path: PathBuf,
+        free_bytes: u64,
+        needed_bytes: u64,
+    },
+
+    /// A run stopped part-way: the first `records` records were done, and what they made
+    /// is stored (durably); the rest were not. Running the same command again goes on
+    /// from there (the records done are duplicates then).
+    #[error("{cause} (the run stopped after {records} records; their work is kept)")]
+    Interrupted { records: u64, cause: Box<Error> },
+
+    /// An environment variable Spark reads has a value it cannot use.
+    #[error("{name} is `{value}`: {why}")]
+    InvalidSetting {
+        name: &'static str,
+        value: String,
+        why: String,
+    },
 
     /// Reading or writing a file failed. (`error` is in the message, not a `source`:
     /// messages are shown whole, and a chain would say it twice.)

@@ -82,6 +82,8 @@ pub(crate) struct Pipeline<'t> {
     /// Ids of the records staged in the uncommitted group (of the one model ingested).
     staged_record_ids: HashSet<String>,
     staged_records: usize,
+    /// Records handed to the store in commits so far.
+    committed_records: u64,
     pub(crate) report: RunReport,
 }
 
@@ -133,6 +135,7 @@ impl<'t> Pipeline<'t> {
             staged_keys: HashSet::new(),
             staged_record_ids: HashSet::new(),
             staged_records: 0,
+            committed_records: 0,
             report: RunReport::default(),
         })
     }
@@ -473,7 +476,21 @@ impl<'t> Pipeline<'t> {
         self.staged_keys.clear();
         self.staged_record_ids.clear();
         self.staged_records = 0;
+        self.committed_records = self.report.records;
         Ok(())
+    }
+
+    /// The error that stopped this run part-way: [`Error::Interrupted`] when records
+    /// were committed before it and they are durable now, else `error` as it is (nothing
+    /// can be said to be kept).
+    fn interrupted(self, error: Error) -> Error {
+        if self.committed_records == 0 || self.store.flush().is_err() {
+            return error;
+        }
+        Error::Interrupted {
+            records: self.committed_records,
+            cause: Box::new(error),
+        }
     }
 
     /// Runs `generators` (all on `model`) over the model's stored records: each record
@@ -639,6 +656,25 @@ impl<'t> Pipeline<'t> {
     /// Commits what is staged, retries pending deliveries as they come due (waiting
     /// up to [`MAX_RETRY_WAIT_MS`] for each), and makes everything durable.
     pub(crate) fn finish(mut self) -> Result<RunReport, Error> {
+        match self.settle_all() {
+            Ok(()) => Ok(self.report),
+            Err(error) => Err(self.interrupted(error)),
+        }
+    }
+
+    /// Runs `work` on this pipeline, then [`finish`](Self::finish)es it; an error
+    /// part-way says what was kept (see [`interrupted`](Self::interrupted)).
+    pub(crate) fn run(
+        mut self,
+        work: impl FnOnce(&mut Self) -> Result<(), Error>,
+    ) -> Result<RunReport, Error> {
+        match work(&mut self) {
+            Ok(()) => self.finish(),
+            Err(error) => Err(self.interrupted(error)),
+        }
+    }
+
+    fn settle_all(&mut self) -> Result<(), Error> {
         loop {
             self.commit_staged()?;
             let pending: Vec<PendingDelivery> = self.store.pending().collect::<Result<_, _>>()?;
@@ -668,55 +704,55 @@ impl<'t> Pipeline<'t> {
                 )?;
             }
         }
-        self.store.flush()?;
-        Ok(self.report)
+        self.store.flush()
     }
 }
 
 /// Runs JSON Lines records of `model` from `input` through `pipeline`, committing as
 /// it goes. `progress` is called after each line.
 pub(crate) fn ingest(
-    mut pipeline: Pipeline<'_>,
+    pipeline: Pipeline<'_>,
     model: &str,
     input: &mut dyn BufRead,
     progress: &mut dyn FnMut(&RunReport),
 ) -> Result<RunReport, Error> {
-    let mut line = Vec::new();
-    let mut number = 0;
-    loop {
-        line.clear();
-        let read = std::io::Read::take(&mut *input, MAX_RECORD_BYTES as u64 + 1)
-            .read_until(b'\n', &mut line);
-        let read = match read {
-            Ok(read) => read,
-            Err(source) => {
-                // What was read so far is processed and kept.
-                pipeline.finish()?;
-                return Err(Error::Io {
-                    what: "cannot read the input",
-                    path: "-".into(),
-                    error: source,
-                });
+    pipeline.run(|pipeline| {
+        let mut line = Vec::new();
+        let mut number = 0;
+        loop {
+            line.clear();
+            let read = std::io::Read::take(&mut *input, MAX_RECORD_BYTES as u64 + 1)
+                .read_until(b'\n', &mut line);
+            let read = match read {
+                Ok(read) => read,
+                Err(source) => {
+                    // What was read so far is processed and kept.
+                    pipeline.commit_staged()?;
+                    return Err(Error::Io {
+                        what: "cannot read the input",
+                        path: "-".into(),
+                        error: source,
+                    });
+                }
+            };
+            if read == 0 {
+                return Ok(());
             }
-        };
-        if read == 0 {
-            break;
+            number += 1;
+            if line.len() > MAX_RECORD_BYTES && !line.ends_with(b"\n") {
+                skip_line(input);
+                pipeline.invalid(
+                    number,
+                    format!("it is larger than {MAX_RECORD_BYTES} bytes"),
+                );
+                continue;
+            }
+            match parse_record(&line) {
+                Ok(None) => {}
+                Ok(Some(record)) => pipeline.ingest_record(model, record, number)?,
+                Err(why) => pipeline.invalid(number, why),
+            }
+            progress(&pipeline.report);
         }
-        number += 1;
-        if line.len() > MAX_RECORD_BYTES && !line.ends_with(b"\n") {
-            skip_line(input);
-            pipeline.invalid(
-                number,
-                format!("it is larger than {MAX_RECORD_BYTES} bytes"),
-            );
-            continue;
-        }
-        match parse_record(&line) {
-            Ok(None) => {}
-            Ok(Some(record)) => pipeline.ingest_record(model, record, number)?,
-            Err(why) => pipeline.invalid(number, why),
-        }
-        progress(&pipeline.report);
-    }
-    pipeline.finish()
+    })
 }

@@ -8,6 +8,7 @@ mod architecture;
 mod bad_input;
 mod clock;
 mod crash;
+mod disk;
 mod example;
 mod failures;
 mod generators;

@@ -164,7 +164,7 @@ fn cache_dir() -> PathBuf {
 
 /// A finished `spark` run.
 pub struct Run {
-    args: String,
+    pub args: String,
     pub code: i32,
     pub stdout: String,
     pub stderr: String,

@@ -153,7 +153,12 @@ pub fn main() -> ExitCode {
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::from(2)
+            // 2 says nothing was done; a run that stopped part-way did some of it.
+            let part_done = matches!(
+                error.downcast_ref::<spark_host::Error>(),
+                Some(spark_host::Error::Interrupted { .. })
+            );
+            ExitCode::from(if part_done { 1 } else { 2 })
         }
     }
 }

@@ -260,6 +260,8 @@ pub(crate) fn send_outbox(
     concurrency: usize,
     progress: &mut dyn FnMut(&SendReport, usize),
 ) -> Result<SendReport, Error> {
+    // Nothing goes out that could not be marked.
+    store.check_space()?;
     let pending: Vec<OutboxItem> = store
         .outbox()
         .filter(|item| {

@@ -141,6 +141,23 @@ pub struct Commit {
 }
 
 impl Commit {
+    /// About how many bytes it writes: its texts, and a kilobyte for each outbox item
+    /// (a mail is composed only when it is written).
+    pub fn size_estimate(&self) -> u64 {
+        let records: usize = self
+            .records
+            .iter()
+            .map(|(model, id, record)| model.len() + id.len() + record.json.len() + 64)
+            .sum();
+        let ledger: usize = self
+            .ledger
+            .iter()
+            .map(|entry| entry.key.len() + entry.group.len() + entry.context.len() + 64)
+            .sum();
+        let deliveries = 512 * (self.pending.len() + self.dead.len());
+        (records + ledger + deliveries + 1024 * self.outbox.len()) as u64
+    }
+
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
             && self.ledger.is_empty()
@@ -163,6 +180,9 @@ pub trait Store: Send {
     fn commit(&mut self, commit: Commit) -> Result<(), Error>;
     /// Makes every commit so far durable (on disk, synced).
     fn flush(&self) -> Result<(), Error>;
+    /// Whether writes would be taken now: refuses with [`Error::DiskFull`] when the
+    /// disk has no room left beyond the reserve.
+    fn check_space(&self) -> Result<(), Error>;
 
     fn is_seen(&self, key: &str) -> Result<bool, Error>;
     fn ledger_entry(&self, key: &str) -> Result<Option<LedgerEntry>, Error>;

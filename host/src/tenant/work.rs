@@ -47,11 +47,12 @@ impl Tenant {
             }
             None => self.known_models()?,
         };
-        let mut pipeline = self.pipeline(now_ms)?;
-        for model in &models {
-            pipeline.reprocess_model(model, progress)?;
-        }
-        pipeline.finish()
+        self.pipeline(now_ms)?.run(|pipeline| {
+            for model in &models {
+                pipeline.reprocess_model(model, progress)?;
+            }
+            Ok(())
+        })
     }
 
     /// Runs every active generator over its model's stored records at logical time
@@ -78,12 +79,13 @@ impl Tenant {
                     .map(|module| (model.as_str(), module.name))
             })
             .collect();
-        let mut pipeline = self.pipeline(now_ms)?;
-        for (model, generators) in &by_model {
-            let context_module = context_modules.get(model.as_str()).map(String::as_str);
-            pipeline.generate_model(model, generators, context_module, progress)?;
-        }
-        pipeline.finish()
+        self.pipeline(now_ms)?.run(|pipeline| {
+            for (model, generators) in &by_model {
+                let context_module = context_modules.get(model.as_str()).map(String::as_str);
+                pipeline.generate_model(model, generators, context_module, progress)?;
+            }
+            Ok(())
+        })
     }
 
     /// Delivers dead letters again: all of them, or those of one event and/or handler.
@@ -94,9 +96,8 @@ impl Tenant {
         handler: Option<&str>,
         now_ms: i64,
     ) -> Result<RunReport, Error> {
-        let mut pipeline = self.pipeline(now_ms)?;
-        pipeline.retry_dead(event, handler)?;
-        pipeline.finish()
+        self.pipeline(now_ms)?
+            .run(|pipeline| pipeline.retry_dead(event, handler).map(drop))
     }
 
     /// Sends every pending outbox item whose route has a transport in `destinations`,

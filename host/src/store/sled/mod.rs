@@ -22,8 +22,11 @@ mod keys;
 mod ledger;
 mod outbox;
 mod records;
+mod reserve;
 
 use std::cell::RefCell;
+use std::mem::ManuallyDrop;
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -39,6 +42,7 @@ use self::keys::{
 use self::ledger::decode_ledger;
 use self::outbox::{latest_outbox, next_outbox_id};
 use self::records::decode_record;
+use self::reserve::Reserve;
 use super::key_filter::KeyFilter;
 use super::{
     Commit, DeadLetter, Items, LedgerEntry, OutboxItem, PendingDelivery, Pruned, Registration,
@@ -54,7 +58,11 @@ impl From<sled::Error> for Error {
 }
 
 /// A tenant's data in a sled database.
-pub struct SledStore {
+pub struct SledStore(ManuallyDrop<Sled>);
+
+/// What a [`SledStore`] holds; behind `ManuallyDrop` so that a store whose disk failed
+/// can be closed without sled's destructors (see its `Drop`).
+pub struct Sled {
     db: sled::Db,
     data: sled::Tree,
     in_flight: Mutex<Option<InFlight>>,
@@ -68,7 +76,12 @@ pub struct SledStore {
     templates: sled::Tree,
     meta: sled::Tree,
     next_outbox_id: u64,
+    /// The free space left alone on the disk (see [`Reserve`]).
+    reserve: Reserve,
 }
+
+/// About what an outbox item's update takes: the item again, under `u`.
+const ITEM_UPDATE_BYTES: u64 = 2048;
 
 /// How long opening waits for a dropped database of this process to let go of its
 /// files (see [`SledStore::open`]).
@@ -96,23 +109,24 @@ impl SledStore {
                 result => break result?,
             }
         };
-        Self::from_db(db)
+        Self::from_db(db, Reserve::from_env(path)?)
     }
 
     /// A database that lives in a temporary directory and is deleted when dropped.
     #[cfg(test)]
     pub fn temporary() -> Result<Self, Error> {
-        Self::from_db(sled::Config::new().temporary(true).open()?)
+        let db = sled::Config::new().temporary(true).open()?;
+        Self::from_db(db, Reserve::none(Path::new("")))
     }
 
-    fn from_db(db: sled::Db) -> Result<Self, Error> {
+    fn from_db(db: sled::Db, reserve: Reserve) -> Result<Self, Error> {
         let data = db.open_tree("data")?;
         let next_outbox_id = next_outbox_id(&data)?;
         let commits = match data.get(COMMITS)? {
             Some(value) => decode_u64(&value, "the count of commits")?,
             None => 0,
         };
-        Ok(Self {
+        Ok(Self(ManuallyDrop::new(Sled {
             in_flight: Mutex::new(None),
             filter: RefCell::new(None),
             commits,
@@ -123,7 +137,8 @@ impl SledStore {
             meta: db.open_tree("meta")?,
             db,
             next_outbox_id,
-        })
+            reserve,
+        })))
     }
 
     /// The values of a keyspace of `data`, once the batch in flight has landed.
@@ -138,13 +153,51 @@ impl SledStore {
     }
 }
 
+impl Deref for SledStore {
+    type Target = Sled;
+
+    fn deref(&self) -> &Sled {
+        &self.0
+    }
+}
+
+impl DerefMut for SledStore {
+    fn deref_mut(&mut self) -> &mut Sled {
+        &mut self.0
+    }
+}
+
 impl Drop for SledStore {
     fn drop(&mut self) {
         if let Err(error) = self.settle() {
             tracing::error!("a commit failed as the store closed: {error}");
         }
+        // sled's trees flush as they drop, and after a failed write to its log (a full
+        // disk) that flush may wait for ever. So they are dropped on a thread of their
+        // own, given a moment; one that does not return by then is left blocked, and
+        // what was committed is in sled's log, recovered on the next open, as after a
+        // kill. (sled's own flush does not tell beforehand: it can answer Ok in that
+        // state.)
+        // SAFETY: `self.0` is taken once, here, and never used again.
+        let sled = unsafe { ManuallyDrop::take(&mut self.0) };
+        let (dropped, done) = std::sync::mpsc::channel();
+        let closing = std::thread::Builder::new()
+            .name("spark-store-close".to_owned())
+            .spawn(move || {
+                drop(sled);
+                let _ = dropped.send(());
+            });
+        if closing.is_err() || done.recv_timeout(CLOSE_PATIENCE).is_err() {
+            tracing::error!(
+                "the store did not close within {CLOSE_PATIENCE:?} (a disk that failed?); \
+                 left as it is"
+            );
+        }
     }
 }
+
+/// How long closing waits for sled to let go of a store.
+const CLOSE_PATIENCE: Duration = Duration::from_secs(5);
 
 fn values<'a, T: DeserializeOwned + 'a>(tree: &sled::Tree) -> Items<'a, T> {
     Box::new(tree.iter().map(|item| {
@@ -158,7 +211,12 @@ impl Store for SledStore {
         if commit.is_empty() {
             return Ok(());
         }
+        self.reserve.check(commit.size_estimate())?;
         self.start_commit(commit)
+    }
+
+    fn check_space(&self) -> Result<(), Error> {
+        self.reserve.check(0)
     }
 
     fn flush(&self) -> Result<(), Error> {
@@ -233,6 +291,7 @@ impl Store for SledStore {
 
     fn update_outbox(&mut self, items: &[OutboxItem]) -> Result<(), Error> {
         self.settle()?;
+        self.reserve.check(ITEM_UPDATE_BYTES * items.len() as u64)?;
         let mut batch = sled::Batch::default();
         for item in items {
             batch.insert(outbox_key(OUTBOX_UPDATE, item.id), to_json(item)?);
