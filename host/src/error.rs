@@ -17,6 +17,14 @@ pub enum Error {
     )]
     InvalidTenant { name: String, why: &'static str },
 
+    /// A tenant that does not exist, asked for by a command that would not make it.
+    #[error(
+        "there is no tenant `{tenant}` in `{}`; a tenant is made by `spark apply`, `module \
+         add`, `generators add` or `mails set`",
+        data_dir.display()
+    )]
+    UnknownTenant { tenant: String, data_dir: PathBuf },
+
     /// Another process has this tenant's data open.
     #[error(
         "tenant `{tenant}` in `{}` is in use by another spark process; wait for it to finish",

@@ -90,6 +90,7 @@ mod source_memo;
 mod spark;
 mod store;
 mod tenant;
+mod text;
 mod time;
 mod transport;
 mod wasm;
@@ -103,7 +104,9 @@ pub use limits::{
 };
 pub use mail::Rendered;
 pub use manifest::{ApplyReport, Manifest, ModuleEntry};
-pub use modules::{ModuleChange, ModuleCode, ModuleSpec, ModuleSummary};
+pub use modules::{
+    MAX_COMPONENT_BYTES, ModuleChange, ModuleCode, ModuleSpec, ModuleSummary, read_component,
+};
 pub use native::NativeModule;
 pub use outbox::{
     ComposedMail, OutboxItem, OutboxKind, OutboxPayload, OutboxStatus, OutputPayload,
@@ -117,6 +120,7 @@ pub use settings::{MailSettings, RetryPolicy, TenantSettings};
 pub use spark::Spark;
 pub use store::{DeadLetter, LedgerEntry, PendingDelivery, Pruned};
 pub use tenant::Tenant;
+pub use text::printable;
 pub use time::{Clock, format_time, parse_time, wall_clock_ms};
 pub use transport::Transport;
 pub use wasm::{INTERFACE_VERSION, ModuleInfo};

@@ -12,9 +12,11 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 
 /// Defines [`Limits`], [`LimitOverrides`] and [`Limit`] from one list, so that a new
-/// limit is one line here plus its enforcement.
+/// limit is one line here plus its enforcement. Each has a default and a most it may be
+/// set to: beyond that a value is a mistake (a byte count typed as bits, u64::MAX), and
+/// would only let one module starve the rest.
 macro_rules! limits {
-    ($($(#[doc = $doc:literal])* $field:ident: $ty:ty = $default:expr, $variant:ident, $name:literal;)*) => {
+    ($($(#[doc = $doc:literal])* $field:ident: $ty:ty = $default:expr, at most $max:expr, $variant:ident, $name:literal;)*) => {
         /// The limits one module call runs under.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
         #[serde(rename_all = "kebab-case")]
@@ -68,6 +70,12 @@ macro_rules! limits {
             pub fn validate(&self) -> Result<(), Error> {
                 $(if self.$field == Some(0) {
                     return Err(Error::InvalidLimits(format!("`{}` must be greater than 0", $name)));
+                }
+                let most: $ty = $max;
+                if let Some(value) = self.$field && value > most {
+                    return Err(Error::InvalidLimits(format!(
+                        "`{}` must be at most {most} (it is {value})", $name
+                    )));
                 })*
                 Ok(())
             }
@@ -110,28 +118,28 @@ macro_rules! limits {
 
 limits! {
     /// Fuel per call: roughly one unit per WebAssembly instruction executed.
-    fuel: u64 = 100_000_000, Fuel, "fuel";
+    fuel: u64 = 100_000_000, at most 1_000_000_000_000, Fuel, "fuel";
     /// Wall-clock time per call in milliseconds, a backstop for time fuel does not count.
-    deadline_ms: u64 = 1_000, DeadlineMs, "deadline-ms";
+    deadline_ms: u64 = 1_000, at most 600_000, DeadlineMs, "deadline-ms";
     /// Linear memory per module instance, in bytes.
-    memory_bytes: u64 = 64 << 20, MemoryBytes, "memory-bytes";
+    memory_bytes: u64 = 64 << 20, at most 4 << 30, MemoryBytes, "memory-bytes";
     /// Elements per table of a module instance.
-    table_elements: u64 = 20_000, TableElements, "table-elements";
+    table_elements: u64 = 20_000, at most 1_000_000, TableElements, "table-elements";
     /// Core instances a component may create (a component is made of several).
-    instances: u32 = 32, Instances, "instances";
+    instances: u32 = 32, at most 1_000, Instances, "instances";
     /// Bytes of input per call: the record of a source, the event of a handler.
-    input_bytes: u64 = 256 << 10, InputBytes, "input-bytes";
+    input_bytes: u64 = 256 << 10, at most 16 << 20, InputBytes, "input-bytes";
     /// Bytes of output per call: the sum of all strings returned.
-    output_bytes: u64 = 1 << 20, OutputBytes, "output-bytes";
+    output_bytes: u64 = 1 << 20, at most 64 << 20, OutputBytes, "output-bytes";
     /// Events one source call may return.
-    events_per_call: u32 = 100, EventsPerCall, "events-per-call";
+    events_per_call: u32 = 100, at most 100_000, EventsPerCall, "events-per-call";
     /// Effects one handler call may return.
-    effects_per_call: u32 = 100, EffectsPerCall, "effects-per-call";
+    effects_per_call: u32 = 100, at most 100_000, EffectsPerCall, "effects-per-call";
     /// Bytes of stdout and stderr kept per call; the rest is cut off, not an error.
-    log_bytes: u64 = 4 << 10, LogBytes, "log-bytes";
+    log_bytes: u64 = 4 << 10, at most 1 << 20, LogBytes, "log-bytes";
     /// Calls an instance serves before it is replaced by a fresh one (it is replaced
     /// after any failure anyway); 1 isolates every call from the ones before it.
-    calls_per_instance: u64 = 1_000_000, CallsPerInstance, "calls-per-instance";
+    calls_per_instance: u64 = 1_000_000, at most u64::MAX, CallsPerInstance, "calls-per-instance";
 }
 
 /// Engine-wide: the longest event key, in bytes.
@@ -187,6 +195,23 @@ mod tests {
             ..LimitOverrides::default()
         };
         assert!(matches!(zero.validate(), Err(Error::InvalidLimits(_))));
+    }
+
+    #[test]
+    fn values_beyond_the_most_are_refused() {
+        for (limit, value) in [("memory-bytes", u64::MAX), ("fuel", 1_000_000_000_001)] {
+            let overrides: LimitOverrides = toml::from_str(&format!("{limit} = {value}")).unwrap();
+            let refused = overrides.validate().unwrap_err().to_string();
+            assert!(
+                refused.contains(&format!("`{limit}` must be at most")),
+                "{refused}"
+            );
+        }
+        let most: LimitOverrides = toml::from_str("memory-bytes = 4294967296").unwrap();
+        assert!(most.validate().is_ok());
+        let unbounded: LimitOverrides =
+            toml::from_str(&format!("calls-per-instance = {}", u64::MAX)).unwrap();
+        assert!(unbounded.validate().is_ok(), "never replaced is a choice");
     }
 
     #[test]

@@ -56,14 +56,47 @@ impl ModuleCode {
         if let Some(name) = path.to_str().filter(|name| is_native(name)) {
             return Ok(ModuleCode::Native(name.to_owned()));
         }
-        fs::read(path)
-            .map(ModuleCode::Wasm)
-            .map_err(|source| Error::Io {
-                what: "cannot read module",
-                path: path.to_owned(),
-                error: source,
-            })
+        read_component(path).map(ModuleCode::Wasm)
     }
+}
+
+/// The largest component file read: several times the largest real ones (a Python
+/// component with its interpreter is about 40 MiB).
+pub const MAX_COMPONENT_BYTES: u64 = 256 << 20;
+
+/// The bytes of the component file at `path`. Only a regular file of at most
+/// [`MAX_COMPONENT_BYTES`] is read: a path such as `/dev/zero` would otherwise be read
+/// until memory runs out.
+pub fn read_component(path: &Path) -> Result<Vec<u8>, Error> {
+    let io = |what, error| Error::Io {
+        what,
+        path: path.to_owned(),
+        error,
+    };
+    let file = File::open(path).map_err(|error| io("cannot read module", error))?;
+    let metadata = file
+        .metadata()
+        .map_err(|error| io("cannot read module", error))?;
+    let refuse = |why: String| Error::InvalidModule {
+        name: format!("`{}`", path.display()),
+        why,
+    };
+    if !metadata.is_file() {
+        return Err(refuse("it is not a regular file".to_owned()));
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(&file, MAX_COMPONENT_BYTES + 1),
+        &mut bytes,
+    )
+    .map_err(|error| io("cannot read module", error))?;
+    if bytes.len() as u64 > MAX_COMPONENT_BYTES {
+        return Err(refuse(format!(
+            "it is larger than {} MiB",
+            MAX_COMPONENT_BYTES >> 20
+        )));
+    }
+    Ok(bytes)
 }
 
 /// What registering a module did.

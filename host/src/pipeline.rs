@@ -32,6 +32,7 @@ use crate::store::{
     Commit, DeadLetter, LedgerEntry, NewOutboxItem, NewPayload, PendingDelivery, SourceMemo, Store,
     StoredRecord,
 };
+use crate::text::printable;
 use crate::time::wall_clock_ms;
 use crate::wasm::CallOutput;
 
@@ -431,7 +432,8 @@ impl<'t> Pipeline<'t> {
         }
         let output = result?;
         if !output.log.is_empty() {
-            tracing::info!(target: "spark::guest", tenant = %self.tenant, module, "{}", output.log.trim_end());
+            let log = printable(output.log.trim_end());
+            tracing::info!(target: "spark::guest", tenant = %self.tenant, module, "{log}");
         }
         Ok(output.value)
     }

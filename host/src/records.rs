@@ -7,6 +7,11 @@ use serde::Deserialize;
 /// The largest record line read; longer lines are reported and skipped.
 pub const MAX_RECORD_BYTES: usize = 16 << 20;
 
+/// The longest record id, in bytes: a generator names its events `GROUP_ID`, and a
+/// group of the longest (128 bytes), `_` and an id of this length make a key of the
+/// longest (256).
+pub const MAX_ID_BYTES: usize = 127;
+
 /// A record line, parsed: its id and its trimmed JSON text.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct ParsedRecord {
@@ -45,8 +50,13 @@ pub(crate) fn parse_record(line: &[u8]) -> Result<Option<ParsedRecord>, String> 
             ));
         }
     };
+    // An integer id and a string of its digits name one record: an id is its text,
+    // as a URL or a form field would carry it, so `5001` and `"5001"` are the same.
     if id.is_empty() {
         return Err("`id` is empty".to_owned());
+    }
+    if id.len() > MAX_ID_BYTES {
+        return Err(format!("`id` is longer than {MAX_ID_BYTES} bytes"));
     }
     if id.chars().any(char::is_control) {
         return Err("`id` contains control characters".to_owned());
@@ -90,10 +100,18 @@ mod tests {
         assert_eq!(parsed(r#" {"id": "c-1"} "#).unwrap().unwrap().id, "c-1");
         assert_eq!(parsed("{\"id\": -3}\r\n").unwrap().unwrap().id, "-3");
         assert_eq!(parsed("   \n"), Ok(None));
+        // One record, whether its id is written as a number or as text.
+        assert_eq!(
+            parsed(r#"{"id": 5001}"#).unwrap().unwrap().id,
+            parsed(r#"{"id": "5001"}"#).unwrap().unwrap().id
+        );
+        let longest = format!(r#"{{"id": "{}"}}"#, "i".repeat(MAX_ID_BYTES));
+        assert!(parsed(&longest).is_ok());
     }
 
     #[test]
     fn bad_lines_say_why() {
+        let too_long = format!(r#"{{"id": "{}"}}"#, "i".repeat(MAX_ID_BYTES + 1));
         let cases = [
             ("{\"id\": 1", "not valid JSON"),
             ("[1, 2]", "not a JSON object"),
@@ -106,6 +124,7 @@ mod tests {
             ("{\"id\": \"\"}", "is empty"),
             ("{\"id\": \"a\\u0000b\"}", "control characters"),
             ("{\"id\": 1, \"id\": 2}", "duplicate field"),
+            (&too_long, "longer than 127 bytes"),
         ];
         for (line, expected) in cases {
             let error = parsed(line).expect_err(line);

@@ -73,6 +73,19 @@ impl Spark {
         self.engine.instance_pool()
     }
 
+    /// Opens a tenant that exists, and never makes one: a read of a mistyped name is
+    /// [`Error::UnknownTenant`], not a new empty tenant.
+    pub fn existing_tenant(&self, name: &str) -> Result<Tenant, Error> {
+        crate::tenant::validate_tenant_name(name)?;
+        if !self.data_dir.join("tenants").join(name).is_dir() {
+            return Err(Error::UnknownTenant {
+                tenant: name.to_owned(),
+                data_dir: self.data_dir.clone(),
+            });
+        }
+        self.tenant(name)
+    }
+
     /// Opens a tenant (created on first use). Only one process at a time may hold a
     /// tenant: another gets [`Error::TenantInUse`].
     pub fn tenant(&self, name: &str) -> Result<Tenant, Error> {

@@ -249,8 +249,120 @@ fn a_tenant_in_use_by_another_process_is_refused_and_undamaged() {
         .code(2)
         .stderr_has("tenant `default`")
         .stderr_has("is in use by another spark process");
-    // Another tenant of the same data dir is free.
+    // Another tenant of the same data dir is free (reading it needs it to exist).
+    spark.add(
+        guests::RECORDER,
+        "source",
+        &["--tenant", "other", "--source", "thing"],
+    );
     spark.run(&["--tenant", "other", "events", "list"]).ok();
     drop(held);
     assert_eq!(state(&spark), before);
+}
+
+#[test]
+fn text_from_modules_cannot_forge_lines_or_escape_into_the_terminal() {
+    let spark = populated();
+    let forged = "oops\u{1b}[2J\nerror: everything is fine";
+    let run = spark
+        .run_with_input(
+            &["ingest", "--model", "thing"],
+            &jsonl(&[json!({ "id": 9, "events": [
+                { "group": "a", "id": 9, "context": { "fail": forged } }] })]),
+        )
+        .code(1)
+        .stderr_has("oops\\u{1b}[2J");
+    assert!(!run.stderr.contains('\u{1b}'), "{:?}", run.stderr);
+    assert!(
+        !run.stderr
+            .lines()
+            .any(|line| line.starts_with("error: everything")),
+        "a module's text passed for a line of Spark's own:\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn reading_a_tenant_that_does_not_exist_makes_none() {
+    let spark = populated();
+    for args in [
+        &["--tenant", "typo", "events", "list"][..],
+        &[
+            "--tenant",
+            "typo",
+            "outbox",
+            "send",
+            "--transport",
+            "stdout",
+        ],
+        &["--tenant", "typo", "ingest", "--model", "thing"],
+    ] {
+        spark
+            .run(args)
+            .code(2)
+            .stderr_has("there is no tenant `typo`");
+    }
+    assert!(!spark.data_dir().join("tenants/typo").exists());
+    // The commands that set a tenant up still make it.
+    spark.add(
+        guests::RECORDER,
+        "source",
+        &["--tenant", "new", "--source", "thing"],
+    );
+    assert!(spark.data_dir().join("tenants/new").is_dir());
+}
+
+#[test]
+fn ids_are_bounded_and_one_id_is_one_record_however_it_is_written() {
+    let spark = populated();
+    let long = "i".repeat(128);
+    let run = spark
+        .run_with_input(
+            &["ingest", "--model", "thing", "--json"],
+            &jsonl(&[
+                json!({ "id": 5001, "events": [{ "group": "a", "id": "x" }] }),
+                json!({ "id": "5001", "events": [{ "group": "a", "id": "y" }] }),
+                json!({ "id": long }),
+            ]),
+        )
+        .code(1)
+        .stderr_has("line 3: `id` is longer than 127 bytes");
+    assert_eq!(count(&run.json(), "records"), 2);
+}
+
+#[test]
+fn limits_beyond_their_most_and_files_that_are_not_modules_are_refused() {
+    let spark = populated();
+    let manifest = spark.write(
+        "spark.toml",
+        format!(
+            "[limits]\nmemory-bytes = {}\n\n[[modules]]\nname = \"source\"\npath = {:?}\n\
+             sources = [\"thing\"]\n",
+            u64::MAX,
+            guests::RECORDER
+        ),
+    );
+    let before = state(&spark);
+    spark
+        .run(&["apply", manifest.to_str().unwrap()])
+        .code(2)
+        .stderr_has("`memory-bytes` must be at most 4294967296");
+    assert_eq!(state(&spark), before);
+    for args in [
+        &["check", "/dev/zero"][..],
+        &[
+            "module",
+            "add",
+            "/dev/zero",
+            "--name",
+            "zero",
+            "--source",
+            "thing",
+        ],
+    ] {
+        spark
+            .run(args)
+            .code(2)
+            .stderr_has("it is not a regular file");
+    }
 }

@@ -18,7 +18,7 @@ pub struct Apply {
 impl Apply {
     pub fn run(self, context: &Context) -> anyhow::Result<Outcome> {
         let manifest = Manifest::load(&self.manifest)?;
-        let mut tenant = context.tenant()?;
+        let mut tenant = context.tenant_to_set_up()?;
         let report = tenant.apply(&manifest, &self.manifest)?;
         for (name, change) in &report.modules {
             let verb = match change {

@@ -7,7 +7,7 @@ use clap::Args;
 use serde_json::json;
 use spark_host::Spark;
 
-use super::{Outcome, output, read_file};
+use super::{Outcome, output};
 
 /// Tell what a module is (source, handler, interface version), or why it is not one.
 #[derive(Debug, Args)]
@@ -21,7 +21,7 @@ pub struct Check {
 
 impl Check {
     pub fn run(self) -> anyhow::Result<Outcome> {
-        let wasm = read_file(&self.file)?;
+        let wasm = spark_host::read_component(&self.file)?;
         let started = Instant::now();
         let name = format!("`{}`", self.file.display());
         let info = Spark::check(&name, &wasm)?;

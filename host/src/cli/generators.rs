@@ -67,7 +67,10 @@ pub struct Describe {
 
 impl GeneratorsCommand {
     pub fn run(self, context: &Context) -> anyhow::Result<Outcome> {
-        let mut tenant = context.tenant()?;
+        let mut tenant = match self {
+            GeneratorsCommand::Add(_) => context.tenant_to_set_up()?,
+            _ => context.tenant()?,
+        };
         match self {
             GeneratorsCommand::Add(add) => {
                 let generator = Generator::new(

@@ -54,7 +54,10 @@ pub struct Preview {
 
 impl MailsCommand {
     pub fn run(self, context: &Context) -> anyhow::Result<Outcome> {
-        let mut tenant = context.tenant()?;
+        let mut tenant = match self {
+            MailsCommand::Set(_) => context.tenant_to_set_up()?,
+            _ => context.tenant()?,
+        };
         match self {
             MailsCommand::Set(Set { group, file }) => {
                 let source = std::fs::read_to_string(&file)

@@ -22,7 +22,6 @@ mod report;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use spark_host::{Spark, Tenant};
 
@@ -105,13 +104,23 @@ pub struct Context {
 }
 
 impl Context {
-    /// Opens the tenant of `--tenant` in `--data-dir`.
+    /// Opens the tenant of `--tenant` in `--data-dir`, which must exist: reading or
+    /// running a mistyped tenant makes no empty one.
     fn tenant(&self) -> anyhow::Result<Tenant> {
-        let spark = match &self.cache_dir {
+        Ok(self.spark()?.existing_tenant(&self.tenant)?)
+    }
+
+    /// Opens the tenant of `--tenant` in `--data-dir`, making it if needed: for the
+    /// commands that set a tenant up.
+    fn tenant_to_set_up(&self) -> anyhow::Result<Tenant> {
+        Ok(self.spark()?.tenant(&self.tenant)?)
+    }
+
+    fn spark(&self) -> anyhow::Result<Spark> {
+        Ok(match &self.cache_dir {
             Some(cache_dir) => Spark::open_with_cache(&self.data_dir, cache_dir)?,
             None => Spark::open(&self.data_dir)?,
-        };
-        Ok(spark.tenant(&self.tenant)?)
+        })
     }
 }
 
@@ -152,7 +161,7 @@ pub fn main() -> ExitCode {
         // A reader that went away (`spark events list | head`) is not an error.
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", spark_host::printable(&format!("{error:#}")));
             // 2 says nothing was done; a run that stopped part-way did some of it.
             let part_done = matches!(
                 error.downcast_ref::<spark_host::Error>(),
@@ -183,9 +192,4 @@ fn init_logging(verbose: bool) {
         .with_target(false)
         .without_time()
         .init();
-}
-
-/// Reads a whole file, naming it on failure.
-fn read_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))
 }

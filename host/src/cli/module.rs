@@ -74,7 +74,7 @@ impl ModuleCommand {
 impl Add {
     fn run(self, context: &Context) -> anyhow::Result<Outcome> {
         let code = ModuleCode::load(&self.file)?;
-        let mut tenant = context.tenant()?;
+        let mut tenant = context.tenant_to_set_up()?;
         let spec = ModuleSpec {
             name: self.name.clone(),
             code,

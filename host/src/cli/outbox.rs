@@ -163,7 +163,7 @@ impl Send {
             })?;
         drop(progress);
         for problem in &report.problems {
-            let (id, why) = (problem.id, &problem.why);
+            let (id, why) = (problem.id, spark_host::printable(&problem.why));
             if problem.parked {
                 eprintln!(
                     "error: outbox item {id} was not sent and is set aside as failed \

@@ -44,7 +44,7 @@ pub fn finish(report: &RunReport, json: bool) -> anyhow::Result<Outcome> {
             }
             _ => "error",
         };
-        eprintln!("{level}: {problem}");
+        eprintln!("{level}: {}", spark_host::printable(&problem.to_string()));
     }
     if json {
         output::json_line(report)?;
