@@ -29,4 +29,5 @@ mod sandbox;
 mod sending;
 mod servers;
 mod support;
+mod templates;
 mod tenants;
