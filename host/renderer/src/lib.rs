@@ -30,7 +30,7 @@ const RENDER_FUEL: u64 = 1_000_000;
 /// on one thread, so a thread-local is the instance's state.
 struct Templates {
     env: Environment<'static>,
-    output_limit: usize,
+    output_limit: u64,
 }
 
 thread_local! {
@@ -91,7 +91,6 @@ impl Guest for Renderer {
             env.add_template_owned(group.clone(), source)
                 .map_err(|error| format!("template `{group}`: {}", describe(&error)))?;
         }
-        let output_limit = usize::try_from(output_limit).unwrap_or(usize::MAX);
         TEMPLATES.with_borrow_mut(|state| *state = Some(Templates { env, output_limit }));
         Ok(())
     }
@@ -106,13 +105,13 @@ impl Guest for Renderer {
             let context = minijinja::Value::from(minijinja::value::Serde(&context));
             let mut output = Capped {
                 text: Vec::new(),
-                limit: templates.output_limit,
+                limit: usize::try_from(templates.output_limit).unwrap_or(usize::MAX),
                 over: false,
             };
             let rendered = template.render_captured_to(context, &mut output);
             Some(match rendered {
                 Ok(_) => Ok(into_string(output.text)),
-                Err(_) if output.over => Err(RenderError::Output(templates.output_limit as u64)),
+                Err(_) if output.over => Err(RenderError::Output(templates.output_limit)),
                 Err(error) => Err(RenderError::Template(describe(&error))),
             })
         })
@@ -127,3 +126,57 @@ fn into_string(bytes: Vec<u8>) -> String {
 }
 
 export!(Renderer);
+
+/// The renderer's own logic, natively (`cargo test -p spark-renderer`); the host's tests
+/// run it in the sandbox.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(source: &str, output_limit: u64) {
+        Renderer::set_templates(vec![("g".to_owned(), source.to_owned())], output_limit).unwrap();
+    }
+
+    /// What `group` renders, with an error as text.
+    fn render(group: &str, context: &str) -> Option<Result<String, String>> {
+        let rendered = Renderer::render(group.to_owned(), context.to_owned())?;
+        Some(rendered.map_err(|error| match error {
+            RenderError::Output(limit) => format!("output limit {limit}"),
+            RenderError::Template(why) => why,
+        }))
+    }
+
+    #[test]
+    fn renders_plain_text_with_missing_variables_empty() {
+        set("Hi {{ name }}{{ nothing }} <{{ tag }}>", 1 << 20);
+        let text = render("g", r#"{"name": "O'Brien", "tag": "&"}"#);
+        assert_eq!(text, Some(Ok("Hi O'Brien <&>".to_owned())));
+        assert_eq!(render("g", "{not json"), Some(Ok("Hi  <>".to_owned())));
+        assert_eq!(render("other", "{}"), None);
+    }
+
+    #[test]
+    fn output_stops_at_the_limit() {
+        set("{{ 'x' * 10 }}", 10);
+        assert_eq!(render("g", "{}"), Some(Ok("x".repeat(10))));
+        set("{{ 'x' * 10 }}!", 10);
+        assert_eq!(render("g", "{}"), Some(Err("output limit 10".to_owned())));
+    }
+
+    #[test]
+    fn errors_name_the_template_and_line() {
+        let error = Renderer::set_templates(
+            vec![("broken".to_owned(), "x\n{% if %}".to_owned())],
+            1 << 20,
+        )
+        .unwrap_err();
+        assert!(error.starts_with("template `broken`: "), "{error}");
+        assert!(error.ends_with("(line 2)"), "{error}");
+        set("{{ 1 // 0 }}", 1 << 20);
+        let failed = render("g", "{}");
+        assert!(
+            matches!(&failed, Some(Err(why)) if why.contains("line 1")),
+            "{failed:?}"
+        );
+    }
+}
