@@ -14,9 +14,10 @@
 //! and wasmtime are optimised): 15 µs per render in the sandbox, against 10 µs natively
 //! (the context is copied in and the text out, and wasm runs minijinja somewhat slower);
 //! a fresh instance with its templates set, 0.1 ms, once per run (and after a trap);
-//! compiling the component, 3.3 s, once per process, or never where the compile cache
-//! has it. So one instance serves every render of a [`Renderer`] and has its templates
-//! set once, and nothing is compiled per render.
+//! compiling the component, 1.6 s, once per process where the compile cache does not
+//! have it yet (loading it from there takes under 1 ms). So one instance serves every
+//! render of a [`Renderer`] and has its templates set once, and nothing is compiled per
+//! render.
 
 use std::sync::{Arc, OnceLock};
 
