@@ -1,5 +1,6 @@
 //! The errors of the library: [`Error`] for what a caller asked that could not be done,
-//! [`CallError`] for a module call that failed.
+//! [`CallError`] for a module call that failed, [`RenderError`] for a mail template
+//! that did not render.
 
 use std::path::PathBuf;
 
@@ -134,6 +135,11 @@ pub enum Error {
     #[error("no template for group `{0}`; `spark mails list` shows those there are")]
     UnknownTemplate(String),
 
+    /// A template that parses but does not render (for `spark mails preview`): its own
+    /// error, or a limit of the sandbox it renders in, named with its value.
+    #[error("the template for `{group}` does not render: {error}")]
+    TemplateDoesNotRender { group: String, error: RenderError },
+
     /// A transport that cannot be used (or not for what it is routed).
     #[error("invalid transport `{transport}`: {why}")]
     InvalidTransport { transport: String, why: String },
@@ -209,6 +215,50 @@ pub enum CallError {
     /// The host could not run the module at all (compilation, instantiation).
     #[error("the module could not be run: {message}")]
     Host { message: String },
+}
+
+/// Why a mail template did not render. Templates render in the WebAssembly sandbox
+/// under fixed limits (`wasm/renderer.rs`); each message names the limit it hit and
+/// its value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RenderError {
+    /// Rendering needed more linear memory than the renderer may have.
+    #[error("rendering needed more than its memory limit of {}", bytes(*limit_bytes))]
+    Memory { limit_bytes: u64 },
+
+    /// Rendering ran past its wall-clock deadline.
+    #[error("rendering took longer than its time limit of {limit_ms} ms")]
+    Time { limit_ms: u64 },
+
+    /// Rendering executed more WebAssembly instructions than its fuel allows (the
+    /// time limit that does not depend on the machine or its load).
+    #[error("rendering did more work than its fuel limit of {limit} WebAssembly instructions")]
+    Fuel { limit: u64 },
+
+    /// The rendered text would be longer than the renderer may return.
+    #[error("the rendered text is longer than its output limit of {}", bytes(*limit_bytes))]
+    Output { limit_bytes: u64 },
+
+    /// The template's own failure (minijinja's message, with its line), such as a
+    /// division by zero or minijinja's fuel for template loops used up.
+    #[error("{0}")]
+    Template(String),
+
+    /// The renderer could not run: the process's instance pool is full, or it trapped
+    /// for another reason than a limit (a bug in it).
+    #[error("the template renderer failed: {0}")]
+    Sandbox(String),
+}
+
+/// `bytes` in MiB when it is a whole number of them, with the exact count.
+fn bytes(bytes: u64) -> String {
+    const MIB: u64 = 1 << 20;
+    if bytes >= MIB && bytes.is_multiple_of(MIB) {
+        format!("{} MiB ({bytes} bytes)", bytes / MIB)
+    } else {
+        format!("{bytes} bytes")
+    }
 }
 
 fn log_suffix(log: &str) -> String {

@@ -95,7 +95,7 @@ mod time;
 mod transport;
 mod wasm;
 
-pub use error::{CallError, Error};
+pub use error::{CallError, Error, RenderError};
 pub use event::{Effect, Event, Invocation, Mail, check_channel};
 pub use generators::{Condition, Generator, ModelDescription, Verdict};
 pub use limits::{

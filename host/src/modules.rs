@@ -150,6 +150,11 @@ impl Modules {
         }
     }
 
+    /// The engine the modules run on (and mail templates render on).
+    pub(crate) fn engine(&self) -> &WasmEngine {
+        &self.engine
+    }
+
     /// Checks a module for registration without storing anything: its name, models
     /// and regexes, its code, that it exports what it is registered for, and that it
     /// starts under its limits (the tenant's `tenant_limits`, then its own).

@@ -14,7 +14,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::{CallError, Error};
+use crate::error::{CallError, Error, RenderError};
 use crate::event::{Effect, Event, Invocation};
 use crate::generators::{Generator, Verdict};
 use crate::limits::{Limits, MAX_EMIT_DEPTH};
@@ -99,7 +99,14 @@ impl<'t> Pipeline<'t> {
         let settings = store.settings()?;
         let registrations = store.modules()?;
         let routes = Routes::new(&registrations)?;
-        let templates = Templates::new(store.templates()?).map_err(Error::Storage)?;
+        let templates = Templates::new(modules.engine(), store.templates()?).map_err(|error| {
+            match error {
+                // Templates are checked when saved: one that no longer parses is a
+                // damaged store.
+                RenderError::Template(why) => Error::Storage(why),
+                error => Error::Engine(error.to_string()),
+            }
+        })?;
         let mut sources: HashMap<String, Vec<Source>> = HashMap::new();
         for registration in &registrations {
             for model in &registration.sources {

@@ -30,4 +30,5 @@ mod sandbox;
 mod sending;
 mod servers;
 mod support;
+mod templates;
 mod tenants;

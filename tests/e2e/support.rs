@@ -1,9 +1,10 @@
 //! What every end-to-end test needs: a fresh data dir, the real `spark` binary run on
 //! it, and readable failures.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -67,6 +68,53 @@ impl Spark {
             };
         }
         self.run_command(shell, args, input)
+    }
+
+    /// Runs `spark ARGS` with `input` on stdin, failing the test if it has not ended
+    /// within `bound` (it is killed then): for runs that once went on for ever.
+    pub fn run_bounded(&self, bound: Duration, args: &[&str], input: &str) -> Run {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start spark");
+        child
+            .stdin
+            .take()
+            .expect("stdin is piped")
+            .write_all(input.as_bytes())
+            .expect("cannot write to spark's stdin");
+        // Read while it runs, so that a full pipe cannot stall it.
+        let read = |mut pipe: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut text = Vec::new();
+                pipe.read_to_end(&mut text)
+                    .expect("cannot read spark's output");
+                String::from_utf8_lossy(&text).into_owned()
+            })
+        };
+        let stdout = read(Box::new(child.stdout.take().expect("stdout is piped")));
+        let stderr = read(Box::new(child.stderr.take().expect("stderr is piped")));
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("cannot wait for spark") {
+                break status;
+            }
+            if started.elapsed() > bound {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("`spark {}` had not ended after {bound:?}", args.join(" "));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        Run {
+            args: args.join(" "),
+            code: status.code().unwrap_or(-1),
+            stdout: stdout.join().expect("the reader does not panic"),
+            stderr: stderr.join().expect("the reader does not panic"),
+        }
     }
 
     fn run_command(&self, mut command: Command, args: &[&str], input: &str) -> Run {

@@ -15,10 +15,11 @@ use std::sync::Arc;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::error::Error;
+use crate::error::{Error, RenderError};
 use crate::event::Mail;
 use crate::outbox::ComposedMail;
 use crate::store::NewPayload;
+use crate::wasm::WasmEngine;
 
 pub use render::{Rendered, Templates, check_template};
 
@@ -83,16 +84,28 @@ pub(crate) fn compose(mail: Mail, event_context: &str, templates: &Templates) ->
 }
 
 /// The subject and body the template `source` of `group` renders for `context`, or why
-/// it does not render.
-pub(crate) fn preview(group: &str, source: String, context: &Value) -> Result<Rendered, Error> {
-    let invalid = |why| Error::InvalidTemplate {
+/// it does not render (a limit it hit is named with its value).
+pub(crate) fn preview(
+    engine: &WasmEngine,
+    group: &str,
+    source: String,
+    context: &Value,
+) -> Result<Rendered, Error> {
+    let does_not_render = |error| Error::TemplateDoesNotRender {
         group: group.to_owned(),
-        why,
+        error,
     };
-    let templates = Templates::new([(group.to_owned(), source)]).map_err(invalid)?;
-    match templates.render(group, &context.to_string()) {
+    let templates =
+        Templates::new(engine, [(group.to_owned(), source)]).map_err(|error| match error {
+            RenderError::Template(why) => Error::InvalidTemplate {
+                group: group.to_owned(),
+                why,
+            },
+            error => does_not_render(error),
+        })?;
+    match templates.try_render(group, &context.to_string()) {
         Some(Ok(rendered)) => Ok(rendered),
-        Some(Err(why)) => Err(invalid(format!("it does not render: {why}"))),
+        Some(Err(error)) => Err(does_not_render(error)),
         None => Err(Error::UnknownTemplate(group.to_owned())),
     }
 }
@@ -115,7 +128,8 @@ mod tests {
     }
 
     fn templates(source: &str) -> Templates {
-        Templates::new([("hello".to_owned(), source.to_owned())]).unwrap()
+        let engine = WasmEngine::new(None).unwrap();
+        Templates::new(&engine, [("hello".to_owned(), source.to_owned())]).unwrap()
     }
 
     fn mail() -> Mail {
@@ -190,6 +204,49 @@ mod tests {
         assert_eq!(
             composed(&missing, "{}", &settings, &templates("x"))["subject"],
             "Fallback subject"
+        );
+    }
+
+    #[test]
+    fn a_template_that_hits_a_limit_falls_back_and_says_which() {
+        let data = composed(
+            &mail(),
+            "{}",
+            &MailSettings::default(),
+            &templates("{{ [[[1]*1000]*1000]*1000 }}"),
+        );
+        assert_eq!(data["subject"], "Fallback subject");
+        assert_eq!(data["body"], "Fallback body");
+        let why = data["render_error"].as_str().unwrap();
+        assert!(why.contains("output limit of 1 MiB"), "{why}");
+    }
+
+    #[test]
+    fn preview_names_the_limit_a_template_hits() {
+        let engine = WasmEngine::new(None).unwrap();
+        let bomb = r#"{{ (["x"*10000000]*400)|join|length }}"#.to_owned();
+        let error = preview(&engine, "g", bomb, &serde_json::json!({})).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::TemplateDoesNotRender {
+                    error: RenderError::Memory { .. },
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(
+            error.to_string().starts_with(
+                "the template for `g` does not render: rendering needed more than its \
+                 memory limit of 65 MiB"
+            ),
+            "{error}"
+        );
+        let broken = preview(&engine, "g", "{% if %}".to_owned(), &serde_json::json!({}));
+        assert!(
+            matches!(broken, Err(Error::InvalidTemplate { .. })),
+            "{broken:?}"
         );
     }
 

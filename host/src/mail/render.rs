@@ -2,19 +2,27 @@
 //! closest to Django's templates), and django-spark's rules for turning a rendered
 //! template into a subject and a body.
 //!
+//! Templates render in the WebAssembly sandbox (`wasm::Renderer`, running the host's
+//! renderer component `host/renderer`), under fixed limits of memory, time and output:
+//! rendered natively, one template instruction could hang the process or abort it.
 //! Mails are plain text, so nothing is HTML-escaped (django-spark escaped `O'Brien` to
 //! `O&#x27;Brien`; that was a bug). A variable the context lacks renders as nothing, as
-//! in Django.
+//! in Django. The renderer has minijinja with the same settings as the check below.
 
-use minijinja::{AutoEscape, Environment};
+use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
 
-/// How much work one rendering may do (minijinja's fuel): templates are the operator's,
-/// but their loops run over contexts that modules and records provide.
-const RENDER_FUEL: u64 = 1_000_000;
+use minijinja::Environment;
 
-/// A tenant's templates, by event group.
+use crate::error::RenderError;
+use crate::wasm::{Renderer, WasmEngine};
+
+/// A tenant's templates, by event group, in a renderer instance of their own.
 pub struct Templates {
-    env: Environment<'static>,
+    groups: HashSet<String>,
+    /// None when there are no templates: nothing to start. Behind a lock because the
+    /// templates are shared with the commit thread, which renders (`compose_later`).
+    renderer: Option<Mutex<Renderer>>,
 }
 
 /// A rendered template, split into subject and body.
@@ -24,16 +32,14 @@ pub struct Rendered {
     pub body: String,
 }
 
-fn environment() -> Environment<'static> {
-    let mut env = Environment::new();
-    env.set_auto_escape_callback(|_| AutoEscape::None);
-    env.set_fuel(Some(RENDER_FUEL));
-    env
-}
-
 /// Checks a template's syntax; the error names the line.
+///
+/// This stays native: parsing takes time and memory in proportion to the template's
+/// size (a template's loops and filters run only when it renders, and that happens in
+/// the sandbox), and a template is saved by the operator, who can only hurt themselves
+/// with a huge one. Auto-escaping and fuel do not change what parses.
 pub fn check_template(source: &str) -> Result<(), String> {
-    let env = environment();
+    let env = Environment::new();
     env.template_from_str(source).map(drop).map_err(describe)
 }
 
@@ -49,36 +55,50 @@ fn describe(error: minijinja::Error) -> String {
 }
 
 impl Templates {
-    /// The templates `(group, source)`, each checked when it was saved.
-    pub fn new(templates: impl IntoIterator<Item = (String, String)>) -> Result<Self, String> {
-        let mut env = environment();
-        for (group, source) in templates {
-            env.add_template_owned(group.clone(), source)
-                .map_err(|error| format!("template `{group}`: {}", describe(error)))?;
-        }
-        Ok(Self { env })
+    /// The templates `(group, source)`, each checked when it was saved, set in a
+    /// renderer on `engine`: a template that does not parse is a
+    /// [`RenderError::Template`] that names its group.
+    pub fn new(
+        engine: &WasmEngine,
+        templates: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, RenderError> {
+        let templates: Vec<(String, String)> = templates.into_iter().collect();
+        let groups = templates.iter().map(|(group, _)| group.clone()).collect();
+        let renderer = if templates.is_empty() {
+            None
+        } else {
+            Some(Mutex::new(engine.renderer(templates)?))
+        };
+        Ok(Self { groups, renderer })
     }
 
     /// Whether there is a template for `group`.
     pub fn has(&self, group: &str) -> bool {
-        self.env.get_template(group).is_ok()
+        self.groups.contains(group)
     }
 
     /// Renders the template of `group` with `context`, a JSON object as text (text that
     /// is not JSON renders as an empty context): `None` when there is no such template,
     /// else the subject and body or why rendering failed.
     pub fn render(&self, group: &str, context: &str) -> Option<Result<Rendered, String>> {
-        let template = self.env.get_template(group).ok()?;
-        // Through serde_json's tree: reading the text with minijinja's own
-        // `Deserialize` cost 4 µs more per mail (measured with the example's templates).
-        let context: serde_json::Value = serde_json::from_str(context).unwrap_or_default();
-        let context = minijinja::Value::from(minijinja::value::Serde(&context));
-        Some(
-            template
-                .render(context)
-                .map(|text| split(&text))
-                .map_err(describe),
-        )
+        self.try_render(group, context)
+            .map(|rendered| rendered.map_err(|error| error.to_string()))
+    }
+
+    /// [`render`](Self::render), with why it failed as a [`RenderError`].
+    pub fn try_render(&self, group: &str, context: &str) -> Option<Result<Rendered, RenderError>> {
+        if !self.has(group) {
+            return None;
+        }
+        // A panic while rendering leaves no half-used instance behind (the renderer
+        // starts a fresh one), so a poisoned lock guards a usable renderer.
+        let mut renderer = self
+            .renderer
+            .as_ref()?
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let text = renderer.render(group, context)?;
+        Some(text.map(|text| split(&text)))
     }
 }
 
@@ -105,6 +125,11 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    /// The process's engine, without a compile cache.
+    fn engine() -> WasmEngine {
+        WasmEngine::new(None).unwrap()
+    }
 
     #[test]
     fn the_reference_example_splits_as_django_spark() {
@@ -134,7 +159,7 @@ mod tests {
 
     #[test]
     fn the_django_spark_mail_case() {
-        let templates = Templates::new([(
+        let templates = Templates::new(&engine(), [(
             "g".to_owned(),
             "Dear {{ user }}\n\nThis is the key: {{ key }} ({{ key|length }})\n\nBest regards\n"
                 .to_owned(),
@@ -151,8 +176,11 @@ mod tests {
 
     #[test]
     fn plain_text_is_not_escaped_and_missing_variables_are_empty() {
-        let templates =
-            Templates::new([("g".to_owned(), "Hi {{ name }}{{ nothing }}!".to_owned())]).unwrap();
+        let templates = Templates::new(
+            &engine(),
+            [("g".to_owned(), "Hi {{ name }}{{ nothing }}!".to_owned())],
+        )
+        .unwrap();
         let rendered = templates
             .render("g", &json!({ "name": "O'Brien <o@b>" }).to_string())
             .unwrap()
@@ -165,26 +193,64 @@ mod tests {
         let error = check_template("Subject\n\n{% if x %}\nunclosed").unwrap_err();
         assert!(error.contains("line"), "{error}");
         assert!(check_template("").is_ok());
-        let templates = Templates::new([("g".to_owned(), "{{ 1 // 0 }}".to_owned())]).unwrap();
+        let templates =
+            Templates::new(&engine(), [("g".to_owned(), "{{ 1 // 0 }}".to_owned())]).unwrap();
         assert!(templates.render("g", "{}").unwrap().is_err());
     }
 
     #[test]
     fn a_context_that_is_not_json_renders_as_an_empty_one() {
-        let templates = Templates::new([("g".to_owned(), "Hi {{ name }}!".to_owned())]).unwrap();
+        let templates =
+            Templates::new(&engine(), [("g".to_owned(), "Hi {{ name }}!".to_owned())]).unwrap();
         let rendered = templates.render("g", "{not json").unwrap().unwrap();
         assert_eq!(rendered.subject, "Hi !");
     }
 
     #[test]
     fn rendering_is_bounded() {
-        let templates = Templates::new([(
-            "g".to_owned(),
-            "{% for a in range(10000) %}{% for b in range(10000) %}x{% endfor %}{% endfor %}"
-                .to_owned(),
-        )])
+        let templates = Templates::new(
+            &engine(),
+            [(
+                "g".to_owned(),
+                "{% for a in range(10000) %}{% for b in range(10000) %}x{% endfor %}{% endfor %}"
+                    .to_owned(),
+            )],
+        )
         .unwrap();
         let error = templates.render("g", "{}").unwrap().unwrap_err();
         assert!(error.contains("fuel"), "{error}");
+    }
+
+    #[test]
+    fn a_template_that_would_exhaust_the_host_fails_naming_the_limit() {
+        let templates = Templates::new(
+            &engine(),
+            [
+                (
+                    "bomb".to_owned(),
+                    r#"{{ (["x"*10000000]*400)|join|length }}"#.to_owned(),
+                ),
+                ("g".to_owned(), "Hi {{ name }}\n\nBody".to_owned()),
+            ],
+        )
+        .unwrap();
+        let error = templates.render("bomb", "{}").unwrap().unwrap_err();
+        assert!(error.contains("memory limit of 65 MiB"), "{error}");
+        let rendered = templates
+            .render("g", r#"{"name": "Ada"}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (rendered.subject.as_str(), rendered.body.as_str()),
+            ("Hi Ada", "Body")
+        );
+    }
+
+    #[test]
+    fn no_templates_start_no_renderer() {
+        let templates = Templates::new(&engine(), []).unwrap();
+        assert!(templates.renderer.is_none());
+        assert!(!templates.has("g"));
+        assert!(templates.render("g", "{}").is_none());
     }
 }

@@ -160,7 +160,7 @@ impl Tenant {
     /// The subject and body the template of `group` renders for `context`, or why it
     /// does not render.
     pub fn preview(&self, group: &str, context: &Value) -> Result<Rendered, Error> {
-        mail::preview(group, self.template(group)?, context)
+        mail::preview(self.modules.engine(), group, self.template(group)?, context)
     }
 
     /// Makes this tenant match `manifest`, read from `path` (module paths are relative

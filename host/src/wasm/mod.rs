@@ -5,11 +5,13 @@
 //! Expensive things are built once: the process has one wasmtime engine, with its
 //! instance pool and deadline thread; [`WasmEngine`] holds it and the linker,
 //! [`CompiledModule`] the component and its `InstancePre`; an [`Instance`] lives as
-//! long as it behaves and is replaced after any trap.
+//! long as it behaves and is replaced after any trap. Mail templates render here too,
+//! in an instance of the host's own renderer component ([`Renderer`]).
 
 mod cache;
 mod instance;
 mod pool;
+mod renderer;
 mod sandbox;
 
 use std::collections::HashMap;
@@ -29,6 +31,7 @@ use instance::{arm, classify};
 use sandbox::SandboxState;
 
 pub use instance::{CallOutput, Instance};
+pub use renderer::Renderer;
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -74,6 +77,8 @@ struct EngineCore {
     engine: Engine,
     /// How many instances the pool of memory slots holds, if there is one.
     pool: Option<u32>,
+    /// The mail template renderer, compiled for this engine on first use.
+    renderer: renderer::CompiledRenderer,
     _ticker: EpochTicker,
 }
 
@@ -397,6 +402,7 @@ impl EngineCore {
         Ok(Self {
             engine,
             pool,
+            renderer: renderer::CompiledRenderer::new(),
             _ticker: ticker,
         })
     }

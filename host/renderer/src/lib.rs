@@ -1,0 +1,182 @@
+//! Spark's mail templates, rendered inside the host's WebAssembly sandbox.
+//!
+//! This component is built for `wasm32-wasip2` by `host/build.rs` and embedded in the
+//! `spark` binary; `host/src/wasm/renderer.rs` runs it under fixed limits. The host
+//! keeps the templates' syntax check and django-spark's split into subject and body;
+//! this renders, and nothing else.
+//!
+//! The sandbox bounds what minijinja cannot: one template instruction may format a
+//! billion numbers or build a string of gigabytes, and here that ends in a trap at the
+//! instance's memory or time limit instead of hanging or aborting the host. What is
+//! bounded here too: minijinja's fuel (loops), and the output (a writer that refuses
+//! bytes past the limit stops even a single huge `{{ ... }}` early).
+
+wit_bindgen::generate!({
+    path: "wit",
+    world: "renderer",
+});
+
+use std::cell::RefCell;
+use std::io;
+
+use exports::spark::renderer::templates::{Guest, RenderError};
+use minijinja::{AutoEscape, Environment};
+
+/// How much work one rendering may do (minijinja's fuel): templates are the operator's,
+/// but their loops run over contexts that modules and records provide.
+const RENDER_FUEL: u64 = 1_000_000;
+
+/// The templates and the output limit `set-templates` gave. A component instance runs
+/// on one thread, so a thread-local is the instance's state.
+struct Templates {
+    env: Environment<'static>,
+    output_limit: u64,
+}
+
+thread_local! {
+    static TEMPLATES: RefCell<Option<Templates>> = const { RefCell::new(None) };
+}
+
+/// Mails are plain text, so nothing is HTML-escaped; a variable the context lacks
+/// renders as nothing (minijinja's default, lenient undefined), as in Django.
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_fuel(Some(RENDER_FUEL));
+    env
+}
+
+/// minijinja's message with its line, as the host's syntax check words it.
+fn describe(error: &minijinja::Error) -> String {
+    let detail = error
+        .detail()
+        .map(str::to_owned)
+        .unwrap_or_else(|| error.to_string());
+    match error.line() {
+        Some(line) => format!("{detail} (line {line})"),
+        None => detail,
+    }
+}
+
+/// The rendered text, refusing every write that would take it past `limit` bytes.
+/// A refused write fails the rendering at once, so that `{{ huge }}` stops at the limit
+/// instead of formatting all of itself first.
+struct Capped {
+    text: Vec<u8>,
+    limit: usize,
+    over: bool,
+}
+
+impl io::Write for Capped {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        if self.text.len().saturating_add(bytes.len()) > self.limit {
+            self.over = true;
+            return Err(io::Error::other("the output limit is reached"));
+        }
+        self.text.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+struct Renderer;
+
+impl Guest for Renderer {
+    fn set_templates(templates: Vec<(String, String)>, output_limit: u64) -> Result<(), String> {
+        let mut env = environment();
+        for (group, source) in templates {
+            env.add_template_owned(group.clone(), source)
+                .map_err(|error| format!("template `{group}`: {}", describe(&error)))?;
+        }
+        TEMPLATES.with_borrow_mut(|state| *state = Some(Templates { env, output_limit }));
+        Ok(())
+    }
+
+    fn render(group: String, context: String) -> Option<Result<String, RenderError>> {
+        TEMPLATES.with_borrow(|state| {
+            let templates = state.as_ref()?;
+            let template = templates.env.get_template(&group).ok()?;
+            // Through serde_json's tree, as the host did natively: text that is not
+            // JSON is an empty context.
+            let context: serde_json::Value = serde_json::from_str(&context).unwrap_or_default();
+            let context = minijinja::Value::from(minijinja::value::Serde(&context));
+            let mut output = Capped {
+                text: Vec::new(),
+                limit: usize::try_from(templates.output_limit).unwrap_or(usize::MAX),
+                over: false,
+            };
+            let rendered = template.render_captured_to(context, &mut output);
+            Some(match rendered {
+                Ok(_) => Ok(into_string(output.text)),
+                Err(_) if output.over => Err(RenderError::Output(templates.output_limit)),
+                Err(error) => Err(RenderError::Template(describe(&error))),
+            })
+        })
+    }
+}
+
+/// minijinja writes only `str`s, so the text is UTF-8; should it ever not be, the
+/// mail gets replacement characters rather than the renderer a panic.
+fn into_string(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes)
+        .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
+}
+
+export!(Renderer);
+
+/// The renderer's own logic, natively (`cargo test -p spark-renderer`); the host's tests
+/// run it in the sandbox.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(source: &str, output_limit: u64) {
+        Renderer::set_templates(vec![("g".to_owned(), source.to_owned())], output_limit).unwrap();
+    }
+
+    /// What `group` renders, with an error as text.
+    fn render(group: &str, context: &str) -> Option<Result<String, String>> {
+        let rendered = Renderer::render(group.to_owned(), context.to_owned())?;
+        Some(rendered.map_err(|error| match error {
+            RenderError::Output(limit) => format!("output limit {limit}"),
+            RenderError::Template(why) => why,
+        }))
+    }
+
+    #[test]
+    fn renders_plain_text_with_missing_variables_empty() {
+        set("Hi {{ name }}{{ nothing }} <{{ tag }}>", 1 << 20);
+        let text = render("g", r#"{"name": "O'Brien", "tag": "&"}"#);
+        assert_eq!(text, Some(Ok("Hi O'Brien <&>".to_owned())));
+        assert_eq!(render("g", "{not json"), Some(Ok("Hi  <>".to_owned())));
+        assert_eq!(render("other", "{}"), None);
+    }
+
+    #[test]
+    fn output_stops_at_the_limit() {
+        set("{{ 'x' * 10 }}", 10);
+        assert_eq!(render("g", "{}"), Some(Ok("x".repeat(10))));
+        set("{{ 'x' * 10 }}!", 10);
+        assert_eq!(render("g", "{}"), Some(Err("output limit 10".to_owned())));
+    }
+
+    #[test]
+    fn errors_name_the_template_and_line() {
+        let error = Renderer::set_templates(
+            vec![("broken".to_owned(), "x\n{% if %}".to_owned())],
+            1 << 20,
+        )
+        .unwrap_err();
+        assert!(error.starts_with("template `broken`: "), "{error}");
+        assert!(error.ends_with("(line 2)"), "{error}");
+        set("{{ 1 // 0 }}", 1 << 20);
+        let failed = render("g", "{}");
+        assert!(
+            matches!(&failed, Some(Err(why)) if why.contains("line 1")),
+            "{failed:?}"
+        );
+    }
+}
