@@ -7,8 +7,8 @@
 //! without it they fail rather than skip.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -117,32 +117,10 @@ fn records(count: u64) -> String {
     jsonl(&records)
 }
 
-/// Runs `spark ARGS` with `input`, failing the test if it has not ended after two
-/// minutes (a hang), never on how long it took.
+/// Runs `spark ARGS` with `input` and the test's reserve, failing the test on a hang
+/// (two minutes), never on how long it took.
 fn run_watched(spark: &Spark, args: &[&str], input: &str) -> Run {
-    let input_file = spark.write("input.jsonl", input);
-    let mut command = spark.command(args);
-    command
-        .env(RESERVE.0, RESERVE.1)
-        .stdin(std::fs::File::open(input_file).unwrap())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("`spark {}` hung on a full disk", args.join(" "));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let output = child.wait_with_output().unwrap();
-    Run {
-        args: args.join(" "),
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    spark.run_bounded_with_env(Duration::from_secs(120), &[RESERVE], args, input)
 }
 
 /// The ledger's keys, the outbox's size and the distinct events it names.

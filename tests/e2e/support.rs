@@ -73,20 +73,26 @@ impl Spark {
     /// Runs `spark ARGS` with `input` on stdin, failing the test if it has not ended
     /// within `bound` (it is killed then): for runs that once went on for ever.
     pub fn run_bounded(&self, bound: Duration, args: &[&str], input: &str) -> Run {
+        self.run_bounded_with_env(bound, &[], args, input)
+    }
+
+    /// [`run_bounded`](Self::run_bounded) with the environment variables `vars`.
+    pub fn run_bounded_with_env(
+        &self,
+        bound: Duration,
+        vars: &[(&str, &str)],
+        args: &[&str],
+        input: &str,
+    ) -> Run {
         let mut child = self
             .command(args)
+            .envs(vars.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("cannot start spark");
-        child
-            .stdin
-            .take()
-            .expect("stdin is piped")
-            .write_all(input.as_bytes())
-            .expect("cannot write to spark's stdin");
-        // Read while it runs, so that a full pipe cannot stall it.
+        // Read and write while it runs, so that no full pipe can stall it or the test.
         let read = |mut pipe: Box<dyn Read + Send>| {
             std::thread::spawn(move || {
                 let mut text = Vec::new();
@@ -97,6 +103,12 @@ impl Spark {
         };
         let stdout = read(Box::new(child.stdout.take().expect("stdout is piped")));
         let stderr = read(Box::new(child.stderr.take().expect("stderr is piped")));
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let input = input.to_owned();
+        // A run that stops reading early (an error) closes the pipe: not the test's error.
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(input.as_bytes());
+        });
         let started = Instant::now();
         let status = loop {
             if let Some(status) = child.try_wait().expect("cannot wait for spark") {
@@ -212,7 +224,7 @@ fn cache_dir() -> PathBuf {
 
 /// A finished `spark` run.
 pub struct Run {
-    pub args: String,
+    args: String,
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
