@@ -132,15 +132,22 @@ pub fn source_errors(report: &RunReport) -> Vec<CallError> {
 /// The hostile module as the source of `thing`.
 pub fn with_hostile_source() -> Host {
     let mut host = Host::new();
-    host.add(
-        guests::HOSTILE,
-        "hostile",
-        &["thing"],
-        &[],
-        LimitOverrides::default(),
-    );
+    host.add(guests::HOSTILE, "hostile", &["thing"], &[], fuel_alone());
     host
 }
+
+/// The default limits, but for the deadline, set to its most: tests that expect a loop
+/// to run out of fuel must not see the wall-clock backstop trip first on a loaded
+/// machine (the deadline has tests of its own).
+pub fn fuel_alone() -> LimitOverrides {
+    LimitOverrides {
+        deadline_ms: Some(600_000),
+        ..LimitOverrides::default()
+    }
+}
+
+/// [`fuel_alone`] as a manifest's `[limits]` table.
+pub const FUEL_ALONE: &str = "[limits]\ndeadline-ms = 600_000";
 
 /// The recorder as source of `thing`.
 pub fn with_recorder_source() -> Host {

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use spark_host::{CallError, Limit, LimitOverrides, OutboxItem, Problem};
 
 use crate::host::{
-    Host, delivery_errors, source_errors, with_hostile_source, with_recorder_source,
+    Host, delivery_errors, fuel_alone, source_errors, with_hostile_source, with_recorder_source,
 };
 use crate::support::guests;
 
@@ -78,13 +78,7 @@ fn check(action: &str, expect: &Expect, errors: &[CallError]) {
 fn hostile_handlers_are_contained_and_the_next_event_is_served() {
     for (action, expect) in MISBEHAVIOURS {
         let mut host = with_recorder_source();
-        host.add(
-            guests::HOSTILE,
-            "hostile",
-            &[],
-            &["^job"],
-            LimitOverrides::default(),
-        );
+        host.add(guests::HOSTILE, "hostile", &[], &["^job"], fuel_alone());
         let report = host.ingest(&[
             json!({ "id": 1, "events": [{ "group": "job", "id": 1, "context": { "do": action } }] }),
             json!({ "id": 2, "events": [{ "group": "job", "id": 2 }] }),

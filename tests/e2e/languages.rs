@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
+use crate::host::FUEL_ALONE;
 use crate::polyglot::{examples, javascript, python, test_guests};
 use crate::support::{Spark, guests, jsonl};
 
@@ -72,7 +73,11 @@ fn rust_python_and_javascript_make_the_same_events_and_mails() {
 fn a_hostile_python_guest_is_stopped_and_the_next_event_is_served() {
     let hostile = python(&test_guests().join("python"), "hostile", "handler-module");
     let hostile = hostile.to_str().unwrap();
-    let spark = Spark::with_job_handler("python", hostile, "[retry]\nattempts = 1");
+    let spark = Spark::with_job_handler(
+        "python",
+        hostile,
+        &format!("[retry]\nattempts = 1\n\n{FUEL_ALONE}"),
+    );
     let job = |id: u64, action: &str| json!({ "id": id, "events": [{ "group": "job", "id": id, "context": { "do": action } }] });
     spark
         .run_with_input(

@@ -8,7 +8,7 @@ use spark_host::{
 };
 
 use crate::host::{
-    Host, delivery_errors, source_errors, with_hostile_source, with_recorder_source,
+    Host, delivery_errors, fuel_alone, source_errors, with_hostile_source, with_recorder_source,
 };
 use crate::support::guests;
 
@@ -107,7 +107,13 @@ fn limits(set: impl FnOnce(&mut LimitOverrides)) -> LimitOverrides {
 fn fuel() {
     let obeyed = hostile_job("behave", limits(|l| l.fuel = Some(10_000_000)));
     assert!(delivery_errors(&obeyed).is_empty());
-    let looping = hostile_job("loop", limits(|l| l.fuel = Some(10_000_000)));
+    let looping = hostile_job(
+        "loop",
+        limits(|l| {
+            l.fuel = Some(10_000_000);
+            l.deadline_ms = fuel_alone().deadline_ms;
+        }),
+    );
     assert_breach(&delivery_errors(&looping), Limit::Fuel, 10_000_000);
     assert_next_served(&looping);
     // Too little for even an ordinary call (instantiation is fuelled too).

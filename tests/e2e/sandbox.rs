@@ -2,11 +2,16 @@
 
 use serde_json::json;
 
+use crate::host::FUEL_ALONE;
 use crate::support::{Run, Spark, count, guests, jsonl};
 
 #[test]
 fn a_guest_that_loops_or_allocates_forever_is_stopped_and_the_next_event_is_served() {
-    let spark = Spark::with_job_handler("hostile", guests::HOSTILE, "[retry]\nattempts = 1");
+    let spark = Spark::with_job_handler(
+        "hostile",
+        guests::HOSTILE,
+        &format!("[retry]\nattempts = 1\n\n{FUEL_ALONE}"),
+    );
     let job = |id: u64, action: &str| json!({ "id": id, "events": [{ "group": "job", "id": id, "context": { "do": action } }] });
     let summary = spark
         .run_with_input(
@@ -125,7 +130,11 @@ fn the_instance_pool_is_sized_or_turned_off_by_spark_instance_pool() {
 fn an_instance_the_system_cannot_map_is_the_hosts_failure_not_a_trap() {
     // 8 GiB of address space: no pool, and room for one instance's own 4 GiB
     // reservation but not for a second one's.
-    let spark = Spark::with_job_handler("hostile", guests::HOSTILE, "[retry]\nattempts = 1");
+    let spark = Spark::with_job_handler(
+        "hostile",
+        guests::HOSTILE,
+        &format!("[retry]\nattempts = 1\n\n{FUEL_ALONE}"),
+    );
     let job = json!({ "id": 1, "events": [{ "group": "job", "id": 1 }] });
     spark
         .run_with_address_space(8 << 20, &["ingest", "--model", "thing"], &jsonl(&[job]))

@@ -54,7 +54,7 @@ impl ArtifactCache {
     fn store(&self, path: &Path, component: &Component) {
         let result = (|| -> anyhow::Result<()> {
             std::fs::create_dir_all(&self.dir)?;
-            let partial = path.with_extension(format!("{}.partial", std::process::id()));
+            let partial = partial_path(path);
             std::fs::write(&partial, component.serialize()?)?;
             std::fs::rename(&partial, path)?;
             Ok(())
@@ -62,5 +62,33 @@ impl ArtifactCache {
         if let Err(error) = result {
             tracing::warn!(path = %path.display(), "cannot cache a compiled module: {error:#}");
         }
+    }
+}
+
+/// A name to write `path`'s artifact under before it is renamed into place: unique to
+/// this process and to this write, since two threads (two tenants of a server) may
+/// compile the same module at once, and processes share the cache.
+fn partial_path(path: &Path) -> PathBuf {
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let write = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    path.with_extension(format!("{}.{write}.partial", std::process::id()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_write_has_a_partial_file_of_its_own() {
+        let path = Path::new("/cache/abc.cwasm");
+        let (first, second) = (partial_path(path), partial_path(path));
+        assert_ne!(first, second);
+        let pid = std::process::id().to_string();
+        assert!(
+            first.to_string_lossy().contains(&pid),
+            "{}",
+            first.display()
+        );
+        assert!(first.to_string_lossy().ends_with(".partial"));
     }
 }
