@@ -204,3 +204,98 @@ fn tenant_names_cannot_reach_outside_the_data_dir() {
         .collect();
     assert_eq!(tenants, ["t".repeat(64)]);
 }
+
+/// Two tenants of one process (as a server would hold them) share the engine, the
+/// instance pool and the compiled module, and nothing else: not memory an instance of
+/// the other left in a pool slot, not limits, not keys.
+#[test]
+fn two_tenants_in_one_process_share_code_but_no_memory_limits_or_keys() {
+    use spark_host::{
+        CallError, Limit, LimitOverrides, ModuleCode, ModuleSpec, Problem, RetryPolicy, Tenant,
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let spark = spark_host::Spark::open(dir.path()).unwrap();
+    assert!(spark.instance_pool().is_some(), "instances share one pool");
+    let now = spark_host::parse_time("2024-05-01").unwrap();
+    let open = |name: &str, memory_bytes: Option<u64>| -> Tenant {
+        let mut tenant = spark.tenant(name).unwrap();
+        let mut settings = tenant.settings().unwrap();
+        settings.retry = RetryPolicy {
+            attempts: 1,
+            backoff_ms: 0,
+        };
+        tenant.set_settings(&settings).unwrap();
+        for (module, wasm, sources, handlers) in [
+            ("source", guests::RECORDER, vec!["thing"], vec![]),
+            ("hostile", guests::HOSTILE, vec![], vec!["^job"]),
+        ] {
+            let spec = ModuleSpec {
+                name: module.to_owned(),
+                code: ModuleCode::Wasm(std::fs::read(wasm).unwrap()),
+                sources: sources.into_iter().map(str::to_owned).collect(),
+                handlers: handlers.into_iter().map(str::to_owned).collect(),
+                limits: LimitOverrides {
+                    memory_bytes: memory_bytes.filter(|_| module == "hostile"),
+                    ..LimitOverrides::default()
+                },
+                clock: Default::default(),
+            };
+            tenant.add_module(spec, false).unwrap();
+        }
+        tenant
+    };
+    let mut a = open("a", Some(16 << 20));
+    let mut b = open("b", None);
+    let ingest = |tenant: &mut Tenant, jobs: &[(u64, &str)]| {
+        let jobs: Vec<serde_json::Value> = jobs
+            .iter()
+            .map(|(id, action)| {
+                json!({ "id": id, "events": [
+                { "group": "job", "id": id, "context": { "do": action } }] })
+            })
+            .collect();
+        tenant
+            .ingest("thing", &mut jsonl(&jobs).as_bytes(), now, &mut |_| {})
+            .unwrap()
+    };
+    let traces = |tenant: &Tenant| -> Vec<u64> {
+        tenant
+            .outbox()
+            .filter_map(|item| {
+                let item = item.unwrap();
+                item.payload.as_output()?.payload["traces"].as_u64()
+            })
+            .collect()
+    };
+
+    // One instance of a's sees what it left (so `snoop` can see); b's instance, of the
+    // same compiled module, in a slot a's instances used, sees none of it. The key
+    // job_1 is new in b though a has it: the ledgers are apart.
+    ingest(&mut a, &[(1, "leave"), (2, "snoop")]);
+    let seen_by_a = traces(&a);
+    assert!(
+        seen_by_a[1] > 0 && seen_by_a[1] == seen_by_a[0],
+        "{seen_by_a:?}"
+    );
+    let report = ingest(&mut b, &[(1, "snoop")]);
+    assert_eq!(report.new, 1);
+    assert_eq!(traces(&b), [0]);
+    assert!(b.event("job_2").is_err(), "a's key is not in b's ledger");
+    assert!(a.event("job_2").is_ok());
+
+    // Each tenant's limits hold for its own calls of the shared code.
+    let breach = |report: spark_host::RunReport| -> u64 {
+        match &report.problems[..] {
+            [
+                Problem::DeliveryFailed {
+                    error: CallError::Limit { limit, max, .. },
+                    ..
+                },
+            ] if *limit == Limit::MemoryBytes => *max,
+            other => panic!("a memory breach, not {other:?}"),
+        }
+    };
+    assert_eq!(breach(ingest(&mut a, &[(3, "alloc")])), 16 << 20);
+    assert_eq!(breach(ingest(&mut b, &[(3, "alloc")])), 64 << 20);
+}
