@@ -1,6 +1,8 @@
-//! Crash safety: `spark ingest` killed with SIGKILL at random moments, again and again,
-//! then run to completion: every key in the ledger once, every handler's effects for
-//! every event in the outbox once, and the data dir opening cleanly after each kill.
+//! Crash safety: `spark ingest`, and every command that writes (`process-sources` on a
+//! `day` clock, `generate`, `dead retry`, `outbox send`), killed with SIGKILL at random
+//! moments, again and again, then run to completion: every key in the ledger once,
+//! every handler's effects for every event in the outbox once (mails rendered, failed
+//! deliveries retried or parked), and the data dir opening cleanly after each kill.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -174,4 +176,165 @@ fn ingest_survives_sigkill_at_random_moments() {
     let reprocessed = spark.run(&["process-sources", "--json"]).ok().json();
     assert_eq!(count(&reprocessed, "records"), RECORDS);
     assert_eq!(count(&reprocessed, "new"), 0);
+}
+
+/// Records for the test of every command: `e_N` becomes a mail (the built-in handler,
+/// a template rendered) and an output; `f_N` fails once and is retried within the run,
+/// or, for every tenth, fails for good and is parked; the generator makes `gen_N`.
+fn mixed_records(count: u64) -> String {
+    let records: Vec<serde_json::Value> = (1..=count)
+        .map(|n| {
+            let flaky = if n % 10 == 0 {
+                json!({ "fail": "always" })
+            } else {
+                json!({ "fail_before_attempt": 2 })
+            };
+            json!({ "id": n, "events": [
+                { "group": "e", "id": n, "context": { "n": n, "spark_mail": {
+                    "to": [format!("user{n}@example.com")], "subject": "s", "body": "b" } } },
+                { "group": "f", "id": n, "context": flaky },
+            ]})
+        })
+        .collect();
+    jsonl(&records)
+}
+
+#[test]
+fn every_command_survives_sigkill_at_random_moments() {
+    const COUNT: u64 = 8_000;
+    const RUNS: usize = 20;
+    let mut rng = Rng::from_env("every_command_survives_sigkill_at_random_moments");
+    let spark = Spark::new();
+    std::fs::create_dir_all(spark.data_dir().with_file_name("templates")).unwrap();
+    spark.write(
+        "templates/e.txt",
+        "Hello {{ n }}\n\nYour number is {{ n }}.\n",
+    );
+    let manifest = spark.write(
+        "spark.toml",
+        format!(
+            "[retry]\nattempts = 2\nbackoff-ms = 0\n\n\
+             [mails]\nfrom = \"Team <team@example.com>\"\ntemplates = \"templates\"\n\n\
+             [[modules]]\nname = \"source\"\npath = {recorder:?}\nsources = [\"thing\"]\n\
+             clock = \"day\"\n\n\
+             [[modules]]\nname = \"mailer\"\npath = \"builtin:mails\"\nhandlers = [\"^e$\"]\n\n\
+             [[modules]]\nname = \"every\"\npath = {recorder:?}\nhandlers = [\".\"]\n\n\
+             [[generators]]\nname = \"all\"\ngroup = \"gen\"\nmodel = \"thing\"\n",
+            recorder = guests::RECORDER
+        ),
+    );
+    spark.run(&["apply", manifest.to_str().unwrap()]).ok();
+    let input = spark.write("records.jsonl", mixed_records(COUNT));
+    let input = input.to_str().unwrap().to_owned();
+    let mails = spark.data_dir().with_file_name("mails");
+    let transport = format!("file:{}", mails.display());
+    let outputs = format!("seen=file:{}", mails.with_file_name("outputs").display());
+    let commands: [Vec<&str>; 5] = [
+        vec!["ingest", "--model", "thing", &input, "--now", "2024-05-01"],
+        vec!["process-sources", "--now", "2024-05-01"],
+        vec!["generate", "--now", "2024-05-01"],
+        vec!["dead", "retry"],
+        vec![
+            "outbox",
+            "send",
+            "--transport",
+            &transport,
+            "--output",
+            &outputs,
+        ],
+    ];
+
+    let mut kills = Vec::new();
+    for _ in 0..RUNS {
+        // Ingest two times in five, so that the others find work to be killed in.
+        let command = if rng.chance(40) {
+            &commands[0]
+        } else {
+            &commands[rng.between(1..commands.len() as u64) as usize]
+        };
+        let mut child = spark
+            .command(command)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let wait = Duration::from_millis(rng.between(10..300));
+        let started = Instant::now();
+        while started.elapsed() < wait && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let finished = child.try_wait().unwrap().is_some();
+        child.kill().ok(); // SIGKILL, unless it finished
+        child.wait().unwrap();
+        kills.push(format!(
+            "{} ({})",
+            command[..2].join(" "),
+            if finished { "finished" } else { "killed" }
+        ));
+        // The data dir opens cleanly after every kill.
+        spark.run(&["events", "list", "--json"]).ok();
+    }
+    eprintln!("runs: {kills:?}");
+    let killed = kills.iter().filter(|run| run.ends_with("(killed)")).count();
+    assert!(
+        killed >= 3,
+        "too few runs were killed to test anything: {kills:?}"
+    );
+
+    // Then each command once more, to the end.
+    for command in &commands {
+        let code = spark.run(command).code;
+        assert!(
+            code == 0 || code == 1,
+            "`{}` failed: {code}",
+            command.join(" ")
+        );
+    }
+
+    // Every key once: e_N, f_N from the source, gen_N from the generator.
+    let keys = spark.event_keys();
+    let unique: BTreeSet<&String> = keys.iter().collect();
+    assert_eq!(keys.len(), unique.len(), "a key twice");
+    assert_eq!(keys.len() as u64, 3 * COUNT, "every key: {kills:?}");
+
+    // Every handler's effects once: a mail for each e_N, an output of `every` for each
+    // event (f_N only once its second attempt succeeded: every tenth never does).
+    let mut effects: BTreeMap<(String, String, String), u32> = BTreeMap::new();
+    for item in spark.outbox() {
+        let kind = item["kind"].as_str().unwrap().to_owned();
+        let event = item["event"].as_str().unwrap().to_owned();
+        let handler = item["handler"].as_str().unwrap().to_owned();
+        *effects.entry((event, handler, kind)).or_default() += 1;
+        assert_eq!(item["status"], "sent", "every item sent: {item}");
+    }
+    let doubled: Vec<_> = effects.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(
+        doubled.is_empty(),
+        "effects committed twice: {doubled:?} after {kills:?}"
+    );
+    let mut expected = BTreeSet::new();
+    for n in 1..=COUNT {
+        expected.insert((format!("e_{n}"), "mailer".to_owned(), "mail".to_owned()));
+        for event in [format!("e_{n}"), format!("gen_{n}")] {
+            expected.insert((event, "every".to_owned(), "output".to_owned()));
+        }
+        if n % 10 != 0 {
+            expected.insert((format!("f_{n}"), "every".to_owned(), "output".to_owned()));
+        }
+    }
+    let found: BTreeSet<_> = effects.into_keys().collect();
+    let missing: Vec<_> = expected.difference(&found).take(5).collect();
+    assert!(
+        missing.is_empty(),
+        "effects lost: {missing:?} after {kills:?}"
+    );
+    assert_eq!(found, expected);
+
+    // The hopeless deliveries are parked, each once; the mails arrived, rendered.
+    let dead = spark.dead();
+    assert_eq!(dead.len() as u64, COUNT / 10);
+    assert!(dead.iter().all(|letter| letter["handler"] == "every"));
+    assert_eq!(std::fs::read_dir(&mails).unwrap().count() as u64, COUNT);
+    let mail = std::fs::read_to_string(mails.join("1.eml")).unwrap();
+    assert!(mail.contains("Subject: Hello"), "{mail}");
 }
