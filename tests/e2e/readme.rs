@@ -2,6 +2,7 @@
 //! real commands and flags, its JSON field lists match the output.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use serde_json::json;
 
@@ -240,4 +241,120 @@ fn the_limits_table_lists_every_limit_with_its_default() {
             "README.md gives `{limit}` as {written}"
         );
     }
+}
+
+/// The README's code blocks of one language, in order.
+fn blocks(language: &str) -> Vec<&'static str> {
+    README
+        .split(&format!("```{language}\n"))
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap())
+        .collect()
+}
+
+/// The commands of a shell snippet: lines continued with `\` joined, each split into
+/// words as a shell would (single quotes keep spaces).
+fn shell_commands(snippet: &str) -> Vec<Vec<String>> {
+    snippet
+        .replace("\\\n", " ")
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let (mut words, mut word, mut quoted, mut started) =
+                (vec![], String::new(), false, false);
+            for c in line.chars() {
+                match c {
+                    '\'' => (quoted, started) = (!quoted, true),
+                    c if c.is_whitespace() && !quoted => {
+                        if started {
+                            words.push(std::mem::take(&mut word));
+                            started = false;
+                        }
+                    }
+                    c => {
+                        word.push(c);
+                        started = true;
+                    }
+                }
+            }
+            if started {
+                words.push(word);
+            }
+            words
+        })
+        .collect()
+}
+
+#[test]
+fn the_readme_manifest_applies_with_the_example_modules() {
+    let spark = Spark::new();
+    let dir = spark.data_dir().with_file_name("project");
+    std::fs::create_dir_all(dir.join("templates")).unwrap();
+    std::fs::copy(
+        guests::CHALLENGES_SOURCE,
+        dir.join("challenges_source.wasm"),
+    )
+    .unwrap();
+    std::fs::copy(
+        guests::CHALLENGES_MAILER,
+        dir.join("challenges_mailer.wasm"),
+    )
+    .unwrap();
+    let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/challenges/templates");
+    for template in std::fs::read_dir(templates).unwrap() {
+        let template = template.unwrap().path();
+        std::fs::copy(
+            &template,
+            dir.join("templates").join(template.file_name().unwrap()),
+        )
+        .unwrap();
+    }
+    let manifest = dir.join("spark.toml");
+    std::fs::write(&manifest, blocks("toml")[0]).unwrap();
+    spark.run(&["apply", manifest.to_str().unwrap()]).ok();
+    let modules = spark.run(&["module", "list", "--json"]).ok().json_lines();
+    assert_eq!(modules.len(), 2);
+    assert_eq!(modules[1]["limits"]["memory-bytes"], 16 << 20);
+    assert_eq!(modules[0]["clock"], "day");
+    let generators = spark
+        .run(&["generators", "list", "--json"])
+        .ok()
+        .json_lines();
+    assert_eq!(generators[0]["name"], "stalled");
+    let templates = spark.run(&["mails", "list", "--json"]).ok().json_lines();
+    assert_eq!(templates.len(), 5);
+}
+
+#[test]
+fn the_readme_generator_snippet_runs_as_written() {
+    let snippet = blocks("sh")
+        .into_iter()
+        .find(|block| block.contains("generators add"))
+        .expect("the README shows a generator");
+    let spark = Spark::new();
+    spark.add(
+        guests::CHALLENGES_SOURCE,
+        "challenges",
+        &["--source", "challenge", "--clock", "day"],
+    );
+    let data =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/challenges/challenges.jsonl");
+    spark
+        .run(&[
+            "ingest",
+            "--model",
+            "challenge",
+            data.to_str().unwrap(),
+            "--now",
+            "2024-05-10",
+        ])
+        .ok();
+    let mut last = String::new();
+    for command in shell_commands(snippet) {
+        assert_eq!(command[0], "spark", "{command:?}");
+        let args: Vec<&str> = command[1..].iter().map(String::as_str).collect();
+        last = spark.run(&args).ok().stdout;
+    }
+    // The last command lists the stalled challenges (the example's test counts them).
+    assert!(last.contains("challenge_stalled_"), "{last}");
 }
