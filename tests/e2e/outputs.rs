@@ -15,7 +15,7 @@ fn audited(outputs: &str) -> Spark {
 }
 
 /// [`audited`], with `jobs` jobs.
-fn audited_jobs(outputs: &str, jobs: u64) -> Spark {
+pub fn audited_jobs(outputs: &str, jobs: u64) -> Spark {
     let spark = Spark::new();
     let manifest = spark.write(
         "spark.toml",

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::outputs::audited_jobs;
 use crate::servers::{HttpServer, SmtpServer};
 use crate::support::{Spark, guests, jsonl};
 
@@ -386,25 +387,9 @@ fn a_send_killed_mid_way_to_an_smtp_server_sends_again_at_most_its_window() {
 }
 
 /// A tenant whose handler `audit` returns one output on channel `seen` per job, with
-/// `jobs` jobs ingested.
+/// `jobs` jobs ingested, no channel routed.
 fn audited(jobs: usize) -> Spark {
-    let spark = Spark::new();
-    let manifest = spark.write(
-        "spark.toml",
-        format!(
-            "[[modules]]\nname = \"source\"\npath = {recorder:?}\nsources = [\"thing\"]\n\n\
-             [[modules]]\nname = \"audit\"\npath = {recorder:?}\nhandlers = [\"^job\"]\n",
-            recorder = guests::RECORDER
-        ),
-    );
-    spark.run(&["apply", manifest.to_str().unwrap()]).ok();
-    let jobs: Vec<Value> = (1..=jobs)
-        .map(|id| json!({ "id": id, "events": [{ "group": "job", "id": id }] }))
-        .collect();
-    spark
-        .run_with_input(&["ingest", "--model", "thing"], &jsonl(&jobs))
-        .ok();
-    spark
+    audited_jobs("", jobs as u64)
 }
 
 #[test]
