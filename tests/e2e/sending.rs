@@ -454,3 +454,63 @@ fn a_send_killed_mid_way_to_stdout_prints_again_at_most_its_window() {
     let printed_twice = (count() + rest) as u64 - total as u64;
     assert!(printed_twice <= window(1), "{printed_twice} printed twice");
 }
+
+#[test]
+fn mails_go_to_a_relay_over_starttls_or_tls_with_a_login() {
+    for (mode, scheme) in [("starttls", "smtp"), ("tls", "smtps")] {
+        let spark = mailer("[mails]\nfrom = \"Team <team@example.com>\"");
+        queue_mails(&spark, &addresses("user", 2), None);
+        let server = SmtpServer::start(mode, &spark.data_dir().with_file_name("maildir"));
+        let ca = server.ca_file.clone().expect("a TLS server names its CA");
+        let relay = server.url().replacen("smtp", scheme, 1);
+        let send = |vars: &[(&str, &str)]| {
+            let mut all = vec![("SPARK_SMTP_TLS", "required")];
+            all.extend_from_slice(vars);
+            spark.run_with_env(
+                &all,
+                &["outbox", "send", "--transport", &relay, "--json"],
+                "",
+            )
+        };
+        // A CA file that is not one is refused before anything is sent.
+        let bad = spark.write("not-a-ca.pem", "hello");
+        spark
+            .run_with_env(
+                &[("SPARK_SMTP_CA_FILE", bad.to_str().unwrap())],
+                &["outbox", "send", "--transport", &relay],
+                "",
+            )
+            .code(2)
+            .stderr_has("is not a PEM certificate");
+        // A certificate nobody vouched for is refused; the mails wait.
+        send(&[
+            ("SPARK_SMTP_USERNAME", "spark"),
+            ("SPARK_SMTP_PASSWORD", "secret"),
+        ])
+        .code(1)
+        .stderr_has("it stays pending");
+        // A wrong password is the route's failure too (once: the refused exchange
+        // ends only at lettre's 30 s timeout).
+        if mode == "starttls" {
+            send(&[
+                ("SPARK_SMTP_CA_FILE", &ca),
+                ("SPARK_SMTP_USERNAME", "spark"),
+                ("SPARK_SMTP_PASSWORD", "wrong"),
+            ])
+            .code(1)
+            .stderr_has("it stays pending");
+        }
+        assert_eq!(server.received().len(), 0, "{mode}");
+        assert_eq!(count_status(&spark, "pending"), 2);
+        // With the relay's CA and the login, over TLS: sent, once each.
+        let report = send(&[
+            ("SPARK_SMTP_CA_FILE", &ca),
+            ("SPARK_SMTP_USERNAME", "spark"),
+            ("SPARK_SMTP_PASSWORD", "secret"),
+        ])
+        .ok()
+        .json();
+        assert_eq!(report["sent"], 2, "{mode}");
+        assert_eq!(server.received().len(), 2, "{mode}");
+    }
+}

@@ -13,18 +13,26 @@ pub struct SmtpServer {
     _server: PythonServer,
     port: u16,
     maildir: PathBuf,
+    /// The CA that signed its certificate, for the TLS modes.
+    pub ca_file: Option<String>,
 }
 
 impl SmtpServer {
-    /// `mode`: `accept`, `refuse` (every recipient, by policy) or `bounce` (recipients
-    /// whose address holds "bounce", as unknown mailboxes).
+    /// `mode`: `accept`, `refuse` (every recipient, by policy), `bounce` (recipients
+    /// whose address holds "bounce", as unknown mailboxes), `starttls` or `tls` (TLS
+    /// after STARTTLS or from the start, and a login as `spark` with `secret`).
     pub fn start(mode: &str, maildir: &Path) -> Self {
-        let (server, port) =
+        let (server, said) =
             PythonServer::start("smtp_server.py", &[maildir.to_str().unwrap(), mode]);
+        let mut said = said.split_whitespace();
         Self {
             _server: server,
-            port: port.parse().expect("smtp_server.py prints its port"),
+            port: said
+                .next()
+                .and_then(|port| port.parse().ok())
+                .expect("smtp_server.py prints its port"),
             maildir: maildir.to_owned(),
+            ca_file: said.next().map(str::to_owned),
         }
     }
 

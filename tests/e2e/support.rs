@@ -165,6 +165,8 @@ impl Spark {
             .env_remove("SPARK_SMTP_TLS")
             .env_remove("SPARK_SMTP_USERNAME")
             .env_remove("SPARK_SMTP_PASSWORD")
+            .env_remove("SPARK_SMTP_CA_FILE")
+            .env_remove("SPARK_DISK_RESERVE")
             .env_remove("RUST_LOG");
         command
     }

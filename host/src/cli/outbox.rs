@@ -43,7 +43,8 @@ pub struct Send {
     /// Where mails go: `file:DIR` (one .eml per mail), `smtp://HOST:PORT`,
     /// `smtps://HOST:PORT` or `stdout`; default: the tenant's `[mails] transport`.
     /// SMTP credentials come from SPARK_SMTP_USERNAME and SPARK_SMTP_PASSWORD;
-    /// SPARK_SMTP_TLS is `opportunistic` (the default), `required` or `off`.
+    /// SPARK_SMTP_TLS is `opportunistic` (the default), `required` or `off`;
+    /// SPARK_SMTP_CA_FILE names a PEM file of a CA to trust besides the usual roots.
     #[arg(long, value_name = "TRANSPORT")]
     transport: Option<String>,
     /// Where the outputs of CHANNEL go: `http(s)://…` (the payload POSTed, signed with

@@ -16,7 +16,7 @@ use crate::transport::{Transport, file_dir, write_file};
 use lettre::message::{Mailbox, header::ContentType};
 use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{Message, SmtpTransport, Transport as _};
 
 /// A way to send mails, built once per `outbox send`, with the tenant's sender and
@@ -132,6 +132,10 @@ fn enhanced_status(text: &str) -> Option<(u16, u16, u16)> {
         })
 }
 
+/// The environment variable naming a PEM file with a CA certificate to trust for SMTP
+/// over TLS, besides the built-in roots.
+const CA_FILE_VARIABLE: &str = "SPARK_SMTP_CA_FILE";
+
 fn smtp(
     host: &str,
     port: u16,
@@ -142,8 +146,39 @@ fn smtp(
         transport: format!("smtp://{host}:{port}"),
         why,
     };
-    let parameters =
-        || TlsParameters::new(host.to_owned()).map_err(|error| invalid(format!("TLS: {error}")));
+    let parameters = || -> Result<TlsParameters, Error> {
+        let mut builder = TlsParameters::builder(host.to_owned());
+        // A relay whose certificate a private CA signed: trusted besides the usual roots.
+        if let Some(path) = std::env::var_os(CA_FILE_VARIABLE) {
+            let path = PathBuf::from(path);
+            let pem = std::fs::read(&path).map_err(|error| {
+                invalid(format!(
+                    "{CA_FILE_VARIABLE}: cannot read `{}`: {error}",
+                    path.display()
+                ))
+            })?;
+            // lettre takes any text as PEM and fails only at the handshake, item after
+            // item; a file that holds no certificate is refused here, before any.
+            let not_pem = |why: String| {
+                invalid(format!(
+                    "{CA_FILE_VARIABLE}: `{}` is not a PEM certificate: {why}",
+                    path.display()
+                ))
+            };
+            if !pem
+                .windows(27)
+                .any(|window| window == b"-----BEGIN CERTIFICATE-----")
+            {
+                return Err(not_pem("it has no BEGIN CERTIFICATE line".to_owned()));
+            }
+            let certificate =
+                Certificate::from_pem(&pem).map_err(|error| not_pem(error.to_string()))?;
+            builder = builder.add_root_certificate(certificate);
+        }
+        builder
+            .build()
+            .map_err(|error| invalid(format!("TLS: {error}")))
+    };
     let tls = if implicit_tls {
         Tls::Wrapper(parameters()?)
     } else {
