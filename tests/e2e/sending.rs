@@ -276,6 +276,16 @@ fn a_mailbox_the_server_does_not_know_sets_that_mail_aside_and_the_rest_go_out()
     assert_eq!(count_status(&spark, "failed"), 7);
 }
 
+/// Starts `spark ARGS` (an `outbox send`) with its output dropped.
+fn send_in_background(spark: &Spark, args: &[&str]) -> std::process::Child {
+    spark
+        .command(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// A `spark outbox send` killed while it sends: `delivered` counts what its receiver got
 /// so far. Waits until at least `at_least` arrived, kills it with SIGKILL, and returns
 /// how many had arrived then.
@@ -323,19 +333,17 @@ fn a_send_killed_mid_way_to_files_sends_again_at_most_its_window() {
     queue_mails(&spark, &addresses("user", total), None);
     let dir = spark.data_dir().with_file_name("mails");
     let transport = format!("file:{}", dir.display());
-    let child = spark
-        .command(&[
+    let child = send_in_background(
+        &spark,
+        &[
             "outbox",
             "send",
             "--transport",
             &transport,
             "--concurrency",
             "4",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        ],
+    );
     let delivered = kill_while_sending(child, 200, || files_in(&dir));
     check_after_kill(&spark, total, delivered, 4);
     // A file per mail id: sending again rewrites the same files, so their count is
@@ -353,19 +361,17 @@ fn a_send_killed_mid_way_to_an_smtp_server_sends_again_at_most_its_window() {
     let total = 400;
     queue_mails(&spark, &addresses("user", total), None);
     let server = SmtpServer::start("accept", &spark.data_dir().with_file_name("maildir"));
-    let child = spark
-        .command(&[
+    let child = send_in_background(
+        &spark,
+        &[
             "outbox",
             "send",
             "--transport",
             &server.url(),
             "--concurrency",
             "4",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        ],
+    );
     let delivered = kill_while_sending(child, 40, || server.received().len());
     check_after_kill(&spark, total, delivered, 4);
     spark
@@ -398,12 +404,10 @@ fn a_send_killed_mid_way_to_an_http_receiver_sends_again_at_most_its_window() {
     let spark = audited(total);
     let server = HttpServer::start(200);
     let seen = format!("seen={}/seen", server.url());
-    let child = spark
-        .command(&["outbox", "send", "--output", &seen, "--concurrency", "4"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = send_in_background(
+        &spark,
+        &["outbox", "send", "--output", &seen, "--concurrency", "4"],
+    );
     let delivered = kill_while_sending(child, 150, || server.received().len());
     check_after_kill(&spark, total, delivered, 4);
     spark.run(&["outbox", "send", "--output", &seen]).ok();
