@@ -202,6 +202,14 @@ fn preview_renders_or_explains() {
         .stderr_has("not a JSON object");
     spark.run(&["mails", "remove", "broken"]).ok();
     spark.run(&["mails", "remove", "broken"]).code(2);
+    // Without a context, a variable however deep renders as nothing, as the README
+    // says: the template is valid.
+    let nested = spark.write("nested.txt", "Hello {{ challenge.owner.name }}\n\nBody");
+    spark
+        .run(&["mails", "set", "nested", nested.to_str().unwrap()])
+        .ok();
+    let preview = spark.run(&["mails", "preview", "nested"]).ok().stdout;
+    assert_eq!(preview, "Subject: Hello\n\nBody\n");
 }
 
 #[test]

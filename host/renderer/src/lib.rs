@@ -20,7 +20,7 @@ use std::cell::RefCell;
 use std::io;
 
 use exports::spark::renderer::templates::{Guest, RenderError};
-use minijinja::{AutoEscape, Environment};
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 
 /// How much work one rendering may do (minijinja's fuel): templates are the operator's,
 /// but their loops run over contexts that modules and records provide.
@@ -38,10 +38,13 @@ thread_local! {
 }
 
 /// Mails are plain text, so nothing is HTML-escaped; a variable the context lacks
-/// renders as nothing (minijinja's default, lenient undefined), as in Django.
+/// renders as nothing, as in Django, however deep: `{{ challenge.owner.name }}` without
+/// a `challenge` too (minijinja's chainable undefined; its default, lenient, fails on
+/// an attribute of an undefined value).
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_undefined_behavior(UndefinedBehavior::Chainable);
     env.set_fuel(Some(RENDER_FUEL));
     env
 }
@@ -153,6 +156,13 @@ mod tests {
         assert_eq!(text, Some(Ok("Hi O'Brien <&>".to_owned())));
         assert_eq!(render("g", "{not json"), Some(Ok("Hi  <>".to_owned())));
         assert_eq!(render("other", "{}"), None);
+        // However deep the missing variable, as in Django.
+        set("Hi {{ challenge.owner.name }}!", 1 << 20);
+        assert_eq!(render("g", "{}"), Some(Ok("Hi !".to_owned())));
+        assert_eq!(
+            render("g", r#"{"challenge": {"owner": {"name": "Ada"}}}"#),
+            Some(Ok("Hi Ada!".to_owned()))
+        );
     }
 
     #[test]
