@@ -55,31 +55,52 @@ pub fn finish(report: &RunReport, json: bool) -> anyhow::Result<Outcome> {
 }
 
 fn summary(report: &RunReport) -> String {
-    let mut text = format!(
-        "{} records ({} invalid), {} events ({} new, {} duplicates), {} deliveries ({} failed)",
-        report.records,
-        report.invalid,
-        report.events,
+    // Lines that are not records are counted apart: "6 records (2 invalid)" for 8
+    // lines read as 6 in all.
+    let mut text = counted(report.records, "record", "records");
+    if report.invalid > 0 {
+        text.push_str(&format!(
+            " and {}",
+            counted(report.invalid, "invalid line", "invalid lines")
+        ));
+    }
+    text.push_str(&format!(
+        ", {} ({} new, {}), {} ({} failed)",
+        counted(report.events, "event", "events"),
         report.new,
-        report.duplicates,
-        report.deliveries,
+        counted(report.duplicates, "duplicate", "duplicates"),
+        counted(report.deliveries, "delivery", "deliveries"),
         report.failed,
-    );
-    for (count, what) in [
-        (report.source_errors, "source errors"),
+    ));
+    for (count, one, many) in [
+        (report.source_errors, "source error", "source errors"),
         (
             report.sources_skipped,
+            "source call skipped (record unchanged)",
             "source calls skipped (records unchanged)",
         ),
-        (report.mismatches, "candidates skipped for a type mismatch"),
-        (report.retried, "retries"),
-        (report.pending, "deliveries waiting for a retry"),
+        (
+            report.mismatches,
+            "candidate skipped for a type mismatch",
+            "candidates skipped for a type mismatch",
+        ),
+        (report.retried, "retry", "retries"),
+        (
+            report.pending,
+            "delivery waiting for a retry",
+            "deliveries waiting for a retry",
+        ),
     ] {
         if count > 0 {
-            text.push_str(&format!(", {count} {what}"));
+            text.push_str(&format!(", {}", counted(count, one, many)));
         }
     }
     text
+}
+
+/// `count` with its noun, singular for one.
+fn counted(count: u64, one: &str, many: &str) -> String {
+    format!("{count} {}", if count == 1 { one } else { many })
 }
 
 #[cfg(test)]
@@ -98,9 +119,16 @@ mod tests {
         };
         assert_eq!(
             summary(&report),
-            "2 records (0 invalid), 3 events (2 new, 1 duplicates), 2 deliveries (0 failed)"
+            "2 records, 3 events (2 new, 1 duplicate), 2 deliveries (0 failed)"
         );
         report.retried = 2;
         assert!(summary(&report).ends_with(", 2 retries"));
+        report.invalid = 2;
+        report.records = 1;
+        assert!(
+            summary(&report).starts_with("1 record and 2 invalid lines, "),
+            "{}",
+            summary(&report)
+        );
     }
 }
