@@ -119,6 +119,15 @@ fn a_template_that_fails_at_render_time_falls_back() {
         data["render_error"].as_str().unwrap().contains("1 // 0"),
         "{data}"
     );
+    // The warning it logs, in a pipe, has no colour codes.
+    let again = spark
+        .run_with_input(
+            &["-v", "ingest", "--model", "thing"],
+            &jsonl(&[welcome(2, spark_mail_context())]),
+        )
+        .ok()
+        .stderr_has("failed to render");
+    assert!(!again.stderr.contains('\u{1b}'), "{:?}", again.stderr);
 }
 
 #[test]
