@@ -120,8 +120,19 @@ impl Spark {
     /// What a component is, or why it is not a usable module. `name` names it in
     /// errors (a file path, say). Needs no data dir.
     pub fn check(name: &str, wasm: &[u8]) -> Result<ModuleInfo, Error> {
+        Self::check_with_cache(name, wasm, None)
+    }
+
+    /// [`check`](Self::check), compiling through the compiled-module cache in
+    /// `cache_dir` (if given): a component checked or registered before is not
+    /// compiled again, and one checked now is ready for `module add`.
+    pub fn check_with_cache(
+        name: &str,
+        wasm: &[u8],
+        cache_dir: Option<PathBuf>,
+    ) -> Result<ModuleInfo, Error> {
         let hash = hex_sha256(wasm);
-        let engine = WasmEngine::new(None)?;
+        let engine = WasmEngine::new(cache_dir)?;
         let module = engine.compile(name, wasm, &hash)?;
         module.check_instantiates(&engine, &Limits::default(), name)?;
         Ok(module.info().clone())

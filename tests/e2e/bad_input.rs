@@ -366,3 +366,29 @@ fn limits_beyond_their_most_and_files_that_are_not_modules_are_refused() {
             .stderr_has("it is not a regular file");
     }
 }
+
+#[test]
+fn check_uses_the_data_dirs_compile_cache_and_makes_no_data_dir() {
+    let spark = Spark::new();
+    let cached = |dir: &std::path::Path| {
+        std::fs::read_dir(dir.join("cache")).map_or(0, |entries| {
+            entries
+                .filter(|entry| {
+                    let name = entry.as_ref().unwrap().file_name();
+                    name.to_string_lossy().ends_with(".cwasm")
+                })
+                .count()
+        })
+    };
+    // No data dir: the check makes none (it needs none).
+    let mut check = spark.command(&["check", guests::RECORDER]);
+    check.env_remove("SPARK_CACHE_DIR");
+    assert!(check.output().unwrap().status.success());
+    assert!(!spark.data_dir().exists(), "a check made a data dir");
+    // A data dir: the check compiles into its cache, where `module add` finds it.
+    std::fs::create_dir_all(spark.data_dir()).unwrap();
+    let mut check = spark.command(&["check", guests::RECORDER]);
+    check.env_remove("SPARK_CACHE_DIR");
+    assert!(check.output().unwrap().status.success());
+    assert_eq!(cached(&spark.data_dir()), 1);
+}

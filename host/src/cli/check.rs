@@ -7,7 +7,7 @@ use clap::Args;
 use serde_json::json;
 use spark_host::Spark;
 
-use super::{Outcome, output};
+use super::{Context, Outcome, output};
 
 /// Tell what a module is (source, handler, interface version), or why it is not one.
 #[derive(Debug, Args)]
@@ -20,11 +20,14 @@ pub struct Check {
 }
 
 impl Check {
-    pub fn run(self) -> anyhow::Result<Outcome> {
+    pub fn run(self, context: &Context) -> anyhow::Result<Outcome> {
         let wasm = spark_host::read_component(&self.file)?;
         let started = Instant::now();
         let name = format!("`{}`", self.file.display());
-        let info = Spark::check(&name, &wasm)?;
+        // The cache `module add` and the runs use, so that neither compiles it again; not
+        // made for a check where there is no data dir (a check needs none).
+        let cache = context.existing_cache_dir();
+        let info = Spark::check_with_cache(&name, &wasm, cache)?;
         let compile_ms = started.elapsed().as_millis();
         if self.json {
             output::json_line(&json!({

@@ -116,6 +116,15 @@ impl Context {
         Ok(self.spark()?.tenant(&self.tenant)?)
     }
 
+    /// The compiled-module cache, where there is one to use: `--cache-dir`, or the
+    /// `cache/` of a data dir that exists.
+    fn existing_cache_dir(&self) -> Option<PathBuf> {
+        match &self.cache_dir {
+            Some(dir) => Some(dir.clone()),
+            None => self.data_dir.is_dir().then(|| self.data_dir.join("cache")),
+        }
+    }
+
     fn spark(&self) -> anyhow::Result<Spark> {
         Ok(match &self.cache_dir {
             Some(cache_dir) => Spark::open_with_cache(&self.data_dir, cache_dir)?,
@@ -143,7 +152,7 @@ pub fn main() -> ExitCode {
         tenant: cli.tenant,
     };
     let result = match cli.command {
-        Command::Check(command) => command.run(),
+        Command::Check(command) => command.run(&context),
         Command::Module(command) => command.run(&context),
         Command::Apply(command) => command.run(&context),
         Command::Ingest(command) => command.run(&context),
