@@ -358,3 +358,28 @@ fn the_readme_generator_snippet_runs_as_written() {
     // The last command lists the stalled challenges (the example's test counts them).
     assert!(last.contains("challenge_stalled_"), "{last}");
 }
+
+#[test]
+fn completions_and_the_man_page_come_from_the_command_line_itself() {
+    let spark = Spark::new();
+    let bash = spark.run(&["completions", "bash"]).ok().stdout;
+    for word in ["_spark()", "ingest", "outbox", "retry", "--tenant"] {
+        assert!(bash.contains(word), "bash completions lack {word}");
+    }
+    for shell in ["zsh", "fish"] {
+        assert!(
+            spark
+                .run(&["completions", shell])
+                .ok()
+                .stdout
+                .contains("ingest")
+        );
+    }
+    spark
+        .run(&["completions", "tcsh"])
+        .code(2)
+        .stderr_has("possible values");
+    let man = spark.run(&["man"]).ok().stdout;
+    assert!(man.contains(".TH spark 1"), "{man}");
+    assert!(man.contains("ingest"), "the man page lists the commands");
+}

@@ -6,6 +6,7 @@
 
 mod apply;
 mod check;
+mod completions;
 mod dead;
 mod events;
 mod generate;
@@ -76,6 +77,8 @@ enum Command {
     #[command(subcommand)]
     Generators(generators::GeneratorsCommand),
     Generate(generate::Generate),
+    Completions(completions::Completions),
+    Man(completions::Man),
 }
 
 /// How a command that ran went.
@@ -163,6 +166,8 @@ pub fn main() -> ExitCode {
         Command::Dead(command) => command.run(&context),
         Command::Generators(command) => command.run(&context),
         Command::Generate(command) => command.run(&context),
+        Command::Completions(command) => command.run(),
+        Command::Man(command) => command.run(),
     };
     match result {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
