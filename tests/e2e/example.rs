@@ -36,7 +36,8 @@ fn example() -> Spark {
     spark
 }
 
-fn ingest(spark: &Spark, now: &str) -> Value {
+/// Ingests the example's challenges at `now`: the `--json` summary.
+pub fn ingest(spark: &Spark, now: &str) -> Value {
     let data = spark.write("challenges.jsonl", DATA);
     spark
         .run(&[

@@ -337,18 +337,7 @@ fn the_readme_generator_snippet_runs_as_written() {
         "challenges",
         &["--source", "challenge", "--clock", "day"],
     );
-    let data =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/challenges/challenges.jsonl");
-    spark
-        .run(&[
-            "ingest",
-            "--model",
-            "challenge",
-            data.to_str().unwrap(),
-            "--now",
-            "2024-05-10",
-        ])
-        .ok();
+    crate::example::ingest(&spark, "2024-05-10");
     let mut last = String::new();
     for command in shell_commands(snippet) {
         assert_eq!(command[0], "spark", "{command:?}");
