@@ -107,6 +107,21 @@ pub enum Error {
     #[error("unknown model `{model}`: {}", known_models_hint(known))]
     UnknownModel { model: String, known: Vec<String> },
 
+    /// An idempotency key that is empty, too long or not printable ASCII.
+    #[error(
+        "the idempotency key {0:?} is not one: it must be 1 to 255 printable ASCII \
+         characters without spaces"
+    )]
+    InvalidIdempotencyKey(String),
+
+    /// An idempotency key sent again with another request than the one it first came
+    /// with: answering with the first one's answer would hide that this one was not run.
+    #[error(
+        "the idempotency key `{0}` was used before for another request (another model, \
+         time or body); use a new key for a new request"
+    )]
+    IdempotencyKeyReused(String),
+
     /// An event key that is not in the ledger.
     #[error("no event with key `{0}` is in the ledger")]
     UnknownEvent(String),

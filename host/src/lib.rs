@@ -82,6 +82,7 @@ mod pipeline;
 mod records;
 mod registration;
 mod report;
+mod requests;
 mod routes;
 mod runner;
 mod send;
@@ -114,12 +115,15 @@ pub use outbox::{
 pub use records::MAX_RECORD_BYTES;
 pub use registration::{RegisteredCode, Registration};
 pub use report::{Problem, RecordOrigin, RunReport};
+pub use requests::{
+    IngestAnswer, IngestRequest, MAX_IDEMPOTENCY_KEY_LEN, validate_idempotency_key,
+};
 pub use routes::compile_regex;
 pub use send::{DEFAULT_CONCURRENCY, Destinations, GIVE_UP_AFTER, Route, SendProblem, SendReport};
 pub use settings::{MailSettings, RetryPolicy, TenantSettings};
 pub use spark::Spark;
 pub use store::{DeadLetter, LedgerEntry, PendingDelivery, Pruned};
-pub use tenant::Tenant;
+pub use tenant::{Tenant, validate_tenant_name};
 pub use text::printable;
 pub use time::{Clock, format_time, parse_time, wall_clock_ms};
 pub use transport::Transport;

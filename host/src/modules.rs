@@ -249,7 +249,7 @@ impl Modules {
             Some(existing) => existing.order,
             None => store.next_module_order()?,
         };
-        let registration = Registration {
+        let mut registration = Registration {
             name: spec.name,
             code,
             order,
@@ -258,10 +258,12 @@ impl Modules {
             exports,
             limits: spec.limits,
             clock: spec.clock,
+            since_ms: existing.as_ref().and_then(|existing| existing.since_ms),
         };
         if existing.as_ref() == Some(&registration) {
             return Ok(ModuleChange::Unchanged);
         }
+        registration.since_ms = Some(crate::time::wall_clock_ms());
         if let (ModuleCode::Wasm(wasm), RegisteredCode::Component { sha256 }) =
             (&spec.code, &registration.code)
         {

@@ -29,8 +29,8 @@ use crate::runner::Runner;
 use crate::settings::TenantSettings;
 use crate::source_memo;
 use crate::store::{
-    Commit, DeadLetter, LedgerEntry, NewOutboxItem, NewPayload, PendingDelivery, SourceMemo, Store,
-    StoredRecord,
+    Commit, DeadLetter, LedgerEntry, NewOutboxItem, NewPayload, PendingDelivery, RememberedRequest,
+    SourceMemo, Store, StoredRecord,
 };
 use crate::text::printable;
 use crate::time::wall_clock_ms;
@@ -80,8 +80,8 @@ pub(crate) struct Pipeline<'t> {
     commit: Commit,
     /// Keys staged in the uncommitted group: a duplicate inside a group stops too.
     staged_keys: HashSet<String>,
-    /// Ids of the records staged in the uncommitted group (of the one model ingested).
-    staged_record_ids: HashSet<String>,
+    /// (model, id) of the records staged in the uncommitted group.
+    staged_record_ids: HashSet<(String, String)>,
     staged_records: usize,
     /// Records handed to the store in commits so far.
     committed_records: u64,
@@ -165,7 +165,9 @@ impl<'t> Pipeline<'t> {
     ) -> Result<(), Error> {
         // A record staged earlier in this group may differ from the stored one, so it
         // is neither compared nor are its memos trusted: it is written again.
-        let staged_before = !self.staged_record_ids.insert(record.id.clone());
+        let staged_before = !self
+            .staged_record_ids
+            .insert((model.to_owned(), record.id.clone()));
         let stored = if staged_before {
             None
         } else {
@@ -492,7 +494,7 @@ impl<'t> Pipeline<'t> {
     /// The error that stopped this run part-way: [`Error::Interrupted`] when records
     /// were committed before it and they are durable now, else `error` as it is (nothing
     /// can be said to be kept).
-    fn interrupted(self, error: Error) -> Error {
+    pub(crate) fn interrupted(self, error: Error) -> Error {
         if self.committed_records == 0 || self.store.flush().is_err() {
             return error;
         }
@@ -698,22 +700,65 @@ impl<'t> Pipeline<'t> {
             if wait > 0 {
                 std::thread::sleep(Duration::from_millis(wait as u64));
             }
-            let now = wall_clock_ms();
-            for delivery in pending.into_iter().filter(|p| p.next_at_ms <= now) {
-                self.report.retried += 1;
-                self.commit
-                    .pending_done
-                    .push((delivery.event.clone(), delivery.handler.clone()));
-                self.redeliver(
-                    &delivery.event,
-                    &delivery.handler,
-                    delivery.depth,
-                    delivery.attempts + 1,
-                    false,
-                )?;
-            }
+            self.retry_due(pending, wall_clock_ms())?;
         }
         self.store.flush()
+    }
+
+    /// Delivers again those of `pending` that are due at wall-clock `now`.
+    fn retry_due(&mut self, pending: Vec<PendingDelivery>, now: i64) -> Result<(), Error> {
+        for delivery in pending.into_iter().filter(|p| p.next_at_ms <= now) {
+            self.report.retried += 1;
+            self.commit
+                .pending_done
+                .push((delivery.event.clone(), delivery.handler.clone()));
+            self.redeliver(
+                &delivery.event,
+                &delivery.handler,
+                delivery.depth,
+                delivery.attempts + 1,
+                false,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Commits what is staged and makes everything durable, without waiting for any
+    /// retry: for a server, whose background work retries deliveries as they come due.
+    /// The report counts the deliveries left pending.
+    pub(crate) fn finish_now(mut self) -> Result<RunReport, Error> {
+        let settled = self.commit_staged().and_then(|()| {
+            self.report.pending = self.store.pending().count() as u64;
+            self.store.flush()
+        });
+        match settled {
+            Ok(()) => Ok(self.report),
+            Err(error) => Err(self.interrupted(error)),
+        }
+    }
+
+    /// Delivers once more, without waiting, each pending delivery that is due at
+    /// wall-clock `now`, and makes it durable.
+    pub(crate) fn retry_due_now(mut self, now: i64) -> Result<RunReport, Error> {
+        let retried = self
+            .store
+            .pending()
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|pending| self.retry_due(pending, now));
+        match retried {
+            Ok(()) => self.finish_now(),
+            Err(error) => Err(self.interrupted(error)),
+        }
+    }
+
+    /// The request remembered under idempotency key `key`, if any.
+    pub(crate) fn remembered_request(&self, key: &str) -> Result<Option<RememberedRequest>, Error> {
+        self.store.remembered_request(key)
+    }
+
+    /// Stages `request` to be committed with the records staged so far.
+    pub(crate) fn remember(&mut self, request: RememberedRequest) {
+        self.commit.requests.push(request);
     }
 }
 
@@ -725,43 +770,51 @@ pub(crate) fn ingest(
     input: &mut dyn BufRead,
     progress: &mut dyn FnMut(&RunReport),
 ) -> Result<RunReport, Error> {
-    pipeline.run(|pipeline| {
-        let mut line = Vec::new();
-        let mut number = 0;
-        loop {
-            line.clear();
-            let read = std::io::Read::take(&mut *input, MAX_RECORD_BYTES as u64 + 1)
-                .read_until(b'\n', &mut line);
-            let read = match read {
-                Ok(read) => read,
-                Err(source) => {
-                    // What was read so far is processed and kept.
-                    pipeline.commit_staged()?;
-                    return Err(Error::Io {
-                        what: "cannot read the input",
-                        path: "-".into(),
-                        error: source,
-                    });
-                }
-            };
-            if read == 0 {
-                return Ok(());
+    pipeline.run(|pipeline| ingest_lines(pipeline, model, input, progress))
+}
+
+/// Runs the records of `input` through `pipeline`; the caller commits.
+pub(crate) fn ingest_lines(
+    pipeline: &mut Pipeline<'_>,
+    model: &str,
+    input: &mut dyn BufRead,
+    progress: &mut dyn FnMut(&RunReport),
+) -> Result<(), Error> {
+    let mut line = Vec::new();
+    let mut number = 0;
+    loop {
+        line.clear();
+        let read = std::io::Read::take(&mut *input, MAX_RECORD_BYTES as u64 + 1)
+            .read_until(b'\n', &mut line);
+        let read = match read {
+            Ok(read) => read,
+            Err(source) => {
+                // What was read so far is processed and kept.
+                pipeline.commit_staged()?;
+                return Err(Error::Io {
+                    what: "cannot read the input",
+                    path: "-".into(),
+                    error: source,
+                });
             }
-            number += 1;
-            if line.len() > MAX_RECORD_BYTES && !line.ends_with(b"\n") {
-                skip_line(input);
-                pipeline.invalid(
-                    number,
-                    format!("it is larger than {MAX_RECORD_BYTES} bytes"),
-                );
-                continue;
-            }
-            match parse_record(&line) {
-                Ok(None) => {}
-                Ok(Some(record)) => pipeline.ingest_record(model, record, number)?,
-                Err(why) => pipeline.invalid(number, why),
-            }
-            progress(&pipeline.report);
+        };
+        if read == 0 {
+            return Ok(());
         }
-    })
+        number += 1;
+        if line.len() > MAX_RECORD_BYTES && !line.ends_with(b"\n") {
+            skip_line(input);
+            pipeline.invalid(
+                number,
+                format!("it is larger than {MAX_RECORD_BYTES} bytes"),
+            );
+            continue;
+        }
+        match parse_record(&line) {
+            Ok(None) => {}
+            Ok(Some(record)) => pipeline.ingest_record(model, record, number)?,
+            Err(why) => pipeline.invalid(number, why),
+        }
+        progress(&pipeline.report);
+    }
 }

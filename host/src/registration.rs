@@ -38,6 +38,11 @@ pub struct Registration {
     /// How coarsely its calls read the run's time.
     #[serde(default)]
     pub clock: Clock,
+    /// Since when this registration (this code with these routes and limits) is the
+    /// one that runs (wall-clock unix ms); unknown for modules registered before
+    /// Spark kept it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_ms: Option<i64>,
 }
 
 impl Registration {

@@ -77,6 +77,7 @@ mod tests {
             exports: vec!["handler".to_owned()],
             limits: Default::default(),
             clock: Default::default(),
+            since_ms: None,
         }
     }
 

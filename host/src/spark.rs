@@ -28,6 +28,7 @@ pub struct Spark {
     data_dir: PathBuf,
     engine: Arc<WasmEngine>,
     natives: NativeModules,
+    store_cache_bytes: Option<u64>,
 }
 
 impl Spark {
@@ -55,6 +56,7 @@ impl Spark {
             data_dir,
             engine: Arc::new(WasmEngine::new(Some(cache_dir.into()))?),
             natives: builtins(),
+            store_cache_bytes: None,
         })
     }
 
@@ -94,7 +96,48 @@ impl Spark {
             name,
             self.engine.clone(),
             self.natives.clone(),
+            self.store_cache_bytes,
         )
+    }
+
+    /// Caps the page cache of each tenant opened from now on at `bytes` (sled's
+    /// default is 1 GiB, fine for one tenant at a time, not for a server that keeps
+    /// many open).
+    pub fn set_store_cache(&mut self, bytes: u64) {
+        self.store_cache_bytes = Some(bytes);
+    }
+
+    /// The names of the tenants of the data dir, sorted. Directories under `tenants/`
+    /// whose names are not tenant names are not listed.
+    pub fn tenant_names(&self) -> Result<Vec<String>, Error> {
+        let dir = self.data_dir.join("tenants");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => {
+                return Err(Error::Io {
+                    what: "cannot list the tenants in",
+                    path: dir,
+                    error,
+                });
+            }
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|error| Error::Io {
+                what: "cannot list the tenants in",
+                path: dir.clone(),
+                error,
+            })?;
+            if let Some(name) = entry.file_name().to_str()
+                && entry.path().is_dir()
+                && crate::tenant::validate_tenant_name(name).is_ok()
+            {
+                names.push(name.to_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
     }
 
     /// Makes a native module available to this host's tenants under `name`, which must
@@ -115,6 +158,15 @@ impl Spark {
         }
         self.natives.insert(name.to_owned(), module);
         Ok(())
+    }
+
+    /// Checks and compiles a component with this host's engine, into its cache: a
+    /// server does this before it hands the component to the tenant, so that
+    /// registering it finds it compiled. What it is, or why it is not a usable module.
+    pub fn precompile(&self, name: &str, wasm: &[u8]) -> Result<ModuleInfo, Error> {
+        let module = self.engine.compile(name, wasm, &hex_sha256(wasm))?;
+        module.check_instantiates(&self.engine, &Limits::default(), name)?;
+        Ok(module.info().clone())
     }
 
     /// What a component is, or why it is not a usable module. `name` names it in

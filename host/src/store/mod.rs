@@ -125,6 +125,24 @@ pub struct Pruned {
     pub kept: u64,
 }
 
+/// A request that carried an idempotency key, remembered with its answer so that the
+/// same request sent again (a client retrying after a timeout) gets the same answer and
+/// changes nothing. Committed with the request's last records, so after a crash either
+/// both are there or neither is, and a retry runs again over the ledger, which keeps
+/// every event key once either way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RememberedRequest {
+    /// The idempotency key the client chose.
+    pub key: String,
+    /// A digest of what the request asked (its model, time and body): the same key
+    /// with another request is refused, not answered with the first one's answer.
+    pub fingerprint: String,
+    /// The answer, as the JSON it was sent as.
+    pub answer: String,
+    /// When it was answered (wall-clock unix ms); forgotten a while after.
+    pub at_ms: i64,
+}
+
 /// Everything one group of work changes, applied atomically by [`Store::commit`].
 #[derive(Debug, Default)]
 pub struct Commit {
@@ -138,6 +156,8 @@ pub struct Commit {
     pub dead: Vec<DeadLetter>,
     /// (event, handler) of dead letters that were delivered after all.
     pub dead_done: Vec<(String, String)>,
+    /// Requests answered, by idempotency key.
+    pub requests: Vec<RememberedRequest>,
 }
 
 impl Commit {
@@ -155,7 +175,12 @@ impl Commit {
             .map(|entry| entry.key.len() + entry.group.len() + entry.context.len() + 64)
             .sum();
         let deliveries = 512 * (self.pending.len() + self.dead.len());
-        (records + ledger + deliveries + 1024 * self.outbox.len()) as u64
+        let requests: usize = self
+            .requests
+            .iter()
+            .map(|request| request.key.len() + request.answer.len() + 128)
+            .sum();
+        (records + ledger + deliveries + requests + 1024 * self.outbox.len()) as u64
     }
 
     pub fn is_empty(&self) -> bool {
@@ -166,6 +191,7 @@ impl Commit {
             && self.pending_done.is_empty()
             && self.dead.is_empty()
             && self.dead_done.is_empty()
+            && self.requests.is_empty()
     }
 }
 
@@ -188,6 +214,14 @@ pub trait Store: Send {
     fn ledger_entry(&self, key: &str) -> Result<Option<LedgerEntry>, Error>;
     /// The ledger in key order.
     fn ledger(&self) -> Items<'_, LedgerEntry>;
+    /// The ledger in key order from the first key after `after` (from the start
+    /// without one).
+    fn ledger_after(&self, after: Option<&str>) -> Items<'_, LedgerEntry>;
+
+    /// The request remembered under an idempotency key, if any.
+    fn remembered_request(&self, key: &str) -> Result<Option<RememberedRequest>, Error>;
+    /// Forgets the requests answered before `before_ms` (wall-clock unix ms); how many.
+    fn forget_requests(&mut self, before_ms: i64) -> Result<u64, Error>;
 
     /// The stored version of a record, if any.
     fn record(&self, model: &str, id: &str) -> Result<Option<StoredRecord>, Error>;

@@ -70,6 +70,7 @@ impl Tenant {
         name: &str,
         engine: Arc<WasmEngine>,
         natives: NativeModules,
+        store_cache_bytes: Option<u64>,
     ) -> Result<Self, Error> {
         validate_tenant_name(name)?;
         let dir = data_dir.join("tenants").join(name);
@@ -97,7 +98,7 @@ impl Tenant {
                 error: source,
             },
         })?;
-        let store = SledStore::open(&dir.join("db"))?;
+        let store = SledStore::open(&dir.join("db"), store_cache_bytes)?;
         Ok(Self {
             name: name.to_owned(),
             store: Box::new(store),
@@ -151,6 +152,15 @@ impl Tenant {
     /// The ledger in key order.
     pub fn events(&self) -> impl Iterator<Item = Result<LedgerEntry, Error>> + '_ {
         self.store.ledger()
+    }
+
+    /// The ledger in key order from the first key after `after`: a page of a listing
+    /// starts where the one before ended.
+    pub fn events_after(
+        &self,
+        after: Option<&str>,
+    ) -> impl Iterator<Item = Result<LedgerEntry, Error>> + '_ {
+        self.store.ledger_after(after)
     }
 
     /// The outbox in id order.

@@ -10,8 +10,10 @@ use crate::generators::Generator;
 use crate::pipeline::{self, Pipeline};
 use crate::registration::context_source;
 use crate::report::RunReport;
+use crate::requests::{self, IngestAnswer, IngestRequest};
 use crate::send::{self, Destinations, SendReport};
 use crate::store::Pruned;
+use crate::time::wall_clock_ms;
 
 impl Tenant {
     /// The pipeline over this tenant's parts, for one run at logical time `now_ms`.
@@ -30,6 +32,45 @@ impl Tenant {
     ) -> Result<RunReport, Error> {
         self.require_model(model)?;
         pipeline::ingest(self.pipeline(now_ms)?, model, input, progress)
+    }
+
+    /// Ingests a group of requests that arrived together (a server's group commit): one
+    /// run, made durable by one flush, each request answered apart; see
+    /// [`IngestRequest`]. `now` is the logical time the requests gave, if any (the
+    /// wall clock's now otherwise); a group holds requests of one `now`. Pending
+    /// deliveries are left for [`retry_due`](Self::retry_due), not waited for. An `Err`
+    /// is the store failing, for the whole group.
+    pub fn ingest_group(
+        &mut self,
+        requests: &[IngestRequest],
+        now: Option<i64>,
+    ) -> Result<Vec<Result<IngestAnswer, Error>>, Error> {
+        let known = self.known_models()?;
+        let pipeline = self.pipeline(now.unwrap_or_else(wall_clock_ms))?;
+        requests::ingest_group(pipeline, requests, now, &known)
+    }
+
+    /// Delivers once more each pending delivery whose retry is due now, without
+    /// waiting for later ones (a server's background work).
+    pub fn retry_due(&mut self) -> Result<RunReport, Error> {
+        let now = wall_clock_ms();
+        self.pipeline(now)?.retry_due_now(now)
+    }
+
+    /// When the earliest pending delivery is due (wall-clock unix ms), if any is.
+    pub fn next_retry_at(&self) -> Result<Option<i64>, Error> {
+        let mut next = None;
+        for pending in self.store.pending() {
+            let at = pending?.next_at_ms;
+            next = Some(next.map_or(at, |next: i64| next.min(at)));
+        }
+        Ok(next)
+    }
+
+    /// Forgets the requests remembered by idempotency key that were answered before
+    /// `before_ms` (wall-clock unix ms); how many.
+    pub fn forget_requests(&mut self, before_ms: i64) -> Result<u64, Error> {
+        self.store.forget_requests(before_ms)
     }
 
     /// Runs the stored records of `model` (or of every known model) through their

@@ -12,7 +12,9 @@ use std::thread::JoinHandle;
 
 use super::SledStore;
 use super::codec::to_json;
-use super::keys::{COMMITS, DEAD, LEDGER, OUTBOX, PENDING, RECORD, key, outbox_key, pair_key};
+use super::keys::{
+    COMMITS, DEAD, LEDGER, OUTBOX, PENDING, RECORD, REQUEST, key, outbox_key, pair_key,
+};
 use super::ledger::encode_ledger;
 use super::outbox::encode_segment;
 use super::records::encode_record;
@@ -139,6 +141,9 @@ fn encode(commit: Commit, first_id: u64, commits: u64) -> Result<sled::Batch, Er
     }
     for dead in &commit.dead {
         batch.insert(pair_key(DEAD, &dead.event, &dead.handler), to_json(dead)?);
+    }
+    for request in &commit.requests {
+        batch.insert(key(REQUEST, &request.key), to_json(request)?);
     }
     Ok(batch)
 }

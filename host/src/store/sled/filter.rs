@@ -135,13 +135,13 @@ mod tests {
     fn the_key_filter_is_saved_by_flush_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let mut store = SledStore::open(dir.path()).unwrap();
+            let mut store = SledStore::open(dir.path(), None).unwrap();
             commit_keys(&mut store, 0..3_000);
             commit_keys(&mut store, 3_000..6_000);
             store.flush().unwrap();
             assert!(knows_keys(&store, 0..6_000));
         }
-        let mut store = SledStore::open(dir.path()).unwrap();
+        let mut store = SledStore::open(dir.path(), None).unwrap();
         assert_eq!(store.commits, 2);
         assert!(
             saved_filter(&store.data, store.commits).unwrap().is_some(),
@@ -161,7 +161,7 @@ mod tests {
     fn a_filter_that_misses_commits_is_rebuilt() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let mut store = SledStore::open(dir.path()).unwrap();
+            let mut store = SledStore::open(dir.path(), None).unwrap();
             commit_keys(&mut store, 0..100);
             store.flush().unwrap();
             // Committed and on disk, but the filter is not saved again, as when the
@@ -170,7 +170,7 @@ mod tests {
             store.settle().unwrap();
             store.db.flush().unwrap();
         }
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = SledStore::open(dir.path(), None).unwrap();
         // Listing the ledger does not need the filter: it is neither rebuilt nor saved.
         assert_eq!(store.ledger().count(), 200);
         assert!(store.filter.borrow().is_none());
@@ -181,7 +181,7 @@ mod tests {
         drop(store);
         // A data dir from before filters (no filter, no count of commits) is rebuilt too.
         {
-            let store = SledStore::open(dir.path()).unwrap();
+            let store = SledStore::open(dir.path(), None).unwrap();
             let mut batch = sled::Batch::default();
             for key in store.data.scan_prefix([FILTER]).keys() {
                 batch.remove(key.unwrap());
@@ -190,7 +190,7 @@ mod tests {
             store.data.apply_batch(batch).unwrap();
             store.db.flush().unwrap();
         }
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = SledStore::open(dir.path(), None).unwrap();
         assert_eq!(store.commits, 0);
         assert!(knows_keys(&store, 0..200));
     }

@@ -13,6 +13,8 @@ pub(super) const OUTBOX: u8 = b'o';
 pub(super) const OUTBOX_UPDATE: u8 = b'u';
 pub(super) const PENDING: u8 = b'p';
 pub(super) const DEAD: u8 = b'd';
+/// Requests remembered by idempotency key (`q` and the key).
+pub(super) const REQUEST: u8 = b'q';
 
 /// The key filter's header (`h`) and pages (`p`, then table and page as big-endian
 /// u32), saved by `flush`.

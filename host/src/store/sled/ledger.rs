@@ -60,3 +60,64 @@ mod tests {
         assert_eq!(keys, ["a_1", "b_1"]);
     }
 }
+
+#[cfg(test)]
+mod paging_tests {
+    use super::super::SledStore;
+    use super::super::tests::entry;
+    use crate::store::{Commit, RememberedRequest, Store};
+
+    #[test]
+    fn the_ledger_pages_from_after_a_key_and_stops_at_its_end() {
+        let mut store = SledStore::temporary().unwrap();
+        store
+            .commit(Commit {
+                ledger: vec![entry("a", "g"), entry("a\u{1}", "g"), entry("b", "g")],
+                // A keyspace after the ledger's must not show up in it.
+                requests: vec![RememberedRequest {
+                    key: "k".to_owned(),
+                    fingerprint: "f".to_owned(),
+                    answer: "{}".to_owned(),
+                    at_ms: 5,
+                }],
+                ..Commit::default()
+            })
+            .unwrap();
+        let keys = |after: Option<&str>| -> Vec<String> {
+            store.ledger_after(after).map(|e| e.unwrap().key).collect()
+        };
+        assert_eq!(keys(None), ["a", "a\u{1}", "b"]);
+        assert_eq!(keys(Some("a")), ["a\u{1}", "b"]);
+        assert_eq!(keys(Some("a\u{1}")), ["b"]);
+        assert_eq!(keys(Some("aa")), ["b"]);
+        assert!(keys(Some("b")).is_empty());
+    }
+
+    #[test]
+    fn remembered_requests_are_kept_until_forgotten() {
+        let mut store = SledStore::temporary().unwrap();
+        let request = |key: &str, at_ms| RememberedRequest {
+            key: key.to_owned(),
+            fingerprint: "f".to_owned(),
+            answer: r#"{"records":1}"#.to_owned(),
+            at_ms,
+        };
+        store
+            .commit(Commit {
+                requests: vec![request("old", 10), request("new", 20)],
+                ..Commit::default()
+            })
+            .unwrap();
+        assert_eq!(
+            store.remembered_request("old").unwrap(),
+            Some(request("old", 10))
+        );
+        assert_eq!(store.forget_requests(15).unwrap(), 1);
+        assert_eq!(store.remembered_request("old").unwrap(), None);
+        assert_eq!(
+            store.remembered_request("new").unwrap(),
+            Some(request("new", 20))
+        );
+        assert!(store.ledger().next().is_none());
+    }
+}

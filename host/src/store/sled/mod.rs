@@ -36,8 +36,8 @@ use serde::de::DeserializeOwned;
 use self::codec::{decode_u64, from_json, to_json, utf8};
 use self::commit::InFlight;
 use self::keys::{
-    COMMITS, DEAD, LEDGER, MODULE_ORDER, OUTBOX, OUTBOX_UPDATE, PENDING, RECORD, SETTINGS, key,
-    outbox_key, pair_key,
+    COMMITS, DEAD, LEDGER, MODULE_ORDER, OUTBOX, OUTBOX_UPDATE, PENDING, RECORD, REQUEST, SETTINGS,
+    key, outbox_key, pair_key,
 };
 use self::ledger::decode_ledger;
 use self::outbox::{latest_outbox, next_outbox_id};
@@ -46,7 +46,7 @@ use self::reserve::Reserve;
 use super::key_filter::KeyFilter;
 use super::{
     Commit, DeadLetter, Items, LedgerEntry, OutboxItem, PendingDelivery, Pruned, Registration,
-    Store, StoredRecord, TenantSettings,
+    RememberedRequest, Store, StoredRecord, TenantSettings,
 };
 use crate::Error;
 use crate::generators::Generator;
@@ -99,10 +99,16 @@ impl SledStore {
     /// dropped, for a moment after the drop: by sled's background I/O, or by a child
     /// this process was forking (it holds a copy of every file descriptor until it
     /// execs). Opening waits for that, up to [`RELEASE_PATIENCE`].
-    pub fn open(path: &Path) -> Result<Self, Error> {
+    /// `cache_bytes` caps sled's page cache (1 GiB by default): a server with
+    /// thousands of tenants open gives each a small one.
+    pub fn open(path: &Path, cache_bytes: Option<u64>) -> Result<Self, Error> {
         let deadline = Instant::now() + RELEASE_PATIENCE;
+        let mut config = sled::Config::new().path(path);
+        if let Some(bytes) = cache_bytes {
+            config = config.cache_capacity(bytes);
+        }
         let db = loop {
-            match sled::Config::new().path(path).open() {
+            match config.open() {
                 Err(error) if is_lock_held(&error) && Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(10));
                 }
@@ -253,6 +259,54 @@ impl Store for SledStore {
             let (key, value) = item?;
             decode_ledger(&key[1..], &value)
         }))
+    }
+
+    fn ledger_after(&self, after: Option<&str>) -> Items<'_, LedgerEntry> {
+        if let Err(error) = self.settle() {
+            return Box::new(std::iter::once(Err(error)));
+        }
+        let start = match after {
+            // The first key after `after` is `after` followed by the least byte.
+            Some(after) => {
+                let mut start = key(LEDGER, after);
+                start.push(0);
+                start
+            }
+            None => vec![LEDGER],
+        };
+        Box::new(
+            self.data
+                .range(start..)
+                .take_while(|item| item.as_ref().map_or(true, |(key, _)| key[0] == LEDGER))
+                .map(|item| {
+                    let (key, value) = item?;
+                    decode_ledger(&key[1..], &value)
+                }),
+        )
+    }
+
+    fn remembered_request(&self, request: &str) -> Result<Option<RememberedRequest>, Error> {
+        self.settle()?;
+        self.data
+            .get(key(REQUEST, request))?
+            .map(|value| from_json(&value))
+            .transpose()
+    }
+
+    fn forget_requests(&mut self, before_ms: i64) -> Result<u64, Error> {
+        self.settle()?;
+        let mut batch = sled::Batch::default();
+        let mut forgotten = 0;
+        for item in self.data.scan_prefix([REQUEST]) {
+            let (key, value) = item?;
+            let request: RememberedRequest = from_json(&value)?;
+            if request.at_ms < before_ms {
+                batch.remove(key);
+                forgotten += 1;
+            }
+        }
+        self.data.apply_batch(batch)?;
+        Ok(forgotten)
     }
 
     fn record(&self, model: &str, id: &str) -> Result<Option<StoredRecord>, Error> {
@@ -428,6 +482,7 @@ mod tests {
                     exports: vec!["handler".to_owned()],
                     limits: Default::default(),
                     clock: Default::default(),
+                    since_ms: None,
                 })
                 .unwrap();
         }

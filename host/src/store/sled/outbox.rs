@@ -233,7 +233,7 @@ mod tests {
     fn outbox_ids_increase_across_commits_and_reopening() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let mut store = SledStore::open(dir.path()).unwrap();
+            let mut store = SledStore::open(dir.path(), None).unwrap();
             store
                 .commit(Commit {
                     outbox: vec![output("e1"), output("e2")],
@@ -248,7 +248,7 @@ mod tests {
                 .unwrap();
             store.flush().unwrap();
         }
-        let mut store = SledStore::open(dir.path()).unwrap();
+        let mut store = SledStore::open(dir.path(), None).unwrap();
         store
             .commit(Commit {
                 outbox: vec![output("e4")],
@@ -302,7 +302,7 @@ mod tests {
         let pending = OutboxStatus::Pending;
         let sent = OutboxStatus::Sent;
         {
-            let mut store = SledStore::open(dir.path()).unwrap();
+            let mut store = SledStore::open(dir.path(), None).unwrap();
             commit_segments(&mut store);
             let items: Vec<OutboxItem> = store.outbox().map(Result::unwrap).collect();
             // The second of the first segment fails once, then goes; the first of the
@@ -319,7 +319,7 @@ mod tests {
             store.update_outbox(&[last]).unwrap();
             store.flush().unwrap();
         }
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = SledStore::open(dir.path(), None).unwrap();
         let event = |name: &str| name.to_owned();
         assert_eq!(
             outbox_events(&store),
@@ -340,7 +340,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (pending, sent) = (OutboxStatus::Pending, OutboxStatus::Sent);
         {
-            let mut store = SledStore::open(dir.path()).unwrap();
+            let mut store = SledStore::open(dir.path(), None).unwrap();
             commit_segments(&mut store);
             let items: Vec<OutboxItem> = store.outbox().map(Result::unwrap).collect();
             // e1, e2 and e4 are sent; e5 failed once.
@@ -366,7 +366,7 @@ mod tests {
             );
             store.flush().unwrap();
         }
-        let mut store = SledStore::open(dir.path()).unwrap();
+        let mut store = SledStore::open(dir.path(), None).unwrap();
         let event = |name: &str| name.to_owned();
         assert_eq!(
             outbox_events(&store),
@@ -391,7 +391,7 @@ mod tests {
         assert_eq!(store.data.scan_prefix([OUTBOX]).count(), 0);
         store.flush().unwrap();
         drop(store);
-        let mut store = SledStore::open(dir.path()).unwrap();
+        let mut store = SledStore::open(dir.path(), None).unwrap();
         store
             .commit(Commit {
                 outbox: vec![output("e6")],
@@ -414,7 +414,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             // As data dirs written before segments hold them.
-            let store = SledStore::open(dir.path()).unwrap();
+            let store = SledStore::open(dir.path(), None).unwrap();
             for id in [1, 2] {
                 let item = OutboxItem::new(
                     id,
@@ -428,7 +428,7 @@ mod tests {
             }
             store.flush().unwrap();
         }
-        let mut store = SledStore::open(dir.path()).unwrap();
+        let mut store = SledStore::open(dir.path(), None).unwrap();
         store
             .commit(Commit {
                 outbox: vec![output("new")],
