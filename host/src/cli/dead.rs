@@ -1,7 +1,6 @@
 //! `spark dead list|retry`: deliveries that failed every attempt.
 
 use clap::{Args, Subcommand};
-use serde_json::json;
 use spark_host::{format_time, wall_clock_ms};
 
 use super::output::{self, Table};
@@ -53,14 +52,7 @@ impl List {
         for letter in tenant.dead() {
             let letter = letter?;
             if self.json {
-                output::json_line(&json!({
-                    "event": letter.event,
-                    "handler": letter.handler,
-                    "attempts": letter.attempts,
-                    "error": letter.error.to_string(),
-                    "error_kind": letter.error.kind(),
-                    "dead_at": format_time(letter.dead_at_ms),
-                }))?;
+                output::json_line(&crate::views::dead_letter(&letter))?;
             } else {
                 table.row(vec![
                     letter.event.clone(),

@@ -1,8 +1,7 @@
 //! `spark events list|show`: the ledger of seen event keys.
 
 use clap::{Args, Subcommand};
-use serde_json::json;
-use spark_host::{LedgerEntry, compile_regex, format_time};
+use spark_host::{compile_regex, format_time};
 
 use super::output::{self, Table};
 use super::{Context, Outcome};
@@ -43,15 +42,6 @@ impl EventsCommand {
     }
 }
 
-fn entry_json(entry: &LedgerEntry) -> serde_json::Value {
-    json!({
-        "key": entry.key,
-        "group": entry.group,
-        "created_at": format_time(entry.created_at_ms),
-        "context": output::raw_json(&entry.context),
-    })
-}
-
 impl List {
     fn run(self, context: &Context) -> anyhow::Result<Outcome> {
         let group = self.group.as_deref().map(compile_regex).transpose()?;
@@ -66,7 +56,7 @@ impl List {
                 continue;
             }
             if self.json {
-                output::json_line(&entry_json(&entry))?;
+                output::json_line(&crate::views::event(&entry))?;
             } else {
                 table.row(vec![
                     entry.key.clone(),
@@ -88,13 +78,13 @@ impl Show {
         let tenant = context.tenant()?;
         let entry = tenant.event(&self.key)?;
         if self.json {
-            output::json_line(&entry_json(&entry))?;
+            output::json_line(&crate::views::event(&entry))?;
             return Ok(Outcome::Done);
         }
         output::line(format!("key:        {}", entry.key))?;
         output::line(format!("group:      {}", entry.group))?;
         output::line(format!("created at: {}", format_time(entry.created_at_ms)))?;
-        let pretty = serde_json::to_string_pretty(&output::raw_json(&entry.context))?;
+        let pretty = serde_json::to_string_pretty(&crate::views::raw_json(&entry.context))?;
         output::line(format!(
             "context:    {}",
             pretty.replace('\n', "\n            ")

@@ -1,7 +1,6 @@
 //! `spark generators ...`: declarative events from stored records.
 
 use clap::{Args, Subcommand};
-use serde_json::json;
 use spark_host::{Generator, ModelDescription, wall_clock_ms};
 
 use super::output::{self, Table};
@@ -87,7 +86,7 @@ impl GeneratorsCommand {
                 let generators = tenant.generators()?;
                 if list.json {
                     for generator in &generators {
-                        output::json_line(&generator_json(generator))?;
+                        output::json_line(&crate::views::generator(generator))?;
                     }
                 } else {
                     let mut table = Table::new(&["NAME", "ACTIVE", "MODEL", "GROUP", "WHEN"]);
@@ -163,19 +162,4 @@ fn conditions(generator: &Generator) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(" and ")
-}
-
-fn generator_json(generator: &Generator) -> serde_json::Value {
-    let conditions: Vec<String> = generator
-        .conditions
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    json!({
-        "name": generator.name,
-        "group": generator.group,
-        "model": generator.model,
-        "conditions": conditions,
-        "active": generator.active,
-    })
 }

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use serde_json::json;
 use spark_host::{
     Clock, LimitOverrides, Limits, ModuleChange, ModuleCode, ModuleSpec, RegisteredCode,
 };
@@ -104,21 +103,7 @@ impl List {
         let modules = tenant.modules()?;
         if self.json {
             for module in &modules {
-                let limits: serde_json::Map<String, serde_json::Value> = module
-                    .limits
-                    .entries()
-                    .into_iter()
-                    .map(|(limit, value)| (limit.name().to_owned(), json!(value)))
-                    .collect();
-                output::json_line(&json!({
-                    "name": module.registration.name,
-                    "exports": module.registration.exports,
-                    "sources": module.registration.sources,
-                    "handlers": module.registration.handlers,
-                    "hash": module.registration.code,
-                    "clock": module.registration.clock,
-                    "limits": limits,
-                }))?;
+                output::json_line(&crate::views::module(module))?;
             }
             return Ok(Outcome::Done);
         }

@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 use spark_host::{
     DEFAULT_CONCURRENCY, Destinations, GIVE_UP_AFTER, OutboxItem, OutboxKind, OutboxPayload,
-    OutboxStatus, Route, Transport, format_time, parse_time,
+    OutboxStatus, Route, Transport, parse_time,
 };
 
 use super::output::{self, Table};
@@ -235,20 +235,7 @@ impl List {
                 continue;
             }
             if self.json {
-                output::json_line(&json!({
-                    "id": item.id,
-                    "event": item.event,
-                    "handler": item.handler,
-                    "kind": item.kind(),
-                    "data": match &item.payload {
-                        OutboxPayload::Mail(mail) => json!(mail.clone().with_defaults(&defaults)),
-                        OutboxPayload::Output(output) => json!(output),
-                    },
-                    "created_at": format_time(item.created_at_ms),
-                    "status": item.status,
-                    "attempts": item.attempts,
-                    "error": item.error,
-                }))?;
+                output::json_line(&crate::views::outbox_item(&item, &defaults))?;
             } else {
                 let status = match (&item.status, &item.error) {
                     (OutboxStatus::Sent, _) => "sent".to_owned(),

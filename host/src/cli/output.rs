@@ -77,11 +77,6 @@ pub fn cell(text: &str, max: usize) -> String {
     }
 }
 
-/// A JSON text parsed for embedding in JSON output (it was checked when stored).
-pub fn raw_json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_owned()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
