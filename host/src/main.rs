@@ -1,6 +1,7 @@
 //! `spark`: the operator's command line. See `spark --help` and README.md.
 
 mod cli;
+mod serve;
 mod views;
 
 /// mimalloc rather than the system allocator: a run allocates on one thread and frees

@@ -5,6 +5,9 @@ would (README.md, "Sending the outbox") and records whether it held. Prints
 `ready PORT` once it listens; stops when its stdin closes (the test that started it
 ends).
 
+STATUS may be FAIL:N instead: the first N POSTs are answered FAIL, the rest 200 (a
+receiver that recovers).
+
 usage: http_server.py LOG STATUS [SECRET]
 """
 
@@ -31,9 +34,10 @@ def signature_holds(secret, headers, body):
     return fresh and hmac.compare_digest(expected, fields["v1"])
 
 
-def handler(log_path, status, secret):
+def handler(log_path, status_of, secret):
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
+            status = status_of()
             length = int(self.headers.get("Content-Length", 0))
             raw = self.rfile.read(length)
             request = {
@@ -57,10 +61,28 @@ def handler(log_path, status, secret):
     return Handler
 
 
+def statuses(spec):
+    """A function giving the status of each POST in turn, by STATUS or FAIL:N."""
+    fail, _, count = spec.partition(":")
+    failures = {"left": int(count) if count else None}
+    lock = threading.Lock()
+
+    def status_of():
+        if failures["left"] is None:
+            return int(fail)
+        with lock:
+            if failures["left"] > 0:
+                failures["left"] -= 1
+                return int(fail)
+        return 200
+
+    return status_of
+
+
 def main():
-    log_path, status = sys.argv[1], int(sys.argv[2])
+    log_path, status_of = sys.argv[1], statuses(sys.argv[2])
     secret = sys.argv[3] if len(sys.argv) > 3 else None
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler(log_path, status, secret))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler(log_path, status_of, secret))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print("ready", server.server_address[1], flush=True)
     sys.stdin.read()

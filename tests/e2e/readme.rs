@@ -372,3 +372,59 @@ fn completions_and_the_man_page_come_from_the_command_line_itself() {
     assert!(man.contains(".TH spark 1"), "{man}");
     assert!(man.contains("ingest"), "the man page lists the commands");
 }
+
+#[test]
+fn the_readme_serve_snippet_runs_as_written() {
+    let snippet = blocks("sh")
+        .into_iter()
+        .find(|block| block.contains("spark serve"))
+        .expect("the README shows spark serve");
+    let spark = Spark::new();
+    let dir = spark.data_dir().with_file_name("work");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        guests::CHALLENGES_SOURCE,
+        dir.join("challenges_source.wasm"),
+    )
+    .unwrap();
+    // The README's port, unless taken here: a free one in its place.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let snippet = snippet
+        .replace("/var/lib/spark", spark.data_dir().to_str().unwrap())
+        .replace("127.0.0.1:7411", &format!("127.0.0.1:{port}"));
+    // The server started in the background is stopped (SIGTERM) and waited for.
+    let script = format!("set -euo pipefail\ntrap 'kill %1; wait' EXIT\n{snippet}");
+    let binary = Path::new(env!("CARGO_BIN_EXE_spark"));
+    let path = format!(
+        "{}:{}",
+        binary.parent().unwrap().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let output = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .current_dir(&dir)
+        .env("PATH", path)
+        .env_remove("SPARK_TENANT")
+        .env_remove("SPARK_LISTEN")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(&format!("listening on http://127.0.0.1:{port}")),
+        "{stderr}"
+    );
+    // The module's registration, the ingest's report, then the event it made.
+    assert!(stdout.contains(r#""name":"challenges""#), "{stdout}");
+    assert!(stdout.contains(r#""new":1"#), "{stdout}");
+    assert!(
+        stdout.contains(r#""key":"challenge_created_42""#),
+        "{stdout}"
+    );
+}

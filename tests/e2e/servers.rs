@@ -68,12 +68,21 @@ impl HttpServer {
         Self::start_checking(status, None)
     }
 
+    /// A server that answers the first `failures` POSTs with `status`, then 200: a
+    /// receiver that recovers.
+    pub fn start_recovering(status: u16, failures: u32) -> Self {
+        Self::start_with(&format!("{status}:{failures}"), None)
+    }
+
     /// A server that also checks each request's signature against `secret`.
     pub fn start_checking(status: u16, secret: Option<&str>) -> Self {
+        Self::start_with(&status.to_string(), secret)
+    }
+
+    fn start_with(status: &str, secret: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("requests.jsonl");
-        let status = status.to_string();
-        let mut args = vec![log.to_str().unwrap(), &status];
+        let mut args = vec![log.to_str().unwrap(), status];
         args.extend(secret);
         let (server, port) = PythonServer::start("http_server.py", &args);
         Self {

@@ -19,8 +19,10 @@ mod output;
 mod process_sources;
 mod progress;
 mod report;
+mod serve;
+mod tokens;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -77,6 +79,9 @@ enum Command {
     #[command(subcommand)]
     Generators(generators::GeneratorsCommand),
     Generate(generate::Generate),
+    #[command(subcommand)]
+    Tokens(tokens::TokensCommand),
+    Serve(serve::Serve),
     Completions(completions::Completions),
     Man(completions::Man),
 }
@@ -128,7 +133,26 @@ impl Context {
         }
     }
 
-    fn spark(&self) -> anyhow::Result<Spark> {
+    /// `--data-dir`, for what lives beside the tenants (tokens).
+    fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The host over `--data-dir`, refused while `spark serve` holds it: the server
+    /// owns its tenants, and a command must go through it.
+    pub(crate) fn spark(&self) -> anyhow::Result<Spark> {
+        if let Some(url) = crate::serve::lock::server_of(&self.data_dir) {
+            anyhow::bail!(
+                "the data dir `{}` is served by `spark serve` at {url}, which owns its \
+                 tenants: use its HTTP API (or stop it) instead",
+                self.data_dir.display()
+            );
+        }
+        self.open_spark()
+    }
+
+    /// The host over `--data-dir`, without asking whether a server holds it.
+    pub(crate) fn open_spark(&self) -> anyhow::Result<Spark> {
         Ok(match &self.cache_dir {
             Some(cache_dir) => Spark::open_with_cache(&self.data_dir, cache_dir)?,
             None => Spark::open(&self.data_dir)?,
@@ -148,7 +172,11 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    init_logging(cli.verbose);
+    match &cli.command {
+        // A server logs what it does by default; a command only what goes wrong.
+        Command::Serve(serve) => init_logging("info", serve.log_json),
+        _ => init_logging(if cli.verbose { "info" } else { "warn" }, false),
+    }
     let context = Context {
         data_dir: cli.data_dir,
         cache_dir: cli.cache_dir,
@@ -166,6 +194,8 @@ pub fn main() -> ExitCode {
         Command::Dead(command) => command.run(&context),
         Command::Generators(command) => command.run(&context),
         Command::Generate(command) => command.run(&context),
+        Command::Tokens(command) => command.run(&context),
+        Command::Serve(command) => command.run(&context),
         Command::Completions(command) => command.run(),
         Command::Man(command) => command.run(),
     };
@@ -194,20 +224,22 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
     })
 }
 
-/// Logs go to stderr. Module output is logged at `info` under `spark::guest`, shown
-/// with `--verbose`; `RUST_LOG` overrides.
-fn init_logging(verbose: bool) {
-    let default = if verbose { "info" } else { "warn" };
+/// Logs go to stderr, from level `default` up (`RUST_LOG` overrides). Module output
+/// is logged at `info` under `spark::guest`, shown with `--verbose`. `json`: one JSON
+/// object per line, with the time, for a log collector.
+fn init_logging(default: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    if json {
+        logs.json().init();
+        return;
+    }
     // Colour only for a person: not in a pipe or a file, nor where NO_COLOR is set.
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(colour)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .without_time()
-        .init();
+    logs.with_ansi(colour).without_time().init();
 }

@@ -1,0 +1,62 @@
+//! `spark serve`: the server's options; the server is `serve/`.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use super::{Context, Outcome};
+use crate::serve::{DEFAULT_LISTEN, Options};
+
+/// Serve every tenant of the data dir over HTTP: applications post records, operators
+/// read and repair, and the outbox is sent and failed deliveries retried in the
+/// background. Prints `listening on http://ADDR` on stderr once it takes requests;
+/// SIGTERM or Ctrl-C stops it after the requests in flight are answered.
+#[derive(Debug, Args)]
+pub struct Serve {
+    /// The address to listen on, HOST:PORT; port 0 picks a free one.
+    #[arg(long, env = "SPARK_LISTEN", default_value = DEFAULT_LISTEN)]
+    listen: String,
+    /// Tenants open at once at most; the least recently used is closed first.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    max_open_tenants: usize,
+    /// Requests waiting per tenant at most; more are answered 429 with Retry-After.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    queue: usize,
+    /// Seconds a tenant with nothing to do stays open.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    idle: u64,
+    /// The largest body of records taken, in MiB (a module's may be 4 times that).
+    #[arg(long, default_value_t = 32, value_name = "MIB")]
+    max_body: usize,
+    /// Seconds a request may take before it is answered 408 (work already queued
+    /// still happens: retry with the same Idempotency-Key).
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    request_timeout: u64,
+    /// Seconds between looks at the background work of tenants that are not open
+    /// (outbox to send, retries due); 0: only when they are opened.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    sweep: u64,
+    /// Page cache per open tenant, in MiB.
+    #[arg(long, default_value_t = 32, value_name = "MIB")]
+    store_cache: u64,
+    /// Write logs as JSON lines (for a log collector).
+    #[arg(long)]
+    pub log_json: bool,
+}
+
+impl Serve {
+    pub fn run(self, context: &Context) -> anyhow::Result<Outcome> {
+        let options = Options {
+            listen: self.listen,
+            max_open_tenants: self.max_open_tenants,
+            queue: self.queue,
+            idle: Duration::from_secs(self.idle),
+            max_body: self.max_body << 20,
+            request_timeout: Duration::from_secs(self.request_timeout),
+            sweep: (self.sweep > 0).then(|| Duration::from_secs(self.sweep)),
+            store_cache: self.store_cache << 20,
+        };
+        crate::serve::run(context.spark()?, options)?;
+        Ok(Outcome::Done)
+    }
+}

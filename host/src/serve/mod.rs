@@ -1,0 +1,186 @@
+//! `spark serve`: every tenant of a data dir served by one long-running process over
+//! HTTP, with tokens, background work and metrics. A face over the library: it adds no
+//! semantics of its own and never writes to the store itself.
+//!
+//! - `api.rs`: the routes, who may call them, what they answer.
+//! - `owners.rs`: one thread per open tenant does its work in turn; ingest requests
+//!   waiting together are committed together.
+//! - `background.rs`: what an owner does between requests: retries, sending, forgetting.
+//! - `tokens.rs`: access tokens (`spark tokens`), checked on every request.
+//! - `errors.rs`: failed requests as JSON with the right status.
+//! - `metrics.rs`: `/metrics` in Prometheus's text format.
+//! - `lock.rs`: one server per data dir, and the CLI told where it is.
+
+mod api;
+mod background;
+mod errors;
+pub mod lock;
+mod metrics;
+mod owners;
+pub mod tokens;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use spark_host::Spark;
+use tokio::sync::Semaphore;
+
+use api::{App, BodyLimits};
+use metrics::Metrics;
+use owners::{OwnerSettings, Owners};
+use tokens::Tokens;
+
+/// The address `spark serve` listens on unless told: loopback only, so that nothing is
+/// exposed before an operator decides to (7411 is unassigned by IANA).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7411";
+
+/// How a server is run: `spark serve`'s options (`cli/serve.rs` says what each does).
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub listen: String,
+    pub max_open_tenants: usize,
+    pub queue: usize,
+    pub idle: Duration,
+    /// The largest body of records, in bytes (a module's may be 4 times that).
+    pub max_body: usize,
+    pub request_timeout: Duration,
+    /// How often tenants that are not open are given a look; `None`: never.
+    pub sweep: Option<Duration>,
+    /// Page cache per open tenant, in bytes.
+    pub store_cache: u64,
+}
+
+/// How long stopping waits for requests in flight, then for tenants to close.
+const DRAIN: Duration = Duration::from_secs(30);
+
+/// Serves every tenant of `spark`'s data dir until SIGTERM or SIGINT, then answers the
+/// requests in flight, closes every tenant and returns.
+pub fn run(mut spark: Spark, options: Options) -> anyhow::Result<()> {
+    if options.max_open_tenants == 0 || options.queue == 0 || options.max_body == 0 {
+        anyhow::bail!("--max-open-tenants, --queue and --max-body must be at least 1");
+    }
+    spark.set_store_cache(options.store_cache);
+    let lock = lock::ServeLock::acquire(spark.data_dir())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("spark-http")
+        .build()
+        .context("cannot start the server's runtime")?;
+    runtime.block_on(serve(Arc::new(spark), options, lock))
+}
+
+async fn serve(
+    spark: Arc<Spark>,
+    options: Options,
+    mut lock: lock::ServeLock,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(&options.listen)
+        .await
+        .with_context(|| format!("cannot listen on `{}`", options.listen))?;
+    let address: SocketAddr = listener.local_addr()?;
+    let url = format!("http://{address}");
+    lock.announce(&url)?;
+    let metrics = Arc::new(Metrics::new());
+    let owners = Owners::new(
+        Arc::clone(&spark),
+        OwnerSettings {
+            max_open: options.max_open_tenants,
+            queue: options.queue,
+            idle: options.idle,
+        },
+        Arc::clone(&metrics),
+    );
+    let ready = Arc::new(AtomicBool::new(true));
+    let app = App {
+        tokens: Arc::new(Tokens::new(spark.data_dir())),
+        spark: Arc::clone(&spark),
+        owners: Arc::clone(&owners),
+        metrics,
+        compiling: Arc::new(Semaphore::new(1)),
+        ready: Arc::clone(&ready),
+        limits: BodyLimits {
+            records: options.max_body,
+            module: options.max_body.saturating_mul(4),
+            other: 1 << 20,
+        },
+    };
+    let router = api::router(app).layer(tower_http::timeout::TimeoutLayer::with_status_code(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        options.request_timeout,
+    ));
+    if let Some(every) = options.sweep {
+        tokio::spawn(sweep(Arc::clone(&spark), Arc::clone(&owners), every));
+    }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut stopping = stopped.clone();
+    let server = tokio::spawn(
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stopping.wait_for(|stop| *stop).await;
+            })
+            .into_future(),
+    );
+    eprintln!("listening on {url}");
+    shutdown_signal().await;
+    tracing::info!("stopping: answering the requests in flight");
+    ready.store(false, Ordering::Relaxed);
+    let _ = stop.send(true);
+    match tokio::time::timeout(DRAIN, server).await {
+        Ok(result) => result??,
+        Err(_) => tracing::warn!("requests still in flight after {DRAIN:?} are dropped"),
+    }
+    tracing::info!("closing the tenants");
+    let closed = tokio::task::spawn_blocking(move || owners.close_all(DRAIN)).await?;
+    if !closed {
+        anyhow::bail!("some tenants did not close within {DRAIN:?}");
+    }
+    drop(lock);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Gives each tenant that is not open a look at its background work, every `every`.
+async fn sweep(spark: Arc<Spark>, owners: Arc<Owners>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let spark = Arc::clone(&spark);
+        let owners = Arc::clone(&owners);
+        let swept = tokio::task::spawn_blocking(move || {
+            let open = owners.open_tenants();
+            for tenant in spark.tenant_names()? {
+                if !open.contains(&tenant) {
+                    owners.wake(&tenant);
+                }
+            }
+            Ok::<_, spark_host::Error>(())
+        })
+        .await;
+        if let Ok(Err(error)) = swept {
+            tracing::error!("the sweep over the tenants failed: {error}");
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("a signal handler can be installed at start");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,0 +1,527 @@
+//! Tenant owners: each open tenant is held by one thread, its owner, which does all of
+//! the tenant's work in turn.
+//!
+//! The library's rule is one writer per tenant; the server keeps it by giving each
+//! tenant an owner thread that takes jobs from a bounded queue. Requests never wait for
+//! one another's locks: a request's handler puts a job in the queue and awaits the
+//! answer, so the async workers never run wasm nor touch the disk. Ingest jobs that are
+//! waiting together run as one group and are made durable by one flush (group commit),
+//! which is what lets many clients posting one record each go faster than one disk sync
+//! per record. Between jobs, and when the queue is quiet, the owner does the tenant's
+//! background work (`background.rs`).
+//!
+//! Tenants open on first use and close when idle, or when more than `max_open` are open
+//! (the least recently used first): closing is dropping the queue's sender; the owner
+//! finishes what is queued, then drops the tenant.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use spark_host::{Error, IngestAnswer, IngestRequest, Spark, Tenant};
+use tokio::sync::oneshot;
+
+use super::background::Background;
+use super::errors::ApiError;
+use super::metrics::Metrics;
+
+/// Requests of one group at most, and the bytes of their bodies at most: a group is
+/// committed at once, and an answer waits for its whole group.
+const MAX_GROUP_REQUESTS: usize = 256;
+const MAX_GROUP_BYTES: usize = 16 << 20;
+
+/// How often an owner whose queue is quiet looks at its background work.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Work for a tenant's owner, given the tenant (or why it could not be opened).
+pub type Work = Box<dyn FnOnce(Result<&mut Tenant, Error>) + Send>;
+
+/// A job in an owner's queue.
+enum Job {
+    Ingest {
+        request: IngestRequest,
+        /// The logical time the request gave, if any.
+        now: Option<i64>,
+        reply: oneshot::Sender<Result<IngestAnswer, Error>>,
+    },
+    Work {
+        work: Work,
+        /// Whether it may change the tenant's set-up (settings, modules), which
+        /// the background work then looks at again.
+        changes_setup: bool,
+    },
+}
+
+impl Job {
+    /// Answers the job with `error` instead of doing it.
+    fn fail(self, error: Error) {
+        match self {
+            Job::Ingest { reply, .. } => drop(reply.send(Err(error))),
+            Job::Work { work, .. } => work(Err(error)),
+        }
+    }
+}
+
+/// How the owners are run.
+#[derive(Debug, Clone)]
+pub struct OwnerSettings {
+    /// Tenants open at once at most.
+    pub max_open: usize,
+    /// Jobs waiting per tenant at most; more are refused with 429.
+    pub queue: usize,
+    /// A tenant with nothing to do for this long is closed.
+    pub idle: Duration,
+}
+
+struct Handle {
+    jobs: SyncSender<Job>,
+    last_used: Instant,
+    /// Tells this owner from a later one of the same tenant.
+    generation: u64,
+    thread: JoinHandle<()>,
+}
+
+struct Registry {
+    open: HashMap<String, Handle>,
+    next_generation: u64,
+    /// Set when the server stops: no owner is started after.
+    closed: bool,
+    /// Owners closed (evicted or stopped) whose threads are still finishing.
+    closing: Vec<JoinHandle<()>>,
+}
+
+/// The owners of the open tenants.
+pub struct Owners {
+    spark: Arc<Spark>,
+    settings: OwnerSettings,
+    metrics: Arc<Metrics>,
+    registry: Mutex<Registry>,
+}
+
+impl Owners {
+    pub fn new(spark: Arc<Spark>, settings: OwnerSettings, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Self {
+            spark,
+            settings,
+            metrics,
+            registry: Mutex::new(Registry {
+                open: HashMap::new(),
+                next_generation: 0,
+                closed: false,
+                closing: Vec::new(),
+            }),
+        })
+    }
+
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        // Nothing panics while holding the lock; a poisoned one holds good data.
+        self.registry
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Ingests one request on `tenant`'s owner, grouped with the requests waiting
+    /// beside it.
+    pub async fn ingest(
+        self: &Arc<Self>,
+        tenant: &str,
+        request: IngestRequest,
+        now: Option<i64>,
+    ) -> Result<IngestAnswer, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(
+            tenant,
+            false,
+            Job::Ingest {
+                request,
+                now,
+                reply,
+            },
+        )?;
+        answer
+            .await
+            .map_err(|_| ApiError::internal("the tenant's owner stopped"))?
+            .map_err(ApiError::from)
+    }
+
+    /// Runs `work`, which only reads, on `tenant`'s owner and returns what it
+    /// returns. An unknown tenant is a 404.
+    pub async fn call<T: Send + 'static>(
+        self: &Arc<Self>,
+        tenant: &str,
+        create: bool,
+        work: impl FnOnce(&mut Tenant) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        self.run(tenant, create, false, work).await
+    }
+
+    /// Runs `work`, which may change the tenant's set-up or data, on `tenant`'s owner
+    /// and returns what it returns. `create` makes the tenant if it does not exist
+    /// (setting a tenant up); otherwise an unknown tenant is a 404.
+    pub async fn call_setup<T: Send + 'static>(
+        self: &Arc<Self>,
+        tenant: &str,
+        create: bool,
+        work: impl FnOnce(&mut Tenant) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        self.run(tenant, create, true, work).await
+    }
+
+    async fn run<T: Send + 'static>(
+        self: &Arc<Self>,
+        tenant: &str,
+        create: bool,
+        changes_setup: bool,
+        work: impl FnOnce(&mut Tenant) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        let work: Work = Box::new(move |tenant| {
+            let _ = reply.send(tenant.and_then(work));
+        });
+        self.submit(
+            tenant,
+            create,
+            Job::Work {
+                work,
+                changes_setup,
+            },
+        )?;
+        answer
+            .await
+            .map_err(|_| ApiError::internal("the tenant's owner stopped"))?
+            .map_err(ApiError::from)
+    }
+
+    /// Puts `job` in `tenant`'s queue, starting an owner if none is open.
+    fn submit(self: &Arc<Self>, tenant: &str, create: bool, mut job: Job) -> Result<(), ApiError> {
+        spark_host::validate_tenant_name(tenant)?;
+        // An owner that closes between our taking its sender and sending gives the job
+        // back; the next turn starts a new owner.
+        for _ in 0..3 {
+            let jobs = {
+                let mut registry = self.registry();
+                if registry.closed {
+                    return Err(ApiError::shutting_down());
+                }
+                match registry.open.get_mut(tenant) {
+                    Some(handle) => {
+                        handle.last_used = Instant::now();
+                        handle.jobs.clone()
+                    }
+                    None => {
+                        if !create && !self.exists(tenant) {
+                            return Err(Error::UnknownTenant {
+                                tenant: tenant.to_owned(),
+                                data_dir: self.spark.data_dir().to_owned(),
+                            }
+                            .into());
+                        }
+                        self.start(&mut registry, tenant)?
+                    }
+                }
+            };
+            match jobs.try_send(job) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Full(_)) => {
+                    self.metrics.queue_full.inc();
+                    return Err(ApiError::busy(tenant));
+                }
+                Err(TrySendError::Disconnected(returned)) => job = returned,
+            }
+        }
+        Err(ApiError::busy(tenant))
+    }
+
+    fn exists(&self, tenant: &str) -> bool {
+        self.spark.data_dir().join("tenants").join(tenant).is_dir()
+    }
+
+    /// Starts an owner for `tenant`, closing the least recently used one first if as
+    /// many as allowed are open.
+    fn start(
+        self: &Arc<Self>,
+        registry: &mut Registry,
+        tenant: &str,
+    ) -> Result<SyncSender<Job>, ApiError> {
+        if registry.open.len() >= self.settings.max_open
+            && let Some(oldest) = registry
+                .open
+                .iter()
+                .min_by_key(|(_, handle)| handle.last_used)
+                .map(|(name, _)| name.clone())
+            && let Some(handle) = registry.open.remove(&oldest)
+        {
+            tracing::debug!(
+                "closing tenant `{oldest}`: {} are open",
+                self.settings.max_open
+            );
+            registry.closing.push(handle.thread);
+        }
+        registry.closing.retain(|thread| !thread.is_finished());
+        let (jobs, queue) = std::sync::mpsc::sync_channel(self.settings.queue);
+        let generation = registry.next_generation;
+        registry.next_generation += 1;
+        let owners = Arc::clone(self);
+        let name = tenant.to_owned();
+        let thread = std::thread::Builder::new()
+            .name(format!("tenant {tenant}"))
+            .spawn(move || owners.own(&name, generation, queue))
+            .map_err(|error| ApiError::internal(format!("cannot start an owner: {error}")))?;
+        registry.open.insert(
+            tenant.to_owned(),
+            Handle {
+                jobs: jobs.clone(),
+                last_used: Instant::now(),
+                generation,
+                thread,
+            },
+        );
+        self.metrics.tenants_open.set(registry.open.len() as i64);
+        Ok(jobs)
+    }
+
+    /// The owner's thread: opens the tenant, then does its jobs and its background
+    /// work until it is closed or idle.
+    fn own(&self, name: &str, generation: u64, queue: Receiver<Job>) {
+        let mut tenant = match self.open_tenant(name) {
+            Ok(tenant) => tenant,
+            Err(error) => {
+                tracing::error!("cannot open tenant `{name}`: {error}");
+                let message = error.to_string();
+                self.forget(name, generation);
+                // Each waiting job gets the error (the first the very one).
+                let mut error = Some(error);
+                while let Ok(job) = queue.try_recv() {
+                    job.fail(
+                        error
+                            .take()
+                            .unwrap_or_else(|| Error::Storage(message.clone())),
+                    );
+                }
+                return;
+            }
+        };
+        let mut background = Background::new(name, &self.metrics);
+        let mut quiet_since = Instant::now();
+        let mut next: Option<Job> = None;
+        loop {
+            background.run_due(&mut tenant);
+            let job = match next.take() {
+                Some(job) => job,
+                None => match queue.recv_timeout(TICK) {
+                    Ok(job) => job,
+                    Err(RecvTimeoutError::Timeout) => {
+                        if quiet_since.elapsed() >= self.settings.idle
+                            && !background.has_work_soon()
+                            && self.close_if_quiet(name, generation, &queue, &mut next)
+                        {
+                            break;
+                        }
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+            };
+            quiet_since = Instant::now();
+            match job {
+                Job::Work {
+                    work,
+                    changes_setup,
+                } => {
+                    work(Ok(&mut tenant));
+                    if changes_setup {
+                        background.note_setup_changed();
+                    }
+                }
+                Job::Ingest {
+                    request,
+                    now,
+                    reply,
+                } => {
+                    next = self.ingest_group(
+                        &mut tenant,
+                        &mut background,
+                        &queue,
+                        (request, now, reply),
+                    );
+                }
+            }
+        }
+        if let Err(error) = tenant.flush() {
+            tracing::error!("tenant `{name}` did not flush as it closed: {error}");
+        }
+        tracing::debug!("tenant `{name}` closed");
+    }
+
+    /// Opens a tenant for an owner. An owner of the same tenant that was just closed
+    /// may still hold it for a moment, so a tenant in use is tried again for a while.
+    fn open_tenant(&self, name: &str) -> Result<Tenant, Error> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.spark.tenant(name) {
+                Err(Error::TenantInUse { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Runs `first` with the ingest requests queued right behind it that share its
+    /// logical time, as one group; answers each. Returns the job that ended the group,
+    /// if one was taken from the queue.
+    fn ingest_group(
+        &self,
+        tenant: &mut Tenant,
+        background: &mut Background,
+        queue: &Receiver<Job>,
+        first: (
+            IngestRequest,
+            Option<i64>,
+            oneshot::Sender<Result<IngestAnswer, Error>>,
+        ),
+    ) -> Option<Job> {
+        let now = first.1;
+        let mut bytes = first.0.body.len();
+        let mut requests = vec![first.0];
+        let mut replies = vec![first.2];
+        let mut left = None;
+        while requests.len() < MAX_GROUP_REQUESTS && bytes < MAX_GROUP_BYTES {
+            match queue.try_recv() {
+                Ok(Job::Ingest {
+                    request,
+                    now: theirs,
+                    reply,
+                }) if theirs == now => {
+                    bytes += request.body.len();
+                    requests.push(request);
+                    replies.push(reply);
+                }
+                Ok(other) => {
+                    left = Some(other);
+                    break;
+                }
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        self.metrics.group_size.observe(requests.len() as f64);
+        match tenant.ingest_group(&requests, now) {
+            Ok(answers) => {
+                for (answer, reply) in answers.into_iter().zip(replies) {
+                    if let Ok(IngestAnswer::Ran(report)) = &answer {
+                        self.metrics.count_run(report);
+                        background.note_run(report);
+                    }
+                    let _ = reply.send(answer);
+                }
+            }
+            Err(error) => {
+                tracing::error!(
+                    "tenant `{}`: a group of requests failed: {error}",
+                    tenant.name()
+                );
+                let message = error.to_string();
+                let mut error = Some(error);
+                for reply in replies {
+                    let error = error
+                        .take()
+                        .unwrap_or_else(|| Error::Storage(message.clone()));
+                    let _ = reply.send(Err(error));
+                }
+            }
+        }
+        left
+    }
+
+    /// Closes an idle owner: under the registry's lock, so that no job can be given to
+    /// it after, it leaves the registry if its queue is empty. A job that came in the
+    /// meantime is kept in `next` and the owner stays.
+    fn close_if_quiet(
+        &self,
+        name: &str,
+        generation: u64,
+        queue: &Receiver<Job>,
+        next: &mut Option<Job>,
+    ) -> bool {
+        let mut registry = self.registry();
+        match queue.try_recv() {
+            Ok(job) => {
+                *next = Some(job);
+                false
+            }
+            Err(_) => {
+                if registry
+                    .open
+                    .get(name)
+                    .is_some_and(|handle| handle.generation == generation)
+                {
+                    registry.open.remove(name);
+                    self.metrics.tenants_open.set(registry.open.len() as i64);
+                }
+                true
+            }
+        }
+    }
+
+    /// Removes an owner that failed to open from the registry.
+    fn forget(&self, name: &str, generation: u64) {
+        let mut registry = self.registry();
+        if registry
+            .open
+            .get(name)
+            .is_some_and(|handle| handle.generation == generation)
+        {
+            registry.open.remove(name);
+            self.metrics.tenants_open.set(registry.open.len() as i64);
+        }
+    }
+
+    /// The names of the open tenants.
+    pub fn open_tenants(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.registry().open.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Gives `tenant`'s owner a look at its background work now, opening the tenant if
+    /// needed (the sweep over closed tenants does this).
+    pub fn wake(self: &Arc<Self>, tenant: &str) {
+        let work: Work = Box::new(|_| {});
+        let job = Job::Work {
+            work,
+            changes_setup: false,
+        };
+        if let Err(error) = self.submit(tenant, false, job) {
+            tracing::debug!("tenant `{tenant}` not woken: {}", error.message);
+        }
+    }
+
+    /// Stops every owner: no new work is taken, queued work is done, every tenant is
+    /// flushed and closed. Waits up to `patience`; whether all closed in time.
+    pub fn close_all(&self, patience: Duration) -> bool {
+        let threads: Vec<JoinHandle<()>> = {
+            let mut registry = self.registry();
+            registry.closed = true;
+            let mut threads: Vec<JoinHandle<()>> = registry
+                .open
+                .drain()
+                .map(|(_, handle)| handle.thread)
+                .collect();
+            threads.append(&mut registry.closing);
+            threads
+        };
+        let deadline = Instant::now() + patience;
+        for thread in threads {
+            while !thread.is_finished() {
+                if Instant::now() >= deadline {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = thread.join();
+        }
+        true
+    }
+}

@@ -1,0 +1,113 @@
+//! What the server does by itself: sending the outbox through a receiver that fails
+//! and then recovers, and retrying failed deliveries when they come due.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::{Client, Server, token};
+use crate::servers::HttpServer;
+use crate::support::{Spark, guests, jsonl};
+
+/// Waits up to `bound` for `done` to hold.
+fn eventually(bound: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + bound;
+    while !done() {
+        assert!(Instant::now() < deadline, "not within {bound:?}: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn acme(extra: &[&str]) -> (Spark, Server, Client) {
+    let spark = Spark::new();
+    let admin = token(&spark, &["--tenant", "acme", "--scope", "admin"]);
+    let server = Server::start(&spark, extra);
+    let client = server.client(Some(&admin));
+    for (name, query) in [("source", "source=thing"), ("every", "handler=.")] {
+        let answer = client.put_module("acme", name, guests::RECORDER, query);
+        assert_eq!(answer.status, 200, "{answer:?}");
+    }
+    (spark, server, client)
+}
+
+#[test]
+fn the_outbox_drains_by_itself_once_a_failing_receiver_recovers() {
+    let (_spark, _server, client) = acme(&[]);
+    // The receiver refuses the first 5 requests (503), then takes everything.
+    let receiver = HttpServer::start_recovering(503, 5);
+    let mut settings = client.get_ok("/v1/tenants/acme/settings");
+    settings["outputs"] = json!({ "seen": receiver.url() });
+    let put = client.send(
+        "PUT",
+        "/v1/tenants/acme/settings",
+        settings.to_string().as_bytes(),
+    );
+    assert_eq!(put.status, 200, "{put:?}");
+    let records: Vec<_> = (0..20)
+        .map(|n| json!({ "id": n, "events": [{ "group": "e", "id": n }] }))
+        .collect();
+    let posted = client.send(
+        "POST",
+        "/v1/tenants/acme/records/thing",
+        jsonl(&records).as_bytes(),
+    );
+    assert_eq!(posted.body["deliveries"], 20);
+    // No command is run: the server sends, backs off, and sends again.
+    eventually(Duration::from_secs(60), "every item sent", || {
+        client
+            .all("/v1/tenants/acme/outbox")
+            .iter()
+            .all(|item| item["status"] == "sent")
+    });
+    let outbox = client.all("/v1/tenants/acme/outbox");
+    let ids: Vec<&Value> = outbox.iter().map(|item| &item["id"]).collect();
+    assert_eq!(outbox.len(), 20, "{ids:?}");
+    assert!(
+        outbox
+            .iter()
+            .any(|item| item["attempts"].as_u64() > Some(1)),
+        "some item failed before it went: {outbox:?}"
+    );
+    // The receiver saw the 5 it refused again, and each item once when it took it.
+    let received = receiver.idempotency_keys();
+    let unique: std::collections::BTreeSet<&String> = received.iter().collect();
+    assert_eq!((received.len(), unique.len()), (25, 20));
+    let metrics = client.get("/metrics").body;
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("spark_outbox_total{result=\"sent\"} 20")
+    );
+}
+
+#[test]
+fn a_failed_delivery_is_retried_when_due_without_a_command() {
+    let (_spark, _server, client) = acme(&[]);
+    let mut settings = client.get_ok("/v1/tenants/acme/settings");
+    settings["retry"] = json!({ "attempts": 3, "backoff-ms": 200 });
+    let put = client.send(
+        "PUT",
+        "/v1/tenants/acme/settings",
+        settings.to_string().as_bytes(),
+    );
+    assert_eq!(put.status, 200, "{put:?}");
+    // The handler fails its first attempt, and succeeds from the second on.
+    let record = json!({ "id": 1, "events": [
+        { "group": "e", "id": 1, "context": { "fail_before_attempt": 2 } },
+    ]});
+    let posted = client.send(
+        "POST",
+        "/v1/tenants/acme/records/thing",
+        jsonl(&[record]).as_bytes(),
+    );
+    assert_eq!(posted.status, 200);
+    assert_eq!(posted.body["pending"], 1, "{posted:?}");
+    eventually(Duration::from_secs(30), "the retry made its effect", || {
+        !client.all("/v1/tenants/acme/outbox").is_empty()
+    });
+    let outbox = client.all("/v1/tenants/acme/outbox");
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(outbox[0]["data"]["payload"]["attempt"], 2);
+    assert!(client.all("/v1/tenants/acme/dead").is_empty());
+}
