@@ -107,6 +107,10 @@ pub enum Error {
     #[error("unknown model `{model}`: {}", known_models_hint(known))]
     UnknownModel { model: String, known: Vec<String> },
 
+    /// A schedule that does not parse.
+    #[error("invalid schedule {0}")]
+    InvalidSchedule(String),
+
     /// An idempotency key that is empty, too long or not printable ASCII.
     #[error(
         "the idempotency key {0:?} is not one: it must be 1 to 255 printable ASCII \

@@ -85,6 +85,7 @@ mod report;
 mod requests;
 mod routes;
 mod runner;
+mod schedule;
 mod send;
 mod settings;
 mod source_memo;
@@ -119,6 +120,7 @@ pub use requests::{
     IngestAnswer, IngestRequest, MAX_IDEMPOTENCY_KEY_LEN, validate_idempotency_key,
 };
 pub use routes::compile_regex;
+pub use schedule::{Schedule, ScheduledJob, Schedules};
 pub use send::{DEFAULT_CONCURRENCY, Destinations, GIVE_UP_AFTER, Route, SendProblem, SendReport};
 pub use settings::{MailSettings, RetryPolicy, TenantSettings};
 pub use spark::Spark;

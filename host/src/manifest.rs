@@ -31,6 +31,10 @@
 //! audit = "file:audit"     # a relative directory is the manifest's
 //! slack = "https://hooks.example.com/T0/B1"
 //!
+//! [schedule]               # optional: what `spark serve` runs by itself (UTC)
+//! process-sources = "every 1h"
+//! generate = "daily 03:00"
+//!
 //! [[generators]]
 //! name = "popular"
 //! group = "challenge_popular"
@@ -57,6 +61,7 @@ use crate::mail::check_template;
 use crate::modules::{ModuleChange, ModuleCode, ModuleSpec, Modules, PreparedModule};
 use crate::outbox::OutboxKind;
 use crate::registration::is_native;
+use crate::schedule::Schedules;
 use crate::settings::{MailSettings, RetryPolicy, TenantSettings};
 use crate::time::Clock;
 use crate::transport::Transport;
@@ -78,6 +83,9 @@ pub struct Manifest {
     /// The transport of each output channel, for `spark outbox send`.
     #[serde(default)]
     pub outputs: BTreeMap<String, String>,
+    /// When `spark serve` runs `process-sources` and `generate` by itself.
+    #[serde(default)]
+    pub schedule: Schedules,
 }
 
 /// The `[mails]` table: the tenant's mail settings and its templates.
@@ -294,6 +302,7 @@ impl Manifest {
             retry: self.retry,
             mail,
             outputs,
+            schedule: self.schedule,
         };
         settings.validate().map_err(in_manifest)?;
         let mut prepared = Vec::new();

@@ -39,9 +39,9 @@ use crate::wasm::CallOutput;
 /// Records per commit: large enough that the commit cost is spread over many events,
 /// small enough that a crash costs little work to redo.
 const COMMIT_GROUP: usize = 1_000;
-/// A run waits this long at most for a retry to come due; later ones are left pending
-/// for the next run.
-const MAX_RETRY_WAIT_MS: i64 = 30_000;
+/// A run waits this long at most for a retry to come due, unless its tenant says
+/// otherwise; later ones are left pending for the next run.
+pub(crate) const MAX_RETRY_WAIT_MS: i64 = 30_000;
 /// Groups whose handlers a run remembers at most.
 const MAX_MEMOISED_GROUPS: usize = 10_000;
 /// Records read from the store at a time by `process-sources`.
@@ -85,6 +85,8 @@ pub(crate) struct Pipeline<'t> {
     staged_records: usize,
     /// Records handed to the store in commits so far.
     committed_records: u64,
+    /// How long the run waits for a retry to come due (see [`MAX_RETRY_WAIT_MS`]).
+    retry_wait_ms: i64,
     pub(crate) report: RunReport,
 }
 
@@ -144,8 +146,16 @@ impl<'t> Pipeline<'t> {
             staged_record_ids: HashSet::new(),
             staged_records: 0,
             committed_records: 0,
+            retry_wait_ms: MAX_RETRY_WAIT_MS,
             report: RunReport::default(),
         })
+    }
+
+    /// Waits at most `ms` for a retry to come due at the end of the run, instead of
+    /// [`MAX_RETRY_WAIT_MS`]; 0 retries only those due already.
+    pub(crate) fn with_retry_wait(mut self, ms: i64) -> Self {
+        self.retry_wait_ms = ms;
+        self
     }
 
     /// Counts and reports an input line that is not a record.
@@ -693,7 +703,7 @@ impl<'t> Pipeline<'t> {
                 break;
             };
             let wait = next_at - wall_clock_ms();
-            if wait > MAX_RETRY_WAIT_MS {
+            if wait > self.retry_wait_ms {
                 self.report.pending = pending.len() as u64;
                 break;
             }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::limits::LimitOverrides;
+use crate::schedule::Schedules;
 
 /// A tenant's settings, set by `spark apply`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +23,9 @@ pub struct TenantSettings {
     /// The transport of each output channel (`[outputs]` in the manifest).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub outputs: BTreeMap<String, String>,
+    /// When a server runs `process-sources` and `generate` by itself (`[schedule]`).
+    #[serde(default, skip_serializing_if = "Schedules::is_empty")]
+    pub schedule: Schedules,
 }
 
 impl TenantSettings {

@@ -3,8 +3,8 @@
 
 use serde_json::{Value, json};
 use spark_host::{
-    DeadLetter, Generator, LedgerEntry, MailSettings, ModuleSummary, OutboxItem, OutboxPayload,
-    format_time,
+    DeadLetter, Generator, LedgerEntry, MailSettings, ModelDescription, ModuleSummary, OutboxItem,
+    OutboxPayload, format_time,
 };
 
 /// A JSON text parsed for embedding in JSON output (it was checked when stored).
@@ -87,4 +87,29 @@ pub fn generator(generator: &Generator) -> Value {
         "conditions": conditions,
         "active": generator.active,
     })
+}
+
+/// What a model's generator conditions can test: the variables of the context a
+/// module computes (`context_from: "module"`), or the fields of a stored record
+/// (`context_from: "record"`).
+pub fn model_description(model: &str, description: &ModelDescription) -> Value {
+    let pairs = |pairs: &[(String, String)], second: &str| -> Vec<Value> {
+        pairs
+            .iter()
+            .map(|(name, other)| json!({ "name": name, second: other }))
+            .collect()
+    };
+    match description {
+        ModelDescription::Module { module, variables } => json!({
+            "model": model,
+            "context_from": "module",
+            "module": module,
+            "variables": pairs(variables, "description"),
+        }),
+        ModelDescription::Record { fields } => json!({
+            "model": model,
+            "context_from": "record",
+            "fields": pairs(fields, "type"),
+        }),
+    }
 }

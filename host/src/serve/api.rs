@@ -79,7 +79,17 @@ pub fn router(app: App) -> Router {
             put(put_template).delete(delete_template),
         )
         .route("/templates/{group}/preview", post(preview_template))
-        .route("/settings", get(settings).put(put_settings));
+        .route("/settings", get(settings).put(put_settings))
+        .route("/generators", get(generators))
+        .route(
+            "/generators/{name}",
+            get(generator).put(put_generator).delete(delete_generator),
+        )
+        .route("/generators/{name}/activate", post(activate_generator))
+        .route("/generators/{name}/deactivate", post(deactivate_generator))
+        .route("/models/{model}", get(describe_model))
+        .route("/generate", post(generate))
+        .route("/process-sources", post(process_sources));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -744,6 +754,198 @@ async fn put_settings(
         .call_setup(&tenant, true, move |tenant| tenant.set_settings(&settings))
         .await?;
     Ok(Json(shown))
+}
+
+async fn generators(
+    State(app): State<App>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    app.authorize(&headers, &tenant, Scope::Read)?;
+    let generators = app
+        .owners
+        .call(&tenant, false, |tenant| tenant.generators())
+        .await?;
+    Ok(page(
+        generators.iter().map(views::generator).collect(),
+        None,
+    ))
+}
+
+async fn generator(
+    State(app): State<App>,
+    Path((tenant, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    app.authorize(&headers, &tenant, Scope::Read)?;
+    let generator = app
+        .owners
+        .call(&tenant, false, move |tenant| tenant.generator(&name))
+        .await?;
+    Ok(Json(views::generator(&generator)))
+}
+
+/// A generator as a request defines it.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GeneratorBody {
+    group: String,
+    model: String,
+    #[serde(default)]
+    conditions: Vec<String>,
+    #[serde(default = "active_by_default")]
+    active: bool,
+}
+
+fn active_by_default() -> bool {
+    true
+}
+
+async fn put_generator(
+    State(app): State<App>,
+    Path((tenant, name)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    app.authorize(&headers, &tenant, Scope::Admin)?;
+    let pairs = query_pairs(&query);
+    known_keys(&pairs, &["replace"])?;
+    let replace = match query_one(&pairs, "replace")?.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::bad_request("`replace` is true or false")),
+    };
+    let body: GeneratorBody = serde_json::from_slice(&read_body(body, app.limits.other).await?)
+        .map_err(|error| ApiError::bad_request(format!("not a generator: {error}")))?;
+    let generator = spark_host::Generator::new(
+        &name,
+        &body.group,
+        &body.model,
+        &body.conditions,
+        body.active,
+    )?;
+    let shown = views::generator(&generator);
+    app.owners
+        .call_setup(&tenant, true, move |tenant| {
+            tenant.add_generator(generator, replace)
+        })
+        .await?;
+    Ok(Json(shown))
+}
+
+async fn delete_generator(
+    State(app): State<App>,
+    Path((tenant, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    app.authorize(&headers, &tenant, Scope::Admin)?;
+    app.owners
+        .call_setup(&tenant, false, move |tenant| tenant.remove_generator(&name))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn activate_generator(
+    state: State<App>,
+    path: Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    set_generator_active(state, path, headers, true).await
+}
+
+async fn deactivate_generator(
+    state: State<App>,
+    path: Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    set_generator_active(state, path, headers, false).await
+}
+
+async fn set_generator_active(
+    State(app): State<App>,
+    Path((tenant, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    active: bool,
+) -> Result<Json<Value>, ApiError> {
+    app.authorize(&headers, &tenant, Scope::Admin)?;
+    let generator = app
+        .owners
+        .call_setup(&tenant, false, move |tenant| {
+            tenant.set_generator_active(&name, active)?;
+            tenant.generator(&name)
+        })
+        .await?;
+    Ok(Json(views::generator(&generator)))
+}
+
+async fn describe_model(
+    State(app): State<App>,
+    Path((tenant, model)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    app.authorize(&headers, &tenant, Scope::Read)?;
+    let shown = app
+        .owners
+        .call(&tenant, false, move |tenant| {
+            let description = tenant.describe_model(&model, spark_host::wall_clock_ms())?;
+            Ok(views::model_description(&model, &description))
+        })
+        .await?;
+    Ok(Json(shown))
+}
+
+/// The logical time a run request gives (`?now=TIME`), or the wall clock's now.
+fn run_time(pairs: &[(String, String)]) -> Result<i64, ApiError> {
+    match query_one(pairs, "now")? {
+        Some(time) => Ok(parse_time(&time)?),
+        None => Ok(spark_host::wall_clock_ms()),
+    }
+}
+
+async fn generate(
+    State(app): State<App>,
+    Path(tenant): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    app.authorize(&headers, &tenant, Scope::Admin)?;
+    let pairs = query_pairs(&query);
+    known_keys(&pairs, &["now"])?;
+    let now = run_time(&pairs)?;
+    let metrics = Arc::clone(&app.metrics);
+    let report = app
+        .owners
+        .call_setup(&tenant, false, move |tenant| {
+            let report = tenant.generate(now, &mut |_| {})?;
+            metrics.count_run(&report);
+            Ok(report)
+        })
+        .await?;
+    Ok(Json(to_json(&report)?))
+}
+
+async fn process_sources(
+    State(app): State<App>,
+    Path(tenant): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    app.authorize(&headers, &tenant, Scope::Admin)?;
+    let pairs = query_pairs(&query);
+    known_keys(&pairs, &["model", "now"])?;
+    let model = query_one(&pairs, "model")?;
+    let now = run_time(&pairs)?;
+    let metrics = Arc::clone(&app.metrics);
+    let report = app
+        .owners
+        .call_setup(&tenant, false, move |tenant| {
+            let report = tenant.process_sources(model.as_deref(), now, &mut |_| {})?;
+            metrics.count_run(&report);
+            Ok(report)
+        })
+        .await?;
+    Ok(Json(to_json(&report)?))
 }
 
 async fn tenants(State(app): State<App>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {

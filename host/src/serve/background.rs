@@ -1,7 +1,8 @@
 //! A tenant's background work, done by its owner between jobs: deliveries whose retry
-//! is due are retried, the outbox is sent through the tenant's transports (with the
-//! same once-each guarantees and give-up rule as `spark outbox send`), and requests
-//! remembered by idempotency key are forgotten after a day.
+//! is due are retried, `process-sources` and `generate` run on the tenant's schedule,
+//! the outbox is sent through the tenant's transports (with the same once-each
+//! guarantees and give-up rule as `spark outbox send`), and requests remembered by
+//! idempotency key are forgotten after a day.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,6 +31,10 @@ pub struct Background {
     /// and stale (to read again) after a run that may have left some.
     next_retry_at: Option<i64>,
     retry_stale: bool,
+    /// When the next scheduled job is due (wall-clock unix ms), if any is scheduled;
+    /// stale after the settings changed or a job ran.
+    next_scheduled_at: Option<i64>,
+    schedule_stale: bool,
     /// Whether the outbox may hold items to send.
     outbox_waiting: bool,
     /// Whether what waits can go nowhere (no transport for its route).
@@ -47,6 +52,8 @@ impl Background {
             next_retry_at: None,
             // On opening, nothing is known: look at everything once.
             retry_stale: true,
+            next_scheduled_at: None,
+            schedule_stale: true,
             outbox_waiting: true,
             outbox_unroutable: false,
             next_send: Instant::now(),
@@ -74,19 +81,21 @@ impl Background {
         self.outbox_unroutable = false;
         self.next_send = Instant::now();
         self.retry_stale = true;
+        self.schedule_stale = true;
     }
 
     /// Whether there is work due within a minute, which keeps the tenant open.
     pub fn has_work_soon(&self) -> bool {
-        let retry_soon = self
-            .next_retry_at
-            .is_some_and(|at| at - wall_clock_ms() < 60_000);
-        retry_soon || (self.outbox_waiting && !self.outbox_unroutable)
+        let soon = |at: Option<i64>| at.is_some_and(|at| at - wall_clock_ms() < 60_000);
+        soon(self.next_retry_at)
+            || soon(self.next_scheduled_at)
+            || (self.outbox_waiting && !self.outbox_unroutable)
     }
 
     /// Does the work that is due.
     pub fn run_due(&mut self, tenant: &mut Tenant) {
         self.retry_due(tenant);
+        self.run_scheduled(tenant);
         self.send_due(tenant);
         if Instant::now() >= self.next_forget {
             self.next_forget = Instant::now() + FORGET_EVERY;
@@ -129,6 +138,61 @@ impl Background {
             Err(error) => tracing::error!("tenant `{}`: retrying failed: {error}", self.tenant),
         }
         self.retry_stale = true;
+    }
+
+    fn run_scheduled(&mut self, tenant: &mut Tenant) {
+        let now = wall_clock_ms();
+        if self.schedule_stale {
+            match tenant.next_scheduled_at(now) {
+                Ok(next) => {
+                    self.next_scheduled_at = next;
+                    self.schedule_stale = false;
+                }
+                Err(error) => {
+                    tracing::error!(
+                        "tenant `{}`: cannot read its schedule: {error}",
+                        self.tenant
+                    );
+                    return;
+                }
+            }
+        }
+        if self.next_scheduled_at.is_none_or(|at| at > now) {
+            return;
+        }
+        self.schedule_stale = true;
+        let ran = match tenant.run_scheduled(now) {
+            Ok(ran) => ran,
+            Err(error) => {
+                tracing::error!("tenant `{}`: scheduled runs failed: {error}", self.tenant);
+                return;
+            }
+        };
+        for (job, report) in ran {
+            match report {
+                Ok(report) => {
+                    tracing::info!(
+                        "tenant `{}`: scheduled {}: {} records, {} new events",
+                        self.tenant,
+                        job.name(),
+                        report.records,
+                        report.new
+                    );
+                    for problem in &report.problems {
+                        tracing::warn!("tenant `{}`: {problem}", self.tenant);
+                    }
+                    self.metrics.count_run(&report);
+                    self.note_run(&report);
+                }
+                Err(error) => {
+                    tracing::error!(
+                        "tenant `{}`: scheduled {} failed: {error}",
+                        self.tenant,
+                        job.name()
+                    );
+                }
+            }
+        }
     }
 
     fn send_due(&mut self, tenant: &mut Tenant) {

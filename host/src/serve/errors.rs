@@ -107,6 +107,7 @@ fn classify(error: &Error) -> (StatusCode, &'static str) {
         Error::InvalidRegex { .. } => (S::BAD_REQUEST, "invalid_regex"),
         Error::InvalidTime(_) => (S::BAD_REQUEST, "invalid_time"),
         Error::InvalidClock(_) => (S::BAD_REQUEST, "invalid_clock"),
+        Error::InvalidSchedule(_) => (S::BAD_REQUEST, "invalid_schedule"),
         Error::InvalidLimits(_) => (S::BAD_REQUEST, "invalid_limits"),
         Error::InvalidTransport { .. } => (S::BAD_REQUEST, "invalid_transport"),
         Error::InvalidIdempotencyKey(_) => (S::BAD_REQUEST, "invalid_idempotency_key"),

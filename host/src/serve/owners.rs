@@ -361,6 +361,11 @@ impl Owners {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             match self.spark.tenant(name) {
+                Ok(mut tenant) => {
+                    // Runs leave retries to the background work, and answer at once.
+                    tenant.set_retry_wait(Duration::ZERO);
+                    return Ok(tenant);
+                }
                 Err(Error::TenantInUse { .. }) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(20));
                 }

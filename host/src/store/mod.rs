@@ -266,4 +266,9 @@ pub trait Store: Send {
 
     fn settings(&self) -> Result<TenantSettings, Error>;
     fn put_settings(&mut self, settings: &TenantSettings) -> Result<(), Error>;
+
+    /// When a scheduled job (by name) last ran (wall-clock unix ms), if ever.
+    fn last_scheduled_run(&self, job: &str) -> Result<Option<i64>, Error>;
+    /// Notes when a scheduled job ran, durably.
+    fn put_scheduled_run(&mut self, job: &str, at_ms: i64) -> Result<(), Error>;
 }

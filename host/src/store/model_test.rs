@@ -500,6 +500,12 @@ fn op(rng: &mut Rng, model: &Model) -> Op {
                     transport: rng.percent(50).then(|| "stdout".to_owned()),
                 },
                 outputs,
+                schedule: crate::schedule::Schedules {
+                    process_sources: rng
+                        .percent(50)
+                        .then(|| crate::schedule::Schedule::Every { ms: 3_600_000 }),
+                    generate: None,
+                },
             })
         }
     }

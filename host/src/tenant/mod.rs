@@ -34,6 +34,8 @@ pub struct Tenant {
     name: String,
     store: Box<dyn Store>,
     modules: Modules,
+    /// How long a run waits for a failed delivery's retry to come due (ms).
+    retry_wait_ms: i64,
     _lock: File,
 }
 
@@ -103,8 +105,17 @@ impl Tenant {
             name: name.to_owned(),
             store: Box::new(store),
             modules: Modules::new(modules_dir, engine, natives),
+            retry_wait_ms: crate::pipeline::MAX_RETRY_WAIT_MS,
             _lock: lock,
         })
+    }
+
+    /// How long a run (ingest, process-sources, generate, dead retry) waits at its end
+    /// for a failed delivery's retry to come due before it leaves it pending for the
+    /// next run: 30 s unless set. A server sets none: its background work retries
+    /// deliveries as they come due, and a request should not wait for them.
+    pub fn set_retry_wait(&mut self, wait: Duration) {
+        self.retry_wait_ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
     }
 
     /// The tenant's name.

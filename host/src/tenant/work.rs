@@ -11,6 +11,7 @@ use crate::pipeline::{self, Pipeline};
 use crate::registration::context_source;
 use crate::report::RunReport;
 use crate::requests::{self, IngestAnswer, IngestRequest};
+use crate::schedule::ScheduledJob;
 use crate::send::{self, Destinations, SendReport};
 use crate::store::Pruned;
 use crate::time::wall_clock_ms;
@@ -18,7 +19,10 @@ use crate::time::wall_clock_ms;
 impl Tenant {
     /// The pipeline over this tenant's parts, for one run at logical time `now_ms`.
     fn pipeline(&mut self, now_ms: i64) -> Result<Pipeline<'_>, Error> {
-        Pipeline::new(&self.name, &mut *self.store, &mut self.modules, now_ms)
+        Ok(
+            Pipeline::new(&self.name, &mut *self.store, &mut self.modules, now_ms)?
+                .with_retry_wait(self.retry_wait_ms),
+        )
     }
 
     /// Ingests JSON Lines records of `model` from `input` at logical time `now_ms`.
@@ -63,6 +67,48 @@ impl Tenant {
         for pending in self.store.pending() {
             let at = pending?.next_at_ms;
             next = Some(next.map_or(at, |next: i64| next.min(at)));
+        }
+        Ok(next)
+    }
+
+    /// Runs each scheduled job (`process-sources`, `generate`) that is due at
+    /// wall-clock `now_ms`, and notes when it ran; returns what each did. A schedule
+    /// seen for the first time is not due: its first run is the first time it names
+    /// after now. A job that fails is noted as run all the same (its error is
+    /// returned): it is tried again at its next time, not in a loop.
+    pub fn run_scheduled(
+        &mut self,
+        now_ms: i64,
+    ) -> Result<Vec<(ScheduledJob, Result<RunReport, Error>)>, Error> {
+        let mut ran = Vec::new();
+        for (job, schedule) in self.store.settings()?.schedule.jobs() {
+            let Some(last) = self.store.last_scheduled_run(job.name())? else {
+                self.store.put_scheduled_run(job.name(), now_ms)?;
+                continue;
+            };
+            if schedule.next_after(last) > now_ms {
+                continue;
+            }
+            let report = match job {
+                ScheduledJob::ProcessSources => self.process_sources(None, now_ms, &mut |_| {}),
+                ScheduledJob::Generate => self.generate(now_ms, &mut |_| {}),
+            };
+            self.store.put_scheduled_run(job.name(), now_ms)?;
+            ran.push((job, report));
+        }
+        Ok(ran)
+    }
+
+    /// When the next scheduled job is due (wall-clock unix ms), if any is scheduled;
+    /// a schedule never seen is due now (to be noted by [`run_scheduled`](Self::run_scheduled)).
+    pub fn next_scheduled_at(&self, now_ms: i64) -> Result<Option<i64>, Error> {
+        let mut next: Option<i64> = None;
+        for (job, schedule) in self.store.settings()?.schedule.jobs() {
+            let at = match self.store.last_scheduled_run(job.name())? {
+                Some(last) => schedule.next_after(last),
+                None => now_ms,
+            };
+            next = Some(next.map_or(at, |next| next.min(at)));
         }
         Ok(next)
     }

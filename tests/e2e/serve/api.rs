@@ -556,3 +556,79 @@ fn a_full_queue_answers_429_with_retry_after_and_stores_nothing_of_it() {
     assert!(refused > 0, "the queue never filled");
     assert_eq!(client.all("/v1/tenants/acme/events").len() as u64, stored);
 }
+
+#[test]
+fn generators_are_defined_run_and_described_through_the_api() {
+    let (_spark, _server, client) = acme();
+    let records: Vec<Value> = (1..=3)
+        .map(|n| json!({ "id": n, "stars": n, "events": [] }))
+        .collect();
+    let posted = client.send(
+        "POST",
+        "/v1/tenants/acme/records/thing",
+        jsonl(&records).as_bytes(),
+    );
+    assert_eq!(posted.body["records"], 3);
+    let generator = json!({ "group": "popular", "model": "thing", "conditions": ["stars >= 2"] });
+    let path = "/v1/tenants/acme/generators/popular";
+    let defined = client.send("PUT", path, generator.to_string().as_bytes());
+    assert_eq!(defined.status, 200, "{defined:?}");
+    assert_eq!(
+        defined.body,
+        json!({ "name": "popular", "group": "popular", "model": "thing",
+                "conditions": ["stars >= 2"], "active": true })
+    );
+    // A name in use is a conflict unless replacing; a bad condition is refused.
+    assert_eq!(
+        client
+            .send("PUT", path, generator.to_string().as_bytes())
+            .status,
+        409
+    );
+    let replaced = client.send(
+        "PUT",
+        &format!("{path}?replace=true"),
+        generator.to_string().as_bytes(),
+    );
+    assert_eq!(replaced.status, 200);
+    let bad = json!({ "group": "popular", "model": "thing", "conditions": ["stars >>> 2"] });
+    let refused = client.send(
+        "PUT",
+        "/v1/tenants/acme/generators/bad",
+        bad.to_string().as_bytes(),
+    );
+    assert_eq!(
+        (refused.status, &refused.body["error"]),
+        (422, &json!("invalid_generator"))
+    );
+
+    let listed = client.get_ok("/v1/tenants/acme/generators");
+    assert_eq!(listed["items"], json!([defined.body]));
+    let described = client.get_ok("/v1/tenants/acme/models/thing");
+    assert_eq!(described["context_from"], "module", "{described}");
+
+    let deactivated = client.send("POST", &format!("{path}/deactivate"), b"");
+    assert_eq!(deactivated.body["active"], false);
+    let nothing = client.send("POST", "/v1/tenants/acme/generate?now=2024-05-01", b"");
+    assert_eq!((nothing.status, &nothing.body["new"]), (200, &json!(0)));
+    let activated = client.send("POST", &format!("{path}/activate"), b"");
+    assert_eq!(activated.body["active"], true);
+    let generated = client.send("POST", "/v1/tenants/acme/generate?now=2024-05-01", b"");
+    assert_eq!(generated.body["new"], 2, "{generated:?}");
+    let keys = keys(&client.all("/v1/tenants/acme/events?group=^popular$"));
+    assert_eq!(keys, ["popular_2", "popular_3"]);
+
+    let reprocessed = client.send("POST", "/v1/tenants/acme/process-sources?model=thing", b"");
+    assert_eq!(
+        (&reprocessed.body["records"], &reprocessed.body["new"]),
+        (&json!(3), &json!(0))
+    );
+    let unknown = client.send(
+        "POST",
+        "/v1/tenants/acme/process-sources?model=nothing",
+        b"",
+    );
+    assert_eq!(unknown.status, 404);
+    assert_eq!(client.send("DELETE", path, b"").status, 204);
+    assert_eq!(client.get(path).status, 404);
+}

@@ -111,3 +111,68 @@ fn a_failed_delivery_is_retried_when_due_without_a_command() {
     assert_eq!(outbox[0]["data"]["payload"]["attempt"], 2);
     assert!(client.all("/v1/tenants/acme/dead").is_empty());
 }
+
+#[test]
+fn a_scheduled_process_sources_makes_the_events_time_brings() {
+    let spark = Spark::new();
+    let admin = token(&spark, &["--tenant", "acme", "--scope", "admin"]);
+    let server = Server::start(&spark, &[]);
+    let client = server.client(Some(&admin));
+    let answer = client.put_module(
+        "acme",
+        "challenges",
+        guests::CHALLENGES_SOURCE,
+        "source=challenge&clock=day",
+    );
+    assert_eq!(answer.status, 200, "{answer:?}");
+    // A challenge that ended yesterday, ingested as of a month ago: only created then.
+    let day = |days_ago: i64| {
+        spark_host::format_time(spark_host::wall_clock_ms() - days_ago * 86_400_000)[..10]
+            .to_owned()
+    };
+    let challenge = json!({
+        "id": 7, "title": "Run", "start_date": day(30), "end_date": day(1),
+        "is_active": true, "donations": 5,
+        "owner": { "name": "Ada", "email": "ada@example.com" },
+    });
+    let posted = client.send(
+        "POST",
+        &format!("/v1/tenants/acme/records/challenge?now={}", day(30)),
+        jsonl(&[challenge]).as_bytes(),
+    );
+    assert_eq!(posted.body["new"], 1, "{posted:?}");
+    // Every second, the server runs the sources again, as of now.
+    let mut settings = client.get_ok("/v1/tenants/acme/settings");
+    settings["schedule"] = json!({ "process-sources": "every 1s" });
+    let put = client.send(
+        "PUT",
+        "/v1/tenants/acme/settings",
+        settings.to_string().as_bytes(),
+    );
+    assert_eq!(put.status, 200, "{put:?}");
+    assert_eq!(put.body["schedule"]["process-sources"], "every 1s");
+    eventually(
+        Duration::from_secs(30),
+        "the ended challenge's events",
+        || client.all("/v1/tenants/acme/events").len() == 3,
+    );
+    let keys: Vec<Value> = client
+        .all("/v1/tenants/acme/events")
+        .iter()
+        .map(|event| event["key"].clone())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            json!("challenge_created_7"),
+            json!("challenge_ended_7"),
+            json!("challenge_ends_2d_7")
+        ]
+    );
+    let bad = client.send(
+        "PUT",
+        "/v1/tenants/acme/settings",
+        br#"{"schedule": {"generate": "hourly"}}"#,
+    );
+    assert_eq!(bad.status, 400, "{bad:?}");
+}

@@ -451,6 +451,25 @@ impl Store for SledStore {
         self.meta.flush()?;
         Ok(())
     }
+
+    fn last_scheduled_run(&self, job: &str) -> Result<Option<i64>, Error> {
+        self.meta
+            .get(scheduled_run_key(job))?
+            .map(|value| decode_u64(&value, "a scheduled run's time").map(|ms| ms as i64))
+            .transpose()
+    }
+
+    fn put_scheduled_run(&mut self, job: &str, at_ms: i64) -> Result<(), Error> {
+        self.meta
+            .insert(scheduled_run_key(job), &(at_ms.max(0) as u64).to_be_bytes())?;
+        self.meta.flush()?;
+        Ok(())
+    }
+}
+
+/// The `meta` key of when a scheduled job last ran.
+fn scheduled_run_key(job: &str) -> Vec<u8> {
+    format!("scheduled-run:{job}").into_bytes()
 }
 
 #[cfg(test)]
