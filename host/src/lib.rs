@@ -115,7 +115,7 @@ pub use outbox::{
 };
 pub use records::MAX_RECORD_BYTES;
 pub use registration::{RegisteredCode, Registration};
-pub use report::{Problem, RecordOrigin, RunReport};
+pub use report::{ModuleCalls, Problem, RecordOrigin, RunReport};
 pub use requests::{
     IngestAnswer, IngestRequest, MAX_IDEMPOTENCY_KEY_LEN, validate_idempotency_key,
 };

@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::BufRead;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{CallError, Error, RenderError};
 use crate::event::{Effect, Event, Invocation};
@@ -445,7 +445,10 @@ impl<'t> Pipeline<'t> {
             .runners
             .get_mut(module)
             .expect("the runner was inserted above");
+        let started = Instant::now();
         let result = f(runner);
+        self.report
+            .note_call(module, started.elapsed(), result.as_ref().err());
         if runner.is_spent() {
             self.runners.remove(module);
         }

@@ -1,6 +1,8 @@
 //! What a run reports: its counters (what `--json` prints) and each failure.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -37,9 +39,36 @@ pub struct RunReport {
     /// What went wrong, one entry per failure; not part of `--json`.
     #[serde(skip)]
     pub problems: Vec<Problem>,
+    /// The module calls made, by module name; not part of `--json` (a server's
+    /// metrics count them).
+    #[serde(skip)]
+    pub calls: BTreeMap<String, ModuleCalls>,
+}
+
+/// The calls of one module in a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModuleCalls {
+    pub calls: u64,
+    /// Their time in all, as the host saw it (instantiating included).
+    pub time: Duration,
+    /// Calls stopped by a limit, by the limit's name.
+    pub breaches: BTreeMap<&'static str, u64>,
 }
 
 impl RunReport {
+    /// Counts a call of `module` that took `time` and failed with `error`, if it did.
+    pub(crate) fn note_call(&mut self, module: &str, time: Duration, error: Option<&CallError>) {
+        let calls = match self.calls.get_mut(module) {
+            Some(calls) => calls,
+            None => self.calls.entry(module.to_owned()).or_default(),
+        };
+        calls.calls += 1;
+        calls.time += time;
+        if let Some(CallError::Limit { limit, .. }) = error {
+            *calls.breaches.entry(limit.name()).or_default() += 1;
+        }
+    }
+
     /// Whether anything failed: the CLI exits with status 1 then.
     pub fn has_failures(&self) -> bool {
         self.invalid > 0 || self.failed > 0 || self.source_errors > 0 || self.mismatches > 0

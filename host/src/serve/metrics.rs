@@ -1,9 +1,10 @@
 //! The server's metrics, in Prometheus's text format at `/metrics`.
 //!
 //! Label sets are bounded: routes are the API's route templates (not paths), statuses
-//! are numbers, results and limits are fixed words. Tenants and modules are not labels:
-//! a server with thousands of them would make a series each (their own numbers are in
-//! the API).
+//! are numbers, results and limits are fixed words. Tenants are not labels: a server
+//! with thousands of them would make a series each (their own numbers are in the API).
+//! Modules are, by name (tenants often share them: one name, one series), the first
+//! [`MAX_MODULE_LABELS`] names seen; calls of further names count under `other`.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -11,7 +12,11 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use spark_host::{CallError, Problem, RunReport, SendReport};
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
+use spark_host::{RunReport, SendReport};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -31,9 +36,18 @@ pub struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct LimitLabels {
+pub struct ModuleLabels {
+    pub module: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BreachLabels {
+    pub module: String,
     pub limit: &'static str,
 }
+
+/// Module names that get series of their own, at most.
+pub const MAX_MODULE_LABELS: usize = 256;
 
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
@@ -45,7 +59,11 @@ pub struct Metrics {
     pub records: Family<ResultLabels, Counter>,
     pub events: Family<ResultLabels, Counter>,
     pub deliveries: Family<ResultLabels, Counter>,
-    pub limit_breaches: Family<LimitLabels, Counter>,
+    pub module_calls: Family<ModuleLabels, Counter>,
+    pub module_seconds: Family<ModuleLabels, Counter<f64, AtomicU64>>,
+    pub limit_breaches: Family<BreachLabels, Counter>,
+    /// The module names that have series of their own.
+    module_labels: Mutex<HashSet<String>>,
     pub outbox: Family<ResultLabels, Counter>,
     pub queue_full: Counter,
     pub tenants_open: Gauge,
@@ -66,7 +84,10 @@ impl Metrics {
             records: Family::default(),
             events: Family::default(),
             deliveries: Family::default(),
+            module_calls: Family::default(),
+            module_seconds: Family::default(),
             limit_breaches: Family::default(),
+            module_labels: Mutex::new(HashSet::new()),
             outbox: Family::default(),
             queue_full: Counter::default(),
             tenants_open: Gauge::default(),
@@ -99,8 +120,18 @@ impl Metrics {
             metrics.deliveries.clone(),
         );
         registry.register(
+            "module_calls",
+            "Module calls (sources, handlers, contexts), by module name",
+            metrics.module_calls.clone(),
+        );
+        registry.register(
+            "module_call_seconds",
+            "Time spent in module calls, by module name",
+            metrics.module_seconds.clone(),
+        );
+        registry.register(
             "module_limit_breaches",
-            "Module calls stopped by a limit, by limit",
+            "Module calls stopped by a limit, by module name and limit",
             metrics.limit_breaches.clone(),
         );
         registry.register(
@@ -153,21 +184,40 @@ impl Metrics {
         Self::add(&self.deliveries, "retried", report.retried);
         Self::add(&self.deliveries, "dead", report.failed);
         Self::add(&self.deliveries, "pending", report.pending);
-        for problem in &report.problems {
-            let error = match problem {
-                Problem::SourceFailed { error, .. }
-                | Problem::GeneratorFailed { error, .. }
-                | Problem::DeliveryFailed { error, .. } => error,
-                _ => continue,
+        for (module, calls) in &report.calls {
+            let module = self.module_label(module);
+            let labels = ModuleLabels {
+                module: module.clone(),
             };
-            if let CallError::Limit { limit, .. } = error {
+            self.module_calls.get_or_create(&labels).inc_by(calls.calls);
+            self.module_seconds
+                .get_or_create(&labels)
+                .inc_by(calls.time.as_secs_f64());
+            for (limit, count) in &calls.breaches {
                 self.limit_breaches
-                    .get_or_create(&LimitLabels {
-                        limit: limit.name(),
+                    .get_or_create(&BreachLabels {
+                        module: module.clone(),
+                        limit,
                     })
-                    .inc();
+                    .inc_by(*count);
             }
         }
+    }
+
+    /// The label of a module name: itself, or `other` once there are enough.
+    fn module_label(&self, module: &str) -> String {
+        let mut labels = self
+            .module_labels
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if labels.contains(module) {
+            return module.to_owned();
+        }
+        if labels.len() < MAX_MODULE_LABELS {
+            labels.insert(module.to_owned());
+            return module.to_owned();
+        }
+        "other".to_owned()
     }
 
     /// Counts what a send did.

@@ -502,6 +502,15 @@ fn health_readiness_and_metrics_need_no_token() {
         jsonl(&[record("1")]).as_bytes(),
     );
     assert_eq!(posted.status, 200);
+    // A module stopped by a limit is counted under its name and the limit's.
+    let hostile = client.put_module("acme", "hostile", guests::HOSTILE, "source=bomb");
+    assert_eq!(hostile.status, 200, "{hostile:?}");
+    let bombed = client.send(
+        "POST",
+        "/v1/tenants/acme/records/bomb",
+        jsonl(&[json!({ "id": 1, "do": "huge-output" })]).as_bytes(),
+    );
+    assert_eq!(bombed.body["source_errors"], 1, "{bombed:?}");
     let anonymous = server.client(None);
     assert_eq!(anonymous.get("/healthz").status, 200);
     assert_eq!(anonymous.get("/readyz").status, 200);
@@ -509,10 +518,14 @@ fn health_readiness_and_metrics_need_no_token() {
     assert_eq!(metrics.status, 200);
     let text = metrics.body.as_str().unwrap();
     for line in [
-        "spark_records_total{result=\"stored\"} 1",
+        "spark_records_total{result=\"stored\"} 2",
         "spark_events_total{result=\"new\"} 1",
-        "spark_http_requests_total{route=\"/v1/tenants/{tenant}/records/{model}\",method=\"POST\",status=\"200\"} 1",
+        "spark_http_requests_total{route=\"/v1/tenants/{tenant}/records/{model}\",method=\"POST\",status=\"200\"} 2",
         "spark_tenants_open 1",
+        "spark_module_calls_total{module=\"source\"} 1",
+        "spark_module_calls_total{module=\"every\"} 1",
+        "spark_module_calls_total{module=\"hostile\"} 1",
+        "spark_module_limit_breaches_total{module=\"hostile\",limit=\"output-bytes\"} 1",
     ] {
         assert!(text.contains(line), "{line} in:\n{text}");
     }
