@@ -503,7 +503,7 @@ fn op(rng: &mut Rng, model: &Model) -> Op {
                 schedule: crate::schedule::Schedules {
                     process_sources: rng
                         .percent(50)
-                        .then(|| crate::schedule::Schedule::Every { ms: 3_600_000 }),
+                        .then_some(crate::schedule::Schedule::Every { ms: 3_600_000 }),
                     generate: None,
                 },
             })

@@ -16,6 +16,9 @@ use crate::send::{self, Destinations, SendReport};
 use crate::store::Pruned;
 use crate::time::wall_clock_ms;
 
+/// A scheduled job that ran, and what it did or why it failed.
+pub type ScheduledRun = (ScheduledJob, Result<RunReport, Error>);
+
 impl Tenant {
     /// The pipeline over this tenant's parts, for one run at logical time `now_ms`.
     fn pipeline(&mut self, now_ms: i64) -> Result<Pipeline<'_>, Error> {
@@ -76,10 +79,7 @@ impl Tenant {
     /// seen for the first time is not due: its first run is the first time it names
     /// after now. A job that fails is noted as run all the same (its error is
     /// returned): it is tried again at its next time, not in a loop.
-    pub fn run_scheduled(
-        &mut self,
-        now_ms: i64,
-    ) -> Result<Vec<(ScheduledJob, Result<RunReport, Error>)>, Error> {
+    pub fn run_scheduled(&mut self, now_ms: i64) -> Result<Vec<ScheduledRun>, Error> {
         let mut ran = Vec::new();
         for (job, schedule) in self.store.settings()?.schedule.jobs() {
             let Some(last) = self.store.last_scheduled_run(job.name())? else {
