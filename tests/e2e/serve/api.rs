@@ -645,3 +645,65 @@ fn generators_are_defined_run_and_described_through_the_api() {
     assert_eq!(client.send("DELETE", path, b"").status, 204);
     assert_eq!(client.get(path).status, 404);
 }
+
+/// The value of a metric without labels in `/metrics`.
+fn metric(client: &Client, name: &str) -> f64 {
+    let text = client.get("/metrics").body;
+    let text = text.as_str().unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn tenants_open_on_use_and_close_when_too_many_or_idle() {
+    let spark = Spark::new();
+    let operator = token(&spark, &["--operator"]);
+    let server = Server::start(
+        &spark,
+        &["--max-open-tenants", "2", "--idle", "1", "--log-json"],
+    );
+    let client = server.client(Some(&operator));
+    for tenant in ["t1", "t2", "t3", "t4"] {
+        set_up(&client, tenant);
+        let posted = client.send(
+            "POST",
+            &format!("/v1/tenants/{tenant}/records/thing"),
+            jsonl(&[record(tenant)]).as_bytes(),
+        );
+        assert_eq!(posted.status, 200, "{posted:?}");
+        assert!(metric(&client, "spark_tenants_open") <= 2.0);
+    }
+    // Each tenant, closed or not, answers again with what it kept.
+    for tenant in ["t1", "t2", "t3", "t4"] {
+        let events = client.all(&format!("/v1/tenants/{tenant}/events"));
+        assert_eq!(keys(&events), [format!("e_{tenant}")]);
+    }
+    // Idle for a second with nothing to send or retry: closed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while metric(&client, "spark_tenants_open") > 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "idle tenants stay open"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // --log-json: each log line is a JSON object.
+    drop(client);
+    let mut server = server;
+    assert_eq!(
+        server.signal("TERM", std::time::Duration::from_secs(60)),
+        Some(0)
+    );
+    let logged = server.logged();
+    assert!(!logged.is_empty());
+    for line in &logged {
+        let line: Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("{line}"));
+        assert!(
+            line["level"].is_string() && line["fields"]["message"].is_string(),
+            "{line}"
+        );
+    }
+}
