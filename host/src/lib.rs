@@ -121,7 +121,9 @@ pub use requests::{
 };
 pub use routes::compile_regex;
 pub use schedule::{Schedule, ScheduledJob, Schedules};
-pub use send::{DEFAULT_CONCURRENCY, Destinations, GIVE_UP_AFTER, Route, SendProblem, SendReport};
+pub use send::{
+    DEFAULT_CONCURRENCY, Destinations, GIVE_UP_AFTER, OutboxSender, Route, SendProblem, SendReport,
+};
 pub use settings::{MailSettings, RetryPolicy, TenantSettings};
 pub use spark::Spark;
 pub use store::{DeadLetter, LedgerEntry, PendingDelivery, Pruned};

@@ -169,7 +169,13 @@ pub(crate) fn ingest_group(
                 answer,
                 at_ms: wall_clock_ms(),
             });
-            answered.insert(key, (fingerprint, report.clone()));
+            // A repeat gets what a remembered answer holds: the counters.
+            let counters = RunReport {
+                problems: Vec::new(),
+                calls: Default::default(),
+                ..report.clone()
+            };
+            answered.insert(key, (fingerprint, counters));
         }
         answers.push(Ok(IngestAnswer::Ran(report)));
     }
@@ -258,13 +264,19 @@ mod tests {
             Ok(IngestAnswer::Ran(report)) => report.clone(),
             other => panic!("{other:?}"),
         };
+        // What a repeat answers: the counters, as they are sent.
+        let counters = RunReport {
+            problems: Vec::new(),
+            calls: Default::default(),
+            ..first.clone()
+        };
         assert_eq!((first.records, first.new, first.deliveries), (2, 2, 2));
         assert!(matches!(answers[1], Err(Error::UnknownModel { .. })));
         let third = answers[2].as_ref().unwrap().report();
         assert_eq!((third.records, third.invalid, third.duplicates), (1, 1, 1));
         assert_eq!(
             answers[3].as_ref().unwrap(),
-            &IngestAnswer::Repeated(first.clone())
+            &IngestAnswer::Repeated(counters.clone())
         );
         assert!(matches!(answers[4], Err(Error::IdempotencyKeyReused(_))));
         let keys: Vec<String> = tenant.events().map(|entry| entry.unwrap().key).collect();
@@ -277,7 +289,10 @@ mod tests {
         let again = tenant
             .ingest_group(&[request("{\"id\": 1}\n{\"id\": 2}\n", Some("k"))], None)
             .unwrap();
-        assert_eq!(again[0].as_ref().unwrap(), &IngestAnswer::Repeated(first));
+        assert_eq!(
+            again[0].as_ref().unwrap(),
+            &IngestAnswer::Repeated(counters)
+        );
         assert_eq!(tenant.forget_requests(i64::MAX).unwrap(), 1);
         let after = tenant
             .ingest_group(&[request("{\"id\": 1}\n{\"id\": 2}\n", Some("k"))], None)

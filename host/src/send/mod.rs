@@ -19,7 +19,7 @@ mod plan;
 use crate::error::Error;
 use crate::outbox::{OutboxItem, OutboxKind, OutboxPayload, OutboxStatus};
 use crate::settings::{MailSettings, TenantSettings};
-use crate::store::{Pruned, Store};
+use crate::store::{OutboxStore, Pruned, Store};
 use crate::time::wall_clock_ms;
 use crate::transport::Transport;
 
@@ -255,7 +255,7 @@ pub const DEFAULT_CONCURRENCY: usize = 4;
 /// item goes. `progress` is told of each item settled, with the number of items to send.
 pub(crate) fn send_outbox(
     tenant: &str,
-    store: &mut dyn Store,
+    store: &mut dyn OutboxStore,
     destinations: &Destinations,
     concurrency: usize,
     progress: &mut dyn FnMut(&SendReport, usize),
@@ -328,9 +328,52 @@ pub(crate) fn send_outbox(
     Ok(report)
 }
 
+/// A tenant's outbox, to send from a thread of its own while the tenant goes on with
+/// other work ([`Tenant::outbox_sender`](crate::Tenant::outbox_sender)): a server sends
+/// this way, so that a receiver that is slow or down never holds up ingest. All of a
+/// tenant's sending and marking goes through one sender at a time.
+pub struct OutboxSender {
+    tenant: String,
+    store: Box<dyn OutboxStore>,
+}
+
+impl OutboxSender {
+    pub(crate) fn new(tenant: &str, store: Box<dyn OutboxStore>) -> Self {
+        Self {
+            tenant: tenant.to_owned(),
+            store,
+        }
+    }
+
+    /// Sends the pending items, as [`Tenant::send_outbox`](crate::Tenant::send_outbox).
+    pub fn send(
+        &mut self,
+        destinations: &Destinations,
+        concurrency: usize,
+        progress: &mut dyn FnMut(&SendReport, usize),
+    ) -> Result<SendReport, Error> {
+        send_outbox(
+            &self.tenant,
+            &mut *self.store,
+            destinations,
+            concurrency,
+            progress,
+        )
+    }
+
+    /// Makes failed items pending again, as
+    /// [`Tenant::retry_outbox`](crate::Tenant::retry_outbox).
+    pub fn retry(&mut self, ids: Option<&[u64]>) -> Result<u64, Error> {
+        retry_failed(&mut *self.store, ids)
+    }
+}
+
 /// Makes the failed items of `ids` (or all) pending again; how many. An id that is
 /// not a failed item is refused before anything changes.
-pub(crate) fn retry_failed(store: &mut dyn Store, ids: Option<&[u64]>) -> Result<u64, Error> {
+pub(crate) fn retry_failed(
+    store: &mut dyn OutboxStore,
+    ids: Option<&[u64]>,
+) -> Result<u64, Error> {
     let failed: Vec<OutboxItem> = store
         .outbox()
         .filter(|item| {

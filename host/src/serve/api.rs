@@ -445,20 +445,7 @@ async fn send_outbox(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     app.authorize(&headers, &tenant, Scope::Admin)?;
-    let metrics = Arc::clone(&app.metrics);
-    let report = app
-        .owners
-        .call(&tenant, false, move |tenant| {
-            let destinations = Destinations::new(&tenant.settings()?, None, [])?;
-            let report = tenant.send_outbox(
-                &destinations,
-                spark_host::DEFAULT_CONCURRENCY,
-                &mut |_, _| {},
-            )?;
-            metrics.count_send(&report);
-            Ok(report)
-        })
-        .await?;
+    let report = app.owners.send_outbox(&tenant).await?;
     Ok(Json(to_json(&report)?))
 }
 
@@ -480,9 +467,7 @@ async fn retry_outbox(
         .collect::<Result<Vec<u64>, _>>()?;
     let retried = app
         .owners
-        .call_setup(&tenant, false, move |tenant| {
-            tenant.retry_outbox((!ids.is_empty()).then_some(ids.as_slice()))
-        })
+        .retry_outbox(&tenant, (!ids.is_empty()).then_some(ids))
         .await?;
     Ok(Json(json!({ "retried": retried })))
 }

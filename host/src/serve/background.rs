@@ -1,27 +1,21 @@
 //! A tenant's background work, done by its owner between jobs: deliveries whose retry
 //! is due are retried, `process-sources` and `generate` run on the tenant's schedule,
-//! the outbox is sent through the tenant's transports (with the same once-each
-//! guarantees and give-up rule as `spark outbox send`), and requests remembered by
-//! idempotency key are forgotten after a day.
+//! requests remembered by idempotency key are forgotten after a day, and the tenant's
+//! sender (`sender.rs`, a thread of its own) is woken when there may be mail to send.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use spark_host::{DEFAULT_CONCURRENCY, Destinations, RunReport, Tenant, wall_clock_ms};
+use spark_host::{Destinations, Error, RunReport, Tenant, wall_clock_ms};
 
 use super::metrics::Metrics;
+use super::sender::{SendJob, Sender};
 
 /// How long a request is remembered by its idempotency key: a client retrying for
 /// longer than a day is sending a new request.
 const REMEMBER_REQUESTS_MS: i64 = 24 * 60 * 60 * 1000;
 /// How often the forgetting is done.
 const FORGET_EVERY: Duration = Duration::from_secs(60 * 60);
-/// The wait after a send that failed doubles from the first to the last.
-const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-const LAST_BACKOFF: Duration = Duration::from_secs(60);
-/// How often an outbox that cannot be sent (no transport for a route) is looked at
-/// again: the settings may have changed.
-const UNROUTED_RECHECK: Duration = Duration::from_secs(60);
 
 /// What an owner knows of its tenant's background work.
 pub struct Background {
@@ -35,51 +29,59 @@ pub struct Background {
     /// stale after the settings changed or a job ran.
     next_scheduled_at: Option<i64>,
     schedule_stale: bool,
-    /// Whether the outbox may hold items to send.
-    outbox_waiting: bool,
-    /// Whether what waits can go nowhere (no transport for its route).
-    outbox_unroutable: bool,
-    next_send: Instant,
-    backoff: Duration,
     next_forget: Instant,
+    /// Where the outbox goes, from the tenant's settings.
+    destinations: Option<Destinations>,
+    /// Stopped (after what it is sending) when the background is dropped, before the
+    /// tenant closes.
+    sender: Sender,
 }
 
 impl Background {
-    pub fn new(tenant: &str, metrics: &Arc<Metrics>) -> Self {
-        Self {
-            tenant: tenant.to_owned(),
+    pub fn new(tenant: &Tenant, metrics: &Arc<Metrics>) -> Result<Self, Error> {
+        let destinations = destinations(tenant);
+        let sender = Sender::start(
+            tenant.name(),
+            tenant.outbox_sender()?,
+            destinations.clone(),
+            metrics,
+        )
+        .map_err(|error| Error::Engine(format!("cannot start a sender: {error}")))?;
+        Ok(Self {
+            tenant: tenant.name().to_owned(),
             metrics: Arc::clone(metrics),
             next_retry_at: None,
             // On opening, nothing is known: look at everything once.
             retry_stale: true,
             next_scheduled_at: None,
             schedule_stale: true,
-            outbox_waiting: true,
-            outbox_unroutable: false,
-            next_send: Instant::now(),
-            backoff: FIRST_BACKOFF,
             next_forget: Instant::now(),
-        }
+            destinations,
+            sender,
+        })
+    }
+
+    /// Hands a job to the tenant's sender.
+    pub fn send(&self, job: SendJob) {
+        self.sender.submit(job);
     }
 
     /// Takes note of a run: its deliveries may have filled the outbox, and its failed
     /// deliveries wait for a retry.
     pub fn note_run(&mut self, report: &RunReport) {
         if report.deliveries > 0 {
-            self.outbox_waiting = true;
-            self.outbox_unroutable = false;
+            self.sender.submit(SendJob::Wake(self.destinations.clone()));
         }
         if report.pending > 0 || report.retried > 0 {
             self.retry_stale = true;
         }
     }
 
-    /// Takes note that the tenant's set-up changed (settings, modules): what could
-    /// not be sent may go now.
-    pub fn note_setup_changed(&mut self) {
-        self.outbox_waiting = true;
-        self.outbox_unroutable = false;
-        self.next_send = Instant::now();
+    /// Takes note that the tenant's set-up may have changed (settings, modules): the
+    /// outbox may go elsewhere now, and the schedule may be another.
+    pub fn note_setup_changed(&mut self, tenant: &Tenant) {
+        self.destinations = destinations(tenant);
+        self.sender.submit(SendJob::Wake(self.destinations.clone()));
         self.retry_stale = true;
         self.schedule_stale = true;
     }
@@ -87,16 +89,13 @@ impl Background {
     /// Whether there is work due within a minute, which keeps the tenant open.
     pub fn has_work_soon(&self) -> bool {
         let soon = |at: Option<i64>| at.is_some_and(|at| at - wall_clock_ms() < 60_000);
-        soon(self.next_retry_at)
-            || soon(self.next_scheduled_at)
-            || (self.outbox_waiting && !self.outbox_unroutable)
+        soon(self.next_retry_at) || soon(self.next_scheduled_at) || self.sender.is_busy()
     }
 
     /// Does the work that is due.
     pub fn run_due(&mut self, tenant: &mut Tenant) {
         self.retry_due(tenant);
         self.run_scheduled(tenant);
-        self.send_due(tenant);
         if Instant::now() >= self.next_forget {
             self.next_forget = Instant::now() + FORGET_EVERY;
             if let Err(error) = tenant.forget_requests(wall_clock_ms() - REMEMBER_REQUESTS_MS) {
@@ -128,13 +127,7 @@ impl Background {
             return;
         }
         match tenant.retry_due() {
-            Ok(report) => {
-                for problem in &report.problems {
-                    tracing::warn!("tenant `{}`: {problem}", self.tenant);
-                }
-                self.metrics.count_run(&report);
-                self.note_run(&report);
-            }
+            Ok(report) => self.ran("retries", &report),
             Err(error) => tracing::error!("tenant `{}`: retrying failed: {error}", self.tenant),
         }
         self.retry_stale = true;
@@ -161,91 +154,56 @@ impl Background {
             return;
         }
         self.schedule_stale = true;
-        let ran = match tenant.run_scheduled(now) {
-            Ok(ran) => ran,
+        match tenant.run_scheduled(now) {
+            Ok(ran) => {
+                for (job, report) in ran {
+                    match report {
+                        Ok(report) => self.ran(job.name(), &report),
+                        Err(error) => tracing::error!(
+                            "tenant `{}`: scheduled {} failed: {error}",
+                            self.tenant,
+                            job.name()
+                        ),
+                    }
+                }
+            }
             Err(error) => {
                 tracing::error!("tenant `{}`: scheduled runs failed: {error}", self.tenant);
-                return;
-            }
-        };
-        for (job, report) in ran {
-            match report {
-                Ok(report) => {
-                    tracing::info!(
-                        "tenant `{}`: scheduled {}: {} records, {} new events",
-                        self.tenant,
-                        job.name(),
-                        report.records,
-                        report.new
-                    );
-                    for problem in &report.problems {
-                        tracing::warn!("tenant `{}`: {problem}", self.tenant);
-                    }
-                    self.metrics.count_run(&report);
-                    self.note_run(&report);
-                }
-                Err(error) => {
-                    tracing::error!(
-                        "tenant `{}`: scheduled {} failed: {error}",
-                        self.tenant,
-                        job.name()
-                    );
-                }
             }
         }
     }
 
-    fn send_due(&mut self, tenant: &mut Tenant) {
-        if !self.outbox_waiting || Instant::now() < self.next_send {
-            return;
-        }
-        let destinations = tenant
-            .settings()
-            .and_then(|settings| Destinations::new(&settings, None, []));
-        let destinations = match destinations {
-            Ok(destinations) => destinations,
-            Err(error) => {
-                tracing::error!("tenant `{}`: cannot send the outbox: {error}", self.tenant);
-                self.outbox_unroutable = true;
-                self.next_send = Instant::now() + UNROUTED_RECHECK;
-                return;
-            }
-        };
-        let report = match tenant.send_outbox(&destinations, DEFAULT_CONCURRENCY, &mut |_, _| {}) {
-            Ok(report) => report,
-            Err(error) => {
-                tracing::error!(
-                    "tenant `{}`: sending the outbox failed: {error}",
-                    self.tenant
-                );
-                self.back_off();
-                return;
-            }
-        };
-        self.metrics.count_send(&report);
+    /// Logs and counts a run of the background's own.
+    fn ran(&mut self, what: &str, report: &RunReport) {
+        tracing::info!(
+            "tenant `{}`: {what}: {} records, {} new events, {} retried",
+            self.tenant,
+            report.records,
+            report.new,
+            report.retried
+        );
         for problem in &report.problems {
-            tracing::warn!(
-                "tenant `{}`: outbox item {} was not sent: {}",
-                self.tenant,
-                problem.id,
-                spark_host::printable(&problem.why)
-            );
+            tracing::warn!("tenant `{}`: {problem}", self.tenant);
         }
-        if report.failed > 0 || report.skipped > 0 {
-            // The route's fault (a receiver down): try again later, waiting longer
-            // each time.
-            self.back_off();
-        } else if report.waiting > 0 {
-            self.outbox_unroutable = true;
-            self.next_send = Instant::now() + UNROUTED_RECHECK;
-        } else {
-            self.outbox_waiting = false;
-            self.backoff = FIRST_BACKOFF;
-        }
+        self.metrics.count_run(report);
+        self.note_run(report);
     }
+}
 
-    fn back_off(&mut self) {
-        self.next_send = Instant::now() + self.backoff;
-        self.backoff = (self.backoff * 2).min(LAST_BACKOFF);
+/// Where `tenant`'s outbox goes, or `None` (logged) when its settings name a transport
+/// that cannot be used.
+fn destinations(tenant: &Tenant) -> Option<Destinations> {
+    match tenant
+        .settings()
+        .and_then(|settings| Destinations::new(&settings, None, []))
+    {
+        Ok(destinations) => Some(destinations),
+        Err(error) => {
+            tracing::error!(
+                "tenant `{}`: cannot send the outbox: {error}",
+                tenant.name()
+            );
+            None
+        }
     }
 }

@@ -5,7 +5,9 @@
 //! - `api.rs`: the routes, who may call them, what they answer.
 //! - `owners.rs`: one thread per open tenant does its work in turn; ingest requests
 //!   waiting together are committed together.
-//! - `background.rs`: what an owner does between requests: retries, sending, forgetting.
+//! - `background.rs`: what an owner does between requests: due retries, schedules,
+//!   forgetting idempotency keys; `sender.rs`: each open tenant's outbox sent on a
+//!   thread of its own.
 //! - `tokens.rs`: access tokens (`spark tokens`), checked on every request.
 //! - `errors.rs`: failed requests as JSON with the right status.
 //! - `metrics.rs`: `/metrics` in Prometheus's text format.
@@ -17,6 +19,7 @@ mod errors;
 pub mod lock;
 mod metrics;
 mod owners;
+mod sender;
 pub mod tokens;
 
 use std::net::SocketAddr;
@@ -55,6 +58,9 @@ pub struct Options {
 
 /// How long stopping waits for requests in flight, then for tenants to close.
 const DRAIN: Duration = Duration::from_secs(30);
+/// How long stopping waits for the tenants to close: a sender may be waiting for a
+/// receiver that hangs, up to its 30 s timeout.
+const CLOSE_PATIENCE: Duration = Duration::from_secs(60);
 
 /// Serves every tenant of `spark`'s data dir until SIGTERM or SIGINT, then answers the
 /// requests in flight, closes every tenant and returns.
@@ -133,9 +139,9 @@ async fn serve(
         Err(_) => tracing::warn!("requests still in flight after {DRAIN:?} are dropped"),
     }
     tracing::info!("closing the tenants");
-    let closed = tokio::task::spawn_blocking(move || owners.close_all(DRAIN)).await?;
+    let closed = tokio::task::spawn_blocking(move || owners.close_all(CLOSE_PATIENCE)).await?;
     if !closed {
-        anyhow::bail!("some tenants did not close within {DRAIN:?}");
+        anyhow::bail!("some tenants did not close within {CLOSE_PATIENCE:?}");
     }
     drop(lock);
     tracing::info!("stopped");

@@ -20,12 +20,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use spark_host::{Error, IngestAnswer, IngestRequest, Spark, Tenant};
+use spark_host::{Destinations, Error, IngestAnswer, IngestRequest, SendReport, Spark, Tenant};
 use tokio::sync::oneshot;
 
 use super::background::Background;
 use super::errors::ApiError;
 use super::metrics::Metrics;
+use super::sender::SendJob;
 
 /// Requests of one group at most, and the bytes of their bodies at most: a group is
 /// committed at once, and an answer waits for its whole group.
@@ -52,6 +53,16 @@ enum Job {
         /// the background work then looks at again.
         changes_setup: bool,
     },
+    /// For the tenant's sender.
+    Outbox(OutboxJob),
+}
+
+/// What the API asks of a tenant's outbox, done by its sender.
+pub enum OutboxJob {
+    /// Send now, through the tenant's transports.
+    SendNow(oneshot::Sender<Result<SendReport, Error>>),
+    /// Make failed items (those of the ids, or all) pending again.
+    Retry(Option<Vec<u64>>, oneshot::Sender<Result<u64, Error>>),
 }
 
 impl Job {
@@ -60,6 +71,8 @@ impl Job {
         match self {
             Job::Ingest { reply, .. } => drop(reply.send(Err(error))),
             Job::Work { work, .. } => work(Err(error)),
+            Job::Outbox(OutboxJob::SendNow(reply)) => drop(reply.send(Err(error))),
+            Job::Outbox(OutboxJob::Retry(_, reply)) => drop(reply.send(Err(error))),
         }
     }
 }
@@ -143,6 +156,30 @@ impl Owners {
         answer
             .await
             .map_err(|_| ApiError::internal("the tenant's owner stopped"))?
+            .map_err(ApiError::from)
+    }
+
+    /// Sends `tenant`'s outbox now, through its transports, on its sender.
+    pub async fn send_outbox(self: &Arc<Self>, tenant: &str) -> Result<SendReport, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(tenant, false, Job::Outbox(OutboxJob::SendNow(reply)))?;
+        answer
+            .await
+            .map_err(|_| ApiError::internal("the tenant's sender stopped"))?
+            .map_err(ApiError::from)
+    }
+
+    /// Makes `tenant`'s failed outbox items (of `ids`, or all) pending again.
+    pub async fn retry_outbox(
+        self: &Arc<Self>,
+        tenant: &str,
+        ids: Option<Vec<u64>>,
+    ) -> Result<u64, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(tenant, false, Job::Outbox(OutboxJob::Retry(ids, reply)))?;
+        answer
+            .await
+            .map_err(|_| ApiError::internal("the tenant's sender stopped"))?
             .map_err(ApiError::from)
     }
 
@@ -303,7 +340,17 @@ impl Owners {
                 return;
             }
         };
-        let mut background = Background::new(name, &self.metrics);
+        let mut background = match Background::new(&tenant, &self.metrics) {
+            Ok(background) => background,
+            Err(error) => {
+                tracing::error!("cannot start tenant `{name}`'s background work: {error}");
+                self.forget(name, generation);
+                while let Ok(job) = queue.try_recv() {
+                    job.fail(Error::Storage(error.to_string()));
+                }
+                return;
+            }
+        };
         let mut quiet_since = Instant::now();
         let mut next: Option<Job> = None;
         loop {
@@ -332,8 +379,23 @@ impl Owners {
                 } => {
                     work(Ok(&mut tenant));
                     if changes_setup {
-                        background.note_setup_changed();
+                        background.note_setup_changed(&tenant);
                     }
+                }
+                Job::Outbox(OutboxJob::SendNow(reply)) => {
+                    let destinations = tenant
+                        .settings()
+                        .and_then(|settings| Destinations::new(&settings, None, []));
+                    match destinations {
+                        Ok(destinations) => background.send(SendJob::SendNow {
+                            destinations,
+                            reply,
+                        }),
+                        Err(error) => drop(reply.send(Err(error))),
+                    }
+                }
+                Job::Outbox(OutboxJob::Retry(ids, reply)) => {
+                    background.send(SendJob::Retry { ids, reply });
                 }
                 Job::Ingest {
                     request,
@@ -349,6 +411,9 @@ impl Owners {
                 }
             }
         }
+        // The sender stops first (after what it is sending): the tenant's store
+        // closes after it.
+        drop(background);
         if let Err(error) = tenant.flush() {
             tracing::error!("tenant `{name}` did not flush as it closed: {error}");
         }

@@ -195,6 +195,23 @@ impl Commit {
     }
 }
 
+/// What sending needs of a tenant's store: its outbox, to read and to mark. A handle of
+/// its own ([`Store::outbox_store`]) lets a server send on a thread of its own while
+/// the tenant's owner commits: commits only add items (new segments), and marking
+/// writes only the items being sent; pruning, which rewrites segments, is never done
+/// while a handle sends.
+pub trait OutboxStore: Send {
+    /// The outbox in id order, as committed so far.
+    fn outbox(&self) -> Items<'_, OutboxItem>;
+    /// Replaces outbox items (their sending status), all at once and durably.
+    fn update_outbox(&mut self, items: &[OutboxItem]) -> Result<(), Error>;
+    /// Whether writes would be taken now: refuses with [`Error::DiskFull`] when the
+    /// disk has no room left beyond the reserve.
+    fn check_space(&self) -> Result<(), Error>;
+    /// Makes every write so far durable.
+    fn flush(&self) -> Result<(), Error>;
+}
+
 /// A boxed iterator over stored items.
 pub type Items<'a, T> = Box<dyn Iterator<Item = Result<T, Error>> + 'a>;
 
@@ -206,9 +223,6 @@ pub trait Store: Send {
     fn commit(&mut self, commit: Commit) -> Result<(), Error>;
     /// Makes every commit so far durable (on disk, synced).
     fn flush(&self) -> Result<(), Error>;
-    /// Whether writes would be taken now: refuses with [`Error::DiskFull`] when the
-    /// disk has no room left beyond the reserve.
-    fn check_space(&self) -> Result<(), Error>;
 
     fn is_seen(&self, key: &str) -> Result<bool, Error>;
     fn ledger_entry(&self, key: &str) -> Result<Option<LedgerEntry>, Error>;
@@ -237,8 +251,9 @@ pub trait Store: Send {
 
     /// The outbox in id order.
     fn outbox(&self) -> Items<'_, OutboxItem>;
-    /// Replaces outbox items (their sending status), all at once and durably.
-    fn update_outbox(&mut self, items: &[OutboxItem]) -> Result<(), Error>;
+    /// A handle on the outbox alone, for sending (see [`OutboxStore`]); what is
+    /// committed so far lands first.
+    fn outbox_store(&self) -> Result<Box<dyn OutboxStore>, Error>;
     /// Removes the outbox items `remove` picks. The ids of the others stay, and no id
     /// is given again. Not durable until [`Store::flush`].
     fn prune_outbox(&mut self, remove: &dyn Fn(&OutboxItem) -> bool) -> Result<Pruned, Error>;

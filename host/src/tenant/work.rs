@@ -12,7 +12,7 @@ use crate::registration::context_source;
 use crate::report::RunReport;
 use crate::requests::{self, IngestAnswer, IngestRequest};
 use crate::schedule::ScheduledJob;
-use crate::send::{self, Destinations, SendReport};
+use crate::send::{self, Destinations, OutboxSender, SendReport};
 use crate::store::Pruned;
 use crate::time::wall_clock_ms;
 
@@ -198,20 +198,22 @@ impl Tenant {
         concurrency: usize,
         progress: &mut dyn FnMut(&SendReport, usize),
     ) -> Result<SendReport, Error> {
-        send::send_outbox(
-            &self.name,
-            &mut *self.store,
-            destinations,
-            concurrency,
-            progress,
-        )
+        self.outbox_sender()?
+            .send(destinations, concurrency, progress)
     }
 
     /// Makes failed outbox items (set aside by [`send_outbox`](Self::send_outbox)) pending
     /// again: those of `ids`, or every one. Returns how many. An id that is not a failed
     /// item is refused, naming it, and nothing changes.
     pub fn retry_outbox(&mut self, ids: Option<&[u64]>) -> Result<u64, Error> {
-        send::retry_failed(&mut *self.store, ids)
+        self.outbox_sender()?.retry(ids)
+    }
+
+    /// The tenant's outbox, to send from another thread while this tenant goes on: its
+    /// runs add items, the sender sends and marks them. A tenant has one sender at a
+    /// time (the caller sees to it), and is not pruned while one sends.
+    pub fn outbox_sender(&self) -> Result<OutboxSender, Error> {
+        Ok(OutboxSender::new(&self.name, self.store.outbox_store()?))
     }
 
     /// Removes the sent items of the outbox that were sent before `sent_before_ms`

@@ -176,3 +176,45 @@ fn a_scheduled_process_sources_makes_the_events_time_brings() {
     );
     assert_eq!(bad.status, 400, "{bad:?}");
 }
+
+#[test]
+fn a_receiver_that_hangs_never_holds_up_ingest() {
+    let (_spark, _server, client) = acme(&[]);
+    // A receiver that takes connections and never answers: each attempt waits for the
+    // sender's 30 s timeout.
+    let hanging = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut settings = client.get_ok("/v1/tenants/acme/settings");
+    settings["outputs"] = json!({ "seen": format!("http://{}", hanging.local_addr().unwrap()) });
+    let put = client.send(
+        "PUT",
+        "/v1/tenants/acme/settings",
+        settings.to_string().as_bytes(),
+    );
+    assert_eq!(put.status, 200, "{put:?}");
+    let post = |n: u64| {
+        let record = json!({ "id": n, "events": [{ "group": "e", "id": n }] });
+        client.send(
+            "POST",
+            "/v1/tenants/acme/records/thing",
+            jsonl(&[record]).as_bytes(),
+        )
+    };
+    assert_eq!(post(0).status, 200);
+    // The sender is now stuck on the receiver; ingest goes on all the same, well within
+    // the time one attempt takes.
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    for n in 1..=20 {
+        let answer = post(n);
+        assert_eq!((answer.status, &answer.body["new"]), (200, &json!(1)));
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "ingest waited for the receiver: {:?}",
+        started.elapsed()
+    );
+    let outbox = client.all("/v1/tenants/acme/outbox");
+    assert_eq!(outbox.len(), 21);
+    assert!(outbox.iter().all(|item| item["status"] == "pending"));
+    drop(hanging);
+}

@@ -45,8 +45,8 @@ use self::records::decode_record;
 use self::reserve::Reserve;
 use super::key_filter::KeyFilter;
 use super::{
-    Commit, DeadLetter, Items, LedgerEntry, OutboxItem, PendingDelivery, Pruned, Registration,
-    RememberedRequest, Store, StoredRecord, TenantSettings,
+    Commit, DeadLetter, Items, LedgerEntry, OutboxItem, OutboxStore, PendingDelivery, Pruned,
+    Registration, RememberedRequest, Store, StoredRecord, TenantSettings,
 };
 use crate::Error;
 use crate::generators::Generator;
@@ -221,10 +221,6 @@ impl Store for SledStore {
         self.start_commit(commit)
     }
 
-    fn check_space(&self) -> Result<(), Error> {
-        self.reserve.check(0)
-    }
-
     fn flush(&self) -> Result<(), Error> {
         self.settle()?;
         self.save_dirty_filter()?;
@@ -337,22 +333,15 @@ impl Store for SledStore {
         if let Err(error) = self.settle() {
             return Box::new(std::iter::once(Err(error)));
         }
-        latest_outbox(
-            self.data.scan_prefix([OUTBOX]).values(),
-            self.data.scan_prefix([OUTBOX_UPDATE]).values(),
-        )
+        read_outbox(&self.data)
     }
 
-    fn update_outbox(&mut self, items: &[OutboxItem]) -> Result<(), Error> {
+    fn outbox_store(&self) -> Result<Box<dyn OutboxStore>, Error> {
         self.settle()?;
-        self.reserve.check(ITEM_UPDATE_BYTES * items.len() as u64)?;
-        let mut batch = sled::Batch::default();
-        for item in items {
-            batch.insert(outbox_key(OUTBOX_UPDATE, item.id), to_json(item)?);
-        }
-        self.data.apply_batch(batch)?;
-        self.data.flush()?;
-        Ok(())
+        Ok(Box::new(SledOutbox {
+            data: self.data.clone(),
+            reserve: self.reserve.clone(),
+        }))
     }
 
     fn prune_outbox(&mut self, remove: &dyn Fn(&OutboxItem) -> bool) -> Result<Pruned, Error> {
@@ -470,6 +459,51 @@ impl Store for SledStore {
 /// The `meta` key of when a scheduled job last ran.
 fn scheduled_run_key(job: &str) -> Vec<u8> {
     format!("scheduled-run:{job}").into_bytes()
+}
+
+/// A tenant's outbox on its own (see [`OutboxStore`]): the same tree as its store's.
+struct SledOutbox {
+    data: sled::Tree,
+    reserve: Reserve,
+}
+
+impl OutboxStore for SledOutbox {
+    fn outbox(&self) -> Items<'_, OutboxItem> {
+        read_outbox(&self.data)
+    }
+
+    fn update_outbox(&mut self, items: &[OutboxItem]) -> Result<(), Error> {
+        write_updates(&self.data, &self.reserve, items)
+    }
+
+    fn check_space(&self) -> Result<(), Error> {
+        self.reserve.check(0)
+    }
+
+    fn flush(&self) -> Result<(), Error> {
+        self.data.flush()?;
+        Ok(())
+    }
+}
+
+/// The outbox of `data`: its segments, each item as its latest update has it.
+fn read_outbox<'a>(data: &sled::Tree) -> Items<'a, OutboxItem> {
+    latest_outbox(
+        data.scan_prefix([OUTBOX]).values(),
+        data.scan_prefix([OUTBOX_UPDATE]).values(),
+    )
+}
+
+/// Writes the new state of `items` under `u`, at once and durably.
+fn write_updates(data: &sled::Tree, reserve: &Reserve, items: &[OutboxItem]) -> Result<(), Error> {
+    reserve.check(ITEM_UPDATE_BYTES * items.len() as u64)?;
+    let mut batch = sled::Batch::default();
+    for item in items {
+        batch.insert(outbox_key(OUTBOX_UPDATE, item.id), to_json(item)?);
+    }
+    data.apply_batch(batch)?;
+    data.flush()?;
+    Ok(())
 }
 
 #[cfg(test)]
