@@ -77,6 +77,17 @@ impl Job {
     }
 }
 
+/// The answer a job sends back, as the API's; `who` stopped if none comes.
+async fn answered<T>(
+    answer: oneshot::Receiver<Result<T, Error>>,
+    who: &str,
+) -> Result<T, ApiError> {
+    answer
+        .await
+        .map_err(|_| ApiError::internal(format!("the tenant's {who} stopped")))?
+        .map_err(ApiError::from)
+}
+
 /// How the owners are run.
 #[derive(Debug, Clone)]
 pub struct OwnerSettings {
@@ -153,20 +164,14 @@ impl Owners {
                 reply,
             },
         )?;
-        answer
-            .await
-            .map_err(|_| ApiError::internal("the tenant's owner stopped"))?
-            .map_err(ApiError::from)
+        answered(answer, "owner").await
     }
 
     /// Sends `tenant`'s outbox now, through its transports, on its sender.
     pub async fn send_outbox(self: &Arc<Self>, tenant: &str) -> Result<SendReport, ApiError> {
         let (reply, answer) = oneshot::channel();
         self.submit(tenant, false, Job::Outbox(OutboxJob::SendNow(reply)))?;
-        answer
-            .await
-            .map_err(|_| ApiError::internal("the tenant's sender stopped"))?
-            .map_err(ApiError::from)
+        answered(answer, "sender").await
     }
 
     /// Makes `tenant`'s failed outbox items (of `ids`, or all) pending again.
@@ -177,10 +182,7 @@ impl Owners {
     ) -> Result<u64, ApiError> {
         let (reply, answer) = oneshot::channel();
         self.submit(tenant, false, Job::Outbox(OutboxJob::Retry(ids, reply)))?;
-        answer
-            .await
-            .map_err(|_| ApiError::internal("the tenant's sender stopped"))?
-            .map_err(ApiError::from)
+        answered(answer, "sender").await
     }
 
     /// Runs `work`, which only reads, on `tenant`'s owner and returns what it
@@ -225,10 +227,7 @@ impl Owners {
                 changes_setup,
             },
         )?;
-        answer
-            .await
-            .map_err(|_| ApiError::internal("the tenant's owner stopped"))?
-            .map_err(ApiError::from)
+        answered(answer, "owner").await
     }
 
     /// Puts `job` in `tenant`'s queue, starting an owner if none is open.
