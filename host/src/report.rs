@@ -56,6 +56,22 @@ pub struct ModuleCalls {
 }
 
 impl RunReport {
+    /// Adds the counters of `other` (a part of the same work) to these.
+    pub fn add(&mut self, other: &RunReport) {
+        self.records += other.records;
+        self.invalid += other.invalid;
+        self.events += other.events;
+        self.new += other.new;
+        self.duplicates += other.duplicates;
+        self.sources_skipped += other.sources_skipped;
+        self.deliveries += other.deliveries;
+        self.failed += other.failed;
+        self.source_errors += other.source_errors;
+        self.retried += other.retried;
+        self.pending += other.pending;
+        self.mismatches += other.mismatches;
+    }
+
     /// Counts a call of `module` that took `time` and failed with `error`, if it did.
     pub(crate) fn note_call(&mut self, module: &str, time: Duration, error: Option<&CallError>) {
         let calls = match self.calls.get_mut(module) {

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 use spark_host::{
     DeadLetter, Generator, LedgerEntry, MailSettings, ModelDescription, ModuleSummary, OutboxItem,
-    OutboxPayload, format_time,
+    OutboxPayload, PendingDelivery, format_time,
 };
 
 /// A JSON text parsed for embedding in JSON output (it was checked when stored).
@@ -50,6 +50,18 @@ pub fn dead_letter(letter: &DeadLetter) -> Value {
         "error": letter.error.to_string(),
         "error_kind": letter.error.kind(),
         "dead_at": format_time(letter.dead_at_ms),
+    })
+}
+
+/// A delivery waiting for its next attempt.
+pub fn pending_delivery(delivery: &PendingDelivery) -> Value {
+    json!({
+        "event": delivery.event,
+        "handler": delivery.handler,
+        "attempts": delivery.attempts,
+        "error": delivery.error.to_string(),
+        "error_kind": delivery.error.kind(),
+        "next_at": format_time(delivery.next_at_ms),
     })
 }
 

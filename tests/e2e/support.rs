@@ -167,6 +167,10 @@ impl Spark {
             .env_remove("SPARK_SMTP_PASSWORD")
             .env_remove("SPARK_SMTP_CA_FILE")
             .env_remove("SPARK_DISK_RESERVE")
+            // A developer's own server must never receive the tests' commands.
+            .env_remove("SPARK_SERVER")
+            .env_remove("SPARK_TOKEN")
+            .env_remove("SPARK_LISTEN")
             .env_remove("RUST_LOG");
         command
     }

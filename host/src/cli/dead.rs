@@ -1,11 +1,14 @@
 //! `spark dead list|retry`: deliveries that failed every attempt.
 
 use clap::{Args, Subcommand};
-use spark_host::{format_time, wall_clock_ms};
+use serde_json::Value;
+use spark_host::wall_clock_ms;
 
-use super::output::{self, Table};
+use super::output::{self, Listing, text};
+use super::remote::Request;
 use super::report;
 use super::{Context, Outcome};
+use crate::views;
 
 /// Dead letters: handler calls that failed every attempt, kept with their error.
 #[derive(Debug, Subcommand)]
@@ -47,42 +50,74 @@ impl DeadCommand {
 
 impl List {
     fn run(self, context: &Context) -> anyhow::Result<Outcome> {
-        let tenant = context.tenant()?;
-        let mut table = Table::new(&["EVENT", "HANDLER", "ATTEMPTS", "DEAD SINCE", "ERROR"]);
-        for letter in tenant.dead() {
-            let letter = letter?;
-            if self.json {
-                output::json_line(&crate::views::dead_letter(&letter))?;
-            } else {
-                table.row(vec![
-                    letter.event.clone(),
-                    letter.handler.clone(),
-                    letter.attempts.to_string(),
-                    format_time(letter.dead_at_ms),
-                    output::cell(&letter.error.to_string(), 100),
-                ]);
+        let mut listing = Listing::new(
+            self.json,
+            &["EVENT", "HANDLER", "ATTEMPTS", "DEAD SINCE", "ERROR"],
+        );
+        if let Some(remote) = context.remote() {
+            let request = Request::new("GET", remote.path("/dead"));
+            remote.each(request, |letter| Ok(listing.item(letter, row)?))?;
+        } else {
+            let tenant = context.tenant()?;
+            for letter in tenant.dead() {
+                listing.item(&views::dead_letter(&letter?), row)?;
             }
         }
-        if !self.json {
-            table.print("no dead letters")?;
-        }
+        listing.finish("no dead letters")?;
         Ok(Outcome::Done)
     }
 }
 
+fn row(letter: &Value) -> Vec<String> {
+    vec![
+        text(letter, "event"),
+        text(letter, "handler"),
+        text(letter, "attempts"),
+        text(letter, "dead_at"),
+        output::cell(&text(letter, "error"), 100),
+    ]
+}
+
 impl Retry {
+    /// Whether a dead letter matches the filters given.
+    fn matches(&self, event: &str, handler: &str) -> bool {
+        self.key.as_ref().is_none_or(|key| event == key)
+            && self.handler.as_ref().is_none_or(|h| handler == h)
+    }
+
+    /// When no dead letter matches: an error if filters were given, else nothing to do.
+    fn none_found(&self) -> anyhow::Result<Outcome> {
+        if self.key.is_some() || self.handler.is_some() {
+            anyhow::bail!("no dead letters match; `spark dead list` shows them all");
+        }
+        output::line("no dead letters to retry")?;
+        Ok(Outcome::Done)
+    }
+
     fn run(self, context: &Context) -> anyhow::Result<Outcome> {
-        let mut tenant = context.tenant()?;
-        let found = tenant.dead().filter_map(Result::ok).any(|letter| {
-            self.key.as_ref().is_none_or(|key| &letter.event == key)
-                && self.handler.as_ref().is_none_or(|h| &letter.handler == h)
-        });
-        if !found {
-            if self.key.is_some() || self.handler.is_some() {
-                anyhow::bail!("no dead letters match; `spark dead list` shows them all");
+        if let Some(remote) = context.remote() {
+            // Asked first, then retried: a letter parked between the two is retried
+            // too, as on a data dir a moment later.
+            let mut found = false;
+            remote.each(Request::new("GET", remote.path("/dead")), |letter| {
+                found |= self.matches(&text(letter, "event"), &text(letter, "handler"));
+                Ok(())
+            })?;
+            if !found {
+                return self.none_found();
             }
-            output::line("no dead letters to retry")?;
-            return Ok(Outcome::Done);
+            let request = Request::new("POST", remote.path("/dead/retry"))
+                .query_opt("event", self.key.as_deref())
+                .query_opt("handler", self.handler.as_deref());
+            return report::finish_remote(&remote.call(&request)?, self.json);
+        }
+        let mut tenant = context.tenant()?;
+        let found = tenant
+            .dead()
+            .filter_map(Result::ok)
+            .any(|letter| self.matches(&letter.event, &letter.handler));
+        if !found {
+            return self.none_found();
         }
         let report = tenant.retry_dead(
             self.key.as_deref(),

@@ -1,5 +1,6 @@
 //! `spark generate`: run the active generators.
 
+use super::remote::Request;
 use super::report;
 use super::{Context, Outcome};
 use clap::Args;
@@ -20,6 +21,12 @@ pub struct Generate {
 impl Generate {
     pub fn run(self, context: &Context) -> anyhow::Result<Outcome> {
         let now_ms = report::logical_now(self.now.as_deref())?;
+        if let Some(remote) = context.remote() {
+            // Without --now, at the server's time.
+            let request = Request::new("POST", remote.path("/generate"))
+                .query_opt("now", self.now.as_deref());
+            return report::finish_remote(&remote.call(&request)?, self.json);
+        }
         let mut tenant = context.tenant()?;
         report::run(self.json, |progress| tenant.generate(now_ms, progress))
     }

@@ -1,10 +1,13 @@
 //! `spark generators ...`: declarative events from stored records.
 
 use clap::{Args, Subcommand};
-use spark_host::{Generator, ModelDescription, wall_clock_ms};
+use serde_json::{Value, json};
+use spark_host::{Generator, wall_clock_ms};
 
-use super::output::{self, Table};
+use super::output::{self, Listing, Table, text, texts};
+use super::remote::{Remote, Request, segment};
 use super::{Context, Outcome};
+use crate::views;
 
 /// Generators: "make an event of group G for every record of model M whose context
 /// satisfies these conditions", without code. `spark generate` runs them.
@@ -66,6 +69,9 @@ pub struct Describe {
 
 impl GeneratorsCommand {
     pub fn run(self, context: &Context) -> anyhow::Result<Outcome> {
+        if let Some(remote) = context.remote() {
+            return self.run_remote(remote);
+        }
         let mut tenant = match self {
             GeneratorsCommand::Add(_) => context.tenant_to_set_up()?,
             _ => context.tenant()?,
@@ -83,32 +89,14 @@ impl GeneratorsCommand {
                 output::line(format!("defined generator `{}`", add.name))?;
             }
             GeneratorsCommand::List(list) => {
-                let generators = tenant.generators()?;
-                if list.json {
-                    for generator in &generators {
-                        output::json_line(&crate::views::generator(generator))?;
-                    }
-                } else {
-                    let mut table = Table::new(&["NAME", "ACTIVE", "MODEL", "GROUP", "WHEN"]);
-                    for generator in &generators {
-                        table.row(vec![
-                            generator.name.clone(),
-                            if generator.active { "yes" } else { "no" }.to_owned(),
-                            generator.model.clone(),
-                            generator.group.clone(),
-                            conditions(generator),
-                        ]);
-                    }
-                    table.print("no generators")?;
+                let mut listing = Listing::new(list.json, &HEADER);
+                for generator in &tenant.generators()? {
+                    listing.item(&views::generator(generator), row)?;
                 }
+                listing.finish("no generators")?;
             }
             GeneratorsCommand::Show(Name { name }) => {
-                let generator = tenant.generator(&name)?;
-                output::line(format!("name:   {}", generator.name))?;
-                output::line(format!("active: {}", generator.active))?;
-                output::line(format!("model:  {}", generator.model))?;
-                output::line(format!("group:  {}", generator.group))?;
-                output::line(format!("when:   {}", conditions(&generator)))?;
+                show(&views::generator(&tenant.generator(&name)?))?;
             }
             GeneratorsCommand::Remove(Name { name }) => {
                 tenant.remove_generator(&name)?;
@@ -123,43 +111,136 @@ impl GeneratorsCommand {
                 output::line(format!("generator `{name}` is inactive"))?;
             }
             GeneratorsCommand::Describe(Describe { model }) => {
-                match tenant.describe_model(&model, wall_clock_ms())? {
-                    ModelDescription::Module { module, variables } => {
-                        output::line(format!(
-                            "the context of `{model}` records comes from module `{module}`:"
-                        ))?;
-                        let mut table = Table::new(&["VARIABLE", "DESCRIPTION"]);
-                        for (name, description) in variables {
-                            table.row(vec![name, description]);
-                        }
-                        table.print("(it describes no variables)")?;
-                    }
-                    ModelDescription::Record { fields } => {
-                        output::line(format!(
-                            "no module computes a context for `{model}`: conditions test the \
-                             record's own fields (dotted paths reach into objects)"
-                        ))?;
-                        let mut table = Table::new(&["FIELD", "TYPE (IN ONE RECORD)"]);
-                        for (name, kind) in fields {
-                            table.row(vec![name, kind]);
-                        }
-                        table.print("(no records are stored yet)")?;
-                    }
-                }
+                let description = tenant.describe_model(&model, wall_clock_ms())?;
+                describe(&model, &views::model_description(&model, &description))?;
+            }
+        }
+        Ok(Outcome::Done)
+    }
+
+    /// Through a server's `generators` and `models` routes; the server checks the
+    /// conditions.
+    fn run_remote(self, remote: &Remote) -> anyhow::Result<Outcome> {
+        let path = |name: &str| remote.path(&format!("/generators/{}", segment(name)));
+        match self {
+            GeneratorsCommand::Add(add) => {
+                let body = json!({
+                    "group": add.group,
+                    "model": add.model,
+                    "conditions": add.conditions,
+                    "active": !add.inactive,
+                })
+                .to_string();
+                let request = Request::new("PUT", path(&add.name))
+                    .query_opt("replace", add.replace.then_some("true"))
+                    .header("Content-Type", "application/json")
+                    .body(body.as_bytes());
+                remote.call(&request)?;
+                output::line(format!("defined generator `{}`", add.name))?;
+            }
+            GeneratorsCommand::List(list) => {
+                let mut listing = Listing::new(list.json, &HEADER);
+                remote.each(
+                    Request::new("GET", remote.path("/generators")),
+                    |generator| Ok(listing.item(generator, row)?),
+                )?;
+                listing.finish("no generators")?;
+            }
+            GeneratorsCommand::Show(Name { name }) => {
+                show(&remote.call(&Request::new("GET", path(&name)))?)?;
+            }
+            GeneratorsCommand::Remove(Name { name }) => {
+                remote.call(&Request::new("DELETE", path(&name)))?;
+                output::line(format!("removed generator `{name}`"))?;
+            }
+            GeneratorsCommand::Activate(Name { name }) => {
+                remote.call(&Request::new("POST", format!("{}/activate", path(&name))))?;
+                output::line(format!("generator `{name}` is active"))?;
+            }
+            GeneratorsCommand::Deactivate(Name { name }) => {
+                remote.call(&Request::new("POST", format!("{}/deactivate", path(&name))))?;
+                output::line(format!("generator `{name}` is inactive"))?;
+            }
+            GeneratorsCommand::Describe(Describe { model }) => {
+                let description = remote.get(&format!("/models/{}", segment(&model)))?;
+                describe(&model, &description)?;
             }
         }
         Ok(Outcome::Done)
     }
 }
 
-fn conditions(generator: &Generator) -> String {
-    if generator.conditions.is_empty() {
-        return "(every record)".to_owned();
+const HEADER: [&str; 5] = ["NAME", "ACTIVE", "MODEL", "GROUP", "WHEN"];
+
+/// A generator's row (as `views.rs` shows it).
+fn row(generator: &Value) -> Vec<String> {
+    vec![
+        text(generator, "name"),
+        if generator["active"] == true {
+            "yes"
+        } else {
+            "no"
+        }
+        .to_owned(),
+        text(generator, "model"),
+        text(generator, "group"),
+        conditions(generator),
+    ]
+}
+
+fn show(generator: &Value) -> anyhow::Result<()> {
+    output::line(format!("name:   {}", text(generator, "name")))?;
+    output::line(format!("active: {}", generator["active"] == true))?;
+    output::line(format!("model:  {}", text(generator, "model")))?;
+    output::line(format!("group:  {}", text(generator, "group")))?;
+    output::line(format!("when:   {}", conditions(generator)))?;
+    Ok(())
+}
+
+/// What conditions on `model`'s records can test, from its description (as
+/// `views::model_description` shows it).
+fn describe(model: &str, description: &Value) -> anyhow::Result<()> {
+    let pairs = |list: &str, second: &str| -> Vec<Vec<String>> {
+        description[list]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|item| vec![text(item, "name"), text(item, second)])
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    if description["context_from"] == "module" {
+        output::line(format!(
+            "the context of `{model}` records comes from module `{}`:",
+            text(description, "module")
+        ))?;
+        let mut table = Table::new(&["VARIABLE", "DESCRIPTION"]);
+        for row in pairs("variables", "description") {
+            table.row(row);
+        }
+        table.print("(it describes no variables)")?;
+    } else {
+        output::line(format!(
+            "no module computes a context for `{model}`: conditions test the record's own \
+             fields (dotted paths reach into objects)"
+        ))?;
+        let mut table = Table::new(&["FIELD", "TYPE (IN ONE RECORD)"]);
+        for row in pairs("fields", "type") {
+            table.row(row);
+        }
+        table.print("(no records are stored yet)")?;
     }
-    generator
-        .conditions
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(" and ")
+    Ok(())
+}
+
+/// The conditions, joined with `and`, or `(every record)`.
+fn conditions(generator: &Value) -> String {
+    let joined = texts(generator, "conditions", " and ");
+    if joined.is_empty() {
+        "(every record)".to_owned()
+    } else {
+        joined
+    }
 }

@@ -1,13 +1,16 @@
 //! `spark ingest`: records in, events out.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, Read as _};
 use std::path::PathBuf;
 
+use super::progress::Progress;
+use super::remote::{self, Remote, Request, segment};
 use super::report;
-use super::{Context, Outcome};
+use super::{Context, Outcome, PartlyDone};
 use anyhow::Context as _;
 use clap::Args;
+use spark_host::{MAX_RECORD_BYTES, Problem, RunReport};
 
 /// Store JSON Lines records of a model and run each through the model's sources;
 /// new events go to their handlers. Bad lines are reported and skipped.
@@ -27,6 +30,11 @@ pub struct Ingest {
     json: bool,
 }
 
+/// Records sent to a server per request at most, and the size after which a request is
+/// sent with fewer: a large input goes as several requests, each committed apart.
+const CHUNK_LINES: usize = 10_000;
+const CHUNK_BYTES: usize = 8 << 20;
+
 impl Ingest {
     pub fn run(self, context: &Context) -> anyhow::Result<Outcome> {
         let now_ms = report::logical_now(self.now.as_deref())?;
@@ -36,9 +44,212 @@ impl Ingest {
             )),
             _ => Box::new(io::stdin().lock()),
         };
+        if let Some(remote) = context.remote() {
+            return self.run_remote(remote, &mut *input);
+        }
         let mut tenant = context.tenant()?;
         report::run(self.json, |progress| {
             tenant.ingest(&self.model, &mut input, now_ms, progress)
         })
+    }
+
+    /// Through a server: the input is sent in requests of [`CHUNK_LINES`] records at
+    /// most, each with an `Idempotency-Key` of its own (random per command, numbered
+    /// per request), so that a request tried again after a broken connection is stored
+    /// once; the reports are summed. Lines that cannot be records (not UTF-8, too large,
+    /// not an object) are reported here with their line numbers and not sent; the
+    /// server counts the others it refuses, without naming them. Without `--now`, each
+    /// request runs at the server's time. A request that fails after others were stored
+    /// stops the command with exit status 1, saying what was stored: ingesting the
+    /// input again is safe (stored records make duplicates, not new events).
+    fn run_remote(&self, remote: &Remote, input: &mut dyn BufRead) -> anyhow::Result<Outcome> {
+        let mut sender = Sender {
+            remote,
+            ingest: self,
+            keys: remote::random_hex()?,
+            requests: 0,
+            lines_sent: 0,
+            served: RunReport::default(),
+            progress: Progress::new(),
+        };
+        let mut refused = RunReport::default();
+        let mut chunk = Vec::new();
+        let mut records = 0;
+        let mut line = Vec::new();
+        let mut number = 0;
+        while read_line(input, &mut line).context("cannot read the input")? {
+            number += 1;
+            match check_line(&line) {
+                Ok(false) => {}
+                Ok(true) => {
+                    chunk.extend_from_slice(&line);
+                    if !line.ends_with(b"\n") {
+                        chunk.push(b'\n');
+                    }
+                    records += 1;
+                }
+                Err(why) => {
+                    refused.invalid += 1;
+                    refused
+                        .problems
+                        .push(Problem::InvalidRecord { line: number, why });
+                }
+            }
+            if records == CHUNK_LINES || chunk.len() >= CHUNK_BYTES {
+                sender.send(&chunk, number)?;
+                chunk.clear();
+                records = 0;
+            }
+        }
+        // An empty input is sent too: the server says whether the model is known.
+        if records > 0 || sender.requests == 0 {
+            sender.send(&chunk, number)?;
+        }
+        drop(sender.progress);
+        let served_failures = sender.served.has_failures();
+        let mut report = sender.served;
+        report.invalid += refused.invalid;
+        report.problems = refused.problems;
+        report::finish_served(&report, served_failures, self.json)
+    }
+}
+
+/// The requests of one remote ingest, and what the server stored so far.
+struct Sender<'a> {
+    remote: &'a Remote,
+    ingest: &'a Ingest,
+    /// The base of the idempotency keys.
+    keys: String,
+    requests: u64,
+    /// Input lines read up to the end of the last request sent.
+    lines_sent: u64,
+    /// The server's reports, summed.
+    served: RunReport,
+    progress: Progress,
+}
+
+impl Sender<'_> {
+    /// Sends `chunk`, which ends with input line `last_line`.
+    fn send(&mut self, chunk: &[u8], last_line: u64) -> anyhow::Result<()> {
+        let ingest = self.ingest;
+        let request = Request::new(
+            "POST",
+            self.remote
+                .path(&format!("/records/{}", segment(&ingest.model))),
+        )
+        .query_opt("now", ingest.now.as_deref())
+        .header(
+            "Idempotency-Key",
+            format!("spark-cli-{}-{}", self.keys, self.requests),
+        )
+        .header("Content-Type", "application/x-ndjson")
+        .body(chunk);
+        let answer = self
+            .remote
+            .call(&request)
+            .and_then(|answer| report::from_answer(&answer));
+        let report = match answer {
+            Ok(report) => report,
+            Err(error) if self.requests == 0 => return Err(error),
+            Err(error) => {
+                let done = &self.served;
+                return Err(PartlyDone(format!(
+                    "{error:#}; before it, the server stored the records of input lines 1 to \
+                     {} ({} records, {} new events); ingesting the input again is safe",
+                    self.lines_sent, done.records, done.new
+                ))
+                .into());
+            }
+        };
+        self.requests += 1;
+        self.lines_sent = last_line;
+        self.served.add(&report);
+        let served = &self.served;
+        self.progress.show(|| {
+            format!(
+                "{} records, {} new events, {} duplicates",
+                served.records, served.new, served.duplicates
+            )
+        });
+        Ok(())
+    }
+}
+
+/// Reads the next line of `input` into `line` (cleared first), with its `\n`: false at
+/// the end. A line longer than a record may be is cut short (the rest is read and
+/// dropped), as a run on a data dir reads it.
+fn read_line(input: &mut dyn BufRead, line: &mut Vec<u8>) -> io::Result<bool> {
+    line.clear();
+    let read = (&mut *input)
+        .take(MAX_RECORD_BYTES as u64 + 1)
+        .read_until(b'\n', line)?;
+    if line.len() > MAX_RECORD_BYTES && !line.ends_with(b"\n") {
+        // The rest of the line, dropped.
+        loop {
+            let (done, used) = match input.fill_buf()? {
+                [] => break,
+                buffer => match buffer.iter().position(|&byte| byte == b'\n') {
+                    Some(end) => (true, end + 1),
+                    None => (false, buffer.len()),
+                },
+            };
+            input.consume(used);
+            if done {
+                break;
+            }
+        }
+    }
+    Ok(read > 0)
+}
+
+/// Whether a line is sent to the server: `Ok(true)` for what may be a record (the
+/// server checks the rest), `Ok(false)` for a blank line, or why it cannot be one, in
+/// the words a run on a data dir uses. Checked here so that a line the server would
+/// read otherwise (a body starting with `[` is a JSON array to the API) is never sent.
+fn check_line(line: &[u8]) -> Result<bool, String> {
+    if line.len() > MAX_RECORD_BYTES && !line.ends_with(b"\n") {
+        return Err(format!("it is larger than {MAX_RECORD_BYTES} bytes"));
+    }
+    let text = std::str::from_utf8(line).map_err(|_| "it is not UTF-8".to_owned())?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(false);
+    }
+    if text.len() > MAX_RECORD_BYTES {
+        return Err(format!("it is larger than {MAX_RECORD_BYTES} bytes"));
+    }
+    if !text.starts_with('{') {
+        return Err("it is not a JSON object".to_owned());
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_checked_as_a_run_checks_them() {
+        assert_eq!(check_line(b"{\"id\": 1}\n"), Ok(true));
+        assert_eq!(check_line(b"  \r\n"), Ok(false));
+        assert_eq!(
+            check_line(b"[{\"id\": 1}]\n"),
+            Err("it is not a JSON object".to_owned())
+        );
+        assert_eq!(check_line(b"{\xff}\n"), Err("it is not UTF-8".to_owned()));
+    }
+
+    #[test]
+    fn long_lines_are_cut_and_the_next_one_read() {
+        let mut input = Vec::new();
+        input.extend(std::iter::repeat_n(b'x', MAX_RECORD_BYTES + 10));
+        input.extend_from_slice(b"\n{\"id\": 2}\n");
+        let mut input = io::Cursor::new(input);
+        let mut line = Vec::new();
+        assert!(read_line(&mut input, &mut line).unwrap());
+        assert!(check_line(&line).unwrap_err().contains("larger than"));
+        assert!(read_line(&mut input, &mut line).unwrap());
+        assert_eq!(line, b"{\"id\": 2}\n");
+        assert!(!read_line(&mut input, &mut line).unwrap());
     }
 }

@@ -3,6 +3,14 @@
 //! Each subcommand is a clap struct in its own file with `fn run(self, &Context)`.
 //! Exit status: 0 when all went well, 1 when the command ran but some records or
 //! deliveries failed (each reported), 2 when nothing was done.
+//!
+//! With `--server URL` (or SPARK_SERVER) a command goes through that server's HTTP API
+//! (`remote.rs`) for the tenant of `--tenant`, and never opens the data dir: each
+//! command asks [`Context::remote`] first, and prints what it got, from the API or
+//! from the data dir, with the same code (the API answers with the `--json` fields of
+//! `views.rs`). Commands that need the data dir itself are refused with `--server`
+//! ([`refused_remotely`]); `check`, `completions` and `man` need no tenant and run
+//! here.
 
 mod apply;
 mod check;
@@ -18,6 +26,7 @@ mod outbox;
 mod output;
 mod process_sources;
 mod progress;
+mod remote;
 mod report;
 mod serve;
 mod tokens;
@@ -55,6 +64,29 @@ struct Cli {
     /// Show what modules write to stdout and stderr (logged at `info`; RUST_LOG overrides).
     #[arg(short, long, global = true)]
     verbose: bool,
+
+    /// Run the command through the HTTP API of the `spark serve` at URL (e.g.
+    /// http://127.0.0.1:7411) instead of on the data dir, for the tenant of --tenant.
+    #[arg(
+        long = "server",
+        id = "server_url",
+        global = true,
+        env = "SPARK_SERVER",
+        value_name = "URL"
+    )]
+    server: Option<String>,
+
+    /// The access token for --server (`spark tokens add` makes one). Prefer
+    /// SPARK_TOKEN: other users can see a command line.
+    #[arg(
+        long = "token",
+        id = "server_token",
+        global = true,
+        env = "SPARK_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -109,9 +141,22 @@ pub struct Context {
     data_dir: PathBuf,
     cache_dir: Option<PathBuf>,
     tenant: String,
+    /// The server of `--server`, if the command goes through one.
+    remote: Option<remote::Remote>,
 }
 
 impl Context {
+    /// The server the command goes through (`--server`), if any: then it must not open
+    /// the data dir.
+    fn remote(&self) -> Option<&remote::Remote> {
+        self.remote.as_ref()
+    }
+
+    /// `--tenant`.
+    fn tenant_name(&self) -> &str {
+        &self.tenant
+    }
+
     /// Opens the tenant of `--tenant` in `--data-dir`, which must exist: reading or
     /// running a mistyped tenant makes no empty one.
     fn tenant(&self) -> anyhow::Result<Tenant> {
@@ -125,10 +170,12 @@ impl Context {
     }
 
     /// The compiled-module cache, where there is one to use: `--cache-dir`, or the
-    /// `cache/` of a data dir that exists.
+    /// `cache/` of a data dir that exists (not with `--server`: the data dir is the
+    /// server's).
     fn existing_cache_dir(&self) -> Option<PathBuf> {
         match &self.cache_dir {
             Some(dir) => Some(dir.clone()),
+            None if self.remote.is_some() => None,
             None => self.data_dir.is_dir().then(|| self.data_dir.join("cache")),
         }
     }
@@ -141,10 +188,17 @@ impl Context {
     /// The host over `--data-dir`, refused while `spark serve` holds it: the server
     /// owns its tenants, and a command must go through it.
     pub(crate) fn spark(&self) -> anyhow::Result<Spark> {
+        // Each command that goes through a server asks `remote()` before this; one that
+        // gets here with `--server` would open the server's data dir behind its back.
+        anyhow::ensure!(
+            self.remote.is_none(),
+            "this command works on a data dir, not through --server"
+        );
         if let Some(url) = crate::serve::lock::server_of(&self.data_dir) {
             anyhow::bail!(
                 "the data dir `{}` is served by `spark serve` at {url}, which owns its \
-                 tenants: use its HTTP API (or stop it) instead",
+                 tenants: run the command through it with `--server {url} --token TOKEN` \
+                 (or SPARK_SERVER and SPARK_TOKEN), or stop it",
                 self.data_dir.display()
             );
         }
@@ -177,10 +231,27 @@ pub fn main() -> ExitCode {
         Command::Serve(serve) => init_logging("info", serve.log_json),
         _ => init_logging(if cli.verbose { "info" } else { "warn" }, false),
     }
+    let remote = match &cli.server {
+        None => None,
+        Some(url) => {
+            let remote = match refused_remotely(&cli.command) {
+                Some(why) => Err(why),
+                None => remote::Remote::new(url, cli.token.clone(), &cli.tenant),
+            };
+            match remote {
+                Ok(remote) => Some(remote),
+                Err(error) => {
+                    eprintln!("error: {}", spark_host::printable(&format!("{error:#}")));
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
     let context = Context {
         data_dir: cli.data_dir,
         cache_dir: cli.cache_dir,
         tenant: cli.tenant,
+        remote,
     };
     let result = match cli.command {
         Command::Check(command) => command.run(&context),
@@ -210,10 +281,48 @@ pub fn main() -> ExitCode {
             let part_done = matches!(
                 error.downcast_ref::<spark_host::Error>(),
                 Some(spark_host::Error::Interrupted { .. })
-            );
+            ) || error.downcast_ref::<PartlyDone>().is_some();
             ExitCode::from(if part_done { 1 } else { 2 })
         }
     }
+}
+
+/// A command that stopped part-way after the server committed some of its work (an
+/// `ingest` sent in several requests, one of which failed): exit status 1, as for a
+/// run interrupted on a data dir.
+#[derive(Debug)]
+pub struct PartlyDone(pub String);
+
+impl std::fmt::Display for PartlyDone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PartlyDone {}
+
+/// Why a command does not run with `--server`, if it does not: it needs the data dir
+/// itself, or the API has no route for it.
+fn refused_remotely(command: &Command) -> Option<anyhow::Error> {
+    let why = match command {
+        Command::Apply(_) => {
+            "`apply` works on a data dir: a manifest sets module limits and settings the API \
+             does not take yet. Through --server, use `module add`, `mails set` and \
+             `generators add`, or apply it with the server stopped"
+        }
+        Command::Outbox(outbox::OutboxCommand::Prune(_)) => {
+            "`outbox prune` works on a data dir: the API has no route for it"
+        }
+        Command::Tokens(_) => {
+            "`tokens` manages the token files of a data dir: run it on the server's machine, \
+             without --server (a new token counts from the server's next request)"
+        }
+        Command::Serve(_) => "`serve` serves a data dir; it does not run through --server",
+        _ => return None,
+    };
+    Some(anyhow::anyhow!(
+        "{why} (unset SPARK_SERVER, or leave out --server)"
+    ))
 }
 
 fn is_broken_pipe(error: &anyhow::Error) -> bool {

@@ -3,12 +3,15 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+use serde_json::Value;
 use spark_host::{
     Clock, LimitOverrides, Limits, ModuleChange, ModuleCode, ModuleSpec, RegisteredCode,
 };
 
-use super::output::{self, Table};
+use super::output::{self, Listing, text, texts};
+use super::remote::{ApiError, Remote, Request, segment};
 use super::{Context, Outcome};
+use crate::views;
 
 /// Register, list and remove a tenant's modules.
 #[derive(Debug, Subcommand)]
@@ -73,6 +76,9 @@ impl ModuleCommand {
 impl Add {
     fn run(self, context: &Context) -> anyhow::Result<Outcome> {
         let code = ModuleCode::load(&self.file)?;
+        if let Some(remote) = context.remote() {
+            return self.run_remote(remote, code);
+        }
         let mut tenant = context.tenant_to_set_up()?;
         let spec = ModuleSpec {
             name: self.name.clone(),
@@ -83,80 +89,146 @@ impl Add {
             clock: self.clock,
         };
         let change = tenant.add_module(spec, self.replace)?;
-        let verb = match change {
-            ModuleChange::Added => "added",
-            ModuleChange::Replaced => "replaced",
-            ModuleChange::Unchanged => "unchanged:",
+        added(&self.name, context.tenant_name(), change)
+    }
+
+    /// Through a server: without `--replace`, a name in use is refused here first, as on
+    /// a data dir, and the upload says `replace=false`. Whether it was added, replaced
+    /// or left unchanged is told from the module before and after.
+    fn run_remote(self, remote: &Remote, code: ModuleCode) -> anyhow::Result<Outcome> {
+        let before = match remote.all("/modules") {
+            Ok(modules) => modules
+                .into_iter()
+                .find(|module| module["name"].as_str() == Some(self.name.as_str())),
+            // Made by the upload, as `module add` makes it on a data dir.
+            Err(error) if is_unknown_tenant(&error) => None,
+            Err(error) => return Err(error),
         };
-        output::line(format!(
-            "{verb} module `{}` of tenant `{}`",
-            self.name,
-            tenant.name()
+        if before.is_some() && !self.replace {
+            return Err(spark_host::Error::ModuleExists(self.name).into());
+        }
+        let (body, native) = match &code {
+            ModuleCode::Wasm(wasm) => (wasm.as_slice(), None),
+            ModuleCode::Native(name) => (&[][..], Some(name.as_str())),
+        };
+        let mut request = Request::new(
+            "PUT",
+            remote.path(&format!("/modules/{}", segment(&self.name))),
+        );
+        for source in &self.sources {
+            request = request.query("source", source.as_str());
+        }
+        for handler in &self.handlers {
+            request = request.query("handler", handler.as_str());
+        }
+        // The look above gives the local command's message; `replace=false` keeps a
+        // module registered meanwhile by someone else (409).
+        let request = request
+            .query("clock", self.clock.to_string())
+            .query_opt("native", native)
+            .query("replace", self.replace.to_string())
+            .body(body);
+        let after = remote.call(&request)?;
+        let change = match before {
+            None => ModuleChange::Added,
+            Some(before) if before == after => ModuleChange::Unchanged,
+            Some(_) => ModuleChange::Replaced,
+        };
+        added(&self.name, remote.tenant(), change)
+    }
+}
+
+/// Whether a request failed because the tenant does not exist (yet).
+fn is_unknown_tenant(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<ApiError>()
+        .is_some_and(|error| error.kind == "unknown_tenant")
+}
+
+fn added(name: &str, tenant: &str, change: ModuleChange) -> anyhow::Result<Outcome> {
+    let verb = match change {
+        ModuleChange::Added => "added",
+        ModuleChange::Replaced => "replaced",
+        ModuleChange::Unchanged => "unchanged:",
+    };
+    output::line(format!("{verb} module `{name}` of tenant `{tenant}`"))?;
+    Ok(Outcome::Done)
+}
+
+impl List {
+    fn run(self, context: &Context) -> anyhow::Result<Outcome> {
+        let mut listing = Listing::new(
+            self.json,
+            &[
+                "NAME",
+                "EXPORTS",
+                "SOURCE FOR",
+                "HANDLES",
+                "CLOCK",
+                "LIMITS (NOT DEFAULT)",
+                "SHA256",
+            ],
+        );
+        if let Some(remote) = context.remote() {
+            let request = Request::new("GET", remote.path("/modules"));
+            remote.each(request, |module| Ok(listing.item(module, row)?))?;
+        } else {
+            let tenant = context.tenant()?;
+            for module in &tenant.modules()? {
+                listing.item(&views::module(module), row)?;
+            }
+        }
+        listing.finish(&format!(
+            "tenant `{}` has no modules",
+            context.tenant_name()
         ))?;
         Ok(Outcome::Done)
     }
 }
 
-impl List {
-    fn run(self, context: &Context) -> anyhow::Result<Outcome> {
-        let tenant = context.tenant()?;
-        let modules = tenant.modules()?;
-        if self.json {
-            for module in &modules {
-                output::json_line(&crate::views::module(module))?;
-            }
-            return Ok(Outcome::Done);
-        }
-        let mut table = Table::new(&[
-            "NAME",
-            "EXPORTS",
-            "SOURCE FOR",
-            "HANDLES",
-            "CLOCK",
-            "LIMITS (NOT DEFAULT)",
-            "SHA256",
-        ]);
-        let defaults = Limits::default().entries();
-        for module in &modules {
-            // The tenant's and the module's own changes; --json shows every limit.
-            let own: Vec<String> = module
-                .limits
-                .entries()
-                .into_iter()
-                .zip(&defaults)
-                .filter(|((_, value), (_, default))| value != default)
-                .map(|((limit, value), _)| format!("{limit}={value}"))
-                .collect();
-            table.row(vec![
-                module.registration.name.clone(),
-                module.registration.exports.join("+"),
-                module.registration.sources.join(", "),
-                module.registration.handlers.join(", "),
-                module.registration.clock.to_string(),
-                if own.is_empty() {
-                    "-".to_owned()
-                } else {
-                    own.join(" ")
-                },
-                match &module.registration.code {
-                    RegisteredCode::Component { sha256 } => sha256[..12].to_owned(),
-                    RegisteredCode::Native { name } => name.clone(),
-                },
-            ]);
-        }
-        table.print(&format!("tenant `{}` has no modules", tenant.name()))?;
-        Ok(Outcome::Done)
-    }
+/// A module's row. Its limits are those not at their default (the tenant's and the
+/// module's own changes); --json shows every limit.
+fn row(module: &Value) -> Vec<String> {
+    let own: Vec<String> = Limits::default()
+        .entries()
+        .into_iter()
+        .filter_map(|(limit, default)| {
+            let value = &module["limits"][limit.name()];
+            (value.as_u64() != Some(default)).then(|| format!("{limit}={value}"))
+        })
+        .collect();
+    let code = RegisteredCode::from(text(module, "hash"));
+    vec![
+        text(module, "name"),
+        texts(module, "exports", "+"),
+        texts(module, "sources", ", "),
+        texts(module, "handlers", ", "),
+        text(module, "clock"),
+        if own.is_empty() {
+            "-".to_owned()
+        } else {
+            own.join(" ")
+        },
+        match &code {
+            RegisteredCode::Component { sha256 } => sha256.chars().take(12).collect(),
+            RegisteredCode::Native { name } => name.clone(),
+        },
+    ]
 }
 
 impl Remove {
     fn run(self, context: &Context) -> anyhow::Result<Outcome> {
-        let mut tenant = context.tenant()?;
-        tenant.remove_module(&self.name)?;
+        if let Some(remote) = context.remote() {
+            let path = remote.path(&format!("/modules/{}", segment(&self.name)));
+            remote.call(&Request::new("DELETE", path))?;
+        } else {
+            let mut tenant = context.tenant()?;
+            tenant.remove_module(&self.name)?;
+        }
         output::line(format!(
             "removed module `{}` of tenant `{}`",
             self.name,
-            tenant.name()
+            context.tenant_name()
         ))?;
         Ok(Outcome::Done)
     }

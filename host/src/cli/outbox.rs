@@ -3,15 +3,17 @@
 
 use clap::builder::TypedValueParser as _;
 use clap::{Args, Subcommand};
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use spark_host::{
-    DEFAULT_CONCURRENCY, Destinations, GIVE_UP_AFTER, OutboxItem, OutboxKind, OutboxPayload,
-    OutboxStatus, Route, Transport, parse_time,
+    DEFAULT_CONCURRENCY, Destinations, GIVE_UP_AFTER, OutboxStatus, Route, Transport, parse_time,
 };
 
-use super::output::{self, Table};
+use super::output::{self, Listing, text, texts};
 use super::progress::Progress;
+use super::remote::Request;
 use super::{Context, Outcome};
+use crate::views;
 
 /// The outbox: the mails and outputs handlers returned.
 #[derive(Debug, Subcommand)]
@@ -89,9 +91,23 @@ pub struct Retry {
 
 impl Retry {
     fn run(self, context: &Context) -> anyhow::Result<Outcome> {
-        let mut tenant = context.tenant()?;
-        let ids = (!self.ids.is_empty()).then_some(self.ids.as_slice());
-        let retried = tenant.retry_outbox(ids)?;
+        let retried = match context.remote() {
+            Some(remote) => {
+                let mut request = Request::new("POST", remote.path("/outbox/retry"));
+                for id in &self.ids {
+                    request = request.query("id", id.to_string());
+                }
+                let answer = remote.call(&request)?;
+                answer["retried"]
+                    .as_u64()
+                    .ok_or_else(|| anyhow::anyhow!("the server's answer has no `retried`"))?
+            }
+            None => {
+                let mut tenant = context.tenant()?;
+                let ids = (!self.ids.is_empty()).then_some(self.ids.as_slice());
+                tenant.retry_outbox(ids)?
+            }
+        };
         if self.json {
             output::line(json!({ "retried": retried }).to_string())?;
         } else {
@@ -145,8 +161,21 @@ impl OutboxCommand {
     }
 }
 
+/// What `outbox send --json` prints, as the API answers it too.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct SendCounts {
+    sent: u64,
+    failed: u64,
+    parked: u64,
+    waiting: u64,
+    skipped: u64,
+}
+
 impl Send {
     fn run(self, context: &Context) -> anyhow::Result<Outcome> {
+        if let Some(remote) = context.remote() {
+            return self.run_remote(remote);
+        }
         let mut tenant = context.tenant()?;
         let mails = self.transport.as_deref().map(str::parse).transpose()?;
         let destinations = Destinations::new(&tenant.settings()?, mails, self.outputs)?;
@@ -189,77 +218,134 @@ impl Send {
                  tried; they wait for the next `outbox send`"
             );
         }
-        let summary = if self.json {
-            serde_json::to_string(&report)?
-        } else {
-            let mut summary = format!("{} sent, {} failed", report.sent, report.failed);
-            if report.parked > 0 {
-                summary.push_str(&format!(", {} set aside", report.parked));
-            }
-            if report.skipped > 0 {
-                summary.push_str(&format!(", {} not tried", report.skipped));
-            }
-            if report.waiting > 0 {
-                summary.push_str(&format!(", {} waiting for a transport", report.waiting));
-            }
-            summary
+        let counts = SendCounts {
+            sent: report.sent,
+            failed: report.failed,
+            parked: report.parked,
+            waiting: report.waiting,
+            skipped: report.skipped,
         };
-        // When items go to stdout they are stdout, so the summary goes aside.
-        if destinations.prints() {
-            eprintln!("{summary}");
-        } else {
-            output::line(summary)?;
+        finish_send(&counts, self.json, destinations.prints())
+    }
+
+    /// Through a server: it sends with the tenant's own transports (those of its
+    /// settings), so the flags that name others are refused rather than ignored. The
+    /// API answers the counts only: which items failed, the server logs, and `outbox
+    /// list` shows their errors.
+    fn run_remote(self, remote: &super::remote::Remote) -> anyhow::Result<Outcome> {
+        anyhow::ensure!(
+            self.transport.is_none()
+                && self.outputs.is_empty()
+                && self.concurrency == DEFAULT_CONCURRENCY,
+            "through --server, `outbox send` sends with the tenant's own transports (the \
+             `transport` under [mails] and the [outputs] of its settings), as the server \
+             does by itself: --transport, --output and --concurrency are for a data dir"
+        );
+        let settings = remote.get("/settings")?;
+        let no_mails = settings["mail"]["transport"].is_null();
+        let no_outputs = settings["outputs"]
+            .as_object()
+            .is_none_or(serde_json::Map::is_empty);
+        if no_mails && no_outputs {
+            anyhow::bail!(
+                "no transport: the tenant's settings have no `transport` under [mails] and no \
+                 channel under [outputs], and the server sends through those only"
+            );
         }
-        Ok(Outcome::from_failures(report.failed + report.parked > 0))
+        let report = remote.call(&Request::new("POST", remote.path("/outbox/send")))?;
+        let counts: SendCounts = serde_json::from_value(report)
+            .map_err(|error| anyhow::anyhow!("the server's report is not one: {error}"))?;
+        if counts.failed + counts.parked > 0 {
+            eprintln!(
+                "error: {} items were not sent (the server logs why; `outbox list` shows each \
+                 one's error)",
+                counts.failed + counts.parked
+            );
+        }
+        finish_send(&counts, self.json, false)
     }
 }
 
-/// One line about an item: the recipients and subject of a mail, the channel and
-/// payload of an output.
-pub fn summary(item: &OutboxItem) -> String {
-    match &item.payload {
-        OutboxPayload::Mail(mail) => format!("to {}: {}", mail.to.join(", "), mail.subject),
-        OutboxPayload::Output(output) => format!("{}: {}", output.channel, output.payload),
+/// Prints the summary of a sending (on stderr when items went to stdout, which they
+/// are); the outcome follows the failures.
+fn finish_send(counts: &SendCounts, json: bool, prints: bool) -> anyhow::Result<Outcome> {
+    let summary = if json {
+        serde_json::to_string(counts)?
+    } else {
+        let mut summary = format!("{} sent, {} failed", counts.sent, counts.failed);
+        if counts.parked > 0 {
+            summary.push_str(&format!(", {} set aside", counts.parked));
+        }
+        if counts.skipped > 0 {
+            summary.push_str(&format!(", {} not tried", counts.skipped));
+        }
+        if counts.waiting > 0 {
+            summary.push_str(&format!(", {} waiting for a transport", counts.waiting));
+        }
+        summary
+    };
+    // When items go to stdout they are stdout, so the summary goes aside.
+    if prints {
+        eprintln!("{summary}");
+    } else {
+        output::line(summary)?;
+    }
+    Ok(Outcome::from_failures(counts.failed + counts.parked > 0))
+}
+
+/// One line about an item (as `views.rs` shows it): the recipients and subject of a
+/// mail, the channel and payload of an output.
+pub fn summary(item: &Value) -> String {
+    let data = &item["data"];
+    if item["kind"] == "mail" {
+        format!("to {}: {}", texts(data, "to", ", "), text(data, "subject"))
+    } else {
+        format!("{}: {}", text(data, "channel"), data["payload"])
     }
 }
 
 impl List {
     fn run(self, context: &Context) -> anyhow::Result<Outcome> {
-        let tenant = context.tenant()?;
-        // A mail is listed as it will be sent: the tenant's sender fills in its own.
-        let defaults = tenant.settings()?.mail;
-        let mut table = Table::new(&["ID", "EVENT", "HANDLER", "KIND", "STATUS", "WHAT"]);
-        for item in tenant.outbox() {
-            let item = item?;
-            if self.pending && item.status != OutboxStatus::Pending {
-                continue;
-            }
-            if self.json {
-                output::json_line(&crate::views::outbox_item(&item, &defaults))?;
-            } else {
-                let status = match (&item.status, &item.error) {
-                    (OutboxStatus::Sent, _) => "sent".to_owned(),
-                    (OutboxStatus::Pending, None) => "pending".to_owned(),
-                    (OutboxStatus::Pending, Some(_)) => format!("failed x{}", item.attempts),
-                    (OutboxStatus::Failed, _) => "set aside".to_owned(),
-                };
-                let kind = match item.kind() {
-                    OutboxKind::Mail => "mail",
-                    OutboxKind::Output => "output",
-                };
-                table.row(vec![
-                    item.id.to_string(),
-                    item.event.clone(),
-                    item.handler.clone(),
-                    kind.to_owned(),
-                    status,
-                    output::cell(&summary(&item), 70),
-                ]);
+        let mut listing = Listing::new(
+            self.json,
+            &["ID", "EVENT", "HANDLER", "KIND", "STATUS", "WHAT"],
+        );
+        if let Some(remote) = context.remote() {
+            let request = Request::new("GET", remote.path("/outbox"))
+                .query_opt("status", self.pending.then_some("pending"));
+            remote.each(request, |item| Ok(listing.item(item, row)?))?;
+        } else {
+            let tenant = context.tenant()?;
+            // A mail is listed as it will be sent: the tenant's sender fills in its own.
+            let defaults = tenant.settings()?.mail;
+            for item in tenant.outbox() {
+                let item = item?;
+                if self.pending && item.status != OutboxStatus::Pending {
+                    continue;
+                }
+                listing.item(&views::outbox_item(&item, &defaults), row)?;
             }
         }
-        if !self.json {
-            table.print("the outbox is empty")?;
-        }
+        listing.finish("the outbox is empty")?;
         Ok(Outcome::Done)
     }
+}
+
+/// An item's row: id, event, handler, kind, status (a pending item that failed says
+/// how often), what it is.
+fn row(item: &Value) -> Vec<String> {
+    let status = match item["status"].as_str() {
+        Some("pending") if item["error"].is_null() => "pending".to_owned(),
+        Some("pending") => format!("failed x{}", text(item, "attempts")),
+        Some("failed") => "set aside".to_owned(),
+        _ => text(item, "status"),
+    };
+    vec![
+        text(item, "id"),
+        text(item, "event"),
+        text(item, "handler"),
+        text(item, "kind"),
+        status,
+        output::cell(&summary(item), 70),
+    ]
 }

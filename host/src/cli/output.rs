@@ -1,8 +1,12 @@
 //! Printing: aligned tables for people, JSON Lines for scripts.
+//!
+//! What is listed is printed from its JSON shape (`views.rs`), whether it was read from
+//! the data dir or from a server's API, so that both print alike.
 
 use std::io::{self, Write};
 
 use serde::Serialize;
+use serde_json::Value;
 
 /// Rows printed as aligned columns under a header.
 pub struct Table {
@@ -48,6 +52,72 @@ impl Table {
         }
         Ok(())
     }
+}
+
+/// A list printed an item at a time: one JSON object per line with `--json`, else a
+/// table (printed at the end, its columns aligned).
+pub struct Listing {
+    json: bool,
+    table: Table,
+}
+
+impl Listing {
+    pub fn new(json: bool, header: &[&'static str]) -> Self {
+        Self {
+            json,
+            table: Table::new(header),
+        }
+    }
+
+    /// Prints `item`, or keeps its table row, made by `row`.
+    pub fn item(
+        &mut self,
+        item: &Value,
+        row: impl FnOnce(&Value) -> Vec<String>,
+    ) -> io::Result<()> {
+        if self.json {
+            json_line(item)
+        } else {
+            self.table.row(row(item));
+            Ok(())
+        }
+    }
+
+    /// Prints the table, or `empty` when it has no rows; nothing more with `--json`.
+    pub fn finish(self, empty: &str) -> io::Result<()> {
+        if self.json {
+            Ok(())
+        } else {
+            self.table.print(empty)
+        }
+    }
+}
+
+/// The field `name` of a JSON object as text: a string as it is, nothing for null or
+/// a missing field, other values as JSON.
+pub fn text(value: &Value, name: &str) -> String {
+    match &value[name] {
+        Value::String(text) => text.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// The field `name` of a JSON object, a list of strings, joined with `separator`.
+pub fn texts(value: &Value, name: &str, separator: &str) -> String {
+    value[name]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|item| {
+                    item.as_str()
+                        .map_or_else(|| item.to_string(), str::to_owned)
+                })
+                .collect::<Vec<_>>()
+                .join(separator)
+        })
+        .unwrap_or_default()
 }
 
 /// Prints one JSON object on its own line.

@@ -1,5 +1,6 @@
 //! `spark process-sources`: stored records through their sources again.
 
+use super::remote::Request;
 use super::report;
 use super::{Context, Outcome};
 use clap::Args;
@@ -22,6 +23,13 @@ pub struct ProcessSources {
 impl ProcessSources {
     pub fn run(self, context: &Context) -> anyhow::Result<Outcome> {
         let now_ms = report::logical_now(self.now.as_deref())?;
+        if let Some(remote) = context.remote() {
+            // Without --now, at the server's time.
+            let request = Request::new("POST", remote.path("/process-sources"))
+                .query_opt("model", self.model.as_deref())
+                .query_opt("now", self.now.as_deref());
+            return report::finish_remote(&remote.call(&request)?, self.json);
+        }
         let mut tenant = context.tenant()?;
         report::run(self.json, |progress| {
             tenant.process_sources(self.model.as_deref(), now_ms, progress)

@@ -1,6 +1,10 @@
 //! How a run (ingest, process-sources, dead retry) is reported: problems on stderr,
-//! a summary on stdout (one JSON object with `--json`), progress on a terminal.
+//! a summary on stdout (one JSON object with `--json`), progress on a terminal. A run
+//! a server did (`--server`) is reported from the object its API answers, the same
+//! counts, with the same summary and exit status.
 
+use serde::Deserialize as _;
+use serde_json::Value;
 use spark_host::{Problem, RunReport, parse_time, wall_clock_ms};
 
 use super::progress::Progress;
@@ -37,6 +41,16 @@ pub fn run(
 
 /// Prints each problem to stderr, then the summary; the outcome follows the failures.
 pub fn finish(report: &RunReport, json: bool) -> anyhow::Result<Outcome> {
+    finish_served(report, false, json)
+}
+
+/// [`finish`], saying after the problems found here that the server had failures of
+/// its own (`served_failures`), which its API counts without naming them.
+pub fn finish_served(
+    report: &RunReport,
+    served_failures: bool,
+    json: bool,
+) -> anyhow::Result<Outcome> {
     for problem in &report.problems {
         let level = match problem {
             Problem::DeliveryFailed { dead: false, .. } | Problem::ConditionMismatch { .. } => {
@@ -46,12 +60,31 @@ pub fn finish(report: &RunReport, json: bool) -> anyhow::Result<Outcome> {
         };
         eprintln!("{level}: {}", spark_host::printable(&problem.to_string()));
     }
+    if served_failures {
+        eprintln!(
+            "error: the server counts its failures without naming them (see the summary): \
+             its log names each, and `spark dead list` shows the deliveries parked as dead"
+        );
+    }
     if json {
         output::json_line(report)?;
     } else {
         output::line(summary(report))?;
     }
     Ok(Outcome::from_failures(report.has_failures()))
+}
+
+/// The report of a run a server did, from its API's answer (the fields of `--json`;
+/// it has no problems, which the API does not give).
+pub fn from_answer(answer: &Value) -> anyhow::Result<RunReport> {
+    RunReport::deserialize(answer)
+        .map_err(|error| anyhow::anyhow!("the server's report is not one ({error}): {answer}"))
+}
+
+/// Reports a run a server did, from its API's answer.
+pub fn finish_remote(answer: &Value, json: bool) -> anyhow::Result<Outcome> {
+    let report = from_answer(answer)?;
+    finish_served(&report, report.has_failures(), json)
 }
 
 fn summary(report: &RunReport) -> String {

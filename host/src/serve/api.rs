@@ -69,6 +69,7 @@ pub fn router(app: App) -> Router {
         .route("/outbox", get(outbox))
         .route("/outbox/send", post(send_outbox))
         .route("/outbox/retry", post(retry_outbox))
+        .route("/pending", get(pending))
         .route("/dead", get(dead))
         .route("/dead/retry", post(retry_dead))
         .route("/modules", get(modules))
@@ -76,7 +77,7 @@ pub fn router(app: App) -> Router {
         .route("/templates", get(templates))
         .route(
             "/templates/{group}",
-            put(put_template).delete(delete_template),
+            get(template).put(put_template).delete(delete_template),
         )
         .route("/templates/{group}/preview", post(preview_template))
         .route("/settings", get(settings).put(put_settings))
@@ -472,6 +473,33 @@ async fn retry_outbox(
     Ok(Json(json!({ "retried": retried })))
 }
 
+async fn pending(
+    State(app): State<App>,
+    Path(tenant): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    app.authorize(&headers, &tenant, Scope::Read)?;
+    let pairs = query_pairs(&query);
+    // One page holds them all (a tenant has few), so a cursor is taken and unused.
+    known_keys(&pairs, &["event", "after", "limit"])?;
+    let event = query_one(&pairs, "event")?;
+    let items = app
+        .owners
+        .call(&tenant, false, move |tenant| {
+            let mut items = Vec::new();
+            for delivery in tenant.pending() {
+                let delivery = delivery?;
+                if event.as_ref().is_none_or(|event| delivery.event == *event) {
+                    items.push(views::pending_delivery(&delivery));
+                }
+            }
+            Ok(items)
+        })
+        .await?;
+    Ok(page(items, None))
+}
+
 async fn dead(
     State(app): State<App>,
     Path(tenant): Path<String>,
@@ -560,7 +588,13 @@ async fn put_module(
     app.authorize(&headers, &tenant, Scope::Admin)?;
     spark_host::validate_tenant_name(&tenant)?;
     let pairs = query_pairs(&query);
-    known_keys(&pairs, &["source", "handler", "clock", "native"])?;
+    known_keys(&pairs, &["source", "handler", "clock", "native", "replace"])?;
+    // A PUT replaces, unless told not to: then a name in use is a 409.
+    let replace = match query_one(&pairs, "replace")?.as_deref() {
+        None | Some("true") => true,
+        Some("false") => false,
+        Some(_) => return Err(ApiError::bad_request("`replace` is true or false")),
+    };
     let values = |key: &str| -> Vec<String> {
         pairs
             .iter()
@@ -612,7 +646,7 @@ async fn put_module(
     let module = app
         .owners
         .call_setup(&tenant, true, move |tenant| {
-            tenant.add_module(spec, true)?;
+            tenant.add_module(spec, replace)?;
             tenant
                 .modules()?
                 .into_iter()
@@ -650,6 +684,22 @@ async fn templates(
         .map(|(group, template)| json!({ "group": group, "template": template }))
         .collect();
     Ok(page(items, None))
+}
+
+async fn template(
+    State(app): State<App>,
+    Path((tenant, group)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    app.authorize(&headers, &tenant, Scope::Read)?;
+    let shown = app
+        .owners
+        .call(&tenant, false, move |tenant| {
+            let template = tenant.template(&group)?;
+            Ok(json!({ "group": group, "template": template }))
+        })
+        .await?;
+    Ok(Json(shown))
 }
 
 async fn put_template(

@@ -707,3 +707,59 @@ fn tenants_open_on_use_and_close_when_too_many_or_idle() {
         );
     }
 }
+
+#[test]
+fn pending_deliveries_one_template_and_a_module_kept_from_replacing_are_read() {
+    let (_spark, _server, client) = acme();
+    let mut settings = client.get_ok("/v1/tenants/acme/settings");
+    settings["retry"] = json!({ "attempts": 3, "backoff-ms": 600_000 });
+    let put = client.send(
+        "PUT",
+        "/v1/tenants/acme/settings",
+        settings.to_string().as_bytes(),
+    );
+    assert_eq!(put.status, 200);
+    let record = json!({ "id": 1, "events": [
+        { "group": "e", "id": 1, "context": { "fail_before_attempt": 2 } },
+    ]});
+    let posted = client.send(
+        "POST",
+        "/v1/tenants/acme/records/thing",
+        jsonl(&[record]).as_bytes(),
+    );
+    assert_eq!(posted.body["pending"], 1);
+    let pending = client.get_ok("/v1/tenants/acme/pending?event=e_1");
+    let items = pending["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{pending}");
+    assert_eq!(
+        (&items[0]["handler"], &items[0]["attempts"]),
+        (&json!("every"), &json!(1))
+    );
+    assert_eq!(items[0]["error_kind"], "guest-error");
+    let none = client.get_ok("/v1/tenants/acme/pending?event=e_2");
+    assert!(none["items"].as_array().unwrap().is_empty());
+
+    let template = "Subject: Hi {{ name }}\n\nHello";
+    let put = client.send("PUT", "/v1/tenants/acme/templates/e", template.as_bytes());
+    assert_eq!(put.status, 200, "{put:?}");
+    let read = client.get_ok("/v1/tenants/acme/templates/e");
+    assert_eq!(read, json!({ "group": "e", "template": template }));
+    assert_eq!(client.get("/v1/tenants/acme/templates/f").status, 404);
+
+    // `replace=false`: a name in use is a conflict, and the module stays as it was.
+    let wasm = std::fs::read(guests::HOSTILE).unwrap();
+    let kept = client.send(
+        "PUT",
+        "/v1/tenants/acme/modules/every?handler=x&replace=false",
+        &wasm,
+    );
+    assert_eq!((kept.status, &kept.body["error"]), (409, &json!("exists")));
+    let modules = client.get_ok("/v1/tenants/acme/modules");
+    assert_eq!(modules["items"][1]["handlers"], json!(["."]));
+    let added = client.send(
+        "PUT",
+        "/v1/tenants/acme/modules/new?handler=x&replace=false",
+        &wasm,
+    );
+    assert_eq!(added.status, 200, "{added:?}");
+}

@@ -3,6 +3,7 @@
 
 mod api;
 mod background;
+mod cli;
 mod faults;
 
 use std::io::{BufRead, BufReader};
