@@ -110,6 +110,7 @@ pub use modules::{
     MAX_COMPONENT_BYTES, ModuleChange, ModuleCode, ModuleSpec, ModuleSummary, read_component,
 };
 pub use native::NativeModule;
+pub use pipeline::DryRun;
 pub use outbox::{
     ComposedMail, OutboxItem, OutboxKind, OutboxPayload, OutboxStatus, OutputPayload,
 };

@@ -44,6 +44,22 @@ const COMMIT_GROUP: usize = 1_000;
 pub(crate) const MAX_RETRY_WAIT_MS: i64 = 30_000;
 /// Groups whose handlers a run remembers at most.
 const MAX_MEMOISED_GROUPS: usize = 10_000;
+/// Event keys a dry run shows at most.
+const DRY_RUN_SAMPLE: usize = 10;
+
+/// What a generator would make now, found without storing anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DryRun {
+    /// Stored records of its model read.
+    pub records: u64,
+    /// Records whose context satisfies its conditions.
+    pub matching: u64,
+    /// Their events whose keys are not in the ledger: what a run would make.
+    pub new: u64,
+    /// The first of those new keys.
+    pub sample: Vec<String>,
+}
+
 /// Records read from the store at a time by `process-sources`.
 const RECORD_PAGE: usize = 1_000;
 
@@ -87,6 +103,9 @@ pub(crate) struct Pipeline<'t> {
     committed_records: u64,
     /// How long the run waits for a retry to come due (see [`MAX_RETRY_WAIT_MS`]).
     retry_wait_ms: i64,
+    /// Set for a generator's dry run: what it would make is counted here, and nothing
+    /// is staged.
+    dry_run: Option<DryRun>,
     pub(crate) report: RunReport,
 }
 
@@ -147,6 +166,7 @@ impl<'t> Pipeline<'t> {
             staged_records: 0,
             committed_records: 0,
             retry_wait_ms: MAX_RETRY_WAIT_MS,
+            dry_run: None,
             report: RunReport::default(),
         })
     }
@@ -156,6 +176,20 @@ impl<'t> Pipeline<'t> {
     pub(crate) fn with_retry_wait(mut self, ms: i64) -> Self {
         self.retry_wait_ms = ms;
         self
+    }
+
+    /// Makes this run a dry run of generators: see [`DryRun`].
+    pub(crate) fn dry(mut self) -> Self {
+        self.dry_run = Some(DryRun::default());
+        self
+    }
+
+    /// What the dry run found.
+    pub(crate) fn dry_run_result(self) -> DryRun {
+        DryRun {
+            records: self.report.records,
+            ..self.dry_run.unwrap_or_default()
+        }
     }
 
     /// Counts and reports an input line that is not a record.
@@ -595,6 +629,18 @@ impl<'t> Pipeline<'t> {
                     });
                 }
             }
+        }
+        if let Some(dry_run) = &mut self.dry_run {
+            dry_run.matching += events.len() as u64;
+            for event in events {
+                if !self.store.is_seen(&event.key)? {
+                    dry_run.new += 1;
+                    if dry_run.sample.len() < DRY_RUN_SAMPLE {
+                        dry_run.sample.push(event.key);
+                    }
+                }
+            }
+            return Ok(());
         }
         self.process(events, 0)
     }

@@ -49,6 +49,8 @@ pub struct RunReport {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ModuleCalls {
     pub calls: u64,
+    /// Calls that failed (an error, a trap, a limit...).
+    pub failed: u64,
     /// Their time in all, as the host saw it (instantiating included).
     pub time: Duration,
     /// Calls stopped by a limit, by the limit's name.
@@ -80,6 +82,7 @@ impl RunReport {
         };
         calls.calls += 1;
         calls.time += time;
+        calls.failed += u64::from(error.is_some());
         if let Some(CallError::Limit { limit, .. }) = error {
             *calls.breaches.entry(limit.name()).or_default() += 1;
         }

@@ -5,7 +5,7 @@ use std::io::{self, BufRead, BufReader, Read as _};
 use std::path::PathBuf;
 
 use super::progress::Progress;
-use super::remote::{self, Remote, Request, segment};
+use super::remote::{Remote, Request, segment};
 use super::report;
 use super::{Context, Outcome, PartlyDone};
 use anyhow::Context as _;
@@ -66,7 +66,8 @@ impl Ingest {
         let mut sender = Sender {
             remote,
             ingest: self,
-            keys: remote::random_hex()?,
+            // 16 random bytes: the base of the idempotency keys of this command.
+            keys: crate::serve::tokens::random_hex::<16>()?,
             requests: 0,
             lines_sent: 0,
             served: RunReport::default(),

@@ -383,13 +383,6 @@ pub fn segment(text: &str) -> String {
     encoded
 }
 
-/// A random text of 32 hex digits: the base of the idempotency keys of one command.
-pub fn random_hex() -> anyhow::Result<String> {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(|error| anyhow::anyhow!("no randomness: {error}"))?;
-    Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,11 +21,12 @@ use axum::routing::{get, post, put};
 use serde_json::{Value, json};
 use spark_host::{
     Clock, Destinations, IngestAnswer, IngestRequest, ModuleCode, ModuleSpec, Spark,
-    TenantSettings, compile_regex, parse_time,
+    TenantSettings, parse_time,
 };
 use tokio::sync::Semaphore;
 
 use super::errors::ApiError;
+use super::listing::{EventFilter, events_page};
 use super::metrics::{Metrics, RequestLabels, RouteLabels};
 use super::owners::Owners;
 use super::tokens::{Access, Scope, Tokens};
@@ -44,6 +45,8 @@ pub struct App {
     /// False once the server is stopping: `/readyz` says so.
     pub ready: Arc<AtomicBool>,
     pub limits: BodyLimits,
+    /// The console's signed-in operators.
+    pub sessions: Arc<super::console::Sessions>,
 }
 
 /// The largest bodies taken, in bytes.
@@ -57,9 +60,6 @@ pub struct BodyLimits {
 /// Items per page when the request does not say, and at most.
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1_000;
-/// Ledger entries looked at for one page at most: a filter that matches little ends a
-/// page early (with a cursor) rather than scan the whole ledger in one request.
-const SCAN_BUDGET: usize = 100_000;
 
 pub fn router(app: App) -> Router {
     let tenant = Router::new()
@@ -97,6 +97,7 @@ pub fn router(app: App) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/tenants", get(tenants))
         .nest("/v1/tenants/{tenant}", tenant)
+        .merge(super::console::router())
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(middleware::from_fn_with_state(app.clone(), count_request))
         .with_state(app)
@@ -217,7 +218,7 @@ fn page(items: Vec<Value>, next: Option<String>) -> Json<Value> {
 /// Reads a request's body, up to `limit` bytes. Called once the token is checked, so
 /// that nobody sends the server megabytes it will refuse; a body announced larger than
 /// the limit is refused before any of it is read.
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+pub(super) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -308,66 +309,21 @@ async fn events(
     app.authorize(&headers, &tenant, Scope::Read)?;
     let pairs = query_pairs(&query);
     known_keys(&pairs, &["group", "prefix", "from", "to", "after", "limit"])?;
-    let group = query_one(&pairs, "group")?
-        .map(|regex| compile_regex(&regex))
-        .transpose()?;
-    let prefix = query_one(&pairs, "prefix")?.unwrap_or_default();
-    let from = query_one(&pairs, "from")?
-        .map(|t| parse_time(&t))
-        .transpose()?;
-    let to = query_one(&pairs, "to")?
-        .map(|t| parse_time(&t))
-        .transpose()?;
+    let filter = EventFilter::parse(
+        query_one(&pairs, "group")?.as_deref(),
+        query_one(&pairs, "prefix")?.as_deref(),
+        query_one(&pairs, "from")?.as_deref(),
+        query_one(&pairs, "to")?.as_deref(),
+    )?;
     let after = query_one(&pairs, "after")?;
     let limit = page_limit(&pairs)?;
-    let (items, next) = app
+    let (entries, next) = app
         .owners
         .call(&tenant, false, move |tenant| {
-            // From after the cursor, or from just before the first key with the
-            // prefix, whichever is later.
-            let start = [after, (!prefix.is_empty()).then(|| before(&prefix))]
-                .into_iter()
-                .flatten()
-                .max();
-            let mut items = Vec::new();
-            let mut last = None;
-            let mut entries = tenant.events_after(start.as_deref());
-            for (scanned, entry) in entries.by_ref().enumerate() {
-                let entry = entry?;
-                if !entry.key.starts_with(prefix.as_str()) {
-                    if entry.key.as_str() > prefix.as_str() {
-                        // Past every key with the prefix.
-                        return Ok((items, None));
-                    }
-                    continue;
-                }
-                let matches = group.as_ref().is_none_or(|re| re.is_match(&entry.group))
-                    && from.is_none_or(|from| entry.created_at_ms >= from)
-                    && to.is_none_or(|to| entry.created_at_ms < to);
-                if matches {
-                    items.push(views::event(&entry));
-                }
-                last = Some(entry.key);
-                if items.len() >= limit || scanned + 1 >= SCAN_BUDGET {
-                    break;
-                }
-            }
-            let more = entries
-                .next()
-                .transpose()?
-                .is_some_and(|entry| entry.key.starts_with(prefix.as_str()));
-            Ok((items, if more { last } else { None }))
+            events_page(tenant, &filter, after, limit)
         })
         .await?;
-    Ok(page(items, next))
-}
-
-/// A key that sorts before every key that starts with `prefix`: the prefix without its
-/// last character.
-fn before(prefix: &str) -> String {
-    let mut chars = prefix.chars();
-    chars.next_back();
-    chars.as_str().to_owned()
+    Ok(page(entries.iter().map(views::event).collect(), next))
 }
 
 async fn event(
@@ -558,7 +514,7 @@ async fn retry_dead(
                 handler.as_deref(),
                 spark_host::wall_clock_ms(),
             )?;
-            metrics.count_run(&report);
+            metrics.count_run(tenant.name(), &report);
             Ok(report)
         })
         .await?;
@@ -953,7 +909,7 @@ async fn generate(
         .owners
         .call_setup(&tenant, false, move |tenant| {
             let report = tenant.generate(now, &mut |_| {})?;
-            metrics.count_run(&report);
+            metrics.count_run(tenant.name(), &report);
             Ok(report)
         })
         .await?;
@@ -976,7 +932,7 @@ async fn process_sources(
         .owners
         .call_setup(&tenant, false, move |tenant| {
             let report = tenant.process_sources(model.as_deref(), now, &mut |_| {})?;
-            metrics.count_run(&report);
+            metrics.count_run(tenant.name(), &report);
             Ok(report)
         })
         .await?;

@@ -185,7 +185,7 @@ impl Background {
         for problem in &report.problems {
             tracing::warn!("tenant `{}`: {problem}", self.tenant);
         }
-        self.metrics.count_run(report);
+        self.metrics.count_run(&self.tenant, report);
         self.note_run(report);
     }
 }

@@ -12,7 +12,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
@@ -49,6 +49,9 @@ pub struct BreachLabels {
 /// Module names that get series of their own, at most.
 pub const MAX_MODULE_LABELS: usize = 256;
 
+/// Calls and failed calls, by module name.
+pub type ModuleStats = BTreeMap<String, (u64, u64)>;
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Every metric the server keeps.
@@ -64,6 +67,9 @@ pub struct Metrics {
     pub limit_breaches: Family<BreachLabels, Counter>,
     /// The module names that have series of their own.
     module_labels: Mutex<HashSet<String>>,
+    /// Each tenant's calls and failed calls per module since the start, for the
+    /// console (not series: tenants are many).
+    module_stats: Mutex<HashMap<String, ModuleStats>>,
     pub outbox: Family<ResultLabels, Counter>,
     pub queue_full: Counter,
     pub tenants_open: Gauge,
@@ -88,6 +94,7 @@ impl Metrics {
             module_seconds: Family::default(),
             limit_breaches: Family::default(),
             module_labels: Mutex::new(HashSet::new()),
+            module_stats: Mutex::new(HashMap::new()),
             outbox: Family::default(),
             queue_full: Counter::default(),
             tenants_open: Gauge::default(),
@@ -174,8 +181,30 @@ impl Metrics {
         }
     }
 
-    /// Counts what a run did.
-    pub fn count_run(&self, report: &RunReport) {
+    /// `tenant`'s calls and failed calls per module since the server started.
+    pub fn module_stats(&self, tenant: &str) -> ModuleStats {
+        self.module_stats
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .get(tenant)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Counts what a run of `tenant` did.
+    pub fn count_run(&self, tenant: &str, report: &RunReport) {
+        if !report.calls.is_empty() {
+            let mut stats = self
+                .module_stats
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            let tenant = stats.entry(tenant.to_owned()).or_default();
+            for (module, calls) in &report.calls {
+                let (total, failed) = tenant.entry(module.clone()).or_default();
+                *total += calls.calls;
+                *failed += calls.failed;
+            }
+        }
         Self::add(&self.records, "stored", report.records);
         Self::add(&self.records, "invalid", report.invalid);
         Self::add(&self.events, "new", report.new);

@@ -12,10 +12,13 @@
 //! - `errors.rs`: failed requests as JSON with the right status.
 //! - `metrics.rs`: `/metrics` in Prometheus's text format.
 //! - `lock.rs`: one server per data dir, and the CLI told where it is.
+//! - `console/`: the web console, server-rendered pages under `/console`.
 
 mod api;
 mod background;
+mod console;
 mod errors;
+mod listing;
 pub mod lock;
 mod metrics;
 mod owners;
@@ -107,6 +110,7 @@ async fn serve(
         metrics,
         compiling: Arc::new(Semaphore::new(1)),
         ready: Arc::clone(&ready),
+        sessions: Arc::new(console::Sessions::default()),
         limits: BodyLimits {
             records: options.max_body,
             module: options.max_body.saturating_mul(4),

@@ -480,7 +480,7 @@ impl Owners {
             Ok(answers) => {
                 for (answer, reply) in answers.into_iter().zip(replies) {
                     if let Ok(IngestAnswer::Ran(report)) = &answer {
-                        self.metrics.count_run(report);
+                        self.metrics.count_run(tenant.name(), report);
                         background.note_run(report);
                     }
                     let _ = reply.send(answer);

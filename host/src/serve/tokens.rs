@@ -512,6 +512,12 @@ fn sha256_hex(token: &str) -> String {
     hex(&Sha256::digest(token.as_bytes()))
 }
 
+/// `N` random bytes from the system, in lowercase hex: tokens' secrets, session ids,
+/// idempotency keys.
+pub fn random_hex<const N: usize>() -> anyhow::Result<String> {
+    Ok(hex(&random_bytes::<N>()?))
+}
+
 fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
     let mut bytes = [0; N];
     getrandom::fill(&mut bytes)

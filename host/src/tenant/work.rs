@@ -7,7 +7,7 @@ use std::io::BufRead;
 use super::Tenant;
 use crate::error::Error;
 use crate::generators::Generator;
-use crate::pipeline::{self, Pipeline};
+use crate::pipeline::{self, DryRun, Pipeline};
 use crate::registration::context_source;
 use crate::report::RunReport;
 use crate::requests::{self, IngestAnswer, IngestRequest};
@@ -173,6 +173,19 @@ impl Tenant {
             }
             Ok(())
         })
+    }
+
+    /// What generator `name` would make now (active or not), without storing anything:
+    /// how many of its model's records match its conditions at logical time `now_ms`,
+    /// and how many of their events would be new, with a sample of their keys.
+    pub fn dry_run_generator(&mut self, name: &str, now_ms: i64) -> Result<DryRun, Error> {
+        let generator = self.generator(name)?;
+        let context_module =
+            context_source(self.store.modules()?, &generator.model).map(|module| module.name);
+        let model = generator.model.clone();
+        let mut pipeline = self.pipeline(now_ms)?.dry();
+        pipeline.generate_model(&model, &[generator], context_module.as_deref(), &mut |_| {})?;
+        Ok(pipeline.dry_run_result())
     }
 
     /// Delivers dead letters again: all of them, or those of one event and/or handler.
