@@ -7,6 +7,7 @@
 mod architecture;
 mod bad_input;
 mod clock;
+mod console;
 mod crash;
 mod disk;
 mod example;
