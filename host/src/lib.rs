@@ -110,10 +110,10 @@ pub use modules::{
     MAX_COMPONENT_BYTES, ModuleChange, ModuleCode, ModuleSpec, ModuleSummary, read_component,
 };
 pub use native::NativeModule;
-pub use pipeline::DryRun;
 pub use outbox::{
     ComposedMail, OutboxItem, OutboxKind, OutboxPayload, OutboxStatus, OutputPayload,
 };
+pub use pipeline::DryRun;
 pub use records::MAX_RECORD_BYTES;
 pub use registration::{RegisteredCode, Registration};
 pub use report::{ModuleCalls, Problem, RecordOrigin, RunReport};

@@ -370,10 +370,7 @@ impl OutboxSender {
 
 /// Makes the failed items of `ids` (or all) pending again; how many. An id that is
 /// not a failed item is refused before anything changes.
-pub(crate) fn retry_failed(
-    store: &mut dyn OutboxStore,
-    ids: Option<&[u64]>,
-) -> Result<u64, Error> {
+pub(crate) fn retry_failed(store: &mut dyn OutboxStore, ids: Option<&[u64]>) -> Result<u64, Error> {
     let failed: Vec<OutboxItem> = store
         .outbox()
         .filter(|item| {

@@ -587,7 +587,11 @@ fn apply(op: Op, store: &mut SledStore, model: &mut Model) {
         Op::Pending => check_pending(store, model),
         Op::Dead => check_dead(store, model),
         Op::UpdateOutbox(item) => {
-            store.outbox_store().unwrap().update_outbox(std::slice::from_ref(&item)).unwrap();
+            store
+                .outbox_store()
+                .unwrap()
+                .update_outbox(std::slice::from_ref(&item))
+                .unwrap();
             model.outbox.insert(item.id, item);
         }
         Op::Prune(rule) => {

@@ -311,12 +311,20 @@ mod tests {
                 let mut item = items[index].clone();
                 item.status = status;
                 item.attempts = attempts;
-                store.outbox_store().unwrap().update_outbox(&[item]).unwrap();
+                store
+                    .outbox_store()
+                    .unwrap()
+                    .update_outbox(&[item])
+                    .unwrap();
             }
             let mut last = items[4].clone();
             last.attempts = 1;
             last.error = Some("refused".to_owned());
-            store.outbox_store().unwrap().update_outbox(&[last]).unwrap();
+            store
+                .outbox_store()
+                .unwrap()
+                .update_outbox(&[last])
+                .unwrap();
             store.flush().unwrap();
         }
         let store = SledStore::open(dir.path(), None).unwrap();
@@ -348,11 +356,19 @@ mod tests {
                 let mut item = items[index].clone();
                 item.status = sent;
                 item.attempts = 1;
-                store.outbox_store().unwrap().update_outbox(&[item]).unwrap();
+                store
+                    .outbox_store()
+                    .unwrap()
+                    .update_outbox(&[item])
+                    .unwrap();
             }
             let mut failed = items[4].clone();
             failed.attempts = 1;
-            store.outbox_store().unwrap().update_outbox(&[failed]).unwrap();
+            store
+                .outbox_store()
+                .unwrap()
+                .update_outbox(&[failed])
+                .unwrap();
 
             let pruned = store
                 .prune_outbox(&|item| item.status == sent && item.event != "e4")
