@@ -1,13 +1,16 @@
 //! The Spark benchmark: the challenges workload through the real pipeline, as
-//! WebAssembly components and as the same functions compiled natively, measured in the
-//! same run so that the ratios hold on any machine. BENCHMARKS.md has how and why.
+//! WebAssembly components and as the same functions compiled natively, and over HTTP
+//! through `spark serve`, measured in the same run so that the ratios hold on any
+//! machine. BENCHMARKS.md has how and why.
 //!
 //! ```text
 //! cargo run --release -p spark-bench                       # 10,000 and 100,000 challenges
 //! cargo run --release -p spark-bench -- --challenges 20000 --seed 7
+//! cargo build --release -p spark-host && cargo run --release -p spark-bench -- --http-only
 //! ```
 
 mod delivery;
+mod http;
 mod measure;
 mod native;
 mod scale;
@@ -25,12 +28,22 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const USAGE: &str = "\
 usage: spark-bench [--challenges N[,N...]] [--seed S] [--tenants T] [--delivery D]
+                   [--http-records N] [--http-batch-records N] [--http-only | --no-http]
   --challenges  workload sizes, each measured natively, in wasm and with fresh
                 instances (default 10000,100000)
   --seed        the workload generator's seed (default 42)
   --tenants     tenants for the many-tenants measurement; 0 skips it (default 1000)
   --delivery    challenges whose mails `outbox send` sends to a local SMTP server,
                 1, 4 and 8 at a time; 0 skips it (default 100)
+  --http-records
+                challenges posted to `spark serve` one a request, by 1, 4 and 16
+                clients (default 10000)
+  --http-batch-records
+                challenges posted 1,000 a request, by 1, 4 and 16 clients
+                (default 64000)
+  --http-only   only the HTTP measurement (it needs the release `spark` binary
+                next to spark-bench: cargo build --release -p spark-host)
+  --no-http     skip the HTTP measurement
 BENCHMARKS.md explains each measurement.
 ";
 
@@ -40,6 +53,28 @@ struct Options {
     seed: u64,
     tenants: usize,
     delivery: u64,
+    http_records: usize,
+    http_batch_records: usize,
+    http: Http,
+}
+
+/// Whether the HTTP measurement runs, alone or with the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Http {
+    With,
+    Only,
+    Skipped,
+}
+
+impl Options {
+    fn choose_http(&mut self, choice: Http) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.http == Http::With || self.http == choice,
+            "--http-only and --no-http exclude each other"
+        );
+        self.http = choice;
+        Ok(())
+    }
 }
 
 fn options(args: &[String]) -> anyhow::Result<Options> {
@@ -48,6 +83,9 @@ fn options(args: &[String]) -> anyhow::Result<Options> {
         seed: 42,
         tenants: 1_000,
         delivery: 100,
+        http_records: 10_000,
+        http_batch_records: 64_000,
+        http: Http::With,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -65,6 +103,10 @@ fn options(args: &[String]) -> anyhow::Result<Options> {
             "--seed" => options.seed = value()?.parse()?,
             "--tenants" => options.tenants = value()?.parse()?,
             "--delivery" => options.delivery = value()?.parse()?,
+            "--http-records" => options.http_records = value()?.parse()?,
+            "--http-batch-records" => options.http_batch_records = value()?.parse()?,
+            "--http-only" => options.choose_http(Http::Only)?,
+            "--no-http" => options.choose_http(Http::Skipped)?,
             "--help" | "-h" => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -103,6 +145,17 @@ fn main() -> anyhow::Result<()> {
         println!("{:.0}", store::ceiling(shape)?);
         return Ok(());
     }
+    if args.first().map(String::as_str) == Some(http::BASELINE_CHILD) {
+        let n = |i: usize| -> anyhow::Result<usize> {
+            Ok(args
+                .get(i)
+                .ok_or_else(|| anyhow::anyhow!("{} COUNT SEED", http::BASELINE_CHILD))?
+                .parse()?)
+        };
+        let phase = http::baseline(n(1)?, n(2)? as u64, &cache_dir())?;
+        println!("{}", serde_json::to_string(&phase)?);
+        return Ok(());
+    }
     if args.first().map(String::as_str) == Some("--child-tenants") {
         let count = args
             .get(1)
@@ -133,10 +186,22 @@ fn main() -> anyhow::Result<()> {
     if cfg!(debug_assertions) {
         eprintln!("warning: a debug build measures the debug build; use --release");
     }
+    anyhow::ensure!(
+        options.http_records > 0 && options.http_batch_records > 0,
+        "--http-records and --http-batch-records take at least 1"
+    );
+    // Found before anything is measured, so that a missing binary stops the run at once.
+    let spark_binary = match options.http {
+        Http::Skipped => None,
+        Http::With | Http::Only => Some(http::spark_binary()?),
+    };
     println!(
         "Spark benchmark: the challenges workload (seed {})",
         options.seed
     );
+    if options.http == Http::Only {
+        return measure_http(spark_binary.as_deref(), &options);
+    }
     for &challenges in &options.challenges {
         let native = child(Mode::Native, challenges, options.seed)?;
         let wasm = child(Mode::Wasm, challenges, options.seed)?;
@@ -215,6 +280,20 @@ fn main() -> anyhow::Result<()> {
             &[1, 4, 8],
         )?);
     }
+    measure_http(spark_binary.as_deref(), &options)
+}
+
+/// The challenges posted to `spark serve`, if the run includes it.
+fn measure_http(spark_binary: Option<&std::path::Path>, options: &Options) -> anyhow::Result<()> {
+    let Some(binary) = spark_binary else {
+        return Ok(());
+    };
+    let settings = http::Settings {
+        single: options.http_records,
+        batch: options.http_batch_records,
+        seed: options.seed,
+    };
+    http::print(&http::measure(binary, settings, &cache_dir())?);
     Ok(())
 }
 
@@ -374,6 +453,20 @@ mod tests {
             unknown.contains("`--challenge`") && unknown.contains("usage:"),
             "{unknown}"
         );
+        assert_eq!(defaults.http, Http::With);
+        let http = options(&args(
+            "--http-only --http-records 50 --http-batch-records 3000",
+        ))
+        .unwrap();
+        assert_eq!(
+            (http.http, http.http_records, http.http_batch_records),
+            (Http::Only, 50, 3000)
+        );
+        assert_eq!(options(&args("--no-http")).unwrap().http, Http::Skipped);
+        let both = options(&args("--http-only --no-http"))
+            .unwrap_err()
+            .to_string();
+        assert!(both.contains("exclude each other"), "{both}");
         let missing = options(&args("--seed")).unwrap_err().to_string();
         assert!(missing.contains("--seed needs a value"), "{missing}");
         assert!(options(&args("--challenges ten")).is_err());

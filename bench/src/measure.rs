@@ -200,7 +200,8 @@ pub fn spec(
     }
 }
 
-fn ingest(tenant: &mut Tenant, input: &str) -> anyhow::Result<Phase> {
+/// `input` ingested once through `Tenant::ingest` (flushed before it returns), timed.
+pub fn ingest(tenant: &mut Tenant, input: &str) -> anyhow::Result<Phase> {
     let now = parse_time(workload::TODAY)?;
     let mut latencies = Vec::with_capacity(input.len() / 150);
     let (main_cpu, process_cpu) = (cpu_seconds(Usage::Thread), cpu_seconds(Usage::Process));
@@ -236,14 +237,14 @@ fn ingest(tenant: &mut Tenant, input: &str) -> anyhow::Result<Phase> {
     })
 }
 
-enum Usage {
+pub enum Usage {
     Thread,
     Process,
 }
 
 /// User and system CPU time so far of this thread, or of the whole process (threads
 /// that have ended included).
-fn cpu_seconds(of: Usage) -> f64 {
+pub fn cpu_seconds(of: Usage) -> f64 {
     let who = match of {
         Usage::Thread => libc::RUSAGE_THREAD,
         Usage::Process => libc::RUSAGE_SELF,
