@@ -6,7 +6,8 @@
 //! changed) and hands it the API's outbox requests; everything that marks the outbox
 //! happens here, one thing at a time. After a send that failed through a route, it
 //! waits longer each time (half a second, doubling, up to a minute) before it tries
-//! again; what waits for a route without a transport is looked at again each minute.
+//! again; what waits for a route without a transport waits for the settings to change
+//! (which wakes it).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,9 +23,11 @@ use super::metrics::Metrics;
 /// The wait after a send that failed doubles from the first to the last.
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const LAST_BACKOFF: Duration = Duration::from_secs(60);
-/// How often an outbox that cannot be sent (no transport for a route) is looked at
-/// again, and how long a quiet sender sleeps.
-const RECHECK: Duration = Duration::from_secs(60);
+/// How long new items wait to be sent with those that follow them: a stream of small
+/// groups makes a few sends a second, each reading the outbox once, not one per group.
+const GATHER: Duration = Duration::from_millis(200);
+/// How long a quiet sender sleeps between looks at its queue.
+const QUIET: Duration = Duration::from_secs(60);
 
 /// What the owner asks of the sender.
 pub enum SendJob {
@@ -67,7 +70,6 @@ impl Sender {
             destinations,
             // On opening, nothing is known: look once.
             waiting: true,
-            unroutable: false,
             next_send: Instant::now(),
             backoff: FIRST_BACKOFF,
             busy: Arc::clone(&busy),
@@ -111,10 +113,10 @@ struct State {
     outbox: OutboxSender,
     metrics: Arc<Metrics>,
     destinations: Option<Destinations>,
-    /// Whether the outbox may hold items to send.
+    /// Whether the outbox may hold items that can be sent: set when woken, cleared once
+    /// a send left nothing but items whose route has no transport (the settings
+    /// changing wakes it again).
     waiting: bool,
-    /// Whether what waits can go nowhere (no transport for its route).
-    unroutable: bool,
     next_send: Instant,
     backoff: Duration,
     busy: Arc<AtomicBool>,
@@ -123,26 +125,27 @@ struct State {
 impl State {
     fn run(&mut self, queue: &mpsc::Receiver<SendJob>) {
         loop {
-            let wait = if self.waiting && !self.unroutable {
+            let wait = if self.waiting {
                 self.next_send.saturating_duration_since(Instant::now())
             } else {
-                RECHECK
+                QUIET
             };
             match queue.recv_timeout(wait) {
-                Ok(job) => self.take(job),
-                Err(RecvTimeoutError::Timeout) => {
-                    if self.unroutable {
-                        // Look again: a receiver may have been configured since.
-                        self.unroutable = false;
+                Ok(job) => {
+                    // Every job waiting is taken before anything is sent: wakes that
+                    // piled up while a send went on make one send, not one each.
+                    self.take(job);
+                    while let Ok(job) = queue.try_recv() {
+                        self.take(job);
                     }
                 }
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            if self.waiting && !self.unroutable && Instant::now() >= self.next_send {
+            if self.waiting && Instant::now() >= self.next_send {
                 self.send();
             }
-            self.busy
-                .store(self.waiting && !self.unroutable, Ordering::Relaxed);
+            self.busy.store(self.waiting, Ordering::Relaxed);
         }
     }
 
@@ -150,8 +153,12 @@ impl State {
         match job {
             SendJob::Wake(destinations) => {
                 self.destinations = destinations;
-                self.waiting = true;
-                self.unroutable = false;
+                if !self.waiting {
+                    // Sending reads the whole outbox: items that come in a stream are
+                    // sent a moment later, together, rather than a read per group.
+                    self.waiting = true;
+                    self.next_send = self.next_send.max(Instant::now() + GATHER);
+                }
             }
             SendJob::SendNow {
                 destinations,
@@ -169,7 +176,6 @@ impl State {
                 let retried = self.outbox.retry(ids.as_deref());
                 if retried.as_ref().is_ok_and(|count| *count > 0) {
                     self.waiting = true;
-                    self.unroutable = false;
                 }
                 let _ = reply.send(retried);
             }
@@ -179,7 +185,8 @@ impl State {
     /// Sends what waits through the destinations it has.
     fn send(&mut self) {
         let Some(destinations) = &self.destinations else {
-            self.unroutable = true;
+            // Settings that name no usable transport: until they change.
+            self.waiting = false;
             return;
         };
         match self
@@ -211,9 +218,9 @@ impl State {
         if report.failed > 0 || report.skipped > 0 {
             // The route's fault (a receiver down): again later, waiting longer each time.
             self.back_off();
-        } else if report.waiting > 0 {
-            self.unroutable = true;
         } else {
+            // Sent, but for items whose route has no transport, which wait for the
+            // settings to change.
             self.waiting = false;
             self.backoff = FIRST_BACKOFF;
         }
