@@ -214,6 +214,20 @@ fn may_act(session: &Session, form: &BTreeMap<String, String>) -> Result<(), Res
     Ok(())
 }
 
+/// The session and the form of a request that changes something: signed in to
+/// `tenant`, with the session's CSRF token and an admin token.
+async fn acting(
+    app: &App,
+    headers: &HeaderMap,
+    tenant: &str,
+    body: Body,
+) -> Result<(Session, BTreeMap<String, String>), Response> {
+    let session = signed_in(app, headers, tenant)?;
+    let fields = form(body, app).await?;
+    may_act(&session, &fields)?;
+    Ok((session, fields))
+}
+
 /// A form's fields (the last of a repeated name).
 async fn form(body: Body, app: &App) -> Result<BTreeMap<String, String>, Response> {
     let bytes = read_body(body, app.limits.other)
@@ -615,17 +629,10 @@ async fn retry(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let session = match signed_in(&app, &headers, &tenant) {
-        Ok(session) => session,
+    let (session, fields) = match acting(&app, &headers, &tenant, body).await {
+        Ok(acting) => acting,
         Err(response) => return response,
     };
-    let fields = match form(body, &app).await {
-        Ok(fields) => fields,
-        Err(response) => return response,
-    };
-    if let Err(response) = may_act(&session, &fields) {
-        return response;
-    }
     let event = field(&fields, "event").map(str::to_owned);
     let handler = field(&fields, "handler").map(str::to_owned);
     let metrics = Arc::clone(&app.metrics);
@@ -712,17 +719,10 @@ async fn send_outbox(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let session = match signed_in(&app, &headers, &tenant) {
-        Ok(session) => session,
+    let (session, _) = match acting(&app, &headers, &tenant, body).await {
+        Ok(acting) => acting,
         Err(response) => return response,
     };
-    let fields = match form(body, &app).await {
-        Ok(fields) => fields,
-        Err(response) => return response,
-    };
-    if let Err(response) = may_act(&session, &fields) {
-        return response;
-    }
     match app.owners.send_outbox(&tenant).await {
         Ok(report) => {
             let result = format!(
@@ -928,17 +928,10 @@ async fn save_template(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let session = match signed_in(&app, &headers, &tenant) {
-        Ok(session) => session,
+    let (session, fields) = match acting(&app, &headers, &tenant, body).await {
+        Ok(acting) => acting,
         Err(response) => return response,
     };
-    let fields = match form(body, &app).await {
-        Ok(fields) => fields,
-        Err(response) => return response,
-    };
-    if let Err(response) = may_act(&session, &fields) {
-        return response;
-    }
     // Browsers send a textarea's line ends as CRLF.
     let source = fields
         .get("template")
@@ -1085,17 +1078,10 @@ async fn set_active(
     body: Body,
     active: bool,
 ) -> Response {
-    let session = match signed_in(&app, &headers, &tenant) {
-        Ok(session) => session,
+    let (session, _) = match acting(&app, &headers, &tenant, body).await {
+        Ok(acting) => acting,
         Err(response) => return response,
     };
-    let fields = match form(body, &app).await {
-        Ok(fields) => fields,
-        Err(response) => return response,
-    };
-    if let Err(response) = may_act(&session, &fields) {
-        return response;
-    }
     let target = name.clone();
     let changed = app
         .owners
