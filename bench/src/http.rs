@@ -27,7 +27,7 @@ use crate::measure::{self, Mode, Phase, cpu_seconds};
 use crate::workload;
 
 /// The tenant every run posts to.
-const TENANT: &str = "bench";
+pub const TENANT: &str = "bench";
 /// Concurrent clients of the throughput runs.
 pub const CLIENTS: [usize; 3] = [1, 4, 16];
 /// Records a request in the batch runs.
@@ -200,7 +200,7 @@ impl Records {
 }
 
 /// Sets a fresh tenant up in `data` as the wasm measurement does, without a transport.
-fn set_up(data: &Path, cache: &Path) -> anyhow::Result<Spark> {
+pub fn set_up(data: &Path, cache: &Path) -> anyhow::Result<Spark> {
     let spark = Spark::open_with_cache(data, cache)?;
     let mut tenant = spark.tenant(TENANT)?;
     let (mut manifest, manifest_path) = measure::example_manifest(Mode::Wasm)?;

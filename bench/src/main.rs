@@ -13,6 +13,7 @@ mod delivery;
 mod http;
 mod measure;
 mod native;
+mod peer;
 mod scale;
 mod store;
 mod workload;
@@ -29,8 +30,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const USAGE: &str = "\
 usage: spark-bench [--challenges N[,N...]] [--seed S] [--tenants T] [--delivery D]
                    [--http-records N] [--http-batch-records N] [--http-only | --no-http]
+                   [--peer django-spark]
   --challenges  workload sizes, each measured natively, in wasm and with fresh
-                instances (default 10000,100000)
+                instances (default 10000,100000; with --peer, 10000)
   --seed        the workload generator's seed (default 42)
   --tenants     tenants for the many-tenants measurement; 0 skips it (default 1000)
   --delivery    challenges whose mails `outbox send` sends to a local SMTP server,
@@ -44,6 +46,10 @@ usage: spark-bench [--challenges N[,N...]] [--seed S] [--tenants T] [--delivery 
   --http-only   only the HTTP measurement (it needs the release `spark` binary
                 next to spark-bench: cargo build --release -p spark-host)
   --no-http     skip the HTTP measurement
+  --peer django-spark
+                only this: the same workload through django-spark (installed from
+                PyPI into target/bench-peer-venv), in-process and through the release
+                `spark` binary, as ratios Spark/django-spark
 BENCHMARKS.md explains each measurement.
 ";
 
@@ -56,6 +62,7 @@ struct Options {
     http_records: usize,
     http_batch_records: usize,
     http: Http,
+    peer: Option<peer::Peer>,
 }
 
 /// Whether the HTTP measurement runs, alone or with the rest.
@@ -79,13 +86,14 @@ impl Options {
 
 fn options(args: &[String]) -> anyhow::Result<Options> {
     let mut options = Options {
-        challenges: vec![10_000, 100_000],
+        challenges: Vec::new(),
         seed: 42,
         tenants: 1_000,
         delivery: 100,
         http_records: 10_000,
         http_batch_records: 64_000,
         http: Http::With,
+        peer: None,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -107,12 +115,19 @@ fn options(args: &[String]) -> anyhow::Result<Options> {
             "--http-batch-records" => options.http_batch_records = value()?.parse()?,
             "--http-only" => options.choose_http(Http::Only)?,
             "--no-http" => options.choose_http(Http::Skipped)?,
+            "--peer" => options.peer = Some(value()?.parse()?),
             "--help" | "-h" => {
                 print!("{USAGE}");
                 std::process::exit(0);
             }
             other => anyhow::bail!("unknown argument `{other}`\n{USAGE}"),
         }
+    }
+    if options.challenges.is_empty() {
+        options.challenges = match options.peer {
+            Some(_) => vec![10_000],
+            None => vec![10_000, 100_000],
+        };
     }
     Ok(options)
 }
@@ -156,6 +171,17 @@ fn main() -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&phase)?);
         return Ok(());
     }
+    if args.first().map(String::as_str) == Some(peer::GENERATE_CHILD) {
+        let n = |i: usize| -> anyhow::Result<u64> {
+            Ok(args
+                .get(i)
+                .ok_or_else(|| anyhow::anyhow!("{} COUNT SEED", peer::GENERATE_CHILD))?
+                .parse()?)
+        };
+        let generated = peer::generate_child(n(1)?, n(2)?, &cache_dir())?;
+        println!("{}", serde_json::to_string(&generated)?);
+        return Ok(());
+    }
     if args.first().map(String::as_str) == Some("--child-tenants") {
         let count = args
             .get(1)
@@ -190,6 +216,17 @@ fn main() -> anyhow::Result<()> {
         options.http_records > 0 && options.http_batch_records > 0,
         "--http-records and --http-batch-records take at least 1"
     );
+    if let Some(peer) = options.peer {
+        println!(
+            "Spark benchmark: the challenges workload (seed {}) against {}",
+            options.seed,
+            peer.name()
+        );
+        for &challenges in &options.challenges {
+            peer::measure(peer, challenges, options.seed, &cache_dir())?;
+        }
+        return Ok(());
+    }
     // Found before anything is measured, so that a missing binary stops the run at once.
     let spark_binary = match options.http {
         Http::Skipped => None,
@@ -463,6 +500,14 @@ mod tests {
             (Http::Only, 50, 3000)
         );
         assert_eq!(options(&args("--no-http")).unwrap().http, Http::Skipped);
+        let peer = options(&args("--peer django-spark")).unwrap();
+        assert_eq!(
+            (peer.peer, peer.challenges),
+            (Some(peer::Peer::DjangoSpark), vec![10_000])
+        );
+        let sized = options(&args("--peer django-spark --challenges 500")).unwrap();
+        assert_eq!(sized.challenges, [500]);
+        assert!(options(&args("--peer rails")).is_err());
         let both = options(&args("--http-only --no-http"))
             .unwrap_err()
             .to_string();

@@ -1,0 +1,1 @@
+"""The django-spark README's challenges example as a Django app, for the benchmark."""
