@@ -130,6 +130,10 @@ pub enum Error {
     #[error("no event with key `{0}` is in the ledger")]
     UnknownEvent(String),
 
+    /// A record or event given to try a module with that is not one.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+
     /// A generator definition that cannot work (bad name, group or condition).
     #[error("invalid generator `{name}`: {why}")]
     InvalidGenerator { name: String, why: String },
@@ -153,6 +157,45 @@ pub enum Error {
     /// A group that has no template.
     #[error("no template for group `{0}`; `spark mails list` shows those there are")]
     UnknownTemplate(String),
+
+    /// An outbox id that names no item.
+    #[error("there is no outbox item {0}; `spark outbox list` shows them")]
+    UnknownOutboxItem(u64),
+
+    /// An outbox item that went out, asked to be cancelled or rendered again.
+    #[error(
+        "outbox item {0} was sent already, so it can be neither cancelled nor rendered again \
+         (`spark outbox prune` removes sent items)"
+    )]
+    AlreadySent(u64),
+
+    /// An outbox item that is an output, asked to be rendered again.
+    #[error("outbox item {0} is an output, not a mail: only mails are rendered")]
+    NotAMail(u64),
+
+    /// An event key without dead letters (of the handler given, if one is).
+    #[error(
+        "event `{event}` has no dead letters{}; `spark dead list` shows them",
+        handler.as_ref().map(|handler| format!(" of handler `{handler}`")).unwrap_or_default()
+    )]
+    NoDeadLetters {
+        event: String,
+        handler: Option<String>,
+    },
+
+    /// A mail address in the settings that is not one.
+    #[error(
+        "invalid {what} `{address}`: {why} (write `name@example.com` or `Name <name@example.com>`)"
+    )]
+    InvalidAddress {
+        what: &'static str,
+        address: String,
+        why: String,
+    },
+
+    /// Settings (or a change to them) that do not read as settings.
+    #[error("invalid settings: {0}")]
+    InvalidSettings(String),
 
     /// A template that parses but does not render (for `spark mails preview`): its own
     /// error, or a limit of the sandbox it renders in, named with its value.

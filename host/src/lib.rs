@@ -55,7 +55,9 @@
 //!   no further.
 //! - A *delivery* is one handler's call with one new event. It returns [`Effect`]s:
 //!   emitted events, mails and outputs. A failed delivery is retried
-//!   ([`PendingDelivery`]), then parked ([`DeadLetter`]).
+//!   ([`PendingDelivery`]), then parked ([`DeadLetter`]). Each event keeps a bounded
+//!   [`Trace`]: where it came from, the handlers its group matched, and each
+//!   delivery's [`Outcome`], time, fuel and log.
 //! - Mails and outputs wait in the outbox ([`OutboxItem`], its [`OutboxPayload`]) until
 //!   it is *sent*: `Tenant::send_outbox`, each item by the [`Transport`] its route has
 //!   in [`Destinations`].
@@ -94,7 +96,9 @@ mod store;
 mod tenant;
 mod text;
 mod time;
+mod trace;
 mod transport;
+mod trial;
 mod wasm;
 
 pub use error::{CallError, Error, RenderError};
@@ -113,9 +117,9 @@ pub use native::NativeModule;
 pub use outbox::{
     ComposedMail, OutboxItem, OutboxKind, OutboxPayload, OutboxStatus, OutputPayload,
 };
-pub use pipeline::DryRun;
+pub use pipeline::{DRY_RUN_SHOWN, DryRun, IngestDryRun};
 pub use records::MAX_RECORD_BYTES;
-pub use registration::{RegisteredCode, Registration};
+pub use registration::{RegisteredCode, Registration, validate_name};
 pub use report::{ModuleCalls, Problem, RecordOrigin, RunReport};
 pub use requests::{
     IngestAnswer, IngestRequest, MAX_IDEMPOTENCY_KEY_LEN, validate_idempotency_key,
@@ -123,13 +127,16 @@ pub use requests::{
 pub use routes::compile_regex;
 pub use schedule::{Schedule, ScheduledJob, Schedules};
 pub use send::{
-    DEFAULT_CONCURRENCY, Destinations, GIVE_UP_AFTER, OutboxSender, Route, SendProblem, SendReport,
+    DEFAULT_CONCURRENCY, Destinations, GIVE_UP_AFTER, OutboxSender, Rerendered, Rerendering, Route,
+    SendProblem, SendReport,
 };
 pub use settings::{MailSettings, RetryPolicy, TenantSettings};
 pub use spark::Spark;
-pub use store::{DeadLetter, LedgerEntry, PendingDelivery, Pruned};
+pub use store::{DeadLetter, Forgotten, LedgerEntry, PendingDelivery, Pruned};
 pub use tenant::{Tenant, validate_tenant_name};
 pub use text::printable;
 pub use time::{Clock, format_time, parse_time, wall_clock_ms};
+pub use trace::{Origin, Outcome, Step, Trace};
 pub use transport::Transport;
+pub use trial::{Trial, TrialInput, TrialOutput};
 pub use wasm::{INTERFACE_VERSION, ModuleInfo};

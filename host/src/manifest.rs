@@ -276,8 +276,14 @@ pub(crate) struct Setup {
 impl Manifest {
     /// Resolves this manifest, read from `path` (module paths and `file:` transports
     /// are relative to its directory), and checks everything in it: every module is
-    /// compiled and started by `modules`. Any error names the manifest.
-    pub(crate) fn resolve(&self, path: &Path, modules: &mut Modules) -> Result<Setup, Error> {
+    /// compiled and started by `modules`, after `checking` is told its name and its
+    /// place (n of all) first. Any error names the manifest.
+    pub(crate) fn resolve(
+        &self,
+        path: &Path,
+        modules: &mut Modules,
+        checking: &mut dyn FnMut(&str, usize, usize),
+    ) -> Result<Setup, Error> {
         let base = path.parent().unwrap_or(Path::new("."));
         let in_manifest = |error: Error| Error::Manifest {
             path: path.to_owned(),
@@ -306,7 +312,8 @@ impl Manifest {
         };
         settings.validate().map_err(in_manifest)?;
         let mut prepared = Vec::new();
-        for entry in &self.modules {
+        for (n, entry) in self.modules.iter().enumerate() {
+            checking(&entry.name, n + 1, self.modules.len());
             let path = if entry.path.to_str().is_some_and(is_native) {
                 entry.path.clone()
             } else {

@@ -313,7 +313,9 @@ impl Modules {
                         .map_err(|error| CallError::Host {
                             message: error.to_string(),
                         })?;
-                compiled.instantiate(&self.engine, limits).map(Runner::Wasm)
+                compiled
+                    .instantiate(&self.engine, limits)
+                    .map(|instance| Runner::Wasm(Box::new(instance)))
             }
         }
     }

@@ -14,13 +14,13 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::error::{CallError, Error, RenderError};
+use crate::error::{CallError, Error};
 use crate::event::{Effect, Event, Invocation};
 use crate::generators::{Generator, Verdict};
 use crate::limits::{Limits, MAX_EMIT_DEPTH};
 use crate::mail::{self, Templates};
 use crate::modules::Modules;
-use crate::outbox::OutboxPayload;
+use crate::outbox::{OutboxItem, OutboxKind, OutboxPayload};
 use crate::records::{MAX_RECORD_BYTES, ParsedRecord, parse_record, skip_line};
 use crate::registration::Registration;
 use crate::report::{Problem, RecordOrigin, RunReport};
@@ -34,6 +34,7 @@ use crate::store::{
 };
 use crate::text::printable;
 use crate::time::wall_clock_ms;
+use crate::trace::{self, Origin, Outcome, Step, Trace};
 use crate::wasm::CallOutput;
 
 /// Records per commit: large enough that the commit cost is spread over many events,
@@ -58,6 +59,64 @@ pub struct DryRun {
     pub new: u64,
     /// The first of those new keys.
     pub sample: Vec<String>,
+}
+
+/// What an ingest would do, found by running it and storing nothing: the counts of
+/// its report, and the first new events and outbox items as they would be kept.
+#[derive(Debug, Clone, Default)]
+pub struct IngestDryRun {
+    /// What the ingest would report. Failed deliveries are not retried: `pending`
+    /// counts those that would wait for a retry, `failed` those out of attempts.
+    pub report: RunReport,
+    /// The first new events (at most [`DRY_RUN_SHOWN`]), with their traces.
+    pub events: Vec<LedgerEntry>,
+    /// The first outbox items they would make (at most [`DRY_RUN_SHOWN`]), mails
+    /// rendered with the tenant's templates now; their ids are 0, none given yet.
+    pub outbox: Vec<OutboxItem>,
+    /// Mails and outputs the ingest would put in the outbox, in all.
+    pub mails: u64,
+    pub outputs: u64,
+}
+
+/// New events and outbox items an ingest's dry run shows at most.
+pub const DRY_RUN_SHOWN: usize = 20;
+
+/// What a call used and logged: a step of an event's trace, once its outcome is known.
+struct CallFacts {
+    /// When it started (wall clock, unix ms).
+    at_ms: i64,
+    micros: u64,
+    fuel: Option<u64>,
+    log: String,
+}
+
+impl CallFacts {
+    /// A call that never started (no runner, no handler).
+    fn never_ran(at_ms: i64) -> Self {
+        Self {
+            at_ms,
+            micros: 0,
+            fuel: None,
+            log: String::new(),
+        }
+    }
+
+    /// The call as a step of a trace, done; [`Step::failed`] says otherwise.
+    fn step(self, handler: &str, attempt: u32) -> Step {
+        Step {
+            handler: handler.to_owned(),
+            attempt,
+            at_ms: self.at_ms,
+            micros: self.micros,
+            fuel: self.fuel,
+            outcome: Outcome::Done,
+            error: None,
+            effects: 0,
+            emitted: 0,
+            emitted_keys: Vec::new(),
+            log: self.log,
+        }
+    }
 }
 
 /// Records read from the store at a time by `process-sources`.
@@ -106,6 +165,8 @@ pub(crate) struct Pipeline<'t> {
     /// Set for a generator's dry run: what it would make is counted here, and nothing
     /// is staged.
     dry_run: Option<DryRun>,
+    /// Set for an ingest's dry run: each group is kept here instead of committed.
+    discarded: Option<IngestDryRun>,
     pub(crate) report: RunReport,
 }
 
@@ -120,14 +181,7 @@ impl<'t> Pipeline<'t> {
         let settings = store.settings()?;
         let registrations = store.modules()?;
         let routes = Routes::new(&registrations)?;
-        let templates = Templates::new(modules.engine(), store.templates()?).map_err(|error| {
-            match error {
-                // Templates are checked when saved: one that no longer parses is a
-                // damaged store.
-                RenderError::Template(why) => Error::Storage(why),
-                error => Error::Engine(error.to_string()),
-            }
-        })?;
+        let templates = Templates::stored(modules.engine(), store.templates()?)?;
         let mut sources: HashMap<String, Vec<Source>> = HashMap::new();
         for registration in &registrations {
             for model in &registration.sources {
@@ -167,6 +221,7 @@ impl<'t> Pipeline<'t> {
             committed_records: 0,
             retry_wait_ms: MAX_RETRY_WAIT_MS,
             dry_run: None,
+            discarded: None,
             report: RunReport::default(),
         })
     }
@@ -181,6 +236,12 @@ impl<'t> Pipeline<'t> {
     /// Makes this run a dry run of generators: see [`DryRun`].
     pub(crate) fn dry(mut self) -> Self {
         self.dry_run = Some(DryRun::default());
+        self
+    }
+
+    /// Makes this run an ingest's dry run: see [`IngestDryRun`].
+    pub(crate) fn dry_ingest(mut self) -> Self {
+        self.discarded = Some(IngestDryRun::default());
         self
     }
 
@@ -310,7 +371,10 @@ impl<'t> Pipeline<'t> {
             match self.call(&source.module, |runner| runner.events(model, json, &inv)) {
                 Ok(events) => {
                     let count = u32::try_from(events.len()).unwrap_or(u32::MAX);
-                    self.process(events, 0)?;
+                    let origin = Origin::Source {
+                        module: source.module.clone(),
+                    };
+                    self.process(events.into_iter().map(|e| (e, origin.clone())), 0)?;
                     if let Some(call) = source.memo_call {
                         memos.push(SourceMemo {
                             call,
@@ -332,10 +396,17 @@ impl<'t> Pipeline<'t> {
     }
 
     /// Events through the ledger and to their handlers; emitted events follow, deeper.
-    fn process(&mut self, events: Vec<Event>, depth: u32) -> Result<(), Error> {
-        let mut queue: VecDeque<(Event, u32)> =
-            events.into_iter().map(|event| (event, depth)).collect();
-        while let Some((event, depth)) = queue.pop_front() {
+    /// Each new event is staged with its trace.
+    fn process(
+        &mut self,
+        events: impl IntoIterator<Item = (Event, Origin)>,
+        depth: u32,
+    ) -> Result<(), Error> {
+        let mut queue: VecDeque<(Event, Origin, u32)> = events
+            .into_iter()
+            .map(|(event, origin)| (event, origin, depth))
+            .collect();
+        while let Some((event, origin, depth)) = queue.pop_front() {
             self.report.events += 1;
             if self.staged_keys.contains(&event.key) || self.store.is_seen(&event.key)? {
                 self.report.duplicates += 1;
@@ -344,14 +415,14 @@ impl<'t> Pipeline<'t> {
             self.report.new += 1;
             self.staged_keys.insert(event.key.clone());
             let handlers = self.handlers_for(&event.group);
+            if handlers.is_empty() {
+                self.report.unrouted += 1;
+            }
+            let mut trace = Trace::new(origin, handlers.to_vec());
             for handler in handlers.iter() {
-                match self.deliver(handler, &event, depth, 1) {
-                    Ok(emitted) => queue.extend(emitted.into_iter().map(|e| (e, depth + 1))),
-                    Err(error) => {
-                        let dead = self.out_of_attempts(1);
-                        self.failed(handler, &event.key, depth, 1, error, dead);
-                    }
-                }
+                let delivery = self.deliver(handler, &event, depth, 1);
+                let emitted = self.settle(delivery, &mut trace, handler, &event.key, depth, false);
+                queue.extend(emitted.map(|(e, origin)| (e, origin, depth + 1)));
             }
             // Staged after its handlers, which borrow it; it is in the same commit.
             self.commit.ledger.push(LedgerEntry {
@@ -359,6 +430,7 @@ impl<'t> Pipeline<'t> {
                 group: event.group,
                 created_at_ms: self.now_ms,
                 context: event.context,
+                trace: Some(trace),
             });
         }
         Ok(())
@@ -380,16 +452,34 @@ impl<'t> Pipeline<'t> {
     }
 
     /// Calls one handler with one event and stages its effects. Returns the events it
-    /// emitted; on failure nothing of the call is staged.
+    /// emitted, and the call as a step of the event's trace (its outcome `Done`, for
+    /// the caller to change on failure); on failure nothing of the call is staged.
     fn deliver(
         &mut self,
         handler: &str,
         event: &Event,
         depth: u32,
         attempt: u32,
-    ) -> Result<Vec<Event>, CallError> {
+    ) -> (Result<Vec<Event>, CallError>, Step) {
         let inv = self.invocation(handler, attempt);
-        let effects = self.call(handler, |runner| runner.handle(event, &inv))?;
+        let (effects, facts) = self.call_traced(handler, |runner| runner.handle(event, &inv));
+        let mut step = facts.step(handler, attempt);
+        let staged = effects.and_then(|effects| self.stage_effects(handler, event, depth, effects));
+        if let Ok((_, outbox)) = &staged {
+            step.effects = *outbox;
+        }
+        (staged.map(|(emitted, _)| emitted), step)
+    }
+
+    /// Stages a handler's effects on `event`; returns the events it emitted and how
+    /// many outbox items it made. Nothing is staged if an emitted event is too deep.
+    fn stage_effects(
+        &mut self,
+        handler: &str,
+        event: &Event,
+        depth: u32,
+        effects: Vec<Effect>,
+    ) -> Result<(Vec<Event>, u32), CallError> {
         let mut emitted = Vec::new();
         let mut outbox = Vec::new();
         for effect in effects {
@@ -419,9 +509,42 @@ impl<'t> Pipeline<'t> {
                 created_at_ms: self.now_ms,
             });
         }
+        let made = u32::try_from(outbox.len()).unwrap_or(u32::MAX);
         self.commit.outbox.extend(outbox);
         self.report.deliveries += 1;
-        Ok(emitted)
+        Ok((emitted, made))
+    }
+
+    /// Adds a delivery of event `key` to its `trace`, and stages it as failed (pending,
+    /// or dead when `last_attempt` or out of attempts) if it failed. Returns the
+    /// events it emitted, with their origin.
+    fn settle(
+        &mut self,
+        (result, step): (Result<Vec<Event>, CallError>, Step),
+        trace: &mut Trace,
+        handler: &str,
+        key: &str,
+        depth: u32,
+        last_attempt: bool,
+    ) -> impl Iterator<Item = (Event, Origin)> + use<> {
+        let emitted = match result {
+            Ok(emitted) => {
+                trace.push(step.with_emitted(emitted.iter().map(|e| e.key.as_str())));
+                emitted
+            }
+            Err(error) => {
+                let attempt = step.attempt;
+                let dead = last_attempt || self.out_of_attempts(attempt);
+                trace.push(step.failed(&error, dead));
+                self.failed(handler, key, depth, attempt, error, dead);
+                Vec::new()
+            }
+        };
+        let origin = Origin::Emitted {
+            parent: key.to_owned(),
+            handler: handler.to_owned(),
+        };
+        emitted.into_iter().map(move |e| (e, origin.clone()))
     }
 
     /// Stages a failed delivery: dead when `dead`, else pending for another attempt.
@@ -471,9 +594,21 @@ impl<'t> Pipeline<'t> {
         module: &str,
         f: impl FnOnce(&mut Runner) -> Result<CallOutput<T>, CallError>,
     ) -> Result<T, CallError> {
+        self.call_traced(module, f).0
+    }
+
+    /// [`call`](Self::call), with what the call used and logged, for a trace.
+    fn call_traced<T>(
+        &mut self,
+        module: &str,
+        f: impl FnOnce(&mut Runner) -> Result<CallOutput<T>, CallError>,
+    ) -> (Result<T, CallError>, CallFacts) {
+        let at_ms = wall_clock_ms();
         if !self.runners.contains_key(module) {
-            let runner = self.runner(module)?;
-            self.runners.insert(module.to_owned(), runner);
+            match self.runner(module) {
+                Ok(runner) => self.runners.insert(module.to_owned(), runner),
+                Err(error) => return (Err(error), CallFacts::never_ran(at_ms)),
+            };
         }
         let runner = self
             .runners
@@ -481,17 +616,27 @@ impl<'t> Pipeline<'t> {
             .expect("the runner was inserted above");
         let started = Instant::now();
         let result = f(runner);
-        self.report
-            .note_call(module, started.elapsed(), result.as_ref().err());
+        let time = started.elapsed();
+        let last = runner.take_last_call();
+        self.report.note_call(module, time, result.as_ref().err());
         if runner.is_spent() {
             self.runners.remove(module);
         }
-        let output = result?;
+        let facts = CallFacts {
+            at_ms,
+            micros: u64::try_from(time.as_micros()).unwrap_or(u64::MAX),
+            fuel: last.fuel,
+            log: trace::log_tail(&last.log),
+        };
+        let output = match result {
+            Ok(output) => output,
+            Err(error) => return (Err(error), facts),
+        };
         if !output.log.is_empty() {
             let log = printable(output.log.trim_end());
             tracing::info!(target: "spark::guest", tenant = %self.tenant, module, "{log}");
         }
-        Ok(output.value)
+        (Ok(output.value), facts)
     }
 
     /// A fresh runner of `module`: its native implementation, or a new instance.
@@ -530,7 +675,16 @@ impl<'t> Pipeline<'t> {
     }
 
     fn commit_staged(&mut self) -> Result<(), Error> {
-        self.store.commit(std::mem::take(&mut self.commit))?;
+        let commit = std::mem::take(&mut self.commit);
+        if let Some(discarded) = &mut self.discarded {
+            // Nothing is stored, so the keys and records staged so far stay staged:
+            // later lines see them as a real run would see them stored.
+            self.report.pending += commit.pending.len() as u64;
+            discarded.keep(commit);
+            self.staged_records = 0;
+            return Ok(());
+        }
+        self.store.commit(commit)?;
         self.staged_keys.clear();
         self.staged_record_ids.clear();
         self.staged_records = 0;
@@ -618,8 +772,11 @@ impl<'t> Pipeline<'t> {
                 key: format!("{}_{id}", generator.group),
                 context: context.clone(),
             };
+            let made_by = Origin::Generator {
+                generator: generator.name.clone(),
+            };
             match event.validate() {
-                Ok(()) => events.push(event),
+                Ok(()) => events.push((event, made_by)),
                 Err(error) => {
                     self.report.source_errors += 1;
                     self.report.problems.push(Problem::GeneratorFailed {
@@ -632,7 +789,7 @@ impl<'t> Pipeline<'t> {
         }
         if let Some(dry_run) = &mut self.dry_run {
             dry_run.matching += events.len() as u64;
-            for event in events {
+            for (event, _) in events {
                 if !self.store.is_seen(&event.key)? {
                     dry_run.new += 1;
                     if dry_run.sample.len() < DRY_RUN_SAMPLE {
@@ -683,8 +840,8 @@ impl<'t> Pipeline<'t> {
         attempts >= self.settings.retry.attempts
     }
 
-    /// Delivers an event from the ledger again. A failure goes to pending, or to dead
-    /// when `last_attempt` or out of attempts.
+    /// Delivers an event from the ledger again, and adds the call to its trace. A
+    /// failure goes to pending, or to dead when `last_attempt` or out of attempts.
     fn redeliver(
         &mut self,
         key: &str,
@@ -693,33 +850,59 @@ impl<'t> Pipeline<'t> {
         attempt: u32,
         last_attempt: bool,
     ) -> Result<(), Error> {
-        let Some(entry) = self.store.ledger_entry(key)? else {
+        let Some(mut entry) = self.retraceable(key)? else {
             // The ledger entry and the delivery are committed together, so this is
             // damage from outside; there is nothing to deliver.
             tracing::warn!(tenant = %self.tenant, key, handler, "a delivery names an event missing from the ledger; dropped");
             return Ok(());
         };
         let event = Event {
-            group: entry.group,
-            key: entry.key,
-            context: entry.context,
+            group: entry.group.clone(),
+            key: entry.key.clone(),
+            context: std::mem::take(&mut entry.context),
         };
         // The handler may have been removed, or registered again as a source only,
         // since the delivery failed.
-        let result = if self.routes.has_handler(handler) {
+        let (result, step) = if self.routes.has_handler(handler) {
             self.deliver(handler, &event, depth, attempt)
         } else {
-            Err(CallError::NoSuchHandler {
+            let error = CallError::NoSuchHandler {
                 module: handler.to_owned(),
-            })
+            };
+            let facts = CallFacts::never_ran(wall_clock_ms());
+            (Err(error), facts.step(handler, attempt))
         };
-        match result {
-            Ok(emitted) => self.process(emitted, depth + 1),
-            Err(error) => {
-                let dead = last_attempt || self.out_of_attempts(attempt);
-                self.failed(handler, key, depth, attempt, error, dead);
-                Ok(())
-            }
+        entry.context = event.context;
+        // An event seen before traces were kept gets one now.
+        let mut trace = entry
+            .trace
+            .take()
+            .unwrap_or_else(|| Trace::new(Origin::Unknown, Vec::new()));
+        let emitted = self.settle(
+            (result, step),
+            &mut trace,
+            handler,
+            key,
+            depth,
+            last_attempt,
+        );
+        let emitted: Vec<(Event, Origin)> = emitted.collect();
+        entry.trace = Some(trace);
+        self.commit.retraced.push(entry);
+        self.process(emitted, depth + 1)
+    }
+
+    /// The ledger entry of `key` to add a step to its trace: the one staged already by
+    /// an earlier retry in this group, else the stored one.
+    fn retraceable(&mut self, key: &str) -> Result<Option<LedgerEntry>, Error> {
+        match self
+            .commit
+            .retraced
+            .iter()
+            .position(|entry| entry.key == key)
+        {
+            Some(staged) => Ok(Some(self.commit.retraced.swap_remove(staged))),
+            None => self.store.ledger_entry(key),
         }
     }
 
@@ -782,6 +965,15 @@ impl<'t> Pipeline<'t> {
         Ok(())
     }
 
+    /// Ends an ingest's dry run: what it would have stored.
+    pub(crate) fn finish_dry(mut self) -> IngestDryRun {
+        // Discarding cannot fail.
+        let _ = self.commit_staged();
+        let mut dry_run = self.discarded.take().unwrap_or_default();
+        dry_run.report = self.report;
+        dry_run
+    }
+
     /// Commits what is staged and makes everything durable, without waiting for any
     /// retry: for a server, whose background work retries deliveries as they come due.
     /// The report counts the deliveries left pending.
@@ -832,6 +1024,18 @@ pub(crate) fn ingest(
     pipeline.run(|pipeline| ingest_lines(pipeline, model, input, progress))
 }
 
+/// What ingesting JSON Lines records of `model` from `input` would do, storing nothing.
+pub(crate) fn ingest_dry(
+    pipeline: Pipeline<'_>,
+    model: &str,
+    input: &mut dyn BufRead,
+    progress: &mut dyn FnMut(&RunReport),
+) -> Result<IngestDryRun, Error> {
+    let mut pipeline = pipeline.dry_ingest();
+    ingest_lines(&mut pipeline, model, input, progress)?;
+    Ok(pipeline.finish_dry())
+}
+
 /// Runs the records of `input` through `pipeline`; the caller commits.
 pub(crate) fn ingest_lines(
     pipeline: &mut Pipeline<'_>,
@@ -875,5 +1079,33 @@ pub(crate) fn ingest_lines(
             Err(why) => pipeline.invalid(number, why),
         }
         progress(&pipeline.report);
+    }
+}
+
+impl IngestDryRun {
+    /// Counts a group a dry run would commit, and keeps the first of its events and
+    /// outbox items.
+    fn keep(&mut self, commit: Commit) {
+        let room = DRY_RUN_SHOWN.saturating_sub(self.events.len());
+        self.events.extend(commit.ledger.into_iter().take(room));
+        for item in commit.outbox {
+            match &item.payload {
+                NewPayload::LaterMail(_) => self.mails += 1,
+                NewPayload::Ready(payload) => match payload.kind() {
+                    OutboxKind::Mail => self.mails += 1,
+                    OutboxKind::Output => self.outputs += 1,
+                },
+            }
+            if self.outbox.len() < DRY_RUN_SHOWN {
+                let payload = item.payload.into_payload();
+                self.outbox.push(OutboxItem::new(
+                    0,
+                    item.event,
+                    item.handler,
+                    payload,
+                    item.created_at_ms,
+                ));
+            }
+        }
     }
 }

@@ -24,6 +24,10 @@ pub struct RunReport {
     /// Source calls skipped: the record was unchanged since the source's last call in
     /// the same period of its clock (their events are counted as duplicates).
     pub sources_skipped: u64,
+    /// New events whose group matched no handler: kept in the ledger, delivered to
+    /// nobody (often a handler's regex that does not match the group it was meant for).
+    #[serde(default)]
+    pub unrouted: u64,
     /// Handler calls whose effects were committed.
     pub deliveries: u64,
     /// Deliveries parked as dead in this run.
@@ -66,6 +70,7 @@ impl RunReport {
         self.new += other.new;
         self.duplicates += other.duplicates;
         self.sources_skipped += other.sources_skipped;
+        self.unrouted += other.unrouted;
         self.deliveries += other.deliveries;
         self.failed += other.failed;
         self.source_errors += other.source_errors;

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use crate::error::CallError;
 use crate::event::{Effect, Event, Invocation, check_context};
 use crate::native::NativeModule;
-use crate::wasm::{CallOutput, Instance};
+use crate::wasm::{CallOutput, Instance, LastCall};
 
 pub(crate) enum Runner {
-    Wasm(Instance),
+    /// Boxed: an instance is large, and the enum is moved around.
+    Wasm(Box<Instance>),
     Native(Arc<dyn NativeModule>),
 }
 
@@ -25,6 +26,15 @@ fn checked<T>(
 }
 
 impl Runner {
+    /// What the last call used and logged (a native module uses no fuel and logs
+    /// through `tracing`).
+    pub(crate) fn take_last_call(&mut self) -> LastCall {
+        match self {
+            Runner::Wasm(instance) => instance.take_last_call(),
+            Runner::Native(_) => LastCall::default(),
+        }
+    }
+
     /// Whether the runner must be replaced before the next call.
     pub(crate) fn is_spent(&self) -> bool {
         match self {

@@ -8,12 +8,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::Error;
+use crate::event::Invocation;
 use crate::limits::Limits;
 use crate::mail::builtin::{BUILTIN_MAILS, BuiltinMails};
 use crate::modules::hex_sha256;
 use crate::native::{NativeModule, NativeModules};
 use crate::registration::is_native;
+use crate::runner::Runner;
 use crate::tenant::Tenant;
+use crate::trial::{self, Trial, TrialInput};
 use crate::wasm::{ModuleInfo, WasmEngine};
 
 /// The native modules every host has: the built-in mail handler.
@@ -188,5 +191,31 @@ impl Spark {
         let module = engine.compile(name, wasm, &hash)?;
         module.check_instantiates(&engine, &Limits::default(), name)?;
         Ok(module.info().clone())
+    }
+
+    /// Calls a component that is not registered anywhere once, with `input`, under
+    /// the default limits, as tenant `default` at `now_ms`: an author trying a module
+    /// before it is registered. Nothing is stored; `cache_dir` as for
+    /// [`check_with_cache`](Self::check_with_cache).
+    pub fn try_component(
+        name: &str,
+        wasm: &[u8],
+        input: &TrialInput,
+        now_ms: i64,
+        cache_dir: Option<PathBuf>,
+    ) -> Result<Trial, Error> {
+        let engine = WasmEngine::new(cache_dir)?;
+        let module = engine.compile(name, wasm, &hex_sha256(wasm))?;
+        trial::check_exports(name, &module.info().exports(), input)?;
+        let limits = Limits::default();
+        let inv = Invocation {
+            tenant: "default".to_owned(),
+            now_ms,
+            attempt: 1,
+        };
+        let runner = module
+            .instantiate(&engine, &limits)
+            .map(|instance| Runner::Wasm(Box::new(instance)));
+        Ok(trial::run(runner, input, &inv, limits))
     }
 }

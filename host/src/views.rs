@@ -3,8 +3,9 @@
 
 use serde_json::{Value, json};
 use spark_host::{
-    DeadLetter, Generator, LedgerEntry, MailSettings, ModelDescription, ModuleSummary, OutboxItem,
-    OutboxPayload, PendingDelivery, format_time,
+    DeadLetter, Effect, Event, Forgotten, Generator, IngestDryRun, LedgerEntry, MailSettings,
+    ModelDescription, ModuleSummary, OutboxItem, OutboxPayload, PendingDelivery, Step,
+    TenantSettings, Trace, Trial, TrialOutput, format_time,
 };
 
 /// A JSON text parsed for embedding in JSON output (it was checked when stored).
@@ -12,13 +13,42 @@ pub fn raw_json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
 }
 
-/// An event of the ledger: key, group, created_at, context.
+/// An event of the ledger: key, group, created_at, context, and its trace (null for
+/// an event seen before traces were kept).
 pub fn event(entry: &LedgerEntry) -> Value {
     json!({
         "key": entry.key,
         "group": entry.group,
         "created_at": format_time(entry.created_at_ms),
         "context": raw_json(&entry.context),
+        "trace": entry.trace.as_ref().map(trace),
+    })
+}
+
+/// What happened to an event: where it came from, the handlers its group matched,
+/// and each delivery.
+pub fn trace(trace: &Trace) -> Value {
+    json!({
+        "origin": trace.origin,
+        "handlers": trace.handlers,
+        "steps": trace.steps.iter().map(step).collect::<Vec<_>>(),
+        "dropped": trace.dropped,
+    })
+}
+
+fn step(step: &Step) -> Value {
+    json!({
+        "handler": step.handler,
+        "attempt": step.attempt,
+        "at": format_time(step.at_ms),
+        "micros": step.micros,
+        "fuel": step.fuel,
+        "outcome": step.outcome,
+        "error": step.error,
+        "effects": step.effects,
+        "emitted": step.emitted,
+        "emitted_keys": step.emitted_keys,
+        "log": step.log,
     })
 }
 
@@ -124,4 +154,91 @@ pub fn model_description(model: &str, description: &ModelDescription) -> Value {
             "fields": pairs(fields, "type"),
         }),
     }
+}
+
+/// A tenant's settings, as `spark apply` and `settings set` keep them (`mail`, `retry`,
+/// `limits`, and `outputs` and `schedule` when there are any).
+pub fn settings(settings: &TenantSettings) -> Value {
+    serde_json::to_value(settings).expect("settings are JSON objects with text keys")
+}
+
+/// What forgetting events did: keys `forgotten`, their deliveries waiting for a retry
+/// (`pending`) and dead letters (`dead`) dropped, their unsent outbox items `cancelled`
+/// (when asked) and `kept`.
+pub fn forgotten(forgotten: &Forgotten, cancelled: u64) -> Value {
+    let unsent = forgotten.unsent.len() as u64;
+    json!({
+        "forgotten": forgotten.forgotten,
+        "pending": forgotten.pending,
+        "dead": forgotten.dead,
+        "cancelled": cancelled,
+        "kept": unsent.saturating_sub(cancelled),
+    })
+}
+
+/// What an ingest would do: the fields of its report, `dry_run: true`, the mails and
+/// outputs it would put in the outbox, and under `sample` the first new `events` and
+/// `outbox` items.
+pub fn ingest_dry_run(dry_run: &IngestDryRun, defaults: &MailSettings) -> Value {
+    let mut value = json!(dry_run.report);
+    value["dry_run"] = json!(true);
+    value["mails"] = json!(dry_run.mails);
+    value["outputs"] = json!(dry_run.outputs);
+    value["sample"] = json!({
+        "events": dry_run.events.iter().map(event).collect::<Vec<_>>(),
+        "outbox": dry_run
+            .outbox
+            .iter()
+            .map(|item| outbox_item(item, defaults))
+            .collect::<Vec<_>>(),
+    });
+    value
+}
+
+/// An event a module returned: group, key, context.
+pub fn returned_event(event: &Event) -> Value {
+    json!({ "group": event.group, "key": event.key, "context": raw_json(&event.context) })
+}
+
+/// An effect a handler returned, tagged by `kind`: `emit` (an event), `mail` (as the
+/// handler gave it, before templates and the tenant's defaults) or `output`.
+pub fn effect(effect: &Effect) -> Value {
+    match effect {
+        Effect::Emit(event) => json!({ "kind": "emit", "event": returned_event(event) }),
+        Effect::Mail(mail) => {
+            let mut mail = json!(mail);
+            mail["context"] = mail["context"].as_str().map_or(Value::Null, raw_json);
+            json!({ "kind": "mail", "mail": mail })
+        }
+        Effect::Output { channel, payload } => {
+            json!({ "kind": "output", "channel": channel, "payload": raw_json(payload) })
+        }
+    }
+}
+
+/// One trial call of a module (`spark call`): `ok`, the `events` (a source's) or
+/// `effects` (a handler's) it returned, its `error` (`kind` and `message`), `log`,
+/// `fuel`, `fuel_limit` and `micros`.
+pub fn trial(trial: &Trial) -> Value {
+    let mut shown = json!({
+        "ok": trial.outcome.is_ok(),
+        "error": trial.outcome.as_ref().err().map(|error| json!({
+            "kind": error.kind(),
+            "message": error.to_string(),
+        })),
+        "log": trial.log,
+        "fuel": trial.fuel,
+        "fuel_limit": trial.limits.fuel,
+        "micros": trial.micros,
+    });
+    match &trial.outcome {
+        Ok(TrialOutput::Events(events)) => {
+            shown["events"] = events.iter().map(returned_event).collect();
+        }
+        Ok(TrialOutput::Effects(effects)) => {
+            shown["effects"] = effects.iter().map(effect).collect();
+        }
+        Err(_) => {}
+    }
+    shown
 }

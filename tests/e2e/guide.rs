@@ -8,17 +8,23 @@ use crate::support::Spark;
 
 const GUIDE: &str = include_str!("../../guest-sdk/README.md");
 
-/// The fenced blocks of the guide that follow `<!-- file: NAME -->`, as (NAME, text),
-/// with rustdoc's hidden `# ` lines removed.
+/// The fenced blocks of the guide that follow `<!-- file: NAME -->` or
+/// `<!-- append: NAME -->`, as (NAME, text), with rustdoc's hidden `# ` lines removed;
+/// an appended block is added to the end of the file of that name.
 fn files() -> Vec<(String, String)> {
-    let mut files = Vec::new();
+    let mut files: Vec<(String, String)> = Vec::new();
     let mut lines = GUIDE.lines();
     while let Some(line) = lines.next() {
-        let Some(name) = line
-            .strip_prefix("<!-- file: ")
+        let Some(rest) = line
+            .strip_prefix("<!-- ")
             .and_then(|rest| rest.strip_suffix(" -->"))
         else {
             continue;
+        };
+        let (name, append) = match (rest.strip_prefix("file: "), rest.strip_prefix("append: ")) {
+            (Some(name), _) => (name, false),
+            (_, Some(name)) => (name, true),
+            _ => continue,
         };
         assert!(lines.next().is_some_and(|fence| fence.starts_with("```")));
         let text: String = lines
@@ -27,7 +33,16 @@ fn files() -> Vec<(String, String)> {
             .filter(|line| !line.starts_with("# "))
             .map(|line| format!("{line}\n"))
             .collect();
-        files.push((name.to_owned(), text));
+        if append {
+            let file = files
+                .iter_mut()
+                .find(|(file, _)| file == name)
+                .unwrap_or_else(|| panic!("`{name}` is appended to before it is written"));
+            file.1.push('\n');
+            file.1.push_str(&text);
+        } else {
+            files.push((name.to_owned(), text));
+        }
     }
     files
 }
@@ -72,26 +87,35 @@ fn the_author_guide_goes_from_an_empty_directory_to_a_loaded_module() {
 
     let spark_dir = Path::new(env!("CARGO_BIN_EXE_spark")).parent().unwrap();
     let path = format!("{}:{}", spark_dir.display(), std::env::var("PATH").unwrap());
-    let commands = shell_block("3. Build, check, load");
-    let output = Command::new("sh")
-        .arg("-ec")
-        .arg(&commands)
-        .current_dir(&crate_dir)
-        .env("PATH", path)
-        .env("SPARK_DATA_DIR", spark.data_dir())
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("SPARK_TENANT")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the guide's commands failed:\n{stdout}\n{stderr}"
-    );
+    let run = |section: &str| {
+        let output = Command::new("sh")
+            .arg("-ec")
+            .arg(shell_block(section))
+            .current_dir(&crate_dir)
+            .env("PATH", &path)
+            .env("SPARK_DATA_DIR", spark.data_dir())
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("SPARK_TENANT")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "the guide's commands of `{section}` failed:\n{stdout}\n{stderr}"
+        );
+        stdout
+    };
+    let stdout = run("3. Build, check, load");
     assert!(
         stdout.contains("a source+handler module for spark:engine@0.1.0"),
         "{stdout}"
+    );
+    // The test of the section Testing, appended to src/lib.rs, runs natively.
+    let tested = run("Testing");
+    assert!(
+        tested.contains("a_newsletter_signup_is_two_events ... ok"),
+        "{tested}"
     );
 
     assert_eq!(

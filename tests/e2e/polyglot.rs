@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn workspace() -> PathBuf {
+pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
@@ -24,6 +24,36 @@ fn fingerprint(parts: &[&[u8]]) -> u64 {
 
 fn wit() -> Vec<u8> {
     std::fs::read(workspace().join("guest-sdk/wit/engine.wit")).unwrap()
+}
+
+/// The text of every file under `dir` of the workspace, in path order, for a
+/// fingerprint.
+fn tree(dir: &str) -> Vec<u8> {
+    fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, files);
+            } else if !path
+                .components()
+                .any(|part| part.as_os_str() == "__pycache__")
+            {
+                files.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&workspace().join(dir), &mut files);
+    files.sort();
+    files
+        .iter()
+        .flat_map(|file| {
+            let name = file.strip_prefix(workspace()).unwrap();
+            let mut bytes = name.to_string_lossy().into_owned().into_bytes();
+            bytes.extend(std::fs::read(file).unwrap());
+            bytes
+        })
+        .collect()
 }
 
 /// Builds (or reuses) the component at `name`-HASH.wasm with `build(out)`.
@@ -51,7 +81,7 @@ fn cached(name: &str, inputs: &[&[u8]], build: impl FnOnce(&Path) -> Command) ->
 
 /// componentize-py as pip installed it: in the scripts directory of `python3` (found
 /// there rather than on PATH, which may lag behind an install, as with pyenv's shims).
-fn componentize_py() -> PathBuf {
+pub fn componentize_py() -> PathBuf {
     let scripts = Command::new("python3")
         .args([
             "-c",
@@ -67,12 +97,13 @@ fn componentize_py() -> PathBuf {
     }
 }
 
-/// A Python component: module `module` of `dir`, for `world`.
+/// A Python component: module `module` of `dir`, for `world`, with the helper package
+/// `spark_guest` (guest-sdk/python) on its path.
 pub fn python(dir: &Path, module: &str, world: &str) -> PathBuf {
     let source = std::fs::read(dir.join(format!("{module}.py"))).unwrap();
     cached(
         &format!("py-{module}"),
-        &[&source, &wit(), world.as_bytes()],
+        &[&source, &wit(), &tree("guest-sdk/python"), world.as_bytes()],
         |out| {
             let mut command = Command::new(componentize_py());
             command
@@ -80,6 +111,8 @@ pub fn python(dir: &Path, module: &str, world: &str) -> PathBuf {
                 .arg(workspace().join("guest-sdk/wit"))
                 .args(["-w", world, "componentize", "-p"])
                 .arg(dir)
+                .arg("-p")
+                .arg(workspace().join("guest-sdk/python"))
                 .arg(module)
                 .arg("-o")
                 .arg(out);
@@ -88,19 +121,22 @@ pub fn python(dir: &Path, module: &str, world: &str) -> PathBuf {
     )
 }
 
-/// A JavaScript component: `file` for `world`, built with the example's componentize-qjs.
+/// A JavaScript component: `file` for `world` of guest-sdk/javascript/wit, built with
+/// the example's componentize-qjs; it may import the helper (guest-sdk/javascript) by
+/// a relative path within the workspace.
 pub fn javascript(file: &Path, world: &str) -> PathBuf {
     let source = std::fs::read(file).unwrap();
     let name = file.file_stem().unwrap().to_str().unwrap();
-    let tool = workspace().join("examples/challenges/js/node_modules/.bin/componentize-qjs");
     cached(
         &format!("js-{name}"),
-        &[&source, &wit(), world.as_bytes()],
+        &[&source, &tree("guest-sdk/javascript"), world.as_bytes()],
         |out| {
-            let mut command = Command::new(tool);
+            let mut command = Command::new(componentize_qjs());
             command
                 .arg("--wit")
-                .arg(workspace().join("guest-sdk/wit"))
+                .arg(workspace().join("guest-sdk/javascript/wit"))
+                .arg("--module-root")
+                .arg(workspace())
                 .arg("--js")
                 .arg(file)
                 .args(["-n", world, "--sync", "-o"])
@@ -108,6 +144,11 @@ pub fn javascript(file: &Path, world: &str) -> PathBuf {
             command
         },
     )
+}
+
+/// componentize-qjs as `npm ci` installed it for the example (scripts/test does).
+pub fn componentize_qjs() -> PathBuf {
+    workspace().join("examples/challenges/js/node_modules/.bin/componentize-qjs")
 }
 
 pub fn examples() -> PathBuf {

@@ -111,6 +111,46 @@ fn the_json_fields_are_the_ones_the_readme_lists() {
 
     let event = &spark.events()[0];
     assert_eq!(keys(event), listed_fields("`events list`", &[]));
+    let trace = listed_fields("an event's trace", &[]);
+    let step = &event["trace"]["steps"][0];
+    for object in [&event["trace"], &event["trace"]["origin"], step] {
+        assert!(keys(object).is_subset(&trace), "{object} against {trace:?}");
+    }
+
+    let input = jsonl(&[json!({ "id": 3, "events": [{ "group": "g", "id": 3 }] })]);
+    let dry = spark
+        .run_with_input(
+            &["ingest", "--model", "thing", "--dry-run", "--json"],
+            &input,
+        )
+        .ok()
+        .json();
+    let mut expected = keys(&summary);
+    expected.extend(listed_fields(
+        "`ingest --dry-run`",
+        &["events", "outbox", "id"],
+    ));
+    assert_eq!(keys(&dry), expected);
+    assert_eq!(
+        keys(&dry["sample"]),
+        ["events", "outbox"].map(str::to_owned).into()
+    );
+
+    let call_event = spark.write("event.json", r#"{"group": "g", "key": "g_9"}"#);
+    let called = spark
+        .run(&[
+            "call",
+            "handler",
+            "--event",
+            call_event.to_str().unwrap(),
+            "--json",
+        ])
+        .ok()
+        .json();
+    let mut expected = keys(&called);
+    expected.insert("events".to_owned());
+    let effect_kinds = ["call", "kind", "emit", "mail", "output", "message"];
+    assert_eq!(expected, listed_fields("`call`", &effect_kinds));
 
     let values = ["mail", "output", "pending", "sent", "failed"];
     let mail_data = [

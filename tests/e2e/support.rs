@@ -224,7 +224,7 @@ impl Spark {
 }
 
 /// Compiled modules shared by all tests (the cache is keyed by content and engine).
-fn cache_dir() -> PathBuf {
+pub fn cache_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("spark-module-cache")
 }
 

@@ -1,8 +1,10 @@
 // The challenges mail handler in JavaScript: one mail per challenge event to its
 // owner, as the Rust handler. Built with componentize-qjs against the world
-// `handler-module`:
+// `handler-module` of guest-sdk/javascript/wit (`npm run build`):
 //
-//   componentize-qjs --wit ../../../guest-sdk/wit --js handler.js -n handler-module --sync -o handler.wasm
+//   componentize-qjs --wit ../../../guest-sdk/javascript/wit --module-root ../../.. --js handler.js -n handler-module --sync -o handler.wasm
+
+import { SparkError, defineHandler, mail } from "../../../guest-sdk/javascript/spark-guest/index.js";
 
 const SUBJECTS = {
   challenge_created: (c) => `Your challenge "${c.title}" is live`,
@@ -11,31 +13,25 @@ const SUBJECTS = {
   challenge_ended: (c) => `Your challenge "${c.title}" has ended`,
 };
 
-export const handler = {
-  handle(event, inv) {
-    let challenge;
-    try {
-      challenge = JSON.parse(event.context).challenge;
-      if (!challenge || !challenge.owner) throw "no challenge";
-    } catch (error) {
-      throw `context of event \`${event.key}\` has no challenge: ${error}`;
-    }
-    const subjectOf =
-      SUBJECTS[event.group] ||
-      ((c) => `News about your challenge "${c.title}" (${event.group})`);
-    const subject = subjectOf(challenge);
-    const body = `Hello ${challenge.owner.name},\n\n${subject}.\n\nThe Challenges team`;
-    return [
-      {
-        tag: "mail",
-        val: {
-          to: [challenge.owner.email],
-          subject,
-          body,
-          template: event.group,
-          context: JSON.stringify({ challenge }),
-        },
-      },
-    ];
-  },
-};
+export function challengeMail(event, inv) {
+  const challenge = event.field("challenge");
+  if (!challenge || !challenge.owner) {
+    throw new SparkError(`context of event \`${event.key}\` has no challenge`);
+  }
+  const subjectOf =
+    SUBJECTS[event.group] ||
+    ((c) => `News about your challenge "${c.title}" (${event.group})`);
+  const subject = subjectOf(challenge);
+  const body = `Hello ${challenge.owner.name},\n\n${subject}.\n\nThe Challenges team`;
+  return [
+    mail({
+      to: [challenge.owner.email],
+      subject,
+      body,
+      template: event.group,
+      context: { challenge },
+    }),
+  ];
+}
+
+export const handler = defineHandler(challengeMail);

@@ -1,16 +1,13 @@
 """The challenges mail handler in Python: one mail per challenge event to its owner,
 as the Rust handler.
 
-Built with componentize-py against the world `handler-module` of guest-sdk/wit:
+Built with componentize-py against the world `handler-module` of guest-sdk/wit, with
+the helper package of guest-sdk/python on the path:
 
-    componentize-py -d ../../../guest-sdk/wit -w handler-module componentize handler -o handler.wasm
+    componentize-py -d ../../../guest-sdk/wit -w handler-module componentize -p . -p ../../../guest-sdk/python handler -o handler.wasm
 """
 
-import json
-
-from componentize_py_types import Err
-from wit_world import exports
-from wit_world.imports.types import Effect, Effect_Mail, Event, Invocation, Mail
+from spark_guest import Error, Event, Invocation, Mail, handler
 
 SUBJECTS = {
     "challenge_created": 'Your challenge "{title}" is live',
@@ -20,22 +17,22 @@ SUBJECTS = {
 }
 
 
-class Handler(exports.Handler):
-    def handle(self, event: Event, inv: Invocation) -> list[Effect]:
-        try:
-            challenge = json.loads(event.context)["challenge"]
-            owner = challenge["owner"]
-            title = challenge["title"]
-        except (KeyError, ValueError, TypeError) as error:
-            raise Err(f"context of event `{event.key}` has no challenge: {error!r}")
-        template = SUBJECTS.get(event.group, 'News about your challenge "{title}" ({group})')
-        subject = template.format(title=title, end_date=challenge["end_date"], group=event.group)
-        body = f"Hello {owner['name']},\n\n{subject}.\n\nThe Challenges team"
-        mail = Mail(
-            to=[owner["email"]],
-            subject=subject,
-            body=body,
-            template=event.group,
-            context=json.dumps({"challenge": challenge}),
-        )
-        return [Effect_Mail(mail)]
+@handler
+def challenge_mail(event: Event, inv: Invocation) -> list[Mail]:
+    challenge = event.field("challenge")
+    try:
+        owner = challenge["owner"]
+        title = challenge["title"]
+    except (KeyError, TypeError) as error:
+        raise Error(f"context of event `{event.key}` has no challenge: {error!r}")
+    template = SUBJECTS.get(event.group, 'News about your challenge "{title}" ({group})')
+    subject = template.format(title=title, end_date=challenge["end_date"], group=event.group)
+    body = f"Hello {owner['name']},\n\n{subject}.\n\nThe Challenges team"
+    mail = Mail(
+        to=[owner["email"]],
+        subject=subject,
+        body=body,
+        template=event.group,
+        context={"challenge": challenge},
+    )
+    return [mail]

@@ -1,57 +1,75 @@
-"""The challenges source in Python: the django-spark README rules, as the Rust source.
+"""The challenges source in Python: the django-spark README rules, as the Rust source,
+and the context that the manifest's generator tests.
 
-Built with componentize-py against the world `source-module` of guest-sdk/wit:
+Built with componentize-py against the world `source-context-module` of guest-sdk/wit,
+with the helper package of guest-sdk/python on the path:
 
-    componentize-py -d ../../../guest-sdk/wit -w source-module componentize source -o source.wasm
+    componentize-py -d ../../../guest-sdk/wit -w source-context-module componentize -p . -p ../../../guest-sdk/python source -o source.wasm
 """
 
-import json
-from datetime import date, datetime, timezone
+from datetime import date
 
-from componentize_py_types import Err
-from wit_world import exports
-from wit_world.imports.types import Event, Invocation
+from spark_guest import Error, Event, Invocation, context, event, source
 
 
-def event(group: str, id, context: dict) -> Event:
-    """django-spark's event(): the key is "{group}_{id}"."""
-    return Event(group=group, key=f"{group}_{id}", context=json.dumps(context))
+def challenge_of(record: dict) -> dict:
+    """The challenge a record holds, as the Rust source reads it."""
+    try:
+        challenge = {
+            "id": int(record["id"]),
+            "title": record["title"],
+            "owner": {"name": record["owner"]["name"], "email": record["owner"]["email"]},
+            "is_active": bool(record["is_active"]),
+            "start_date": record["start_date"],
+            "end_date": record["end_date"],
+            "donations": int(record["donations"]),
+        }
+        date.fromisoformat(challenge["start_date"])
+        date.fromisoformat(challenge["end_date"])
+    except (KeyError, ValueError, TypeError) as error:
+        # An Error is the module's own, reported with the record; anything else raised
+        # would trap.
+        raise Error(f"not a challenge: {error!r}")
+    return challenge
 
 
-def today(inv: Invocation) -> date:
-    """The run's logical day (UTC): sources use it instead of a clock."""
-    return datetime.fromtimestamp(inv.now_ms / 1000, tz=timezone.utc).date()
+def days(start: str, end: str) -> int:
+    """Whole days from one date to another (negative when `end` is earlier)."""
+    return (date.fromisoformat(end) - date.fromisoformat(start)).days
 
 
-class Source(exports.Source):
-    def events(self, model: str, data: str, inv: Invocation) -> list[Event]:
-        try:
-            record = json.loads(data)
-            challenge = {
-                "id": int(record["id"]),
-                "title": record["title"],
-                "owner": {"name": record["owner"]["name"], "email": record["owner"]["email"]},
-                "is_active": bool(record["is_active"]),
-                "start_date": record["start_date"],
-                "end_date": record["end_date"],
-                "donations": int(record["donations"]),
-            }
-            start = date.fromisoformat(challenge["start_date"])
-            end = date.fromisoformat(challenge["end_date"])
-        except (KeyError, ValueError, TypeError) as error:
-            # An Err is the source's error, reported with the record; anything raised
-            # instead would trap.
-            raise Err(f"not a challenge: {error!r}")
-        if not challenge["is_active"]:
-            return []
-        now = today(inv)
-        context = {"challenge": challenge}
-        id = challenge["id"]
-        events = [event("challenge_created", id, context)]
-        if (now - start).days > 2 and challenge["donations"] < 2:
-            events.append(event("challenge_inactivity_2d", id, context))
-        if (end - now).days <= 2:
-            events.append(event("challenge_ends_2d", id, context))
-        if end < now:
-            events.append(event("challenge_ended", id, context))
-        return events
+@context(
+    {
+        "challenge.donations": "donations received so far",
+        "challenge.is_active": "whether the challenge is active",
+        "challenge.owner.email": "the owner's address",
+        "days_running": "days since the challenge started",
+        "days_left": "days until it ends (negative once it has ended)",
+    }
+)
+def challenge_context(record: dict, inv: Invocation) -> dict:
+    challenge = challenge_of(record)
+    today = inv.today().isoformat()
+    return {
+        "days_running": days(challenge["start_date"], today),
+        "days_left": days(today, challenge["end_date"]),
+        "challenge": challenge,
+    }
+
+
+@source
+def challenge_events(record: dict, inv: Invocation) -> list[Event]:
+    challenge = challenge_of(record)
+    if not challenge["is_active"]:
+        return []
+    today = inv.today().isoformat()
+    context = {"challenge": challenge}
+    id = challenge["id"]
+    events = [event("challenge_created", id, context)]
+    if days(challenge["start_date"], today) > 2 and challenge["donations"] < 2:
+        events.append(event("challenge_inactivity_2d", id, context))
+    if days(today, challenge["end_date"]) <= 2:
+        events.append(event("challenge_ends_2d", id, context))
+    if days(challenge["end_date"], today) > 0:
+        events.append(event("challenge_ended", id, context))
+    return events

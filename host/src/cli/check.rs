@@ -11,6 +11,9 @@ use super::{Context, Outcome, output};
 
 /// Tell what a module is (source, handler, interface version), or why it is not one.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  spark check target/wasm32-wasip2/release/challenges_source.wasm\n  spark check handler.wasm --json"
+)]
 pub struct Check {
     /// The component to check.
     file: PathBuf,

@@ -1,7 +1,7 @@
-//! `spark dead list|retry`: deliveries that failed every attempt.
+//! `spark dead list|retry|discard`: deliveries that failed every attempt.
 
 use clap::{Args, Subcommand};
-use serde_json::Value;
+use serde_json::{Value, json};
 use spark_host::wall_clock_ms;
 
 use super::output::{self, Listing, text};
@@ -15,10 +15,12 @@ use crate::views;
 pub enum DeadCommand {
     List(List),
     Retry(Retry),
+    Discard(Discard),
 }
 
 /// List dead letters.
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  spark dead list\n  spark dead list --json")]
 pub struct List {
     /// One JSON object per line: event, handler, attempts, error, error_kind.
     #[arg(long)]
@@ -28,6 +30,9 @@ pub struct List {
 /// Deliver dead letters again, each once, to the module registered under the
 /// handler's name now (replace a broken module first, then retry).
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  spark dead retry\n  spark dead retry challenge_created_42 --handler mailer --json"
+)]
 pub struct Retry {
     /// Only the dead letters of this event key.
     key: Option<String>,
@@ -39,11 +44,91 @@ pub struct Retry {
     json: bool,
 }
 
+/// Discard dead letters for good: their deliveries are never made (`dead retry` is
+/// the other way out). An event without dead letters (of --handler, when given) is
+/// refused, and then nothing is discarded.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  spark dead discard challenge_created_42 --yes\n  \
+                        spark dead discard --all --handler mailer --yes"
+)]
+pub struct Discard {
+    /// The event keys whose dead letters go.
+    #[arg(
+        value_name = "KEY",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    keys: Vec<String>,
+    /// Every dead letter (of --handler, when given).
+    #[arg(long)]
+    all: bool,
+    /// Only the dead letters of this handler.
+    #[arg(long)]
+    handler: Option<String>,
+    /// Discard them. Without it nothing is discarded: a discarded delivery cannot be
+    /// made again.
+    #[arg(long)]
+    yes: bool,
+    /// Print the summary as one JSON object: discarded.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Discard {
+    fn run(self, context: &Context) -> anyhow::Result<Outcome> {
+        let which = if self.all {
+            "every dead letter".to_owned()
+        } else {
+            format!("the dead letters of {}", self.keys.join(", "))
+        };
+        let of_handler = self
+            .handler
+            .as_ref()
+            .map(|handler| format!(" of handler `{handler}`"))
+            .unwrap_or_default();
+        anyhow::ensure!(
+            self.yes,
+            "`dead discard` drops deliveries for good, and they are never made: pass --yes to \
+             discard {which}{of_handler}"
+        );
+        let discarded = match context.remote() {
+            Some(remote) => {
+                let mut request = Request::new("POST", remote.path("/dead/discard"))
+                    .query_opt("handler", self.handler.as_deref());
+                if self.all {
+                    request = request.query("all", "true");
+                }
+                for key in &self.keys {
+                    request = request.query("event", key.as_str());
+                }
+                let answer = remote.call(&request)?;
+                answer["discarded"]
+                    .as_u64()
+                    .ok_or_else(|| anyhow::anyhow!("the server's answer has no `discarded`"))?
+            }
+            None => {
+                let events = (!self.all).then_some(self.keys.as_slice());
+                context
+                    .tenant()?
+                    .discard_dead(events, self.handler.as_deref())?
+            }
+        };
+        if self.json {
+            output::line(json!({ "discarded": discarded }).to_string())?;
+        } else {
+            output::line(format!("{discarded} dead letters discarded"))?;
+        }
+        Ok(Outcome::Done)
+    }
+}
+
 impl DeadCommand {
     pub fn run(self, context: &Context) -> anyhow::Result<Outcome> {
         match self {
             DeadCommand::List(list) => list.run(context),
             DeadCommand::Retry(retry) => retry.run(context),
+            DeadCommand::Discard(discard) => discard.run(context),
         }
     }
 }

@@ -9,6 +9,7 @@ use clap::Args;
 /// context satisfies a generator's conditions makes an event `{group}_{id}`, which
 /// goes through the ledger and the handlers like any other.
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  spark generate\n  spark generate --now 2024-05-10 --json")]
 pub struct Generate {
     /// The logical time of the run; default: now.
     #[arg(long, value_name = "TIME")]

@@ -15,15 +15,22 @@ use crate::views;
 pub enum GeneratorsCommand {
     Add(Add),
     List(List),
+    #[command(after_help = "Examples:\n  spark generators show late")]
     Show(Name),
+    #[command(after_help = "Examples:\n  spark generators remove late")]
     Remove(Name),
+    #[command(after_help = "Examples:\n  spark generators activate late")]
     Activate(Name),
+    #[command(after_help = "Examples:\n  spark generators deactivate late")]
     Deactivate(Name),
     Describe(Describe),
 }
 
 /// Define a generator; its model becomes known, so its records can be ingested.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  spark generators add late --group challenge_late --model challenge --when 'days_left <= 2'\n  spark generators add all --group everyone --model user --inactive"
+)]
 pub struct Add {
     /// The generator's name.
     name: String,
@@ -47,6 +54,7 @@ pub struct Add {
 
 /// List the generators.
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  spark generators list\n  spark generators list --json")]
 pub struct List {
     /// One JSON object per line: name, group, model, conditions, active.
     #[arg(long)]
@@ -62,6 +70,7 @@ pub struct Name {
 /// What conditions on a model's records can test: the variables its context module
 /// describes, or the fields of its records.
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  spark generators describe --model challenge")]
 pub struct Describe {
     #[arg(long)]
     model: String,

@@ -12,9 +12,14 @@ use anyhow::Context as _;
 use clap::Args;
 use spark_host::{MAX_RECORD_BYTES, Problem, RunReport};
 
+use crate::views;
+
 /// Store JSON Lines records of a model and run each through the model's sources;
 /// new events go to their handlers. Bad lines are reported and skipped.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  spark ingest --model challenge challenges.jsonl\n  cat changes.jsonl | spark ingest --model challenge --json\n  spark ingest --model challenge sample.jsonl --now 2024-05-10 --dry-run"
+)]
 pub struct Ingest {
     /// The model the records belong to (one a source is registered for).
     #[arg(long)]
@@ -28,6 +33,12 @@ pub struct Ingest {
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Store nothing: run the records through the sources and handlers and show what
+    /// the ingest would do (events new and duplicate, the handlers each matched, the
+    /// outbox items they would make, rendered). Failed deliveries are not retried: one
+    /// that would be makes the exit status 1.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 /// Records sent to a server per request at most, and the size after which a request is
@@ -45,9 +56,17 @@ impl Ingest {
             _ => Box::new(io::stdin().lock()),
         };
         if let Some(remote) = context.remote() {
+            if self.dry_run {
+                return self.run_remote_dry(remote, &mut *input);
+            }
             return self.run_remote(remote, &mut *input);
         }
         let mut tenant = context.tenant()?;
+        if self.dry_run {
+            let dry_run = tenant.ingest_dry_run(&self.model, &mut input, now_ms, &mut |_| {})?;
+            let shown = views::ingest_dry_run(&dry_run, &tenant.settings()?.mail);
+            return report::finish_dry_run(&dry_run.report, &shown, self.json);
+        }
         report::run(self.json, |progress| {
             tenant.ingest(&self.model, &mut input, now_ms, progress)
         })
@@ -73,38 +92,21 @@ impl Ingest {
             served: RunReport::default(),
             progress: Progress::new(),
         };
-        let mut refused = RunReport::default();
         let mut chunk = Vec::new();
         let mut records = 0;
-        let mut line = Vec::new();
-        let mut number = 0;
-        while read_line(input, &mut line).context("cannot read the input")? {
-            number += 1;
-            match check_line(&line) {
-                Ok(false) => {}
-                Ok(true) => {
-                    chunk.extend_from_slice(&line);
-                    if !line.ends_with(b"\n") {
-                        chunk.push(b'\n');
-                    }
-                    records += 1;
-                }
-                Err(why) => {
-                    refused.invalid += 1;
-                    refused
-                        .problems
-                        .push(Problem::InvalidRecord { line: number, why });
-                }
-            }
+        let (refused, lines) = read_records(input, |line, number| {
+            chunk.extend_from_slice(line);
+            records += 1;
             if records == CHUNK_LINES || chunk.len() >= CHUNK_BYTES {
                 sender.send(&chunk, number)?;
                 chunk.clear();
                 records = 0;
             }
-        }
+            Ok(())
+        })?;
         // An empty input is sent too: the server says whether the model is known.
         if records > 0 || sender.requests == 0 {
-            sender.send(&chunk, number)?;
+            sender.send(&chunk, lines)?;
         }
         drop(sender.progress);
         let served_failures = sender.served.has_failures();
@@ -112,6 +114,31 @@ impl Ingest {
         report.invalid += refused.invalid;
         report.problems = refused.problems;
         report::finish_served(&report, served_failures, self.json)
+    }
+
+    /// A dry run through a server: the input's records in one request (a dry run is
+    /// for a sample: the server's body limit applies), lines that cannot be records
+    /// reported here as in [`run_remote`](Self::run_remote).
+    fn run_remote_dry(&self, remote: &Remote, input: &mut dyn BufRead) -> anyhow::Result<Outcome> {
+        let mut body = Vec::new();
+        let (refused, _) = read_records(input, |line, _| {
+            body.extend_from_slice(line);
+            Ok(())
+        })?;
+        let request = Request::new(
+            "POST",
+            remote.path(&format!("/records/{}", segment(&self.model))),
+        )
+        .query_opt("now", self.now.as_deref())
+        .query("dry_run", "true")
+        .header("Content-Type", "application/x-ndjson")
+        .body(&body);
+        let mut shown = remote.call(&request)?;
+        let mut report = report::from_answer(&shown)?;
+        report.invalid += refused.invalid;
+        report.problems = refused.problems;
+        shown["invalid"] = report.invalid.into();
+        report::finish_dry_run(&report, &shown, self.json)
     }
 }
 
@@ -174,6 +201,37 @@ impl Sender<'_> {
         });
         Ok(())
     }
+}
+
+/// Reads `input` to its end: each line that may be a record goes to `record`, ending
+/// with `\n`, with its line number; lines that cannot be records are counted and named
+/// in the report returned, as a run on a data dir names them, with the lines read.
+fn read_records(
+    input: &mut dyn BufRead,
+    mut record: impl FnMut(&[u8], u64) -> anyhow::Result<()>,
+) -> anyhow::Result<(RunReport, u64)> {
+    let mut refused = RunReport::default();
+    let mut line = Vec::new();
+    let mut number = 0;
+    while read_line(input, &mut line).context("cannot read the input")? {
+        number += 1;
+        match check_line(&line) {
+            Ok(false) => {}
+            Ok(true) => {
+                if !line.ends_with(b"\n") {
+                    line.push(b'\n');
+                }
+                record(&line, number)?;
+            }
+            Err(why) => {
+                refused.invalid += 1;
+                refused
+                    .problems
+                    .push(Problem::InvalidRecord { line: number, why });
+            }
+        }
+    }
+    Ok((refused, number))
 }
 
 /// Reads the next line of `input` into `line` (cleared first), with its `\n`: false at

@@ -16,13 +16,18 @@ use super::{Context, Outcome};
 pub enum MailsCommand {
     Set(Set),
     List(List),
+    #[command(after_help = "Examples:\n  spark mails show challenge_created")]
     Show(Group),
+    #[command(after_help = "Examples:\n  spark mails remove challenge_created")]
     Remove(Group),
     Preview(Preview),
 }
 
 /// Save the template of a group (its syntax is checked first).
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  spark mails set challenge_created templates/challenge_created.txt"
+)]
 pub struct Set {
     /// The exact event group, e.g. `challenge_ended`.
     group: String,
@@ -32,6 +37,7 @@ pub struct Set {
 
 /// List the templates.
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  spark mails list\n  spark mails list --json")]
 pub struct List {
     /// One JSON object per line: group, template.
     #[arg(long)]
@@ -46,6 +52,9 @@ pub struct Group {
 
 /// Print the subject and body a template renders for a context, or why it does not.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  spark mails preview challenge_created\n  spark mails preview challenge_created --context examples/challenges/sample-context.json"
+)]
 pub struct Preview {
     group: String,
     /// A JSON object to render with (default: an empty one).

@@ -13,6 +13,7 @@
 //! here.
 
 mod apply;
+mod call;
 mod check;
 mod completions;
 mod dead;
@@ -22,6 +23,7 @@ mod generators;
 mod ingest;
 mod mails;
 mod module;
+mod new;
 mod outbox;
 mod output;
 mod process_sources;
@@ -29,6 +31,7 @@ mod progress;
 mod remote;
 mod report;
 mod serve;
+mod settings;
 mod tokens;
 
 use std::path::{Path, PathBuf};
@@ -47,6 +50,7 @@ struct Cli {
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         env = "SPARK_DATA_DIR",
         default_value = "./spark-data"
     )]
@@ -54,15 +58,26 @@ struct Cli {
 
     /// Where compiled modules are cached [default: DATA_DIR/cache]. Data dirs may
     /// share one.
-    #[arg(long, global = true, env = "SPARK_CACHE_DIR")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "SPARK_CACHE_DIR"
+    )]
     cache_dir: Option<PathBuf>,
 
     /// The tenant to act on: a-z, 0-9, `-`, `_`; at most 64 characters.
-    #[arg(long, global = true, env = "SPARK_TENANT", default_value = "default")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "SPARK_TENANT",
+        default_value = "default"
+    )]
     tenant: String,
 
     /// Show what modules write to stdout and stderr (logged at `info`; RUST_LOG overrides).
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = "Global options")]
     verbose: bool,
 
     /// Run the command through the HTTP API of the `spark serve` at URL (e.g.
@@ -71,6 +86,7 @@ struct Cli {
         long = "server",
         id = "server_url",
         global = true,
+        help_heading = "Global options",
         env = "SPARK_SERVER",
         value_name = "URL"
     )]
@@ -82,6 +98,7 @@ struct Cli {
         long = "token",
         id = "server_token",
         global = true,
+        help_heading = "Global options",
         env = "SPARK_TOKEN",
         value_name = "TOKEN",
         hide_env_values = true
@@ -95,6 +112,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Check(check::Check),
+    Call(call::Call),
     #[command(subcommand)]
     Module(module::ModuleCommand),
     Apply(apply::Apply),
@@ -112,10 +130,13 @@ enum Command {
     Generators(generators::GeneratorsCommand),
     Generate(generate::Generate),
     #[command(subcommand)]
+    Settings(settings::SettingsCommand),
+    #[command(subcommand)]
     Tokens(tokens::TokensCommand),
     Serve(serve::Serve),
     Completions(completions::Completions),
     Man(completions::Man),
+    New(new::New),
 }
 
 /// How a command that ran went.
@@ -255,6 +276,7 @@ pub fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Check(command) => command.run(&context),
+        Command::Call(command) => command.run(&context),
         Command::Module(command) => command.run(&context),
         Command::Apply(command) => command.run(&context),
         Command::Ingest(command) => command.run(&context),
@@ -265,10 +287,12 @@ pub fn main() -> ExitCode {
         Command::Dead(command) => command.run(&context),
         Command::Generators(command) => command.run(&context),
         Command::Generate(command) => command.run(&context),
+        Command::Settings(command) => command.run(&context),
         Command::Tokens(command) => command.run(&context),
         Command::Serve(command) => command.run(&context),
         Command::Completions(command) => command.run(),
         Command::Man(command) => command.run(),
+        Command::New(command) => command.run(),
     };
     match result {
         Ok(Outcome::Done) => ExitCode::SUCCESS,

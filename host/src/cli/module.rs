@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 use spark_host::{
-    Clock, LimitOverrides, Limits, ModuleChange, ModuleCode, ModuleSpec, RegisteredCode,
+    Clock, LimitOverrides, Limits, ModuleChange, ModuleCode, ModuleSpec, RegisteredCode, Tenant,
+    printable,
 };
 
 use super::output::{self, Listing, text, texts};
@@ -23,6 +24,9 @@ pub enum ModuleCommand {
 
 /// Register a module as a source for models and/or a handler for event groups.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  spark module add challenges_source.wasm --name challenges --source challenge --clock day\n  spark module add mailer.wasm --name mailer --handler '^challenge' --replace\n  spark module add builtin:mails --name mails --handler ."
+)]
 pub struct Add {
     /// The component (built with `cargo build --target wasm32-wasip2`), or
     /// `builtin:mails` for the built-in mail handler.
@@ -51,6 +55,7 @@ pub struct Add {
 
 /// List the tenant's modules in registration order (the order handlers run in).
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  spark module list\n  spark module list --json")]
 pub struct List {
     /// One JSON object per line, with every limit.
     #[arg(long)]
@@ -59,6 +64,7 @@ pub struct List {
 
 /// Unregister a module. Its dead letters stay until a module of that name retries them.
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  spark module remove mailer")]
 pub struct Remove {
     name: String,
 }
@@ -89,7 +95,9 @@ impl Add {
             clock: self.clock,
         };
         let change = tenant.add_module(spec, self.replace)?;
-        added(&self.name, context.tenant_name(), change)
+        added(&self.name, context.tenant_name(), change)?;
+        warn_unmatched_handlers(&tenant)?;
+        Ok(Outcome::Done)
     }
 
     /// Through a server: without `--replace`, a name in use is refused here first, as on
@@ -153,6 +161,37 @@ fn added(name: &str, tenant: &str, change: ModuleChange) -> anyhow::Result<Outco
     };
     output::line(format!("{verb} module `{name}` of tenant `{tenant}`"))?;
     Ok(Outcome::Done)
+}
+
+/// Warns on stderr of each handler regex that matches no group the tenant has seen:
+/// not an error (the group may be still to come), but the usual reason a handler
+/// never runs.
+pub fn warn_unmatched_handlers(tenant: &Tenant) -> anyhow::Result<()> {
+    let unmatched = tenant.unmatched_handlers()?;
+    if unmatched.is_empty() {
+        return Ok(());
+    }
+    const SHOWN: usize = 5;
+    let groups = tenant.groups()?;
+    let mut seen = groups
+        .iter()
+        .take(SHOWN)
+        .map(|group| format!("`{group}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if groups.len() > SHOWN {
+        seen.push_str(&format!(" and {} more", groups.len() - SHOWN));
+    }
+    for (module, regex) in unmatched {
+        eprintln!(
+            "{}",
+            printable(&format!(
+                "warning: handler regex `{regex}` of module `{module}` matches no group \
+                 seen so far ({seen}): it runs only for groups still to come"
+            ))
+        );
+    }
+    Ok(())
 }
 
 impl List {

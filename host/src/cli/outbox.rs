@@ -1,5 +1,5 @@
-//! `spark outbox list`, `send`, `retry` and `prune`: the mails and outputs handlers
-//! returned, and sending them.
+//! `spark outbox list`, `send`, `retry`, `prune`, `cancel` and `rerender`: the mails
+//! and outputs handlers returned, sending them, and mending those not sent yet.
 
 use clap::builder::TypedValueParser as _;
 use clap::{Args, Subcommand};
@@ -22,10 +22,13 @@ pub enum OutboxCommand {
     Send(Send),
     Retry(Retry),
     Prune(Prune),
+    Cancel(Cancel),
+    Rerender(Rerender),
 }
 
 /// List outbox items in the order they were added.
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  spark outbox list --pending\n  spark outbox list --json")]
 pub struct List {
     /// Only the items waiting to be sent (not those sent or set aside as failed).
     #[arg(long)]
@@ -41,6 +44,9 @@ pub struct List {
 /// (an address that can never be valid, a receiver's permanent refusal) is set aside as
 /// failed (see `outbox retry`); one whose route has no transport waits.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  spark outbox send --transport smtp://mail.example.com:587\n  spark outbox send --transport stdout --output webhook=http://127.0.0.1:8080/hook --concurrency 8"
+)]
 pub struct Send {
     /// Where mails go: `file:DIR` (one .eml per mail), `smtp://HOST:PORT`,
     /// `smtps://HOST:PORT` or `stdout`; default: the tenant's `[mails] transport`.
@@ -66,7 +72,7 @@ pub struct Send {
     json: bool,
 }
 
-fn channel_transport(text: &str) -> Result<(String, Transport), String> {
+pub(super) fn channel_transport(text: &str) -> Result<(String, Transport), String> {
     let (channel, transport) = text
         .split_once('=')
         .ok_or("write CHANNEL=TRANSPORT, e.g. audit=file:audit")?;
@@ -80,6 +86,7 @@ fn channel_transport(text: &str) -> Result<(String, Transport), String> {
 /// Make failed items (set aside by `outbox send`) pending again, for the next `outbox
 /// send`: after the address, the template or the receiver was mended.
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  spark outbox retry\n  spark outbox retry 12 13 --json")]
 pub struct Retry {
     /// The items' ids; default: every failed item.
     #[arg(value_name = "ID")]
@@ -120,6 +127,9 @@ impl Retry {
 /// Remove sent items from the outbox (pending ones always stay); their ids are never
 /// given again. `outbox list` and `send` read the whole outbox: prune to keep them quick.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  spark outbox prune --before 2024-05-01\n  spark outbox prune --json"
+)]
 pub struct Prune {
     /// Only items sent before TIME (`2024-05-10`, `2024-05-10T12:00:00Z`); default:
     /// every sent item.
@@ -150,6 +160,125 @@ impl Prune {
     }
 }
 
+/// Remove outbox items that were never sent (pending, or set aside as failed), for
+/// good: they never go out. Their ids are never given again. A sent item is refused
+/// (`outbox prune` removes those); so is an unknown id, and then nothing is removed.
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  spark outbox cancel 12 13 --yes")]
+pub struct Cancel {
+    /// The items' ids (`outbox list` shows them).
+    #[arg(value_name = "ID", required = true)]
+    ids: Vec<u64>,
+    /// Remove them. Without it nothing is removed: a cancelled item cannot be brought
+    /// back.
+    #[arg(long)]
+    yes: bool,
+    /// Print the summary as one JSON object: cancelled.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Cancel {
+    fn run(self, context: &Context) -> anyhow::Result<Outcome> {
+        let ids: Vec<String> = self.ids.iter().map(u64::to_string).collect();
+        anyhow::ensure!(
+            self.yes,
+            "`outbox cancel` removes items for good, and they are never sent: pass --yes to \
+             remove {}",
+            ids.join(", ")
+        );
+        let cancelled = match context.remote() {
+            Some(remote) => {
+                let mut request = Request::new("POST", remote.path("/outbox/cancel"));
+                for id in &ids {
+                    request = request.query("id", id.as_str());
+                }
+                count_of(&remote.call(&request)?, "cancelled")?
+            }
+            None => context.tenant()?.cancel_outbox(&self.ids)?,
+        };
+        if self.json {
+            output::line(json!({ "cancelled": cancelled }).to_string())?;
+        } else {
+            output::line(format!("{cancelled} outbox items cancelled"))?;
+        }
+        Ok(Outcome::Done)
+    }
+}
+
+/// Render the mails not sent yet (pending, or set aside) again with the tenant's
+/// templates of now, after a template was added or mended: each keeps its id, so its
+/// Message-ID, and its status (one set aside stays so until `outbox retry`). A mail
+/// that names no sender needs no rerender for a new one: the tenant's sender is filled
+/// in when it is sent. Exit status 1 when some mail's template did not render (it
+/// keeps its text; its `render_error` says why).
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  spark mails set order_shipped order_shipped.txt\n  \
+                        spark outbox rerender\n  spark outbox send"
+)]
+pub struct Rerender {
+    /// The mails' ids; default: every mail not sent yet. An output, a sent item or an
+    /// unknown id is refused, and then nothing changes.
+    #[arg(value_name = "ID")]
+    ids: Vec<u64>,
+    /// Print the summary as one JSON object: rerendered, failed, unchanged (mails
+    /// without a template to render).
+    #[arg(long)]
+    json: bool,
+}
+
+impl Rerender {
+    fn run(self, context: &Context) -> anyhow::Result<Outcome> {
+        let ids = (!self.ids.is_empty()).then_some(self.ids.as_slice());
+        let report = match context.remote() {
+            Some(remote) => {
+                let mut request = Request::new("POST", remote.path("/outbox/rerender"));
+                for id in ids.into_iter().flatten() {
+                    request = request.query("id", id.to_string());
+                }
+                let report = remote.call(&request)?;
+                let failed = count_of(&report, "failed")?;
+                if failed > 0 {
+                    eprintln!(
+                        "error: {failed} mails did not render (the server logs why; `outbox \
+                         list` shows each one's render_error)"
+                    );
+                }
+                report
+            }
+            None => {
+                let report = context.tenant()?.rerender_outbox(ids)?;
+                for (id, why) in &report.problems {
+                    eprintln!(
+                        "error: outbox item {id} did not render and keeps its text: {}",
+                        spark_host::printable(why)
+                    );
+                }
+                serde_json::to_value(&report)?
+            }
+        };
+        let failed = count_of(&report, "failed")?;
+        if self.json {
+            output::json_line(&report)?;
+        } else {
+            output::line(format!(
+                "{} mails rendered again, {failed} failed to render, {} without a template",
+                count_of(&report, "rerendered")?,
+                count_of(&report, "unchanged")?
+            ))?;
+        }
+        Ok(Outcome::from_failures(failed > 0))
+    }
+}
+
+/// The integer field `name` of a summary (the API's answer, or the same made here).
+fn count_of(summary: &Value, name: &str) -> anyhow::Result<u64> {
+    summary[name]
+        .as_u64()
+        .ok_or_else(|| anyhow::anyhow!("the summary has no `{name}`: {summary}"))
+}
+
 impl OutboxCommand {
     pub fn run(self, context: &Context) -> anyhow::Result<Outcome> {
         match self {
@@ -157,6 +286,8 @@ impl OutboxCommand {
             OutboxCommand::Send(send) => send.run(context),
             OutboxCommand::Retry(retry) => retry.run(context),
             OutboxCommand::Prune(prune) => prune.run(context),
+            OutboxCommand::Cancel(cancel) => cancel.run(context),
+            OutboxCommand::Rerender(rerender) => rerender.run(context),
         }
     }
 }

@@ -8,6 +8,9 @@ use clap::Args;
 /// Run every stored record (of one model, or of all) through its sources again, for
 /// events that depend on time, such as "ends in two days".
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  spark process-sources\n  spark process-sources --model challenge --now 2024-05-10 --json"
+)]
 pub struct ProcessSources {
     /// Only this model.
     #[arg(long)]

@@ -51,6 +51,32 @@ pub fn finish_served(
     served_failures: bool,
     json: bool,
 ) -> anyhow::Result<Outcome> {
+    print_problems(report);
+    if served_failures {
+        eprintln!(
+            "error: the server counts its failures without naming them (see the summary): \
+             its log names each, and `spark dead list` shows the deliveries parked as dead"
+        );
+    }
+    if report.unrouted > 0 && !json {
+        // Not a failure (a group may be meant for no handler yet), but the usual answer
+        // to "why did nothing happen?": a handler's regex that misses its group.
+        eprintln!(
+            "note: {} matched no handler's regex: `spark events list --json` shows their \
+             groups, `spark module list` the handlers' regexes",
+            counted(report.unrouted, "new event", "new events")
+        );
+    }
+    if json {
+        output::json_line(report)?;
+    } else {
+        output::line(summary(report))?;
+    }
+    Ok(Outcome::from_failures(report.has_failures()))
+}
+
+/// Prints each problem of a run to stderr, as an error or a warning.
+fn print_problems(report: &RunReport) {
     for problem in &report.problems {
         let level = match problem {
             Problem::DeliveryFailed { dead: false, .. } | Problem::ConditionMismatch { .. } => {
@@ -60,18 +86,91 @@ pub fn finish_served(
         };
         eprintln!("{level}: {}", spark_host::printable(&problem.to_string()));
     }
-    if served_failures {
-        eprintln!(
-            "error: the server counts its failures without naming them (see the summary): \
-             its log names each, and `spark dead list` shows the deliveries parked as dead"
-        );
-    }
+}
+
+/// Reports an ingest's dry run: its problems (those found here; a server's answer
+/// names none), then `shown` (`views::ingest_dry_run`) as one JSON object, or its new
+/// events, outbox items and summary for a person.
+/// A delivery that failed counts as a failure even while it would still be retried:
+/// a dry run does not retry, and its status is what a script checks.
+pub fn finish_dry_run(report: &RunReport, shown: &Value, json: bool) -> anyhow::Result<Outcome> {
+    print_problems(report);
+    let outcome = Outcome::from_failures(report.has_failures() || report.pending > 0);
     if json {
-        output::json_line(report)?;
-    } else {
-        output::line(summary(report))?;
+        output::json_line(shown)?;
+        return Ok(outcome);
     }
-    Ok(Outcome::from_failures(report.has_failures()))
+    let events = shown["sample"]["events"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    if !events.is_empty() {
+        output::line(format!("new events (the first {}):", events.len()))?;
+    }
+    for event in events {
+        output::line(spark_host::printable(&format!("  {}", dry_run_event(event))).into_owned())?;
+    }
+    let outbox = shown["sample"]["outbox"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    if !outbox.is_empty() {
+        output::line(format!("outbox items (the first {}):", outbox.len()))?;
+    }
+    for item in outbox {
+        output::line(
+            spark_host::printable(&format!(
+                "  {} from `{}` for {}: {}",
+                output::text(item, "kind"),
+                output::text(item, "handler"),
+                output::text(item, "event"),
+                super::outbox::summary(item)
+            ))
+            .into_owned(),
+        )?;
+    }
+    output::line(format!(
+        "dry run, nothing stored: {}; it would put {} and {} in the outbox",
+        summary(report),
+        counted(shown["mails"].as_u64().unwrap_or(0), "mail", "mails"),
+        counted(shown["outputs"].as_u64().unwrap_or(0), "output", "outputs"),
+    ))?;
+    Ok(outcome)
+}
+
+/// A new event of a dry run in a line: its key and group, and what each handler did.
+fn dry_run_event(event: &Value) -> String {
+    let key = output::text(event, "key");
+    let group = output::text(event, "group");
+    let steps = event["trace"]["steps"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    if steps.is_empty() {
+        return format!("{key} ({group}): no handler matched");
+    }
+    let calls: Vec<String> = steps
+        .iter()
+        .map(|step| {
+            let handler = output::text(step, "handler");
+            match step["error"].as_str() {
+                Some(error) => format!("`{handler}` failed: {error}"),
+                None => format!("`{handler}` made {}", made(step)),
+            }
+        })
+        .collect();
+    format!("{key} ({group}): {}", calls.join("; "))
+}
+
+/// What a successful delivery made: outbox items and emitted events.
+fn made(step: &Value) -> String {
+    let effects = step["effects"].as_u64().unwrap_or(0);
+    let emitted = step["emitted"].as_u64().unwrap_or(0);
+    let mut made = counted(effects, "outbox item", "outbox items");
+    if emitted > 0 {
+        made.push_str(&format!(
+            " and emitted {}",
+            counted(emitted, "event", "events")
+        ));
+    }
+    made
 }
 
 /// The report of a run a server did, from its API's answer (the fields of `--json`;
@@ -106,6 +205,11 @@ fn summary(report: &RunReport) -> String {
         report.failed,
     ));
     for (count, one, many) in [
+        (
+            report.unrouted,
+            "new event matched no handler",
+            "new events matched no handler",
+        ),
         (report.source_errors, "source error", "source errors"),
         (
             report.sources_skipped,
@@ -156,6 +260,12 @@ mod tests {
         );
         report.retried = 2;
         assert!(summary(&report).ends_with(", 2 retries"));
+        report.unrouted = 1;
+        assert!(
+            summary(&report).contains(", 1 new event matched no handler, "),
+            "{}",
+            summary(&report)
+        );
         report.invalid = 2;
         report.records = 1;
         assert!(

@@ -12,6 +12,9 @@ use crate::serve::{DEFAULT_LISTEN, Options};
 /// background. Prints `listening on http://ADDR` on stderr once it takes requests;
 /// SIGTERM or Ctrl-C stops it after the requests in flight are answered.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  spark serve\n  spark serve --listen 0.0.0.0:7411 --log-json\n  spark serve --listen 127.0.0.1:0 --max-open-tenants 500 --idle 300"
+)]
 pub struct Serve {
     /// The address to listen on, HOST:PORT; port 0 picks a free one.
     #[arg(long, env = "SPARK_LISTEN", default_value = DEFAULT_LISTEN)]

@@ -19,6 +19,9 @@ pub enum TokensCommand {
 /// Make a token and print it, alone on the last line. It is shown this once: only its
 /// hash is kept.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  spark tokens add --tenant acme --scope ingest --name shop\n  spark tokens add --tenant acme --scope read --scope admin --name ops\n  spark tokens add --operator --name deploy"
+)]
 #[command(group = clap::ArgGroup::new("holder").args(["tenant", "operator"]).required(true))]
 pub struct Add {
     /// The one tenant the token acts on, given here after `add` (never taken from
@@ -39,6 +42,7 @@ pub struct Add {
 
 /// List the tokens, oldest first (never the tokens themselves nor their hashes).
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  spark tokens list\n  spark tokens list --json")]
 pub struct List {
     /// One JSON object per line: id, name, tenant (null for an operator), scopes,
     /// created_at.
@@ -48,6 +52,9 @@ pub struct List {
 
 /// Revoke a token: it stops working on `spark serve`'s next request.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  spark tokens revoke shop\n  spark tokens revoke 3f2a9c1d0b7e4a55"
+)]
 pub struct Revoke {
     /// The token's id, or its name if no other token has that name.
     #[arg(value_name = "ID_OR_NAME")]

@@ -83,6 +83,61 @@ pub(crate) fn compose(mail: Mail, event_context: &str, templates: &Templates) ->
     }
 }
 
+/// What rendering a queued mail again did ([`recompose`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Recomposed {
+    /// Its template rendered: the subject and body are the template's now (where it
+    /// rendered them non-empty).
+    Rendered,
+    /// Its template did not render (why): the mail keeps its subject and body, and
+    /// `render_error` says why.
+    Failed(String),
+    /// It names no template, or one the tenant has no longer: unchanged.
+    NoTemplate,
+}
+
+/// Renders a queued mail again with `templates` (the tenant's now), as [`compose`] did
+/// when it was queued: with its own context, else `event_context` (its event's, `None`
+/// when the event is no longer in the ledger). The mail's own fallback subject and body
+/// are not kept once a template rendered, so a failure now keeps what it has.
+pub(crate) fn recompose(
+    mail: &mut ComposedMail,
+    event_context: Option<&str>,
+    templates: &Templates,
+) -> Recomposed {
+    let Some(template) = mail.template.clone().filter(|name| templates.has(name)) else {
+        return Recomposed::NoTemplate;
+    };
+    let context = match (&mail.context, event_context) {
+        (Some(own), _) => own.get().to_owned(),
+        (None, Some(event)) => event.to_owned(),
+        (None, None) => {
+            let why = "its event is no longer in the ledger, so there is no context to render \
+                       its template with"
+                .to_owned();
+            mail.render_error = Some(why.clone());
+            return Recomposed::Failed(why);
+        }
+    };
+    match templates.render(&template, &context) {
+        Some(Ok(rendered)) => {
+            if !rendered.subject.is_empty() {
+                mail.subject = rendered.subject;
+            }
+            if !rendered.body.is_empty() {
+                mail.body = rendered.body;
+            }
+            mail.render_error = None;
+            Recomposed::Rendered
+        }
+        Some(Err(why)) => {
+            mail.render_error = Some(why.clone());
+            Recomposed::Failed(why)
+        }
+        None => Recomposed::NoTemplate,
+    }
+}
+
 /// The subject and body the template `source` of `group` renders for `context`, or why
 /// it does not render (a limit it hit is named with its value).
 pub(crate) fn preview(
@@ -264,5 +319,56 @@ mod tests {
         );
         assert_eq!(data["subject"], "Hi Grace");
         assert_eq!(data["context"]["name"], "Grace");
+    }
+
+    #[test]
+    fn a_queued_mail_is_rendered_again_with_the_templates_of_now() {
+        // Queued while its template did not render: its own subject and body.
+        let mut queued = compose(mail(), r#"{"name": "Ada"}"#, &templates("{{ 1 // 0 }}"));
+        assert!(queued.render_error.is_some());
+        let mended = templates("Hi {{ name }}\n\nWelcome.");
+        assert_eq!(
+            recompose(&mut queued, Some(r#"{"name": "Ada"}"#), &mended),
+            Recomposed::Rendered
+        );
+        assert_eq!(
+            (queued.subject.as_str(), queued.body.as_str()),
+            ("Hi Ada", "Welcome.")
+        );
+        assert_eq!(queued.render_error, None);
+        // A template that fails now keeps what the mail has, and says why.
+        let failed = recompose(&mut queued, Some("{}"), &templates("{{ 1 // 0 }}"));
+        assert!(matches!(failed, Recomposed::Failed(_)), "{failed:?}");
+        assert_eq!(queued.subject, "Hi Ada");
+        assert!(queued.render_error.is_some());
+        // Without its event's context there is nothing to render with.
+        assert!(matches!(
+            recompose(&mut queued, None, &mended),
+            Recomposed::Failed(_)
+        ));
+        // No template of its group (any longer), or none named: unchanged.
+        let before = queued.clone();
+        let other = Templates::new(
+            &WasmEngine::new(None).unwrap(),
+            [("other".to_owned(), "x".to_owned())],
+        )
+        .unwrap();
+        assert_eq!(
+            recompose(&mut queued, Some("{}"), &other),
+            Recomposed::NoTemplate
+        );
+        assert_eq!(queued, before);
+        let mut plain = compose(
+            Mail {
+                template: None,
+                ..mail()
+            },
+            "{}",
+            &mended,
+        );
+        assert_eq!(
+            recompose(&mut plain, Some("{}"), &mended),
+            Recomposed::NoTemplate
+        );
     }
 }

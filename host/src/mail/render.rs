@@ -14,7 +14,7 @@ use std::sync::{Mutex, PoisonError};
 
 use minijinja::Environment;
 
-use crate::error::RenderError;
+use crate::error::{Error, RenderError};
 use crate::wasm::{Renderer, WasmEngine};
 
 /// A tenant's templates, by event group, in a renderer instance of their own.
@@ -70,6 +70,15 @@ impl Templates {
             Some(Mutex::new(engine.renderer(templates)?))
         };
         Ok(Self { groups, renderer })
+    }
+
+    /// [`new`](Self::new) for a tenant's stored templates, which were each checked when
+    /// saved: one that no longer parses is a damaged store.
+    pub fn stored(engine: &WasmEngine, templates: Vec<(String, String)>) -> Result<Self, Error> {
+        Self::new(engine, templates).map_err(|error| match error {
+            RenderError::Template(why) => Error::Storage(why),
+            error => Error::Engine(error.to_string()),
+        })
     }
 
     /// Whether there is a template for `group`.

@@ -15,6 +15,7 @@ use std::sync::mpsc;
 mod mail;
 mod output;
 mod plan;
+mod repair;
 
 use crate::error::Error;
 use crate::outbox::{OutboxItem, OutboxKind, OutboxPayload, OutboxStatus};
@@ -26,6 +27,8 @@ use crate::transport::Transport;
 use self::mail::MailSender;
 use self::output::OutputSender;
 use self::plan::{MARK_BATCH, Plan};
+pub(crate) use self::repair::render_again;
+pub use self::repair::{Rerendered, Rerendering};
 
 /// Where each route of the outbox goes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

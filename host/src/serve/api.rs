@@ -20,8 +20,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde_json::{Value, json};
 use spark_host::{
-    Clock, Destinations, IngestAnswer, IngestRequest, ModuleCode, ModuleSpec, Spark,
-    TenantSettings, parse_time,
+    Clock, Destinations, IngestAnswer, IngestRequest, ModuleCode, ModuleSpec, ModuleSummary, Spark,
+    TenantSettings, parse_time, wall_clock_ms,
 };
 use tokio::sync::Semaphore;
 
@@ -69,18 +69,27 @@ pub fn router(app: App) -> Router {
         .route("/outbox", get(outbox))
         .route("/outbox/send", post(send_outbox))
         .route("/outbox/retry", post(retry_outbox))
+        .route("/outbox/cancel", post(cancel_outbox))
+        .route("/outbox/rerender", post(rerender_outbox))
         .route("/pending", get(pending))
         .route("/dead", get(dead))
         .route("/dead/retry", post(retry_dead))
+        .route("/dead/discard", post(discard_dead))
+        // Not under `/events/`, where a key may be anything, `forget` too.
+        .route("/ledger/forget", post(forget_events))
         .route("/modules", get(modules))
         .route("/modules/{name}", put(put_module).delete(delete_module))
+        .route("/modules/{name}/call", post(call_module))
         .route("/templates", get(templates))
         .route(
             "/templates/{group}",
             get(template).put(put_template).delete(delete_template),
         )
         .route("/templates/{group}/preview", post(preview_template))
-        .route("/settings", get(settings).put(put_settings))
+        .route(
+            "/settings",
+            get(settings).put(put_settings).patch(patch_settings),
+        )
         .route("/generators", get(generators))
         .route(
             "/generators/{name}",
@@ -267,10 +276,23 @@ async fn ingest(
 ) -> Result<Json<Value>, ApiError> {
     app.authorize(&headers, &tenant, Scope::Ingest)?;
     let pairs = query_pairs(&query);
-    known_keys(&pairs, &["now"])?;
+    known_keys(&pairs, &["now", "dry_run"])?;
     let now = query_one(&pairs, "now")?
         .map(|time| parse_time(&time))
         .transpose()?;
+    if query_flag(&pairs, "dry_run")? {
+        // Stores nothing, so it is no part of a commit group: the owner runs it alone.
+        let body = records_body(read_body(body, app.limits.records).await?)?;
+        let now = now.unwrap_or_else(wall_clock_ms);
+        let shown = app
+            .owners
+            .call(&tenant, false, move |tenant| {
+                let dry_run = tenant.ingest_dry_run(&model, &mut &body[..], now, &mut |_| {})?;
+                Ok(views::ingest_dry_run(&dry_run, &tenant.settings()?.mail))
+            })
+            .await?;
+        return Ok(Json(shown));
+    }
     let idempotency_key = match headers.get("idempotency-key") {
         Some(value) => Some(
             value
@@ -429,6 +451,80 @@ async fn retry_outbox(
     Ok(Json(json!({ "retried": retried })))
 }
 
+/// The values of `key` in a query, in order (a key that may repeat).
+fn query_all(pairs: &[(String, String)], key: &str) -> Vec<String> {
+    pairs
+        .iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
+/// A `true` or `false` of a query; false when not given.
+fn query_flag(pairs: &[(String, String)], key: &str) -> Result<bool, ApiError> {
+    match query_one(pairs, key)?.as_deref() {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(ApiError::bad_request(format!("`{key}` is true or false"))),
+    }
+}
+
+/// The outbox ids of a query's `id=N` pairs.
+fn outbox_ids(pairs: &[(String, String)]) -> Result<Vec<u64>, ApiError> {
+    query_all(pairs, "id")
+        .iter()
+        .map(|id| {
+            id.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("`{id}` is not an outbox id")))
+        })
+        .collect()
+}
+
+/// Removes unsent outbox items (`id=N`, repeated; at least one) for good, through the
+/// tenant's sender; every id must name an unsent item, or nothing is removed.
+async fn cancel_outbox(
+    State(app): State<App>,
+    Path(tenant): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    app.authorize(&headers, &tenant, Scope::Admin)?;
+    let pairs = query_pairs(&query);
+    known_keys(&pairs, &["id"])?;
+    let ids = outbox_ids(&pairs)?;
+    if ids.is_empty() {
+        return Err(ApiError::bad_request(
+            "name the items to cancel: `id=N`, repeated for several",
+        ));
+    }
+    let cancelled = app.owners.cancel_outbox(&tenant, ids, true).await?;
+    Ok(Json(json!({ "cancelled": cancelled })))
+}
+
+/// Renders queued mails again (`id=N`, repeated, or every unsent mail).
+async fn rerender_outbox(
+    State(app): State<App>,
+    Path(tenant): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    app.authorize(&headers, &tenant, Scope::Admin)?;
+    let pairs = query_pairs(&query);
+    known_keys(&pairs, &["id"])?;
+    let ids = outbox_ids(&pairs)?;
+    let report = app
+        .owners
+        .rerender_outbox(&tenant, (!ids.is_empty()).then_some(ids))
+        .await?;
+    for (id, why) in &report.problems {
+        tracing::warn!(
+            "tenant `{tenant}`: outbox item {id} did not render: {}",
+            spark_host::printable(why)
+        );
+    }
+    Ok(Json(to_json(&report)?))
+}
+
 async fn pending(
     State(app): State<App>,
     Path(tenant): Path<String>,
@@ -509,16 +605,90 @@ async fn retry_dead(
     let report = app
         .owners
         .call_setup(&tenant, false, move |tenant| {
-            let report = tenant.retry_dead(
-                event.as_deref(),
-                handler.as_deref(),
-                spark_host::wall_clock_ms(),
-            )?;
+            let report =
+                tenant.retry_dead(event.as_deref(), handler.as_deref(), wall_clock_ms())?;
             metrics.count_run(tenant.name(), &report);
             Ok(report)
         })
         .await?;
     Ok(Json(to_json(&report)?))
+}
+
+/// Discards dead letters for good: those of `event=KEY` (repeated), or `all=true`;
+/// only those of `handler=N` when given.
+async fn discard_dead(
+    State(app): State<App>,
+    Path(tenant): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    app.authorize(&headers, &tenant, Scope::Admin)?;
+    let pairs = query_pairs(&query);
+    known_keys(&pairs, &["event", "handler", "all"])?;
+    let events = query_all(&pairs, "event");
+    let handler = query_one(&pairs, "handler")?;
+    // Everything is discarded only when asked in so many words.
+    let events = match (events.is_empty(), query_flag(&pairs, "all")?) {
+        (false, false) => Some(events),
+        (true, true) => None,
+        (true, false) => {
+            return Err(ApiError::bad_request(
+                "name the dead letters to discard: `event=KEY`, repeated for several, or \
+                 `all=true`",
+            ));
+        }
+        (false, true) => {
+            return Err(ApiError::bad_request(
+                "`all=true` discards every dead letter: give it or `event`, not both",
+            ));
+        }
+    };
+    let discarded = app
+        .owners
+        .call_setup(&tenant, false, move |tenant| {
+            tenant.discard_dead(events.as_deref(), handler.as_deref())
+        })
+        .await?;
+    Ok(Json(json!({ "discarded": discarded })))
+}
+
+/// Forgets events, so that their keys are new again: `key=KEY` (repeated) or
+/// `group=REGEX`; with `outbox=true` their unsent outbox items are cancelled too,
+/// through the tenant's sender.
+async fn forget_events(
+    State(app): State<App>,
+    Path(tenant): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    app.authorize(&headers, &tenant, Scope::Admin)?;
+    let pairs = query_pairs(&query);
+    known_keys(&pairs, &["key", "group", "outbox"])?;
+    let keys = query_all(&pairs, "key");
+    let group = query_one(&pairs, "group")?;
+    let outbox = query_flag(&pairs, "outbox")?;
+    if keys.is_empty() == group.is_none() {
+        return Err(ApiError::bad_request(
+            "name the events to forget: `key=KEY`, repeated for several, or `group=REGEX`",
+        ));
+    }
+    let forgotten = app
+        .owners
+        .call_setup(&tenant, false, move |tenant| match group {
+            Some(group) => tenant.forget_group(&group),
+            None => tenant.forget_events(&keys),
+        })
+        .await?;
+    // The ledger on the owner, then the items by the sender, their one writer (which
+    // passes by any it sent meanwhile): a crash in between leaves the items, which
+    // `outbox cancel` removes.
+    let cancelled = if outbox && !forgotten.unsent.is_empty() {
+        let unsent = forgotten.unsent.clone();
+        app.owners.cancel_outbox(&tenant, unsent, false).await?
+    } else {
+        0
+    };
+    Ok(Json(views::forgotten(&forgotten, cancelled)))
 }
 
 async fn modules(
@@ -570,47 +740,75 @@ async fn put_module(
                 "a native module (`native=NAME`) is registered without a body",
             ));
         }
-        None => {
-            // Checked and compiled here, a few at a time, into the shared cache: the
-            // tenant's owner then finds it compiled, and ingest waits only for the
-            // swap. An invalid component is refused before it reaches the tenant.
-            let _permit = app
-                .compiling
-                .acquire()
-                .await
-                .map_err(|_| ApiError::shutting_down())?;
-            let spark = Arc::clone(&app.spark);
-            let module = name.clone();
-            let (wasm, checked) = tokio::task::spawn_blocking(move || {
-                let checked = spark.precompile(&module, &body);
-                (body, checked)
-            })
-            .await
-            .map_err(|error| ApiError::internal(error.to_string()))?;
-            checked?;
-            ModuleCode::Wasm(wasm.to_vec())
-        }
+        None => ModuleCode::Wasm(body.to_vec()),
     };
     let spec = ModuleSpec {
-        name: name.clone(),
+        name,
         code,
         sources: values("source"),
         handlers: values("handler"),
         limits: Default::default(),
         clock,
     };
-    let module = app
-        .owners
-        .call_setup(&tenant, true, move |tenant| {
-            tenant.add_module(spec, replace)?;
-            tenant
-                .modules()?
-                .into_iter()
-                .find(|module| module.registration.name == name)
-                .ok_or_else(|| spark_host::Error::UnknownModule(name.clone()))
-        })
-        .await?;
+    let module = register_module(&app, &tenant, spec, replace, false).await?;
     Ok(Json(views::module(&module)))
+}
+
+/// Registers `spec` on `tenant` (which it makes if need be), replacing a module of its
+/// name if `replace`, else refusing it (409): the API's `PUT .../modules/NAME` and the
+/// console's upload both come here. A component is checked and compiled first, a few at
+/// a time and off the async workers, into the shared cache: the tenant's owner then
+/// finds it compiled, and ingest waits only for the swap. An invalid component is
+/// refused before it reaches the tenant. With `keep_limits`, a module replaced keeps
+/// its own limits. The module as now registered.
+pub(super) async fn register_module(
+    app: &App,
+    tenant: &str,
+    spec: ModuleSpec,
+    replace: bool,
+    keep_limits: bool,
+) -> Result<ModuleSummary, ApiError> {
+    let spec = match spec.code {
+        ModuleCode::Wasm(wasm) => {
+            let _permit = app
+                .compiling
+                .acquire()
+                .await
+                .map_err(|_| ApiError::shutting_down())?;
+            let spark = Arc::clone(&app.spark);
+            let module = spec.name.clone();
+            let (wasm, checked) = tokio::task::spawn_blocking(move || {
+                let checked = spark.precompile(&module, &wasm);
+                (wasm, checked)
+            })
+            .await
+            .map_err(|error| ApiError::internal(error.to_string()))?;
+            checked?;
+            ModuleSpec {
+                code: ModuleCode::Wasm(wasm),
+                ..spec
+            }
+        }
+        ModuleCode::Native(_) => spec,
+    };
+    app.owners
+        .call_setup(tenant, true, move |tenant| {
+            let mut spec = spec;
+            let name = spec.name.clone();
+            let registered = |tenant: &spark_host::Tenant| {
+                tenant.modules().map(|modules| {
+                    modules
+                        .into_iter()
+                        .find(|module| module.registration.name == name)
+                })
+            };
+            if keep_limits && let Some(current) = registered(tenant)? {
+                spec.limits = current.registration.limits;
+            }
+            tenant.add_module(spec, replace)?;
+            registered(tenant)?.ok_or_else(|| spark_host::Error::UnknownModule(name.clone()))
+        })
+        .await
 }
 
 async fn delete_module(
@@ -688,6 +886,40 @@ async fn delete_template(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// One call of a registered module on the body: a record of `model` for its source,
+/// or, without `model`, an event for its handler (`spark call`). Nothing is stored; a
+/// call that fails is still a 200, with `ok: false` and its error.
+async fn call_module(
+    State(app): State<App>,
+    Path((tenant, name)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    app.authorize(&headers, &tenant, Scope::Admin)?;
+    let pairs = query_pairs(&query);
+    known_keys(&pairs, &["model", "now"])?;
+    let now = match query_one(&pairs, "now")? {
+        Some(time) => parse_time(&time)?,
+        None => wall_clock_ms(),
+    };
+    let body = read_body(body, app.limits.records).await?;
+    let text =
+        std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;
+    let input = match query_one(&pairs, "model")? {
+        Some(model) => spark_host::TrialInput::record(&model, text)?,
+        None => spark_host::TrialInput::event(text)?,
+    };
+    // Calling a module is work for the tenant's owner, like a run, off the async workers.
+    let trial = app
+        .owners
+        .call(&tenant, false, move |tenant| {
+            tenant.try_module(&name, &input, now)
+        })
+        .await?;
+    Ok(Json(views::trial(&trial)))
+}
+
 async fn preview_template(
     State(app): State<App>,
     Path((tenant, group)): Path<(String, String)>,
@@ -745,6 +977,24 @@ async fn put_settings(
         .call_setup(&tenant, true, move |tenant| tenant.set_settings(&settings))
         .await?;
     Ok(Json(shown))
+}
+
+/// Changes some settings: the body is a JSON merge patch on the settings' JSON
+/// (`{"mail": {"from": "..."}}`; `null` removes a field); answers the settings.
+async fn patch_settings(
+    State(app): State<App>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    app.authorize(&headers, &tenant, Scope::Admin)?;
+    let patch: Value = serde_json::from_slice(&read_body(body, app.limits.other).await?)
+        .map_err(|error| ApiError::bad_request(format!("the change is not JSON: {error}")))?;
+    let settings = app
+        .owners
+        .call_setup(&tenant, true, move |tenant| tenant.patch_settings(&patch))
+        .await?;
+    Ok(Json(views::settings(&settings)))
 }
 
 async fn generators(
@@ -879,7 +1129,7 @@ async fn describe_model(
     let shown = app
         .owners
         .call(&tenant, false, move |tenant| {
-            let description = tenant.describe_model(&model, spark_host::wall_clock_ms())?;
+            let description = tenant.describe_model(&model, wall_clock_ms())?;
             Ok(views::model_description(&model, &description))
         })
         .await?;
@@ -890,7 +1140,7 @@ async fn describe_model(
 fn run_time(pairs: &[(String, String)]) -> Result<i64, ApiError> {
     match query_one(pairs, "now")? {
         Some(time) => Ok(parse_time(&time)?),
-        None => Ok(spark_host::wall_clock_ms()),
+        None => Ok(wall_clock_ms()),
     }
 }
 

@@ -90,10 +90,17 @@ fn classify(error: &Error) -> (StatusCode, &'static str) {
         Error::UnknownTenant { .. } => (S::NOT_FOUND, "unknown_tenant"),
         Error::UnknownModel { .. } => (S::NOT_FOUND, "unknown_model"),
         Error::UnknownEvent(_) => (S::NOT_FOUND, "unknown_event"),
+        Error::InvalidInput(_) => (S::BAD_REQUEST, "invalid_input"),
         Error::UnknownModule(_) => (S::NOT_FOUND, "unknown_module"),
         Error::UnknownGenerator(_) => (S::NOT_FOUND, "unknown_generator"),
         Error::UnknownTemplate(_) => (S::NOT_FOUND, "unknown_template"),
         Error::NotFailed(_) => (S::NOT_FOUND, "not_failed"),
+        Error::UnknownOutboxItem(_) => (S::NOT_FOUND, "unknown_outbox_item"),
+        Error::NoDeadLetters { .. } => (S::NOT_FOUND, "no_dead_letters"),
+        Error::AlreadySent(_) => (S::CONFLICT, "already_sent"),
+        Error::NotAMail(_) => (S::BAD_REQUEST, "not_a_mail"),
+        Error::InvalidAddress { .. } => (S::BAD_REQUEST, "invalid_address"),
+        Error::InvalidSettings(_) => (S::BAD_REQUEST, "invalid_settings"),
         Error::InvalidModule { .. } | Error::ModuleCannotStart { .. } => {
             (S::UNPROCESSABLE_ENTITY, "invalid_module")
         }

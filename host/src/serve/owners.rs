@@ -20,7 +20,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use spark_host::{Destinations, Error, IngestAnswer, IngestRequest, SendReport, Spark, Tenant};
+use spark_host::{
+    Destinations, Error, IngestAnswer, IngestRequest, Rerendered, SendReport, Spark, Tenant,
+};
 use tokio::sync::oneshot;
 
 use super::background::Background;
@@ -63,6 +65,15 @@ pub enum OutboxJob {
     SendNow(oneshot::Sender<Result<SendReport, Error>>),
     /// Make failed items (those of the ids, or all) pending again.
     Retry(Option<Vec<u64>>, oneshot::Sender<Result<u64, Error>>),
+    /// Remove unsent items; strictly (unknown and sent ids refused) or not (passed by).
+    Cancel {
+        ids: Vec<u64>,
+        strict: bool,
+        reply: oneshot::Sender<Result<u64, Error>>,
+    },
+    /// Render queued mails again (those of the ids, or all): rendered by the owner,
+    /// which has the templates and the ledger, written by the sender.
+    Rerender(Option<Vec<u64>>, oneshot::Sender<Result<Rerendered, Error>>),
 }
 
 impl Job {
@@ -73,6 +84,8 @@ impl Job {
             Job::Work { work, .. } => work(Err(error)),
             Job::Outbox(OutboxJob::SendNow(reply)) => drop(reply.send(Err(error))),
             Job::Outbox(OutboxJob::Retry(_, reply)) => drop(reply.send(Err(error))),
+            Job::Outbox(OutboxJob::Cancel { reply, .. }) => drop(reply.send(Err(error))),
+            Job::Outbox(OutboxJob::Rerender(_, reply)) => drop(reply.send(Err(error))),
         }
     }
 }
@@ -182,6 +195,32 @@ impl Owners {
     ) -> Result<u64, ApiError> {
         let (reply, answer) = oneshot::channel();
         self.submit(tenant, false, Job::Outbox(OutboxJob::Retry(ids, reply)))?;
+        answered(answer, "sender").await
+    }
+
+    /// Removes `tenant`'s unsent outbox items of `ids`, on its sender: `strict`
+    /// refuses an unknown or sent id (and changes nothing), else those are passed by.
+    pub async fn cancel_outbox(
+        self: &Arc<Self>,
+        tenant: &str,
+        ids: Vec<u64>,
+        strict: bool,
+    ) -> Result<u64, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        let job = OutboxJob::Cancel { ids, strict, reply };
+        self.submit(tenant, false, Job::Outbox(job))?;
+        answered(answer, "sender").await
+    }
+
+    /// Renders `tenant`'s queued mails (of `ids`, or all) again: on its owner, then
+    /// written by its sender.
+    pub async fn rerender_outbox(
+        self: &Arc<Self>,
+        tenant: &str,
+        ids: Option<Vec<u64>>,
+    ) -> Result<Rerendered, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(tenant, false, Job::Outbox(OutboxJob::Rerender(ids, reply)))?;
         answered(answer, "sender").await
     }
 
@@ -395,6 +434,18 @@ impl Owners {
                 }
                 Job::Outbox(OutboxJob::Retry(ids, reply)) => {
                     background.send(SendJob::Retry { ids, reply });
+                }
+                Job::Outbox(OutboxJob::Cancel { ids, strict, reply }) => {
+                    background.send(SendJob::Cancel { ids, strict, reply });
+                }
+                Job::Outbox(OutboxJob::Rerender(ids, reply)) => {
+                    // Rendered here, with the owner's templates and ledger; written by
+                    // the sender, the one writer of items, which leaves alone a mail
+                    // it sent meanwhile.
+                    match tenant.render_outbox(ids.as_deref()) {
+                        Ok(rendering) => background.send(SendJob::Rerender { rendering, reply }),
+                        Err(error) => drop(reply.send(Err(error))),
+                    }
                 }
                 Job::Ingest {
                     request,

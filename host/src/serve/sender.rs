@@ -15,7 +15,9 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use spark_host::{DEFAULT_CONCURRENCY, Destinations, Error, OutboxSender, SendReport};
+use spark_host::{
+    DEFAULT_CONCURRENCY, Destinations, Error, OutboxSender, Rerendered, Rerendering, SendReport,
+};
 use tokio::sync::oneshot;
 
 use super::metrics::Metrics;
@@ -43,6 +45,18 @@ pub enum SendJob {
     Retry {
         ids: Option<Vec<u64>>,
         reply: oneshot::Sender<Result<u64, Error>>,
+    },
+    /// Remove unsent items (`POST .../outbox/cancel`, and the items of forgotten
+    /// events): `strict` refuses unknown and sent ones, else they are passed by.
+    Cancel {
+        ids: Vec<u64>,
+        strict: bool,
+        reply: oneshot::Sender<Result<u64, Error>>,
+    },
+    /// Write mails rendered again by the owner (`POST .../outbox/rerender`).
+    Rerender {
+        rendering: Rerendering,
+        reply: oneshot::Sender<Result<Rerendered, Error>>,
     },
 }
 
@@ -178,6 +192,17 @@ impl State {
                     self.waiting = true;
                 }
                 let _ = reply.send(retried);
+            }
+            SendJob::Cancel { ids, strict, reply } => {
+                let cancelled = if strict {
+                    self.outbox.cancel(&ids)
+                } else {
+                    self.outbox.cancel_unsent(&ids)
+                };
+                let _ = reply.send(cancelled);
+            }
+            SendJob::Rerender { rendering, reply } => {
+                let _ = reply.send(self.outbox.rerender(rendering));
             }
         }
     }

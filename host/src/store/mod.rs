@@ -19,6 +19,7 @@ use crate::generators::Generator;
 use crate::outbox::{ComposedMail, OutboxItem, OutboxPayload};
 use crate::registration::Registration;
 use crate::settings::TenantSettings;
+use crate::trace::Trace;
 
 pub use self::sled::SledStore;
 
@@ -31,6 +32,8 @@ pub struct LedgerEntry {
     pub created_at_ms: i64,
     /// The event's context: a JSON object, as text.
     pub context: String,
+    /// What happened to it; none for events seen before traces were kept.
+    pub trace: Option<Trace>,
 }
 
 /// An outbox item before the store gives it an id.
@@ -125,6 +128,20 @@ pub struct Pruned {
     pub kept: u64,
 }
 
+/// What forgetting events did ([`Tenant::forget_events`](crate::Tenant::forget_events)).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Forgotten {
+    /// Keys taken out of the ledger: new again.
+    pub forgotten: u64,
+    /// Deliveries of those events that waited for a retry, dropped.
+    pub pending: u64,
+    /// Dead letters of those events, dropped.
+    pub dead: u64,
+    /// The ids of those events' outbox items not sent yet, which stay (the store does
+    /// not fill this in; the tenant does, from the outbox).
+    pub unsent: Vec<u64>,
+}
+
 /// A request that carried an idempotency key, remembered with its answer so that the
 /// same request sent again (a client retrying after a timeout) gets the same answer and
 /// changes nothing. Committed with the request's last records, so after a crash either
@@ -149,6 +166,9 @@ pub struct Commit {
     /// (model, id, record): the latest version replaces the stored one.
     pub records: Vec<(String, String, StoredRecord)>,
     pub ledger: Vec<LedgerEntry>,
+    /// Entries seen before whose trace grew (a retried delivery): written over the
+    /// stored ones.
+    pub retraced: Vec<LedgerEntry>,
     pub outbox: Vec<NewOutboxItem>,
     pub pending: Vec<PendingDelivery>,
     /// (event, handler) of pending deliveries that are settled.
@@ -172,7 +192,8 @@ impl Commit {
         let ledger: usize = self
             .ledger
             .iter()
-            .map(|entry| entry.key.len() + entry.group.len() + entry.context.len() + 64)
+            .chain(&self.retraced)
+            .map(|entry| entry.key.len() + entry.group.len() + entry.context.len() + 512)
             .sum();
         let deliveries = 512 * (self.pending.len() + self.dead.len());
         let requests: usize = self
@@ -186,6 +207,7 @@ impl Commit {
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
             && self.ledger.is_empty()
+            && self.retraced.is_empty()
             && self.outbox.is_empty()
             && self.pending.is_empty()
             && self.pending_done.is_empty()
@@ -210,6 +232,10 @@ pub trait OutboxStore: Send {
     fn check_space(&self) -> Result<(), Error>;
     /// Makes every write so far durable.
     fn flush(&self) -> Result<(), Error>;
+    /// Removes the items of `ids` (those there are; how many), all at once and
+    /// durably. No id is given again. Only the sender (the one writer of items'
+    /// sending state) calls it, so that an item is never removed while it goes out.
+    fn remove_outbox(&mut self, ids: &[u64]) -> Result<u64, Error>;
 }
 
 /// A boxed iterator over stored items.
@@ -231,6 +257,10 @@ pub trait Store: Send {
     /// The ledger in key order from the first key after `after` (from the start
     /// without one).
     fn ledger_after(&self, after: Option<&str>) -> Items<'_, LedgerEntry>;
+
+    /// The groups of the events seen, in order (from the first commit that kept them:
+    /// a data dir's events from before then are not counted).
+    fn groups(&self) -> Result<Vec<String>, Error>;
 
     /// The request remembered under an idempotency key, if any.
     fn remembered_request(&self, key: &str) -> Result<Option<RememberedRequest>, Error>;
@@ -259,6 +289,16 @@ pub trait Store: Send {
     fn prune_outbox(&mut self, remove: &dyn Fn(&OutboxItem) -> bool) -> Result<Pruned, Error>;
     fn pending(&self) -> Items<'_, PendingDelivery>;
     fn dead(&self) -> Items<'_, DeadLetter>;
+    /// Removes the dead letters of `letters` (event, handler); how many were there.
+    /// Durable when it returns.
+    fn discard_dead(&mut self, letters: &[(String, String)]) -> Result<u64, Error>;
+
+    /// Forgets the ledger entries of `keys` (those there are), so that each key is new
+    /// again, with the deliveries waiting for a retry and the dead letters of those
+    /// events (they would deliver the event a second time once it came back). Every
+    /// record's source memos go too: a memo vouches that its call's events are all in
+    /// the ledger, which no longer holds. Durable when it returns.
+    fn forget_events(&mut self, keys: &[String]) -> Result<Forgotten, Error>;
 
     fn modules(&self) -> Result<Vec<Registration>, Error>;
     fn put_module(&mut self, module: &Registration) -> Result<(), Error>;

@@ -132,8 +132,10 @@ impl Plan {
             pending_done: self.pending_done.clone(),
             dead: self.dead.clone(),
             dead_done: self.dead_done.clone(),
-            // Remembered requests are a keyspace of their own, tested in `ledger.rs`.
+            // Remembered requests are a keyspace of their own, and retraced entries
+            // rewrite ledger entries in place: both are tested in `ledger.rs`.
             requests: Vec::new(),
+            retraced: Vec::new(),
         }
     }
 }
@@ -305,6 +307,7 @@ fn plan(rng: &mut Rng, model: &Model) -> Plan {
             group,
             created_at_ms: rng.next() as i64 >> 20,
             context: rng.pick(CONTEXTS),
+            trace: None,
         });
     }
     for _ in 0..rng.below(4) {

@@ -6,12 +6,14 @@
 //! tenant can check (a known model, say) and hands the parts the work needs to the
 //! module that does it: the pipeline, the outbox sender, module registration, apply.
 //! The methods are grouped by what they touch: reading the tenant's data (here), its
-//! set-up (`setup.rs`), and runs that process or send (`work.rs`).
+//! set-up (`setup.rs`), runs that process or send (`work.rs`), and an operator's
+//! repairs (`repair.rs`).
 //!
 //! Layout of a data dir: `tenants/<name>/LOCK` (held while a process uses the tenant),
 //! `tenants/<name>/db/` (the store), `tenants/<name>/modules/<sha256>.wasm` (the
 //! registered components). Nothing of one tenant is reachable from another's handle.
 
+mod repair;
 mod setup;
 mod work;
 
@@ -26,6 +28,7 @@ use crate::modules::Modules;
 use crate::native::NativeModules;
 use crate::outbox::OutboxItem;
 use crate::registration::MAX_NAME_LEN;
+use crate::routes::compile_regex;
 use crate::store::{DeadLetter, LedgerEntry, PendingDelivery, SledStore, Store};
 use crate::wasm::WasmEngine;
 
@@ -172,6 +175,32 @@ impl Tenant {
         after: Option<&str>,
     ) -> impl Iterator<Item = Result<LedgerEntry, Error>> + '_ {
         self.store.ledger_after(after)
+    }
+
+    /// The groups of the events the tenant has seen, in order. (Events of a data dir
+    /// from before Spark kept them are not counted.)
+    pub fn groups(&self) -> Result<Vec<String>, Error> {
+        self.store.groups()
+    }
+
+    /// The handler regexes of registered modules that match no group the tenant has
+    /// seen, as (module, regex): the usual reason a handler never runs (`^order-late`
+    /// for `order_late`). Empty while the tenant has seen no group.
+    pub fn unmatched_handlers(&self) -> Result<Vec<(String, String)>, Error> {
+        let groups = self.store.groups()?;
+        if groups.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut unmatched = Vec::new();
+        for module in self.store.modules()? {
+            for pattern in &module.handlers {
+                let regex = compile_regex(pattern)?;
+                if !groups.iter().any(|group| regex.is_match(group)) {
+                    unmatched.push((module.name.clone(), pattern.clone()));
+                }
+            }
+        }
+        Ok(unmatched)
     }
 
     /// The outbox in id order.

@@ -15,6 +15,7 @@ use crate::mail::{self, Rendered, check_template};
 use crate::manifest::{ApplyReport, Manifest};
 use crate::modules::{ModuleChange, ModuleSpec, ModuleSummary};
 use crate::registration::context_source;
+use crate::send::Destinations;
 use crate::settings::TenantSettings;
 
 impl Tenant {
@@ -27,6 +28,18 @@ impl Tenant {
     pub fn set_settings(&mut self, settings: &TenantSettings) -> Result<(), Error> {
         settings.validate()?;
         self.store.put_settings(settings)
+    }
+
+    /// Changes some of the tenant's settings: `patch` is a JSON merge patch on their
+    /// JSON ([`TenantSettings::patched`]), such as `{"mail": {"from": "Team
+    /// <team@example.com>"}}`. The result is checked as a manifest's settings are
+    /// (limits, addresses) and its transports as `outbox send` would use them, before
+    /// it is kept; returns it.
+    pub fn patch_settings(&mut self, patch: &Value) -> Result<TenantSettings, Error> {
+        let settings = self.store.settings()?.patched(patch)?;
+        Destinations::new(&settings, None, [])?;
+        self.set_settings(&settings)?;
+        Ok(settings)
     }
 
     /// Registers a module, or replaces one of the same name when `replace` is set.
@@ -168,7 +181,18 @@ impl Tenant {
     /// modules and generators not declared are removed, generators and settings are
     /// replaced. Nothing changes unless everything in it checks out.
     pub fn apply(&mut self, manifest: &Manifest, path: &Path) -> Result<ApplyReport, Error> {
-        let setup = manifest.resolve(path, &mut self.modules)?;
+        self.apply_showing(manifest, path, &mut |_, _, _| {})
+    }
+
+    /// [`apply`](Self::apply), telling `checking` each module's name and place (n of
+    /// all) before it is checked and compiled, the slow part: for a progress line.
+    pub fn apply_showing(
+        &mut self,
+        manifest: &Manifest,
+        path: &Path,
+        checking: &mut dyn FnMut(&str, usize, usize),
+    ) -> Result<ApplyReport, Error> {
+        let setup = manifest.resolve(path, &mut self.modules, checking)?;
         self.set_settings(&setup.settings)?;
         let mut report = ApplyReport::default();
         let declared: HashSet<&str> = manifest.modules.iter().map(|m| m.name.as_str()).collect();

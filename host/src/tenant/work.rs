@@ -6,8 +6,10 @@ use std::io::BufRead;
 
 use super::Tenant;
 use crate::error::Error;
+use crate::event::Invocation;
 use crate::generators::Generator;
-use crate::pipeline::{self, DryRun, Pipeline};
+use crate::limits::Limits;
+use crate::pipeline::{self, DryRun, IngestDryRun, Pipeline};
 use crate::registration::context_source;
 use crate::report::RunReport;
 use crate::requests::{self, IngestAnswer, IngestRequest};
@@ -15,6 +17,7 @@ use crate::schedule::ScheduledJob;
 use crate::send::{self, Destinations, OutboxSender, SendReport};
 use crate::store::Pruned;
 use crate::time::wall_clock_ms;
+use crate::trial::{self, Trial, TrialInput};
 
 /// A scheduled job that ran, and what it did or why it failed.
 pub type ScheduledRun = (ScheduledJob, Result<RunReport, Error>);
@@ -39,6 +42,49 @@ impl Tenant {
     ) -> Result<RunReport, Error> {
         self.require_model(model)?;
         pipeline::ingest(self.pipeline(now_ms)?, model, input, progress)
+    }
+
+    /// What [`ingest`](Self::ingest) would do, found by running the records through
+    /// the sources and handlers and storing nothing: no record, ledger key, outbox
+    /// item or delivery (see [`IngestDryRun`]). Modules are called as in a real run;
+    /// sandboxed, all they can do is return events and effects, which are shown and
+    /// not kept. Failed deliveries are not retried.
+    pub fn ingest_dry_run(
+        &mut self,
+        model: &str,
+        input: &mut dyn BufRead,
+        now_ms: i64,
+        progress: &mut dyn FnMut(&RunReport),
+    ) -> Result<IngestDryRun, Error> {
+        self.require_model(model)?;
+        pipeline::ingest_dry(self.pipeline(now_ms)?, model, input, progress)
+    }
+
+    /// Calls registered module `name` once with `input`, under its limits and clock,
+    /// at logical time `now_ms`, as a run would call it: an author trying a module on
+    /// a sample. Nothing is stored and nothing it returns goes further.
+    pub fn try_module(
+        &mut self,
+        name: &str,
+        input: &TrialInput,
+        now_ms: i64,
+    ) -> Result<Trial, Error> {
+        let registration = self
+            .store
+            .modules()?
+            .into_iter()
+            .find(|module| module.name == name)
+            .ok_or_else(|| Error::UnknownModule(name.to_owned()))?;
+        let exports: Vec<&str> = registration.exports.iter().map(String::as_str).collect();
+        trial::check_exports(&format!("module `{name}`"), &exports, input)?;
+        let limits = Limits::layered(&self.store.settings()?.limits, &registration.limits);
+        let inv = Invocation {
+            tenant: self.name.clone(),
+            now_ms: registration.clock.read(now_ms),
+            attempt: 1,
+        };
+        let runner = self.modules.runner(&registration, &limits);
+        Ok(trial::run(runner, input, &inv, limits))
     }
 
     /// Ingests a group of requests that arrived together (a server's group commit): one

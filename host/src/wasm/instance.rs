@@ -24,6 +24,18 @@ pub struct Instance {
     pub(super) poisoned: bool,
     /// Calls served so far.
     pub(super) calls: u64,
+    /// What the last call used and, if it failed, logged: for the event's trace.
+    pub(super) last_call: LastCall,
+}
+
+/// What the last call of an instance used and logged, whether it failed or not (a
+/// call can succeed and its result still be refused).
+#[derive(Debug, Default)]
+pub struct LastCall {
+    /// Fuel used, when the call ran.
+    pub fuel: Option<u64>,
+    /// What it wrote to stdout and stderr.
+    pub log: String,
 }
 
 /// A successful call's result with what the module logged.
@@ -37,6 +49,11 @@ impl Instance {
     /// served its `calls-per-instance`.
     pub fn is_spent(&self) -> bool {
         self.poisoned || self.calls >= self.limits.calls_per_instance
+    }
+
+    /// What the last call used and logged; taken, so asked once.
+    pub fn take_last_call(&mut self) -> LastCall {
+        std::mem::take(&mut self.last_call)
     }
 
     /// Calls the module's source with one record.
@@ -174,6 +191,12 @@ impl Instance {
         arm(&mut self.store, &self.limits);
         let result = f(&mut self.store);
         let log = self.store.data().call.take_log();
+        // Fuel is enabled in the engine config, so reading it cannot fail.
+        let left = self.store.get_fuel().unwrap_or(0);
+        self.last_call = LastCall {
+            fuel: Some(self.limits.fuel.saturating_sub(left)),
+            log: log.clone(),
+        };
         match result {
             Ok(Ok(value)) => Ok(CallOutput { value, log }),
             Ok(Err(message)) => Err(CallError::Guest {

@@ -10,6 +10,7 @@
 
 mod cache;
 mod instance;
+mod language;
 mod pool;
 mod renderer;
 mod sandbox;
@@ -28,9 +29,10 @@ use crate::error::{CallError, Error};
 use crate::limits::Limits;
 use cache::ArtifactCache;
 use instance::{arm, classify};
+use language::Language;
 use sandbox::SandboxState;
 
-pub use instance::{CallOutput, Instance};
+pub use instance::{CallOutput, Instance, LastCall};
 pub use renderer::Renderer;
 
 mod bindings {
@@ -158,7 +160,14 @@ impl WasmEngine {
             name: name.to_owned(),
             why,
         };
-        check_header(bytes).map_err(invalid)?;
+        let language = || Language::of(bytes);
+        check_header(bytes).map_err(|why| match why {
+            HeaderProblem::CoreModule => invalid(format!(
+                "it is a core WebAssembly module, not a component; {}",
+                language().build_advice()
+            )),
+            HeaderProblem::Other(why) => invalid(why),
+        })?;
         let component = match &self.cache {
             Some(cache) => cache.load_or_compile(&self.core.engine, bytes, hash),
             None => Component::new(&self.core.engine, bytes),
@@ -195,8 +204,8 @@ impl WasmEngine {
             };
             return Err(invalid(format!(
                 "it exports none of `{SOURCE_EXPORT}`, `{HANDLER_EXPORT}` and \
-                 `{CONTEXT_EXPORT}` (it exports {exports}); build it with spark-guest's \
-                 #[source], #[handler] or #[context]"
+                 `{CONTEXT_EXPORT}` (it exports {exports}); {}",
+                language().export_advice()
             )));
         }
         let info = ModuleInfo {
@@ -249,25 +258,33 @@ impl WasmEngine {
     }
 }
 
-fn check_header(bytes: &[u8]) -> Result<(), String> {
+/// Why a file's first bytes are not a component's.
+enum HeaderProblem {
+    /// A core module: the author built for the wrong target.
+    CoreModule,
+    Other(String),
+}
+
+fn check_header(bytes: &[u8]) -> Result<(), HeaderProblem> {
     const MAGIC: &[u8] = b"\0asm";
     const COMPONENT_VERSION: &[u8] = &[0x0d, 0x00, 0x01, 0x00];
+    let not_wasm = || {
+        HeaderProblem::Other(
+            "it is not a WebAssembly file (it does not start with `\\0asm`)".to_owned(),
+        )
+    };
     if bytes.len() < 8 {
         return Err(if bytes.starts_with(MAGIC) || bytes.is_empty() {
-            "it is truncated (fewer than 8 bytes)".to_owned()
+            HeaderProblem::Other("it is truncated (fewer than 8 bytes)".to_owned())
         } else {
-            "it is not a WebAssembly file (it does not start with `\\0asm`)".to_owned()
+            not_wasm()
         });
     }
     if !bytes.starts_with(MAGIC) {
-        return Err("it is not a WebAssembly file (it does not start with `\\0asm`)".to_owned());
+        return Err(not_wasm());
     }
     if &bytes[4..8] != COMPONENT_VERSION {
-        return Err(
-            "it is a core WebAssembly module, not a component; build it with \
-             `cargo build --target wasm32-wasip2`"
-                .to_owned(),
-        );
+        return Err(HeaderProblem::CoreModule);
     }
     Ok(())
 }
@@ -346,6 +363,7 @@ impl CompiledModule {
             limits: *limits,
             poisoned: false,
             calls: 0,
+            last_call: LastCall::default(),
         })
     }
 }
@@ -494,20 +512,42 @@ mod tests {
 
     #[test]
     fn headers_say_what_is_wrong() {
-        assert!(check_header(b"").unwrap_err().contains("truncated"));
-        assert!(check_header(b"\0asm").unwrap_err().contains("truncated"));
+        let why = |bytes: &[u8]| match check_header(bytes) {
+            Err(HeaderProblem::Other(why)) => why,
+            Err(HeaderProblem::CoreModule) => "core module".to_owned(),
+            Ok(()) => "a component".to_owned(),
+        };
+        assert!(why(b"").contains("truncated"));
+        assert!(why(b"\0asm").contains("truncated"));
+        assert!(why(b"hello, world").contains("not a WebAssembly"));
+        assert_eq!(why(b"\0asm\x01\0\0\0"), "core module");
+        assert_eq!(why(b"\0asm\x0d\0\x01\0"), "a component");
+    }
+
+    #[test]
+    fn advice_on_a_module_that_is_not_right_speaks_its_language() {
+        let engine = WasmEngine::new(None).unwrap();
+        let refusal = |wat: &str| match engine.compile("m", &wat::parse_str(wat).unwrap(), "h") {
+            Err(Error::InvalidModule { why, .. }) => why,
+            other => panic!("{:?}", other.map(|module| module.info().clone())),
+        };
+        let core = "(module (@custom \"runtime\" \"componentize_py_runtime.so\"))";
+        let why = refusal(core);
         assert!(
-            check_header(b"hello, world")
-                .unwrap_err()
-                .contains("not a WebAssembly")
+            why.contains("core WebAssembly module") && why.contains("componentize-py"),
+            "{why}"
         );
-        let core = b"\0asm\x01\0\0\0";
+        let why = refusal("(module)");
+        assert!(why.contains("cargo build --target wasm32-wasip2"), "{why}");
+        let exports_nothing = "(component (@custom \"shim\" \"componentize-qjs:shim.js\"))";
+        let why = refusal(exports_nothing);
         assert!(
-            check_header(core)
-                .unwrap_err()
-                .contains("core WebAssembly module")
+            why.contains("export `source`, `handler` or `context`"),
+            "{why}"
         );
-        assert_eq!(check_header(b"\0asm\x0d\0\x01\0"), Ok(()));
+        assert!(!why.contains("#[handler]"), "{why}");
+        let why = refusal("(component)");
+        assert!(why.contains("spark-guest's #[source]"), "{why}");
     }
 
     #[test]

@@ -6,14 +6,23 @@
 //! Each test has its own chromedriver and browser (so its own cookies), started by
 //! `Browser::new` and ended when the `Browser` is dropped; the harness runs the async
 //! WebDriver client on a runtime of its own and offers a blocking API.
+//!
+//! `pages.rs` goes through the pages as an operator does; `upload.rs` uploads modules;
+//! `charts.rs` checks the overview's charts against a known workload;
+//! `accessibility.rs` checks every main page on a phone's screen and with a keyboard.
 
+mod accessibility;
+mod charts;
 mod pages;
+mod upload;
 
 use std::io::ErrorKind;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+use fantoccini::key::Key;
 use fantoccini::{Client as WebDriver, ClientBuilder, Locator, elements::Element};
 use serde_json::{Value, json};
 
@@ -364,6 +373,67 @@ impl Browser {
         });
     }
 
+    /// Posts a form of `fields` to `action` as `multipart/form-data` (the encoding of a
+    /// form with a file), as a page's script could, and waits for the page it leads to.
+    pub fn post_multipart(&self, action: &str, fields: &[(&str, &str)]) {
+        self.navigating(&format!("posting to {action}"), || {
+            self.script(&format!(
+                "const form = document.createElement('form');\
+                 form.method = 'post';\
+                 form.enctype = 'multipart/form-data';\
+                 form.action = {};\
+                 for (const [name, value] of {}) {{\
+                   const input = document.createElement('input');\
+                   input.type = 'hidden';\
+                   input.name = name;\
+                   input.value = value;\
+                   form.appendChild(input);\
+                 }}\
+                 document.body.appendChild(form);\
+                 form.submit();\
+                 return null;",
+                json!(action),
+                json!(fields)
+            ));
+        });
+    }
+
+    /// The page's CSRF token (of the sign-out form every signed-in page has).
+    pub fn csrf(&self) -> String {
+        self.attr("input[name=csrf]", "value")
+            .unwrap_or_else(|| self.fail("no CSRF field on the page"))
+    }
+
+    /// Chooses the file at `path` in the file field `css`.
+    pub fn choose_file(&self, css: &str, path: &std::path::Path) {
+        let field = self.find(css);
+        self.run(field.send_keys(&path.display().to_string()));
+    }
+
+    /// Clicks `css`, which changes the page without leading to another (a `<summary>`
+    /// opening its `<details>`, say).
+    pub fn toggle(&self, css: &str) {
+        let element = self.find(css);
+        self.run(element.click());
+    }
+
+    /// Resizes the window to `width` by `height` (headless, the page's viewport).
+    pub fn resize(&self, width: u32, height: u32) {
+        self.run(self.client().set_window_size(width, height));
+    }
+
+    /// Presses Tab, as someone using the keyboard moves to the next thing on the page.
+    pub fn press_tab(&self) {
+        let tab = KeyActions::new("keyboard".to_owned())
+            .then(KeyAction::Down {
+                value: Key::Tab.into(),
+            })
+            .then(KeyAction::Up {
+                value: Key::Tab.into(),
+            });
+        self.run(self.client().perform_actions(tab));
+    }
+
     /// Does `action`, which must load another page, and waits until that page is
     /// loaded: a form's submission starts after the click that makes it is answered,
     /// so WebDriver's click alone may return while the old page is still shown.
@@ -518,19 +588,23 @@ pub struct Console {
 
 impl Console {
     pub fn new(tenant: &str) -> Self {
-        let spark = Spark::new();
+        let console = Self::serving(Spark::new(), tenant);
+        console.set_up(&console.api, tenant);
+        console
+    }
+
+    /// A server on `spark`'s data dir as it is, with an admin token of `tenant`.
+    pub fn serving(spark: Spark, tenant: &str) -> Self {
         let admin = token(&spark, &["--tenant", tenant, "--scope", "admin"]);
         let server = Server::start(&spark, &[]);
         let api = server.client(Some(&admin));
-        let console = Self {
+        Self {
             spark,
             server,
             tenant: tenant.to_owned(),
             admin,
             api,
-        };
-        console.set_up(&console.api, tenant);
-        console
+        }
     }
 
     /// Registers the recorder as the source of `thing` and the handler `every`.

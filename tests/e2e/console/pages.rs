@@ -282,7 +282,11 @@ fn an_event_opens_from_the_log_with_its_context_and_deliveries() {
             json!({ "colour": "blue", "sizes": [1, 2], "owner": { "name": "Ada" } }),
         ),
         record("e", "2", json!({ "fail": "boom" })),
-        record("e", "11", json!({})),
+        record(
+            "e",
+            "11",
+            json!({ "emit": [{ "group": "child", "id": "1" }] }),
+        ),
     ]);
 
     let browser = console.signed_in(&console.admin);
@@ -326,6 +330,40 @@ fn an_event_opens_from_the_log_with_its_context_and_deliveries() {
         "e_2's dead letter with its error",
     );
     browser.check(!browser.exists("#outbox tr td"), "no outbox item for e_2");
+    // Its trace: the handler's one attempt, dead, with the error.
+    let calls = browser.text("#calls");
+    browser.check(
+        calls.contains("every") && calls.contains("dead") && calls.contains("boom"),
+        &format!("e_2's handler call, dead, with its error: {calls:?}"),
+    );
+
+    // Where an event came from and what it led to: the child e_11's handler emitted
+    // links to its page, which links back.
+    browser.goto(&console.page("/events/e_11"));
+    browser.check(
+        browser.text("#origin").contains("Made by source source"),
+        "e_11 was made by the source",
+    );
+    browser.check(
+        browser.text("#handlers").contains("every"),
+        "e_11's group matched `every`",
+    );
+    browser.click("#calls a[href='/console/t/acme/events/child_1']");
+    browser.check(
+        browser.path() == "/console/t/acme/events/child_1",
+        "the emitted child's link leads to its page",
+    );
+    browser.check(
+        browser
+            .text("#origin")
+            .contains("Emitted by every while handling e_11"),
+        &format!("the child names its parent: {:?}", browser.text("#origin")),
+    );
+    browser.click("#origin a");
+    browser.check(
+        browser.path() == "/console/t/acme/events/e_11",
+        "the parent's link leads back",
+    );
 }
 
 #[test]

@@ -122,6 +122,11 @@ fn routes(tenant: &str) -> Vec<(&'static str, String, Vec<u8>)> {
         ("POST", format!("{t}/templates/e/preview"), b"{}".to_vec()),
         ("GET", format!("{t}/settings"), vec![]),
         ("PUT", format!("{t}/settings"), b"{}".to_vec()),
+        ("PATCH", format!("{t}/settings"), b"{}".to_vec()),
+        ("POST", format!("{t}/outbox/cancel?id=1"), vec![]),
+        ("POST", format!("{t}/outbox/rerender"), vec![]),
+        ("POST", format!("{t}/dead/discard?all=true"), vec![]),
+        ("POST", format!("{t}/ledger/forget?group=."), vec![]),
     ]
 }
 

@@ -9,6 +9,7 @@
 #![allow(clippy::result_large_err)]
 
 mod chart;
+mod multipart;
 mod session;
 
 use std::collections::BTreeMap;
@@ -22,13 +23,16 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use minijinja::Environment;
 use serde_json::{Value, json};
-use spark_host::{Error, OutboxStatus, format_time, wall_clock_ms};
+use spark_host::{
+    Clock, Error, Limit, ModuleCode, ModuleSpec, OutboxStatus, format_time, wall_clock_ms,
+};
 
-use super::api::{App, read_body};
+use super::api::{App, read_body, register_module};
 use super::errors::ApiError;
 use super::listing::{EventFilter, events_page};
 use super::tokens::Scope;
 use crate::views;
+use chart::Chart;
 pub use session::Sessions;
 use session::{Session, clear_cookie, is_https, set_cookie};
 
@@ -104,7 +108,10 @@ pub fn router() -> Router<App> {
             "/console/t/{tenant}/generators/{name}/deactivate",
             post(deactivate),
         )
-        .route("/console/t/{tenant}/modules", get(modules))
+        .route(
+            "/console/t/{tenant}/modules",
+            get(modules).post(upload_module),
+        )
 }
 
 /// A page rendered, or why not.
@@ -192,26 +199,39 @@ fn signed_in(app: &App, headers: &HeaderMap, tenant: &str) -> Result<Session, Re
 
 /// Checks a form's CSRF token, and that the session may act (an admin token).
 fn may_act(session: &Session, form: &BTreeMap<String, String>) -> Result<(), Response> {
-    if !form
-        .get("csrf")
-        .is_some_and(|sent| session.csrf_holds(sent))
-    {
-        return Err(problem(
-            StatusCode::FORBIDDEN,
-            Some(session),
-            "Form expired",
-            "This form is not from this session; reload the page and try again.",
-        ));
+    if !csrf_holds(session, form) {
+        return Err(form_expired(session));
     }
     if !session.access.allows(&session.tenant, Scope::Admin) {
-        return Err(problem(
-            StatusCode::FORBIDDEN,
-            Some(session),
-            "Read only",
-            "Your token may read this tenant, not change it: sign in with an admin token.",
-        ));
+        return Err(read_only(session));
     }
     Ok(())
+}
+
+/// Whether a form carries the session's CSRF token.
+fn csrf_holds(session: &Session, form: &BTreeMap<String, String>) -> bool {
+    form.get("csrf")
+        .is_some_and(|sent| session.csrf_holds(sent))
+}
+
+/// The answer to a form without the session's CSRF token.
+fn form_expired(session: &Session) -> Response {
+    problem(
+        StatusCode::FORBIDDEN,
+        Some(session),
+        "Form expired",
+        "This form is not from this session; reload the page and try again.",
+    )
+}
+
+/// The answer to a read token's attempt to change something.
+fn read_only(session: &Session) -> Response {
+    problem(
+        StatusCode::FORBIDDEN,
+        Some(session),
+        "Read only",
+        "Your token may read this tenant, not change it: sign in with an admin token.",
+    )
 }
 
 /// The session and the form of a request that changes something: signed in to
@@ -325,9 +345,7 @@ async fn sign_out(State(app): State<App>, headers: HeaderMap, body: Body) -> Res
         Err(response) => return response,
     };
     if let Some(session) = app.sessions.of(&headers, &app.tokens)
-        && fields
-            .get("csrf")
-            .is_some_and(|sent| session.csrf_holds(sent))
+        && csrf_holds(&session, &fields)
     {
         app.sessions.end(&session.id);
     }
@@ -344,18 +362,31 @@ async fn sign_out(State(app): State<App>, headers: HeaderMap, body: Body) -> Res
         .into_response()
 }
 
-/// What the overview shows, read in one visit to the owner.
+/// Days the overview's charts show, today the last.
+const DAYS: usize = 14;
+const DAY_MS: i64 = 86_400_000;
+
+/// What the overview shows, read in one visit to the owner. The scans of the ledger,
+/// the outbox and the dead letters each stop after [`OVERVIEW_SCAN`] items, and the
+/// page says so: the tenant's owner does nothing else meanwhile.
 #[derive(Default)]
 struct Overview {
     today: BTreeMap<String, u64>,
-    /// New events per day, the last 14 days, oldest first.
-    days: Vec<(String, u64)>,
+    /// Per day of the last [`DAYS`], oldest first: new events; outbox items made and
+    /// sent; deliveries that became dead letters.
+    new_events: [u64; DAYS],
+    made: [u64; DAYS],
+    sent: [u64; DAYS],
+    parked: [u64; DAYS],
     scanned: usize,
     truncated: bool,
     latest: Option<Value>,
     outbox: BTreeMap<&'static str, u64>,
+    outbox_scanned: usize,
+    outbox_truncated: bool,
     pending: u64,
     dead: u64,
+    dead_truncated: bool,
 }
 
 async fn overview(
@@ -367,14 +398,16 @@ async fn overview(
         Ok(session) => session,
         Err(response) => return response,
     };
+    let today = wall_clock_ms().div_euclid(DAY_MS) * DAY_MS;
+    let first_day = today - (DAYS as i64 - 1) * DAY_MS;
+    // The day of the window a time falls on; a time after today counts as today.
+    let day_of = move |ms: i64| {
+        (ms >= first_day).then(|| (((ms - first_day) / DAY_MS) as usize).min(DAYS - 1))
+    };
     let read = app
         .owners
-        .call(&tenant, false, |tenant| {
-            const DAY_MS: i64 = 86_400_000;
-            let today = wall_clock_ms().div_euclid(DAY_MS) * DAY_MS;
-            let first_day = today - 13 * DAY_MS;
+        .call(&tenant, false, move |tenant| {
             let mut overview = Overview::default();
-            let mut per_day = [0u64; 14];
             let mut latest: Option<spark_host::LedgerEntry> = None;
             for entry in tenant.events() {
                 if overview.scanned == OVERVIEW_SCAN {
@@ -386,9 +419,8 @@ async fn overview(
                 if entry.created_at_ms >= today {
                     *overview.today.entry(entry.group.clone()).or_default() += 1;
                 }
-                if entry.created_at_ms >= first_day {
-                    let day = ((entry.created_at_ms - first_day) / DAY_MS).min(13);
-                    per_day[day as usize] += 1;
+                if let Some(day) = day_of(entry.created_at_ms) {
+                    overview.new_events[day] += 1;
                 }
                 if latest
                     .as_ref()
@@ -397,25 +429,39 @@ async fn overview(
                     latest = Some(entry);
                 }
             }
-            overview.days = per_day
-                .iter()
-                .enumerate()
-                .map(|(day, count)| {
-                    let date = format_time(first_day + day as i64 * DAY_MS);
-                    (date[..10].to_owned(), *count)
-                })
-                .collect();
             overview.latest = latest.as_ref().map(views::event);
             for item in tenant.outbox() {
-                let status = match item?.status {
+                if overview.outbox_scanned == OVERVIEW_SCAN {
+                    overview.outbox_truncated = true;
+                    break;
+                }
+                let item = item?;
+                overview.outbox_scanned += 1;
+                let status = match item.status {
                     OutboxStatus::Pending => "pending",
                     OutboxStatus::Sent => "sent",
                     OutboxStatus::Failed => "failed",
                 };
                 *overview.outbox.entry(status).or_default() += 1;
+                if let Some(day) = day_of(item.created_at_ms) {
+                    overview.made[day] += 1;
+                }
+                if let Some(day) = item.sent_at_ms.and_then(day_of) {
+                    overview.sent[day] += 1;
+                }
             }
             overview.pending = tenant.pending().count() as u64;
-            overview.dead = tenant.dead().count() as u64;
+            for letter in tenant.dead() {
+                if overview.dead == OVERVIEW_SCAN as u64 {
+                    overview.dead_truncated = true;
+                    break;
+                }
+                let letter = letter?;
+                overview.dead += 1;
+                if let Some(day) = day_of(letter.dead_at_ms) {
+                    overview.parked[day] += 1;
+                }
+            }
             Ok(overview)
         })
         .await;
@@ -423,14 +469,45 @@ async fn overview(
         Ok(overview) => overview,
         Err(error) => return failed(&session, error),
     };
-    let today: Vec<Value> = overview
+    let today_by_group: Vec<Value> = overview
         .today
         .iter()
         .map(|(group, count)| json!({ "group": group, "count": count }))
         .collect();
-    let svg = chart::bars("New events per day", &overview.days);
+    let days: Vec<String> = (0..DAYS)
+        .map(|day| format_time(first_day + day as i64 * DAY_MS)[..10].to_owned())
+        .collect();
+    let charts = [
+        (
+            "events",
+            Chart {
+                title: "New events per day".to_owned(),
+                days: days.clone(),
+                series: vec![("new events", overview.new_events.to_vec())],
+            },
+        ),
+        (
+            "outbox",
+            Chart {
+                title: "Outbox items per day".to_owned(),
+                days: days.clone(),
+                series: vec![
+                    ("made", overview.made.to_vec()),
+                    ("sent", overview.sent.to_vec()),
+                ],
+            },
+        ),
+        (
+            "dead",
+            Chart {
+                title: "Dead letters per day".to_owned(),
+                days,
+                series: vec![("parked", overview.parked.to_vec())],
+            },
+        ),
+    ];
     let mut context = base(&session, "overview");
-    context.insert("today".to_owned(), json!(today));
+    context.insert("today".to_owned(), json!(today_by_group));
     context.insert("truncated".to_owned(), json!(overview.truncated));
     context.insert("scanned".to_owned(), json!(overview.scanned));
     context.insert("last_event".to_owned(), json!(overview.latest));
@@ -440,13 +517,14 @@ async fn overview(
             "pending": overview.outbox.get("pending").copied().unwrap_or(0),
             "sent": overview.outbox.get("sent").copied().unwrap_or(0),
             "failed": overview.outbox.get("failed").copied().unwrap_or(0),
+            "truncated": overview.outbox_truncated,
+            "scanned": overview.outbox_scanned,
         }),
     );
     context.insert("pending".to_owned(), json!(overview.pending));
     context.insert("dead".to_owned(), json!(overview.dead));
-    // The chart is SVG made here from numbers and escaped dates: shown as it is.
-    let mut context = minijinja::Value::from(minijinja::value::Serde(&Value::Object(context)));
-    context = minijinja::context! { chart => minijinja::Value::from_safe_string(svg), ..context };
+    context.insert("dead_truncated".to_owned(), json!(overview.dead_truncated));
+    let context = with_charts(context, &charts);
     match PAGES
         .get_template("overview.html")
         .and_then(|page| page.render(context))
@@ -457,6 +535,31 @@ async fn overview(
             (StatusCode::INTERNAL_SERVER_ERROR, "the page did not render").into_response()
         }
     }
+}
+
+/// A page's context with `charts` added under `charts.NAME`: their SVG is made here
+/// from numbers and escaped text, and shown as it is.
+fn with_charts(
+    context: serde_json::Map<String, Value>,
+    charts: &[(&str, Chart)],
+) -> minijinja::Value {
+    let charts: BTreeMap<&str, minijinja::Value> = charts
+        .iter()
+        .map(|(name, chart)| {
+            (
+                *name,
+                minijinja::context! {
+                    svg => minijinja::Value::from_safe_string(chart.svg()),
+                    title => chart.title.clone(),
+                    summary => chart.summary(),
+                    columns => chart.columns(),
+                    rows => minijinja::Value::from(minijinja::value::Serde(&chart.rows())),
+                },
+            )
+        })
+        .collect();
+    let context = minijinja::Value::from(minijinja::value::Serde(&Value::Object(context)));
+    minijinja::context! { charts => charts, ..context }
 }
 
 async fn events(
@@ -1039,16 +1142,8 @@ async fn dry_run(
         Ok(fields) => fields,
         Err(response) => return response,
     };
-    if !fields
-        .get("csrf")
-        .is_some_and(|sent| session.csrf_holds(sent))
-    {
-        return problem(
-            StatusCode::FORBIDDEN,
-            Some(&session),
-            "Form expired",
-            "This form is not from this session; reload the page and try again.",
-        );
+    if !csrf_holds(&session, &fields) {
+        return form_expired(&session);
     }
     generator_page(&app, &session, name, true).await
 }
@@ -1095,41 +1190,290 @@ async fn set_active(
     }
 }
 
+/// The clocks a module may read, for the upload form's choice.
+const CLOCKS: [Clock; 4] = [Clock::Exact, Clock::Minute, Clock::Hour, Clock::Day];
+
 async fn modules(
     State(app): State<App>,
     Path(tenant): Path<String>,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Response {
     let session = match signed_in(&app, &headers, &tenant) {
         Ok(session) => session,
         Err(response) => return response,
     };
-    let stats = app.metrics.module_stats(&tenant);
-    match app
+    let chosen = field(&query(&raw), "module").map(str::to_owned);
+    modules_page(&app, &session, Upload::Of(chosen), StatusCode::OK).await
+}
+
+/// What the modules page's upload form holds.
+enum Upload {
+    /// A new version of this module (its registration filled in), or a new module.
+    Of(Option<String>),
+    /// After a module was registered: the new version of it, and what to say.
+    Done(String, String),
+    /// After an upload failed: what was sent, the error and the field it is about.
+    Failed(Value),
+}
+
+/// The modules, with their limits, calls and failures, and (for an admin) the upload
+/// form: for a new version of a module, filled in from its registration.
+async fn modules_page(
+    app: &App,
+    session: &Session,
+    upload: Upload,
+    status: StatusCode,
+) -> Response {
+    let stats = app.metrics.module_stats(&session.tenant);
+    let read = app
         .owners
-        .call(&tenant, false, |tenant| tenant.modules())
-        .await
-    {
-        Ok(modules) => {
-            let modules: Vec<Value> = modules
-                .iter()
-                .map(|module| {
-                    let mut shown = views::module(module);
-                    let (calls, failed) = stats
-                        .get(&module.registration.name)
-                        .copied()
-                        .unwrap_or_default();
-                    shown["calls"] = json!(calls);
-                    shown["failed"] = json!(failed);
-                    shown
+        .call(&session.tenant, false, |tenant| tenant.modules())
+        .await;
+    let modules = match read {
+        Ok(modules) => modules,
+        Err(error) => return failed(session, error),
+    };
+    let shown: Vec<Value> = modules
+        .iter()
+        .map(|module| {
+            let mut shown = views::module(module);
+            let (calls, failed) = stats
+                .get(&module.registration.name)
+                .copied()
+                .unwrap_or_default();
+            shown["calls"] = json!(calls);
+            shown["failed"] = json!(failed);
+            let own = module.registration.limits.entries();
+            shown["limits"] = module
+                .limits
+                .entries()
+                .into_iter()
+                .map(|(limit, value)| {
+                    json!({
+                        "name": limit.name(),
+                        "value": limit_text(limit, value),
+                        "own": own.iter().any(|(set, _)| *set == limit),
+                    })
                 })
                 .collect();
-            page(
-                &session,
-                "modules",
-                "modules.html",
-                json!({ "modules": modules }),
-            )
+            shown
+        })
+        .collect();
+    let blank = |name: &str| json!({ "replacing": false, "name": name, "sources": "", "handlers": "", "clock": Clock::default().name() });
+    let filled = |name: &str| match modules
+        .iter()
+        .find(|module| module.registration.name == name)
+    {
+        Some(module) => json!({
+            "replacing": true,
+            "name": name,
+            "sources": module.registration.sources.join("\n"),
+            "handlers": module.registration.handlers.join("\n"),
+            "clock": module.registration.clock.name(),
+        }),
+        None => blank(name),
+    };
+    let (form, result) = match upload {
+        Upload::Of(Some(name)) => (filled(&name), None),
+        Upload::Of(None) => (blank(""), None),
+        Upload::Done(name, result) => (filled(&name), Some(result)),
+        Upload::Failed(form) => (form, None),
+    };
+    let clocks: Vec<&str> = CLOCKS.iter().map(|clock| clock.name()).collect();
+    let mut context = base(session, "modules");
+    if let Value::Object(extra) = json!({
+        "modules": shown, "upload": form, "result": result, "clocks": clocks,
+    }) {
+        context.extend(extra);
+    }
+    render(status, "modules.html", Value::Object(context))
+}
+
+/// A limit's value as a person reads it: bytes in KiB, MiB or GiB when they are whole,
+/// milliseconds with their unit, counts with thousands separated.
+fn limit_text(limit: Limit, value: u64) -> String {
+    let name = limit.name();
+    if name.ends_with("-bytes") {
+        for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+            if value >= size && value.is_multiple_of(size) {
+                return format!("{} {unit}", thousands(value / size));
+            }
+        }
+        return format!("{} bytes", thousands(value));
+    }
+    if name.ends_with("-ms") {
+        return format!("{} ms", thousands(value));
+    }
+    thousands(value)
+}
+
+/// `1234567` as `1,234,567`.
+fn thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut text = String::with_capacity(digits.len() + digits.len() / 3);
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            text.push(',');
+        }
+        text.push(digit);
+    }
+    text
+}
+
+/// An upload from the modules page's form (`multipart/form-data`): a new module, or a
+/// new version of one, registered as the API's `PUT .../modules/NAME` registers it
+/// (checked and compiled first, a few at a time, then swapped in by the tenant's
+/// owner). A replaced module keeps its own limits. What was wrong is said on the page,
+/// by the field it is about.
+async fn upload_module(
+    State(app): State<App>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let session = match signed_in(&app, &headers, &tenant) {
+        Ok(session) => session,
+        Err(response) => return response,
+    };
+    // A read token is refused before its upload is read; the CSRF token is in the
+    // body, so it is checked once the body is read, before anything is compiled.
+    if !session.access.allows(&session.tenant, Scope::Admin) {
+        return read_only(&session);
+    }
+    let Some(boundary) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(multipart::boundary)
+    else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            Some(&session),
+            "Not an upload",
+            "A module is uploaded with the modules page's form (multipart/form-data).",
+        );
+    };
+    // The API's limit on a component, and room for the form's other fields.
+    let limit = app.limits.module.saturating_add(app.limits.other);
+    let body = match read_body(body, limit).await {
+        Ok(body) => body,
+        Err(error) => return failed(&session, error),
+    };
+    let mut form = match multipart::parse(&body, &boundary) {
+        Ok(form) => form,
+        Err(why) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                Some(&session),
+                "Not an upload",
+                &why,
+            );
+        }
+    };
+    if let Err(response) = may_act(&session, &form.fields) {
+        return response;
+    }
+    let replace = form
+        .fields
+        .get("replace")
+        .is_some_and(|value| value == "true");
+    let name = field(&form.fields, "module").unwrap_or_default().to_owned();
+    let lines = |name: &str| -> Vec<String> {
+        form.fields
+            .get(name)
+            .map(|text| {
+                text.lines()
+                    .map(str::trim)
+                    .filter(|line| !line.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (sources, handlers) = (lines("sources"), lines("handlers"));
+    let clock = field(&form.fields, "clock")
+        .unwrap_or(Clock::default().name())
+        .to_owned();
+    // What was sent, to be shown again with an error (but the file: no browser lets a
+    // page fill in a file field).
+    let sent = json!({
+        "replacing": replace, "name": name, "sources": sources.join("\n"),
+        "handlers": handlers.join("\n"), "clock": clock,
+    });
+    let refuse = |status: StatusCode, field: &str, message: &str| {
+        let mut form = sent.clone();
+        form["error"] = json!(message);
+        form["invalid"] = json!(field);
+        modules_page(&app, &session, Upload::Failed(form), status)
+    };
+    if name.is_empty() {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "name",
+            "A new module needs a name.",
+        )
+        .await;
+    }
+    let file = form
+        .files
+        .remove("file")
+        .filter(|file| !file.bytes.is_empty());
+    let Some(file) = file else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "file",
+            "Choose the component to upload: a .wasm file.",
+        )
+        .await;
+    };
+    if file.bytes.len() > app.limits.module {
+        let message = format!(
+            "{} is larger than this server takes ({} bytes).",
+            file.name, app.limits.module
+        );
+        return refuse(StatusCode::PAYLOAD_TOO_LARGE, "file", &message).await;
+    }
+    let clock = match clock.parse::<Clock>() {
+        Ok(clock) => clock,
+        Err(error) => {
+            return refuse(StatusCode::BAD_REQUEST, "clock", &error.to_string()).await;
+        }
+    };
+    let wasm = file.bytes.to_vec();
+    drop(file);
+    let spec = ModuleSpec {
+        name: name.clone(),
+        code: ModuleCode::Wasm(wasm),
+        sources,
+        handlers,
+        limits: Default::default(),
+        clock,
+    };
+    // Only the copy is kept while it compiles.
+    drop((form, body));
+    match register_module(&app, &tenant, spec, replace, true).await {
+        Ok(module) => {
+            let shown = views::module(&module);
+            let result = format!(
+                "Module {name} is registered: code {}, running since {}.",
+                shown["hash"]
+                    .as_str()
+                    .map(|hash| &hash[..hash.len().min(12)])
+                    .unwrap_or_default(),
+                shown["since"].as_str().unwrap_or("now"),
+            );
+            modules_page(&app, &session, Upload::Done(name, result), StatusCode::OK).await
+        }
+        Err(error) if error.status.is_client_error() => {
+            // The field an error is about, by its kind (`serve/errors.rs`).
+            let field = match error.kind {
+                "invalid_module" | "too_large" => "file",
+                "exists" | "invalid_module_name" => "name",
+                "invalid_regex" => "handlers",
+                "invalid_clock" => "clock",
+                _ => "",
+            };
+            refuse(error.status, field, &error.message).await
         }
         Err(error) => failed(&session, error),
     }
@@ -1158,5 +1502,114 @@ mod tests {
         for name in PAGES.templates().map(|(name, _)| name) {
             assert!(PAGES.get_template(name).is_ok(), "{name}");
         }
+    }
+
+    fn session(admin: bool) -> serde_json::Map<String, Value> {
+        let Value::Object(context) = json!({
+            "session": { "tenant": "t", "csrf": "c", "admin": admin },
+            "tenant": "t",
+        }) else {
+            unreachable!()
+        };
+        context
+    }
+
+    #[test]
+    fn the_overview_shows_each_chart_as_svg_with_its_numbers_as_text() {
+        let hostile = "<script>alert(1)</script>";
+        let mut context = session(false);
+        context.insert(
+            "today".to_owned(),
+            json!([{ "group": hostile, "count": 1 }]),
+        );
+        context.insert(
+            "outbox".to_owned(),
+            json!({ "pending": 2, "sent": 3, "failed": 0 }),
+        );
+        let days = vec!["2024-05-01".to_owned(), "2024-05-02".to_owned()];
+        let chart = |title: &str, series| Chart {
+            title: title.to_owned(),
+            days: days.clone(),
+            series,
+        };
+        let charts = [
+            (
+                "events",
+                chart("New events", vec![("new events", vec![1, 0])]),
+            ),
+            (
+                "outbox",
+                chart(
+                    "Outbox items",
+                    vec![("made", vec![4, 1]), ("sent", vec![0, 3])],
+                ),
+            ),
+            ("dead", chart("Dead letters", vec![("parked", vec![0, 2])])),
+        ];
+        let html = PAGES
+            .get_template("overview.html")
+            .unwrap()
+            .render(with_charts(context, &charts))
+            .unwrap();
+        assert!(!html.contains(hostile) && html.contains("&lt;script&gt;"));
+        assert_eq!(html.matches("<svg class=\"chart\"").count(), 3, "{html}");
+        assert!(html.contains("aria-label=\"Outbox items: 5 made, 3 sent\""));
+        assert!(html.contains("Outbox items, the last 2 days: 5 made, 3 sent."));
+        assert!(html.contains(
+            "<tr><th scope=\"row\">2024-05-02</th><td class=\"number\">1</td><td class=\"number\">3</td></tr>"
+        ));
+        assert!(html.contains("Dead letters, the last 2 days: 2 in all."));
+    }
+
+    #[test]
+    fn the_modules_page_shows_limits_and_an_upload_form_to_admins_only() {
+        let hostile = "<b>x</b>";
+        let module = json!({
+            "name": hostile, "exports": ["handler"], "sources": [], "handlers": ["."],
+            "hash": "ab".repeat(32), "clock": "exact", "since": null, "calls": 1, "failed": 0,
+            "limits": [
+                { "name": "fuel", "value": "100,000,000", "own": true },
+                { "name": "memory-bytes", "value": "64 MiB", "own": false },
+            ],
+        });
+        let upload = json!({
+            "replacing": false, "name": hostile, "sources": "", "handlers": ".",
+            "clock": "exact", "error": "not a component", "invalid": "file",
+        });
+        for admin in [true, false] {
+            let mut context = session(admin);
+            context.insert("modules".to_owned(), json!([module]));
+            context.insert("upload".to_owned(), upload.clone());
+            context.insert("clocks".to_owned(), json!(["exact", "day"]));
+            let html = PAGES
+                .get_template("modules.html")
+                .unwrap()
+                .render(minijinja::value::Serde(&Value::Object(context)))
+                .unwrap();
+            assert!(!html.contains(hostile), "{html}");
+            assert!(html.contains("<strong>100,000,000</strong>"));
+            assert!(html.contains("<td class=\"number\">64 MiB</td>"));
+            assert_eq!(html.contains("enctype=\"multipart/form-data\""), admin);
+            assert_eq!(
+                html.contains(
+                    "type=\"file\" accept=\".wasm,application/wasm\" required aria-invalid=\"true\""
+                ),
+                admin
+            );
+            assert_eq!(html.contains("role=\"alert\""), admin);
+        }
+    }
+
+    #[test]
+    fn limits_read_as_a_person_would() {
+        assert_eq!(limit_text(Limit::Fuel, 100_000_000), "100,000,000");
+        assert_eq!(limit_text(Limit::MemoryBytes, 64 << 20), "64 MiB");
+        assert_eq!(limit_text(Limit::MemoryBytes, 4 << 30), "4 GiB");
+        assert_eq!(limit_text(Limit::LogBytes, 1000), "1,000 bytes");
+        assert_eq!(limit_text(Limit::DeadlineMs, 1000), "1,000 ms");
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(u64::MAX), "18,446,744,073,709,551,615");
     }
 }

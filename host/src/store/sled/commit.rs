@@ -4,7 +4,8 @@
 //! the next group (both cores work: one runs modules, the other writes). Batches land
 //! one at a time, in order; reads see the batch in flight (the ledger keys and records
 //! it holds) or wait for it to land; a failed batch fails the next commit or flush, and
-//! nothing after it is applied.
+//! nothing after it is applied: the store answers its error from then on, and the next
+//! open rolls it back (`failure`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::MutexGuard;
@@ -12,8 +13,9 @@ use std::thread::JoinHandle;
 
 use super::SledStore;
 use super::codec::to_json;
+use super::failure::Writes;
 use super::keys::{
-    COMMITS, DEAD, LEDGER, OUTBOX, PENDING, RECORD, REQUEST, key, outbox_key, pair_key,
+    COMMITS, DEAD, GROUP, LEDGER, OUTBOX, PENDING, RECORD, REQUEST, key, outbox_key, pair_key,
 };
 use super::ledger::encode_ledger;
 use super::outbox::encode_segment;
@@ -37,16 +39,20 @@ impl SledStore {
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
-    /// Waits for the batch in flight to land; its error if it failed.
+    /// Waits for the batch in flight to land; its error if it failed, and from then on
+    /// (the store is poisoned: see `failure`).
     pub(super) fn settle(&self) -> Result<(), Error> {
+        self.poison.check()?;
         let Some(in_flight) = self.in_flight().take() else {
             return Ok(());
         };
-        in_flight
-            .applying
-            .join()
-            .map_err(|_| Error::Storage("the thread applying a commit panicked".to_owned()))??;
-        Ok(())
+        match in_flight.applying.join() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(self.poison.fail(error)),
+            Err(_) => Err(self.poison.fail(Error::Storage(
+                "the thread applying a commit panicked".to_owned(),
+            ))),
+        }
     }
 
     /// Whether the batch in flight marks `event` seen.
@@ -94,7 +100,8 @@ impl SledStore {
         let applying = std::thread::Builder::new()
             .name("spark-commit".to_owned())
             .spawn(move || match encode(commit, first_id, commits) {
-                Ok(batch) => data.apply_batch(batch),
+                // Undoably: a batch that fails part-way is not kept in part (`failure`).
+                Ok(writes) => writes.apply_undoably(&data),
                 Err(error) => Err(sled::Error::Unsupported(error.to_string())),
             })
             .map_err(|error| Error::Storage(format!("cannot start a commit thread: {error}")))?;
@@ -108,18 +115,23 @@ impl SledStore {
     }
 }
 
-/// A commit as one batch: after a crash, all of it is there or none of it. Within a
-/// batch the last write to a key wins, so settled deliveries are removed before new
-/// ones (a delivery that failed again replaces itself). Outbox items get ids from
-/// `first_id` on.
-fn encode(commit: Commit, first_id: u64, commits: u64) -> Result<sled::Batch, Error> {
-    let mut batch = sled::Batch::default();
+/// A commit as one batch: after a crash, all of it is there or none of it (after a
+/// failed write too, with its undo record: see `failure`). Within a batch the last
+/// write to a key wins, so settled deliveries are removed before new ones (a delivery
+/// that failed again replaces itself). Outbox items get ids from `first_id` on.
+fn encode(commit: Commit, first_id: u64, commits: u64) -> Result<Writes, Error> {
+    let mut batch = Writes::default();
     batch.insert(COMMITS, &commits.to_be_bytes());
     for (model, id, record) in commit.records {
         batch.insert(pair_key(RECORD, &model, &id), encode_record(record));
     }
-    for entry in &commit.ledger {
+    for entry in commit.ledger.iter().chain(&commit.retraced) {
         batch.insert(key(LEDGER, &entry.key), encode_ledger(entry)?);
+    }
+    // A commit holds few groups and many events: each group is written once.
+    let groups: HashSet<&str> = commit.ledger.iter().map(|e| e.group.as_str()).collect();
+    for group in groups {
+        batch.insert(key(GROUP, group), &[]);
     }
     if !commit.outbox.is_empty() {
         batch.insert(

@@ -158,6 +158,55 @@ mod tests {
     }
 
     #[test]
+    fn a_forgotten_key_is_new_again_after_reopening_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let forget =
+            |keys: &[&str]| -> Vec<String> { keys.iter().map(|k| k.to_string()).collect() };
+        {
+            let mut store = SledStore::open(dir.path(), None).unwrap();
+            commit_keys(&mut store, 0..10);
+            store.flush().unwrap();
+            let forgotten = store
+                .forget_events(&forget(&["a_3", "a_7", "a_99"]))
+                .unwrap();
+            assert_eq!(
+                forgotten.forgotten, 2,
+                "a key not in the ledger is passed by"
+            );
+            assert!(!store.is_seen("a_3").unwrap());
+            assert!(store.is_seen("a_4").unwrap());
+            store.flush().unwrap();
+        }
+        let mut store = SledStore::open(dir.path(), None).unwrap();
+        // The saved filter still covers every commit (it is read, not rebuilt), and
+        // still holds the forgotten keys' fingerprints: a "maybe", which a read answers.
+        assert!(saved_filter(&store.data, store.commits).unwrap().is_some());
+        assert!(
+            store
+                .filter()
+                .unwrap()
+                .may_contain(&super::super::keys::key(LEDGER, "a_3"))
+        );
+        assert!(!store.is_seen("a_3").unwrap());
+        assert!(!store.is_seen("a_7").unwrap());
+        assert!(knows_keys(&store, 0..3));
+        assert_eq!(store.ledger().count(), 8);
+        // Committed again, a key is seen again, after reopening too.
+        store
+            .commit(Commit {
+                ledger: vec![entry("a_3", "a")],
+                ..Commit::default()
+            })
+            .unwrap();
+        assert!(store.is_seen("a_3").unwrap());
+        store.flush().unwrap();
+        drop(store);
+        let store = SledStore::open(dir.path(), None).unwrap();
+        assert!(store.is_seen("a_3").unwrap());
+        assert!(!store.is_seen("a_7").unwrap());
+    }
+
+    #[test]
     fn a_filter_that_misses_commits_is_rebuilt() {
         let dir = tempfile::tempdir().unwrap();
         {

@@ -15,6 +15,9 @@ pub(super) const PENDING: u8 = b'p';
 pub(super) const DEAD: u8 = b'd';
 /// Requests remembered by idempotency key (`q` and the key).
 pub(super) const REQUEST: u8 = b'q';
+/// The groups of the events the ledger has seen (`g` and the group), kept by the
+/// commits so that "which groups exist" needs no scan of the ledger.
+pub(super) const GROUP: u8 = b'g';
 
 /// The key filter's header (`h`) and pages (`p`, then table and page as big-endian
 /// u32), saved by `flush`.
@@ -26,6 +29,9 @@ pub(super) const COMMITS: &[u8] = b"c";
 /// items: the last segment no longer tells, and an id must never be given twice (it is
 /// how receivers recognise an item sent again).
 pub(super) const OUTBOX_NEXT_ID: &[u8] = b"n";
+/// The undo record of the commit being written: there only while its batch is applied,
+/// or after that failed (see `failure`).
+pub(super) const UNDO: &[u8] = b"w";
 
 /// Keys of the `meta` tree.
 pub(super) const SETTINGS: &[u8] = b"settings";

@@ -7,16 +7,24 @@ use serde_json::value::RawValue;
 use super::codec::utf8;
 use crate::Error;
 use crate::store::LedgerEntry;
+use crate::trace::Trace;
 
-/// The ledger's value: the context is stored as the JSON it is, without re-encoding.
+/// The ledger's value: the context is stored as the JSON it is, without re-encoding;
+/// the trace follows it when there is one.
 pub(super) fn encode_ledger(entry: &LedgerEntry) -> Result<Vec<u8>, Error> {
-    let group = serde_json::to_string(&entry.group)
-        .map_err(|error| Error::Storage(format!("encoding: {error}")))?;
-    Ok(format!(
-        r#"{{"group":{group},"created_at":{},"context":{}}}"#,
+    let encoding = |error: serde_json::Error| Error::Storage(format!("encoding: {error}"));
+    let group = serde_json::to_string(&entry.group).map_err(encoding)?;
+    let mut value = format!(
+        r#"{{"group":{group},"created_at":{},"context":{}"#,
         entry.created_at_ms, entry.context
     )
-    .into_bytes())
+    .into_bytes();
+    if let Some(trace) = &entry.trace {
+        value.extend_from_slice(br#","trace":"#);
+        serde_json::to_writer(&mut value, trace).map_err(encoding)?;
+    }
+    value.push(b'}');
+    Ok(value)
 }
 
 pub(super) fn decode_ledger(key: &[u8], value: &[u8]) -> Result<LedgerEntry, Error> {
@@ -26,6 +34,8 @@ pub(super) fn decode_ledger(key: &[u8], value: &[u8]) -> Result<LedgerEntry, Err
         created_at: i64,
         #[serde(borrow)]
         context: &'a RawValue,
+        #[serde(default)]
+        trace: Option<Trace>,
     }
     let stored: Stored<'_> = serde_json::from_slice(value)
         .map_err(|error| Error::Storage(format!("decoding the ledger: {error}")))?;
@@ -34,6 +44,7 @@ pub(super) fn decode_ledger(key: &[u8], value: &[u8]) -> Result<LedgerEntry, Err
         group: stored.group,
         created_at_ms: stored.created_at,
         context: stored.context.get().to_owned(),
+        trace: stored.trace,
     })
 }
 
@@ -58,6 +69,41 @@ mod tests {
         assert_eq!(store.ledger_entry("c_1").unwrap(), None);
         let keys: Vec<String> = store.ledger().map(|e| e.unwrap().key).collect();
         assert_eq!(keys, ["a_1", "b_1"]);
+        assert_eq!(store.groups().unwrap(), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_retraced_entry_replaces_the_stored_trace_and_nothing_else() {
+        let mut store = SledStore::temporary().unwrap();
+        store
+            .commit(Commit {
+                ledger: vec![entry("a_1", "a")],
+                ..Commit::default()
+            })
+            .unwrap();
+        let mut retraced = entry("a_1", "a");
+        let trace = retraced.trace.as_mut().unwrap();
+        let mut retry = trace.steps[0].clone();
+        retry.attempt = 2;
+        trace.push(retry);
+        store
+            .commit(Commit {
+                retraced: vec![retraced.clone()],
+                ..Commit::default()
+            })
+            .unwrap();
+        assert_eq!(store.ledger_entry("a_1").unwrap(), Some(retraced));
+        assert_eq!(store.ledger().count(), 1);
+        // An entry from before traces reads back without one.
+        let mut old = entry("b_1", "b");
+        old.trace = None;
+        store
+            .commit(Commit {
+                ledger: vec![old.clone()],
+                ..Commit::default()
+            })
+            .unwrap();
+        assert_eq!(store.ledger_entry("b_1").unwrap(), Some(old));
     }
 }
 

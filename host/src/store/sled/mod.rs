@@ -4,19 +4,22 @@
 //! atomic `Batch` (cheaper than a transaction over several trees). Its keys start with
 //! a byte naming the keyspace: `r` records (`model \0 id`), `l` the ledger (`key`), `o`
 //! the outbox, `u` outbox items updated since, `p` pending and `d` dead deliveries
-//! (`event \0 handler`); `f` holds the key filter, `c` the count of commits and `n` the
-//! next outbox id (all in `keys`). Modules, generators, templates and settings, written
-//! rarely, have trees of their own, keyed by name.
+//! (`event \0 handler`); `f` holds the key filter, `c` the count of commits, `n` the
+//! next outbox id and `w` the undo record of a commit being written (all in `keys`).
+//! Modules, generators, templates and settings, written rarely, have trees of their
+//! own, keyed by name.
 //!
 //! Values are JSON, but for records (their JSON text and source memos, see `records`),
 //! the key filter's pages (see `filter`) and the counters (big-endian u64). A commit's
 //! outbox items are one value, a segment, later updated and pruned item by item (see
 //! `outbox`). A commit's batch is applied on a thread of its own while the pipeline
 //! goes on with the next group; reads see the batch in flight or wait for it to land
-//! (see `commit`).
+//! (see `commit`). A write the kernel fails stops the store, and the commit it was part
+//! of is rolled back at the next open (see `failure`).
 
 mod codec;
 mod commit;
+mod failure;
 mod filter;
 mod keys;
 mod ledger;
@@ -35,18 +38,19 @@ use serde::de::DeserializeOwned;
 
 use self::codec::{decode_u64, from_json, to_json, utf8};
 use self::commit::InFlight;
+use self::failure::Poison;
 use self::keys::{
-    COMMITS, DEAD, LEDGER, MODULE_ORDER, OUTBOX, OUTBOX_UPDATE, PENDING, RECORD, REQUEST, SETTINGS,
-    key, outbox_key, pair_key,
+    COMMITS, DEAD, GROUP, LEDGER, MODULE_ORDER, OUTBOX, OUTBOX_UPDATE, PENDING, RECORD, REQUEST,
+    SETTINGS, key, outbox_key, pair_key,
 };
 use self::ledger::decode_ledger;
-use self::outbox::{latest_outbox, next_outbox_id};
-use self::records::decode_record;
+use self::outbox::{latest_outbox, next_outbox_id, remove_items};
+use self::records::{decode_record, drop_memos};
 use self::reserve::Reserve;
 use super::key_filter::KeyFilter;
 use super::{
-    Commit, DeadLetter, Items, LedgerEntry, OutboxItem, OutboxStore, PendingDelivery, Pruned,
-    Registration, RememberedRequest, Store, StoredRecord, TenantSettings,
+    Commit, DeadLetter, Forgotten, Items, LedgerEntry, OutboxItem, OutboxStore, PendingDelivery,
+    Pruned, Registration, RememberedRequest, Store, StoredRecord, TenantSettings,
 };
 use crate::Error;
 use crate::generators::Generator;
@@ -78,10 +82,15 @@ pub struct Sled {
     next_outbox_id: u64,
     /// The free space left alone on the disk (see [`Reserve`]).
     reserve: Reserve,
+    /// The first write that failed, after which nothing is written (see [`Poison`]).
+    poison: Poison,
 }
 
 /// About what an outbox item's update takes: the item again, under `u`.
 const ITEM_UPDATE_BYTES: u64 = 2048;
+
+/// About what removing a key takes in sled's log.
+const DELETE_BYTES: u64 = 512;
 
 /// How long opening waits for a dropped database of this process to let go of its
 /// files (see [`SledStore::open`]).
@@ -107,26 +116,41 @@ impl SledStore {
         if let Some(bytes) = cache_bytes {
             config = config.cache_capacity(bytes);
         }
+        let mut snapshots_checked = false;
         let db = loop {
             match config.open() {
                 Err(error) if is_lock_held(&error) && Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(10));
                 }
+                // A snapshot left unfinished by a failed write (see `failure`).
+                Err(error @ sled::Error::Corruption { .. }) if !snapshots_checked => {
+                    snapshots_checked = true;
+                    if failure::remove_unfinished_snapshots(path) == 0 {
+                        return Err(error.into());
+                    }
+                }
                 result => break result?,
             }
         };
-        Self::from_db(db, Reserve::from_env(path)?)
+        Self::from_db(db, Reserve::from_env(path)?, Poison::new(path))
     }
 
     /// A database that lives in a temporary directory and is deleted when dropped.
     #[cfg(test)]
     pub fn temporary() -> Result<Self, Error> {
         let db = sled::Config::new().temporary(true).open()?;
-        Self::from_db(db, Reserve::none(Path::new("")))
+        Self::from_db(db, Reserve::none(Path::new("")), Poison::new(Path::new("")))
     }
 
-    fn from_db(db: sled::Db, reserve: Reserve) -> Result<Self, Error> {
+    fn from_db(db: sled::Db, reserve: Reserve, poison: Poison) -> Result<Self, Error> {
         let data = db.open_tree("data")?;
+        let undone = failure::roll_back(&data)?;
+        if undone > 0 {
+            tracing::warn!(
+                "a commit that failed part-way was rolled back ({undone} keys put back as \
+                 they were); running the same command again redoes it"
+            );
+        }
         let next_outbox_id = next_outbox_id(&data)?;
         let commits = match data.get(COMMITS)? {
             Some(value) => decode_u64(&value, "the count of commits")?,
@@ -144,6 +168,7 @@ impl SledStore {
             db,
             next_outbox_id,
             reserve,
+            poison,
         })))
     }
 
@@ -175,8 +200,16 @@ impl DerefMut for SledStore {
 
 impl Drop for SledStore {
     fn drop(&mut self) {
-        if let Err(error) = self.settle() {
+        let failed_before = self.poison.is_set();
+        if let Err(error) = self.settle()
+            && !failed_before
+        {
             tracing::error!("a commit failed as the store closed: {error}");
+        }
+        if self.poison.is_set() {
+            // A write failed: sled is left open, not flushed, for the process's exit to
+            // end (see `failure`). The next open rolls back the commit that failed.
+            return;
         }
         // sled's trees flush as they drop, and after a failed write to its log (a full
         // disk) that flush may wait for ever. So they are dropped on a thread of their
@@ -217,15 +250,18 @@ impl Store for SledStore {
         if commit.is_empty() {
             return Ok(());
         }
+        self.poison.check()?;
         self.reserve.check(commit.size_estimate())?;
         self.start_commit(commit)
     }
 
     fn flush(&self) -> Result<(), Error> {
         self.settle()?;
-        self.save_dirty_filter()?;
-        self.db.flush()?;
-        Ok(())
+        // A flush that failed stops the store too: sled's next one could wait for ever.
+        let flushed = self
+            .save_dirty_filter()
+            .and_then(|()| Ok(self.db.flush().map(drop)?));
+        flushed.map_err(|error| self.poison.fail(error))
     }
 
     fn is_seen(&self, event: &str) -> Result<bool, Error> {
@@ -279,6 +315,14 @@ impl Store for SledStore {
                     decode_ledger(&key[1..], &value)
                 }),
         )
+    }
+
+    fn groups(&self) -> Result<Vec<String>, Error> {
+        self.settle()?;
+        self.data
+            .scan_prefix([GROUP])
+            .map(|item| utf8(&item?.0[1..]))
+            .collect()
     }
 
     fn remembered_request(&self, request: &str) -> Result<Option<RememberedRequest>, Error> {
@@ -341,6 +385,7 @@ impl Store for SledStore {
         Ok(Box::new(SledOutbox {
             data: self.data.clone(),
             reserve: self.reserve.clone(),
+            poison: self.poison.clone(),
         }))
     }
 
@@ -355,6 +400,56 @@ impl Store for SledStore {
 
     fn dead(&self) -> Items<'_, DeadLetter> {
         self.settled_values(DEAD)
+    }
+
+    fn discard_dead(&mut self, letters: &[(String, String)]) -> Result<u64, Error> {
+        self.settle()?;
+        let mut batch = sled::Batch::default();
+        let mut discarded = 0;
+        for (event, handler) in letters {
+            let key = pair_key(DEAD, event, handler);
+            if self.data.contains_key(&key)? {
+                batch.remove(key);
+                discarded += 1;
+            }
+        }
+        self.reserve.check(DELETE_BYTES * discarded)?;
+        self.data.apply_batch(batch)?;
+        self.data.flush()?;
+        Ok(discarded)
+    }
+
+    fn forget_events(&mut self, keys: &[String]) -> Result<Forgotten, Error> {
+        self.settle()?;
+        self.reserve.check(DELETE_BYTES * keys.len() as u64)?;
+        // The memos go first, on their own: dropping them is always safe, so a crash
+        // before the ledger's batch leaves nothing wrong.
+        drop_memos(&self.data, &self.reserve)?;
+        let mut forgotten = Forgotten::default();
+        let mut batch = sled::Batch::default();
+        for event in keys {
+            let entry = key(LEDGER, event);
+            if self.data.contains_key(&entry)? {
+                batch.remove(entry);
+                forgotten.forgotten += 1;
+            }
+            // `event \0`: the deliveries of this event to every handler.
+            for (space, count) in [
+                (PENDING, &mut forgotten.pending),
+                (DEAD, &mut forgotten.dead),
+            ] {
+                for delivery in self.data.scan_prefix(pair_key(space, event, "")).keys() {
+                    batch.remove(delivery?);
+                    *count += 1;
+                }
+            }
+        }
+        // The key filter keeps the keys' fingerprints: a table of fingerprints cannot
+        // lose one without losing others' (linear probing), and a "maybe" for a key not
+        // in the ledger costs one read, which answers "new".
+        self.data.apply_batch(batch)?;
+        self.data.flush()?;
+        Ok(forgotten)
     }
 
     fn modules(&self) -> Result<Vec<Registration>, Error> {
@@ -465,6 +560,8 @@ fn scheduled_run_key(job: &str) -> Vec<u8> {
 struct SledOutbox {
     data: sled::Tree,
     reserve: Reserve,
+    /// The store's: a failed write of either stops both.
+    poison: Poison,
 }
 
 impl OutboxStore for SledOutbox {
@@ -473,7 +570,8 @@ impl OutboxStore for SledOutbox {
     }
 
     fn update_outbox(&mut self, items: &[OutboxItem]) -> Result<(), Error> {
-        write_updates(&self.data, &self.reserve, items)
+        self.poison.check()?;
+        write_updates(&self.data, &self.reserve, items).map_err(|error| self.poison.fail(error))
     }
 
     fn check_space(&self) -> Result<(), Error> {
@@ -481,8 +579,14 @@ impl OutboxStore for SledOutbox {
     }
 
     fn flush(&self) -> Result<(), Error> {
-        self.data.flush()?;
+        self.poison.check()?;
+        self.data.flush().map_err(|error| self.poison.fail(error))?;
         Ok(())
+    }
+
+    fn remove_outbox(&mut self, ids: &[u64]) -> Result<u64, Error> {
+        self.poison.check()?;
+        remove_items(&self.data, &self.reserve, ids)
     }
 }
 
@@ -509,14 +613,36 @@ fn write_updates(data: &sled::Tree, reserve: &Reserve, items: &[OutboxItem]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trace::{Origin, Outcome, Step, Trace};
 
-    /// A ledger entry of `key` in `group`, with a context that needs escaping.
+    /// A ledger entry of `key` in `group`, with a context that needs escaping and a
+    /// trace.
     pub(super) fn entry(key: &str, group: &str) -> LedgerEntry {
+        let mut trace = Trace::new(
+            Origin::Source {
+                module: "source".to_owned(),
+            },
+            vec!["handler".to_owned()],
+        );
+        trace.push(Step {
+            handler: "handler".to_owned(),
+            attempt: 1,
+            at_ms: 1_700_000_000_000,
+            micros: 120,
+            fuel: Some(5_000),
+            outcome: Outcome::Done,
+            error: None,
+            effects: 1,
+            emitted: 0,
+            emitted_keys: Vec::new(),
+            log: "said \"hello\"\n".to_owned(),
+        });
         LedgerEntry {
             key: key.to_owned(),
             group: group.to_owned(),
             created_at_ms: 1_700_000_000_000,
             context: r#"{"n": 1, "s": "\"quoted\""}"#.to_owned(),
+            trace: Some(trace),
         }
     }
 
@@ -548,5 +674,125 @@ mod tests {
         assert_eq!(names, ["zeta", "alpha"]);
         assert!(store.remove_module("zeta").unwrap());
         assert!(!store.remove_module("zeta").unwrap());
+    }
+}
+
+#[cfg(test)]
+mod repair_tests {
+    use super::*;
+    use crate::error::CallError;
+    use crate::store::SourceMemo;
+
+    fn delivery(event: &str, handler: &str) -> (PendingDelivery, DeadLetter) {
+        let error = CallError::Guest {
+            message: "no".to_owned(),
+        };
+        let pending = PendingDelivery {
+            event: event.to_owned(),
+            handler: handler.to_owned(),
+            attempts: 1,
+            error: error.clone(),
+            next_at_ms: 10,
+            depth: 0,
+        };
+        let dead = DeadLetter {
+            event: event.to_owned(),
+            handler: handler.to_owned(),
+            attempts: 3,
+            error,
+            dead_at_ms: 20,
+            depth: 0,
+        };
+        (pending, dead)
+    }
+
+    fn record(memos: Vec<SourceMemo>) -> StoredRecord {
+        StoredRecord {
+            json: r#"{"id":1}"#.to_owned(),
+            memos,
+        }
+    }
+
+    /// Events `e` and `e2`, `e` with a pending delivery and a dead letter, `e2` with
+    /// one of each too (to another handler), and records with and without memos.
+    fn store() -> SledStore {
+        let mut store = SledStore::temporary().unwrap();
+        let (pending_e, dead_e) = delivery("e", "h");
+        let (pending_e2, dead_e2) = delivery("e2", "h");
+        let ledger = ["e", "e2", "e3"]
+            .into_iter()
+            .map(|key| {
+                serde_json::from_value(serde_json::json!({
+                    "key": key, "group": "g", "created_at_ms": 1, "context": "{}",
+                }))
+                .unwrap()
+            })
+            .collect();
+        let memo = SourceMemo {
+            call: [7; 32],
+            events: 2,
+        };
+        store
+            .commit(Commit {
+                ledger,
+                records: vec![
+                    ("m".to_owned(), "1".to_owned(), record(vec![memo])),
+                    ("m".to_owned(), "2".to_owned(), record(Vec::new())),
+                    ("n".to_owned(), "1".to_owned(), record(vec![memo, memo])),
+                ],
+                pending: vec![pending_e, pending_e2],
+                dead: vec![dead_e, dead_e2],
+                ..Commit::default()
+            })
+            .unwrap();
+        store
+    }
+
+    fn pending_events(store: &SledStore) -> Vec<String> {
+        store.pending().map(|item| item.unwrap().event).collect()
+    }
+
+    fn dead_events(store: &SledStore) -> Vec<String> {
+        store.dead().map(|item| item.unwrap().event).collect()
+    }
+
+    #[test]
+    fn forgetting_takes_the_deliveries_of_those_events_and_every_memo() {
+        let mut store = store();
+        let forgotten = store
+            .forget_events(&["e".to_owned(), "e9".to_owned()])
+            .unwrap();
+        assert_eq!(
+            forgotten,
+            Forgotten {
+                forgotten: 1,
+                pending: 1,
+                dead: 1,
+                unsent: Vec::new(),
+            }
+        );
+        let keys: Vec<String> = store.ledger().map(|entry| entry.unwrap().key).collect();
+        assert_eq!(keys, ["e2", "e3"]);
+        assert_eq!(pending_events(&store), ["e2"]);
+        assert_eq!(dead_events(&store), ["e2"]);
+        // Every record is kept, without its memos.
+        for (model, id) in [("m", "1"), ("m", "2"), ("n", "1")] {
+            assert_eq!(store.record(model, id).unwrap(), Some(record(Vec::new())));
+        }
+    }
+
+    #[test]
+    fn discarding_removes_just_the_dead_letters_named() {
+        let mut store = store();
+        let (pending, _) = delivery("e", "h");
+        let letters = [
+            ("e".to_owned(), "h".to_owned()),
+            ("e".to_owned(), "other".to_owned()),
+        ];
+        assert_eq!(store.discard_dead(&letters).unwrap(), 1);
+        assert_eq!(dead_events(&store), ["e2"]);
+        assert_eq!(store.pending().map(Result::unwrap).next(), Some(pending));
+        assert!(store.is_seen("e").unwrap(), "the event stays in the ledger");
+        assert_eq!(store.discard_dead(&[]).unwrap(), 0);
     }
 }

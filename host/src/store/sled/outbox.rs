@@ -7,15 +7,22 @@
 //! commit's cost. A send attempt changes one item, so the item's new state goes to `u`
 //! under its own id, and reading the outbox takes it in place of the segment's copy.
 //! Pruning rewrites a segment without its removed items and with its updates folded
-//! in (or removes it), and keeps the next id under `n`.
+//! in (or removes it), and keeps the next id under `n`. Cancelling items (removing some
+//! that were never sent) rewrites their segments without them and leaves the other
+//! items' updates where they are, so that it may run beside commits, which only add
+//! segments (see [`remove_items`]).
 //! Data dirs written before segments hold one item per `o` key; both are read.
+
+use std::collections::BTreeSet;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use super::SledStore;
 use super::codec::{decode_u64, from_json, to_json};
 use super::keys::{OUTBOX, OUTBOX_NEXT_ID, OUTBOX_UPDATE, outbox_key};
+use super::reserve::Reserve;
 use crate::Error;
 use crate::outbox::{OutboxItem, OutboxPayload};
 use crate::store::{Items, NewOutboxItem, Pruned};
@@ -153,6 +160,71 @@ fn payload_len(payload: &OutboxPayload) -> usize {
         }
         OutboxPayload::Output(output) => output.channel.len() + 64,
     }
+}
+
+/// Removes the items of `ids` from `data`'s outbox (those there are; how many), all in
+/// one batch: each segment that holds one is written again without it (the other items
+/// as the very text they were), the removed items' updates go, and the next id is kept
+/// beyond every removed one, so that no id is given again. The other items' updates
+/// stay under `u`, untouched: a sender may write those meanwhile, and commits only add
+/// segments, so this needs no lock but being the sender (the one writer of `u`).
+pub(super) fn remove_items(
+    data: &sled::Tree,
+    reserve: &Reserve,
+    ids: &[u64],
+) -> Result<u64, Error> {
+    #[derive(Deserialize)]
+    struct Id {
+        id: u64,
+    }
+    let wanted: BTreeSet<u64> = ids.iter().copied().collect();
+    let Some(&last_wanted) = wanted.last() else {
+        return Ok(0);
+    };
+    let mut batch = sled::Batch::default();
+    let (mut removed, mut bytes, mut after_removed) = (0, 0, 0);
+    for entry in data.scan_prefix([OUTBOX]) {
+        let (key, value) = entry?;
+        // A value's key is its first item's id: values past the last id wanted hold none.
+        if decode_u64(&key[1..], "an outbox key")? > last_wanted {
+            break;
+        }
+        let items: Vec<Box<RawValue>> = outbox_value(&value)?;
+        let count = items.len();
+        let mut kept = Vec::with_capacity(count);
+        for item in items {
+            let Id { id } = from_json(item.get().as_bytes())?;
+            if wanted.contains(&id) {
+                batch.remove(outbox_key(OUTBOX_UPDATE, id));
+                after_removed = after_removed.max(id + 1);
+                removed += 1;
+            } else {
+                kept.push(item);
+            }
+        }
+        if kept.len() == count {
+            continue;
+        }
+        if kept.is_empty() {
+            batch.remove(key);
+        } else {
+            let segment = to_json(&kept)?;
+            bytes += segment.len() as u64;
+            batch.insert(key, segment);
+        }
+    }
+    if removed == 0 {
+        return Ok(0);
+    }
+    let next_id = match data.get(OUTBOX_NEXT_ID)? {
+        Some(value) => decode_u64(&value, "the next outbox id")?,
+        None => 1,
+    };
+    batch.insert(OUTBOX_NEXT_ID, &next_id.max(after_removed).to_be_bytes());
+    reserve.check(bytes)?;
+    data.apply_batch(batch)?;
+    data.flush()?;
+    Ok(removed)
 }
 
 impl SledStore {
@@ -423,6 +495,51 @@ mod tests {
                 kept: 1
             }
         );
+    }
+
+    #[test]
+    fn removed_items_go_from_their_segments_and_their_ids_are_never_given_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let event = |name: &str| name.to_owned();
+        {
+            let mut store = SledStore::open(dir.path(), None).unwrap();
+            commit_segments(&mut store);
+            // e2 failed once (an update under `u`), e3 too: e3's update stays.
+            let items: Vec<OutboxItem> = store.outbox().map(Result::unwrap).collect();
+            let updates: Vec<OutboxItem> = [1, 2]
+                .into_iter()
+                .map(|index| {
+                    let mut item = items[index].clone();
+                    item.attempts = 1;
+                    item
+                })
+                .collect();
+            let mut outbox = store.outbox_store().unwrap();
+            outbox.update_outbox(&updates).unwrap();
+            // e2 from the first segment, the whole second one (e4, e5), and an id
+            // that is none.
+            assert_eq!(outbox.remove_outbox(&[2, 4, 5, 9]).unwrap(), 3);
+            assert_eq!(outbox.remove_outbox(&[]).unwrap(), 0);
+            assert_eq!(
+                outbox_events(&store),
+                [
+                    (1, event("e1"), OutboxStatus::Pending, 0),
+                    (3, event("e3"), OutboxStatus::Pending, 1),
+                ]
+            );
+            assert_eq!(store.data.scan_prefix([OUTBOX_UPDATE]).count(), 1);
+            store.flush().unwrap();
+        }
+        // The last segment is gone, yet the next id is after every removed one.
+        let mut store = SledStore::open(dir.path(), None).unwrap();
+        store
+            .commit(Commit {
+                outbox: vec![output("e6")],
+                ..Commit::default()
+            })
+            .unwrap();
+        let ids: Vec<u64> = outbox_events(&store).iter().map(|item| item.0).collect();
+        assert_eq!(ids, [1, 3, 6]);
     }
 
     #[test]

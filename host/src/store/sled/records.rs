@@ -8,10 +8,13 @@
 
 use super::codec::utf8;
 use super::keys::{RECORD, pair_key};
+use super::reserve::Reserve;
 use crate::Error;
 use crate::store::{SourceMemo, StoredRecord};
 
 const MEMO_BYTES: usize = 36;
+/// Records rewritten per batch when their memos are dropped.
+const MEMO_BATCH: usize = 1_000;
 
 pub(super) fn encode_record(record: StoredRecord) -> Vec<u8> {
     let mut value = record.json.into_bytes();
@@ -50,6 +53,37 @@ pub(super) fn decode_record(value: &[u8]) -> Result<StoredRecord, Error> {
         json: utf8(json)?,
         memos,
     })
+}
+
+/// Rewrites every record that has source memos without them, a batch at a time (each
+/// batch checked against the `reserve` first); how many. Dropping memos is always
+/// safe: a record without one is run through its sources again the next time it comes,
+/// so a crash part-way leaves nothing wrong. The caller lets the batch in flight land
+/// first.
+pub(super) fn drop_memos(data: &sled::Tree, reserve: &Reserve) -> Result<u64, Error> {
+    let mut dropped = 0;
+    let mut batch = sled::Batch::default();
+    let (mut in_batch, mut bytes) = (0, 0);
+    for item in data.scan_prefix([RECORD]) {
+        let (key, value) = item?;
+        let Some(end) = value.iter().position(|&byte| byte == 0) else {
+            continue;
+        };
+        bytes += (key.len() + end) as u64;
+        batch.insert(key, &value[..end]);
+        in_batch += 1;
+        dropped += 1;
+        if in_batch == MEMO_BATCH {
+            reserve.check(bytes)?;
+            data.apply_batch(std::mem::take(&mut batch))?;
+            (in_batch, bytes) = (0, 0);
+        }
+    }
+    if in_batch > 0 {
+        reserve.check(bytes)?;
+        data.apply_batch(batch)?;
+    }
+    Ok(dropped)
 }
 
 /// Up to `limit` records of `model` with ids after `after`, in id order, as they are

@@ -8,7 +8,8 @@
 //! outbox segment) could be lost or kept apart from the rest of its batch, so mails
 //! were lost or doubled after space was freed. Databases keep a reserve for this (a
 //! quota, the blocks ext4 keeps for root); so does Spark: the disk is never filled by
-//! Spark's own writes, and a full disk is a clean error that names it.
+//! Spark's own writes, and a full disk is a clean error that names it. (A write that
+//! fails all the same, the disk filled by another program, is met by `failure`.)
 //!
 //! The reserve is `SPARK_DISK_RESERVE` bytes (a number, with an optional `KiB`, `MiB`
 //! or `GiB`), 64 MiB unless set; `0` turns the check off.
