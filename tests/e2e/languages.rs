@@ -434,3 +434,31 @@ fn a_javascript_guest_logs_and_reads_the_time_as_a_number() {
         json!({ "nowMs": "number", "nowMsValue": 1_715_299_200_000_i64 })
     );
 }
+
+#[test]
+fn a_javascript_module_whose_export_is_misnamed_fails_check_and_registration() {
+    let spark = Spark::new();
+    // Under the workspace, where componentize-qjs takes its modules from.
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("misnamed-js");
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, export: &str| {
+        let file = dir.join(name);
+        let js = format!("export const {export} = {{ handle(event, inv) {{ return []; }} }};\n");
+        std::fs::write(&file, js).unwrap();
+        javascript(&file, "handler-module")
+    };
+    let wasm = write("misnamed.js", "handlr");
+    let wasm = wasm.to_str().unwrap();
+    spark
+        .run(&["check", wasm])
+        .code(2)
+        .stderr_has("its JavaScript defines no `handler` export")
+        .stderr_has("export const handler = ");
+    spark
+        .run(&["module", "add", wasm, "--name", "mails", "--handler", "."])
+        .code(2)
+        .stderr_has("defines no `handler` export");
+    // The same module named right passes.
+    let wasm = write("named.js", "handler");
+    spark.run(&["check", wasm.to_str().unwrap()]).ok();
+}

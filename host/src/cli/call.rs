@@ -145,6 +145,7 @@ fn print(name: &str, interface: &str, shown: &Value) -> anyhow::Result<()> {
         returned("effect", list("effects").iter().map(effect_line).collect())?;
     }
     let log = output::text(shown, "log");
+    let log = log.trim_start_matches('\n').trim_end();
     if !log.is_empty() {
         output::line("log:")?;
         for line in log.lines() {

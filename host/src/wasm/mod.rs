@@ -26,6 +26,7 @@ use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, Store};
 
 use crate::error::{CallError, Error};
+use crate::event::{Event, Invocation};
 use crate::limits::Limits;
 use cache::ArtifactCache;
 use instance::{arm, classify};
@@ -126,6 +127,7 @@ pub struct CompiledModule {
     handler: Option<handler::GuestIndices>,
     context: Option<context::GuestIndices>,
     info: ModuleInfo,
+    language: Language,
 }
 
 impl WasmEngine {
@@ -221,6 +223,7 @@ impl WasmEngine {
             handler,
             context,
             info,
+            language: language(),
         })
     }
 }
@@ -328,7 +331,69 @@ impl CompiledModule {
             .map_err(|error| Error::ModuleCannotStart {
                 name: name.to_owned(),
                 error,
-            })
+            })?;
+        if self.language == Language::JavaScript {
+            self.probe_javascript_exports(engine, limits, name)?;
+        }
+        Ok(())
+    }
+
+    /// Calls each export of a JavaScript component once, with harmless input:
+    /// componentize-qjs builds a component whose JavaScript lacks an export (a
+    /// misnamed one, say) and fails only when it is called, so that a check would pass
+    /// and every call fail. A call that fails for any other reason (the module's own
+    /// error with this input) is no business of this check.
+    fn probe_javascript_exports(
+        &self,
+        engine: &WasmEngine,
+        limits: &Limits,
+        name: &str,
+    ) -> Result<(), Error> {
+        let inv = Invocation {
+            tenant: "spark-check".to_owned(),
+            now_ms: 0,
+            attempt: 1,
+        };
+        let event = Event {
+            group: "spark-check".to_owned(),
+            key: "spark-check".to_owned(),
+            context: "{}".to_owned(),
+        };
+        let record = r#"{"id": "spark-check"}"#;
+        for (export, exported) in [
+            ("source", self.source.is_some()),
+            ("handler", self.handler.is_some()),
+            ("context", self.context.is_some()),
+        ] {
+            if !exported {
+                continue;
+            }
+            let mut instance =
+                self.instantiate(engine, limits)
+                    .map_err(|error| Error::ModuleCannotStart {
+                        name: name.to_owned(),
+                        error,
+                    })?;
+            let result = match export {
+                "source" => instance.events("spark-check", record, &inv).map(drop),
+                "handler" => instance.handle(&event, &inv).map(drop),
+                _ => instance.describe("spark-check", &inv).map(drop),
+            };
+            if let Err(CallError::Trap { log, .. }) = result
+                && log.contains("interface 'spark:engine/")
+                && log.contains("not found")
+            {
+                return Err(Error::InvalidModule {
+                    name: name.to_owned(),
+                    why: format!(
+                        "its WebAssembly exports `spark:engine/{export}`, but its JavaScript \
+                         defines no `{export}` export (a misnamed one?): write `export const \
+                         {export} = ...` (guest-sdk/javascript.md)"
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// A fresh instance in its own sandbox, under `limits`.
