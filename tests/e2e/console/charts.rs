@@ -1,4 +1,4 @@
-//! The overview's charts against a known workload: new events, outbox items made and
+//! The overview's charts against a known workload: new events by group, outbox items made and
 //! sent, and dead letters, per day over two weeks; each an image with a name and a
 //! summary, its numbers day by day in a table.
 
@@ -86,7 +86,12 @@ fn the_overview_charts_outbox_items_and_dead_letters_per_day() {
 
     // Each chart is an image named by its title and totals, with a caption saying them.
     for (figure, title, totals) in [
-        ("events-per-day", "New events per day", "6 in all"),
+        // A series per group: `new` today, `old` three days ago.
+        (
+            "events-per-day",
+            "New events per group and day",
+            "3 new, 3 old",
+        ),
         ("outbox-per-day", "Outbox items per day", "7 made, 5 sent"),
         ("dead-per-day", "Dead letters per day", "1 in all"),
     ] {
@@ -132,8 +137,8 @@ fn the_overview_charts_outbox_items_and_dead_letters_per_day() {
             .unwrap_or_else(|| browser.fail(&format!("no row for {day}: {rows:?}")))
     };
     browser.check(
-        on(&events, &earlier) == [3] && total(&events, 0) == 6,
-        &format!("three events three days ago, six in all: {events:?}"),
+        on(&events, &earlier) == [0, 3] && total(&events, 0) == 3 && total(&events, 1) == 3,
+        &format!("three `old` events three days ago, three `new` ones: {events:?}"),
     );
     browser.check(
         on(&outbox, &earlier) == [3, 0],

@@ -6,14 +6,22 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
+/// Series a chart draws side by side at most: each has a colour of the style sheet,
+/// and a day's bars must stay wide enough to see.
+pub const MAX_SERIES: usize = 5;
+
+/// Characters of a series' name its legend shows (the bars' tooltips and the table
+/// have all of it).
+const LEGEND_CHARS: usize = 16;
+
 /// Counts per day, one series or a few side by side.
 pub struct Chart {
     /// What it shows, e.g. "Outbox items per day".
     pub title: String,
     /// The days (`2024-05-01`), oldest first.
     pub days: Vec<String>,
-    /// Each series: its name and a count per day.
-    pub series: Vec<(&'static str, Vec<u64>)>,
+    /// Each series: its name and a count per day (at most [`MAX_SERIES`]).
+    pub series: Vec<(String, Vec<u64>)>,
 }
 
 impl Chart {
@@ -47,8 +55,8 @@ impl Chart {
     }
 
     /// The series' names, a table's column headings.
-    pub fn columns(&self) -> Vec<&'static str> {
-        self.series.iter().map(|(name, _)| *name).collect()
+    pub fn columns(&self) -> Vec<String> {
+        self.series.iter().map(|(name, _)| name.clone()).collect()
     }
 
     /// The chart as SVG: an image named by its title and summary (`role="img"`,
@@ -115,12 +123,17 @@ impl Chart {
         }
         if self.series.len() > 1 {
             for (nth, (name, _)) in self.series.iter().enumerate() {
-                let x = 6 + nth * 90;
+                let x = 6 + nth * 110;
+                let shown: String = if name.chars().count() > LEGEND_CHARS {
+                    name.chars().take(LEGEND_CHARS - 1).chain(['…']).collect()
+                } else {
+                    name.clone()
+                };
                 let _ = write!(
                     svg,
                     r#"<rect class="series-{nth}" x="{x}" y="3" width="10" height="10"></rect><text x="{}" y="12" class="legend">{}</text>"#,
                     x + 14,
-                    escape(name)
+                    escape(&shown)
                 );
             }
         }
@@ -145,7 +158,7 @@ mod tests {
         let chart = Chart {
             title: "a <b>".to_owned(),
             days: vec!["2024-05-01".to_owned(), "<x>".to_owned()],
-            series: vec![("made", vec![2, 4])],
+            series: vec![("made".to_owned(), vec![2, 4])],
         };
         let svg = chart.svg();
         assert!(svg.contains("<title>a &lt;b&gt;</title>"));
@@ -162,7 +175,10 @@ mod tests {
         let chart = Chart {
             title: "Outbox".to_owned(),
             days: vec!["2024-05-01".to_owned(), "2024-05-02".to_owned()],
-            series: vec![("made", vec![3, 0]), ("sent", vec![1, 2])],
+            series: vec![
+                ("made".to_owned(), vec![3, 0]),
+                ("sent".to_owned(), vec![1, 2]),
+            ],
         };
         assert_eq!(chart.summary(), "3 made, 3 sent");
         assert_eq!(chart.columns(), ["made", "sent"]);
@@ -177,5 +193,25 @@ mod tests {
         assert_eq!(svg.matches("class=\"series-1\"").count(), 3, "{svg}");
         assert!(svg.contains("class=\"legend\">sent</text>"));
         assert!(svg.contains("<title>2024-05-02: 2 sent</title>"));
+    }
+
+    #[test]
+    fn a_long_series_name_is_cut_in_the_legend_only() {
+        let name = "challenge_inactivity_2d".to_owned();
+        let chart = Chart {
+            title: "New events".to_owned(),
+            days: vec!["2024-05-01".to_owned()],
+            series: vec![(name.clone(), vec![1]), ("b".to_owned(), vec![2])],
+        };
+        let svg = chart.svg();
+        assert!(
+            svg.contains("class=\"legend\">challenge_inact…</text>"),
+            "{svg}"
+        );
+        assert!(
+            svg.contains("2024-05-01: 1 challenge_inactivity_2d"),
+            "{svg}"
+        );
+        assert_eq!(chart.columns(), [name.as_str(), "b"]);
     }
 }

@@ -366,15 +366,41 @@ async fn sign_out(State(app): State<App>, headers: HeaderMap, body: Body) -> Res
 const DAYS: usize = 14;
 const DAY_MS: i64 = 86_400_000;
 
+/// The events chart's series: the groups with the most new events in the window, in
+/// name order, and the others summed as `other groups` (a chart has room for
+/// [`chart::MAX_SERIES`]); one series `new events` when there are none.
+fn events_by_group(by_group: BTreeMap<String, [u64; DAYS]>) -> Vec<(String, Vec<u64>)> {
+    if by_group.is_empty() {
+        return vec![("new events".to_owned(), vec![0; DAYS])];
+    }
+    let mut groups: Vec<(String, [u64; DAYS])> = by_group.into_iter().collect();
+    if groups.len() > chart::MAX_SERIES {
+        groups.sort_by_key(|(_, days)| std::cmp::Reverse(days.iter().sum::<u64>()));
+        let rest = groups.split_off(chart::MAX_SERIES - 1);
+        groups.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut other = [0; DAYS];
+        for (_, days) in rest {
+            for (sum, count) in other.iter_mut().zip(days) {
+                *sum += count;
+            }
+        }
+        groups.push(("other groups".to_owned(), other));
+    }
+    groups
+        .into_iter()
+        .map(|(group, days)| (group, days.to_vec()))
+        .collect()
+}
+
 /// What the overview shows, read in one visit to the owner. The scans of the ledger,
 /// the outbox and the dead letters each stop after [`OVERVIEW_SCAN`] items, and the
 /// page says so: the tenant's owner does nothing else meanwhile.
 #[derive(Default)]
 struct Overview {
     today: BTreeMap<String, u64>,
-    /// Per day of the last [`DAYS`], oldest first: new events; outbox items made and
-    /// sent; deliveries that became dead letters.
-    new_events: [u64; DAYS],
+    /// Per day of the last [`DAYS`], oldest first: new events by group; outbox items
+    /// made and sent; deliveries that became dead letters.
+    new_events: BTreeMap<String, [u64; DAYS]>,
     made: [u64; DAYS],
     sent: [u64; DAYS],
     parked: [u64; DAYS],
@@ -420,7 +446,14 @@ async fn overview(
                     *overview.today.entry(entry.group.clone()).or_default() += 1;
                 }
                 if let Some(day) = day_of(entry.created_at_ms) {
-                    overview.new_events[day] += 1;
+                    match overview.new_events.get_mut(&entry.group) {
+                        Some(days) => days[day] += 1,
+                        None => {
+                            let mut days = [0; DAYS];
+                            days[day] = 1;
+                            overview.new_events.insert(entry.group.clone(), days);
+                        }
+                    }
                 }
                 if latest
                     .as_ref()
@@ -481,9 +514,9 @@ async fn overview(
         (
             "events",
             Chart {
-                title: "New events per day".to_owned(),
+                title: "New events per group and day".to_owned(),
                 days: days.clone(),
-                series: vec![("new events", overview.new_events.to_vec())],
+                series: events_by_group(overview.new_events),
             },
         ),
         (
@@ -492,8 +525,8 @@ async fn overview(
                 title: "Outbox items per day".to_owned(),
                 days: days.clone(),
                 series: vec![
-                    ("made", overview.made.to_vec()),
-                    ("sent", overview.sent.to_vec()),
+                    ("made".to_owned(), overview.made.to_vec()),
+                    ("sent".to_owned(), overview.sent.to_vec()),
                 ],
             },
         ),
@@ -502,7 +535,7 @@ async fn overview(
             Chart {
                 title: "Dead letters per day".to_owned(),
                 days,
-                series: vec![("parked", overview.parked.to_vec())],
+                series: vec![("parked".to_owned(), overview.parked.to_vec())],
             },
         ),
     ];
@@ -1484,6 +1517,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_events_chart_shows_the_busiest_groups_and_sums_the_others() {
+        let day = |n: u64| {
+            let mut days = [0; DAYS];
+            days[DAYS - 1] = n;
+            days
+        };
+        let groups: BTreeMap<String, [u64; DAYS]> =
+            [("a", 1), ("b", 9), ("c", 2), ("d", 8), ("e", 7), ("f", 6)]
+                .into_iter()
+                .map(|(group, n)| (group.to_owned(), day(n)))
+                .collect();
+        let series = events_by_group(groups);
+        let names: Vec<&str> = series.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["b", "d", "e", "f", "other groups"]);
+        assert_eq!(series[4].1[DAYS - 1], 3);
+        let few = events_by_group([("x".to_owned(), day(1))].into());
+        assert_eq!(few[0].0, "x");
+        assert_eq!(events_by_group(BTreeMap::new())[0].0, "new events");
+    }
+
+    #[test]
     fn every_page_parses_and_escapes_what_it_shows() {
         let hostile = "<script>alert(1)</script>";
         let html = PAGES
@@ -1535,16 +1589,22 @@ mod tests {
         let charts = [
             (
                 "events",
-                chart("New events", vec![("new events", vec![1, 0])]),
+                chart("New events", vec![("new events".to_owned(), vec![1, 0])]),
             ),
             (
                 "outbox",
                 chart(
                     "Outbox items",
-                    vec![("made", vec![4, 1]), ("sent", vec![0, 3])],
+                    vec![
+                        ("made".to_owned(), vec![4, 1]),
+                        ("sent".to_owned(), vec![0, 3]),
+                    ],
                 ),
             ),
-            ("dead", chart("Dead letters", vec![("parked", vec![0, 2])])),
+            (
+                "dead",
+                chart("Dead letters", vec![("parked".to_owned(), vec![0, 2])]),
+            ),
         ];
         let html = PAGES
             .get_template("overview.html")
