@@ -305,6 +305,16 @@ fn the_example_generator_finds_stalled_challenges() {
         expected.len(),
         "each gets a mail"
     );
+    // Its template says for how long: the mail sees the generator's whole context.
+    let running = regex::Regex::new(r"has been running for \d+ days").unwrap();
+    for mail in spark
+        .outbox()
+        .iter()
+        .filter(|item| expected.contains(item["event"].as_str().unwrap()))
+    {
+        let body = mail["data"]["body"].as_str().unwrap();
+        assert!(running.is_match(body), "{body}");
+    }
     let described = spark
         .run(&["generators", "describe", "--model", "challenge"])
         .ok()

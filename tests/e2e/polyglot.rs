@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -64,7 +65,11 @@ fn cached(name: &str, inputs: &[&[u8]], build: impl FnOnce(&Path) -> Command) ->
     if out.exists() {
         return out;
     }
-    let partial = dir.join(format!(".{name}-{}.wasm", std::process::id()));
+    // A name of its own per build: tests of one process may build the same guest at
+    // once, and each renames its own file into place (the same bytes either way).
+    static BUILDS: AtomicU64 = AtomicU64::new(0);
+    let build_id = BUILDS.fetch_add(1, Ordering::Relaxed);
+    let partial = dir.join(format!(".{name}-{}-{build_id}.wasm", std::process::id()));
     let mut command = build(&partial);
     let output = command.output().unwrap_or_else(|error| {
         panic!("cannot run {command:?} ({error}); scripts/test installs the tools")

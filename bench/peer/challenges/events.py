@@ -65,7 +65,8 @@ def send_challenge_mail(event):
         "reply_to": REPLY_TO,
     }
     # The mail's context is the challenge alone, as the Spark handler gives it.
-    context = {"challenge": challenge, "spark_mail": mail}
+    # The event's whole context, as the Spark handler gives its template.
+    context = dict(event["context"], spark_mail=mail)
     process_mail_events([{"group": group, "key": event["key"], "context": context}])
 
 

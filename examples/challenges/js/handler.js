@@ -29,7 +29,8 @@ export function challengeMail(event, inv) {
       subject,
       body,
       template: event.group,
-      context: { challenge },
+      // The event's whole context, as in the Rust module (`days_running`, say).
+      context: event.context,
     }),
   ];
 }

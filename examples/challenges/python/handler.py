@@ -33,6 +33,7 @@ def challenge_mail(event: Event, inv: Invocation) -> list[Mail]:
         subject=subject,
         body=body,
         template=event.group,
-        context={"challenge": challenge},
+        # The event's whole context, as in the Rust module (`days_running`, say).
+        context=event.context,
     )
     return [mail]

@@ -50,7 +50,10 @@ pub fn challenge_mail(event: &Event, _inv: &Invocation) -> Result<Vec<Effect>> {
         .subject(subject)
         .body(body)
         .template(event.group.clone())
-        .context(json!({ "challenge": event.context["challenge"] }));
+        // The template sees the event's whole context, as django-spark's spark_mails
+        // renders it: a generator's event adds what its context function computed
+        // (`days_running` for `challenge_stalled`).
+        .context(event.context.clone());
     Ok(vec![mail.into()])
 }
 
