@@ -6,7 +6,7 @@
 //! body given here are the fallback when the tenant has no such template.
 
 use serde::Deserialize;
-use spark_guest::{Effect, Event, Invocation, Mail, Result, json};
+use spark_guest::{Effect, Event, Invocation, Mail, Result};
 
 // Small allocations, freed soon: a list per size serves them faster than the default.
 #[cfg(target_arch = "wasm32")]
@@ -59,6 +59,8 @@ pub fn challenge_mail(event: &Event, _inv: &Invocation) -> Result<Vec<Effect>> {
 
 #[cfg(test)]
 mod tests {
+    use spark_guest::json;
+
     use super::*;
 
     #[test]
