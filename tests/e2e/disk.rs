@@ -88,7 +88,16 @@ impl Drop for SmallDisk {
 /// A tenant whose records of `thing` each make two events and a mail (about a
 /// kilobyte each), applied with the test's reserve.
 fn mailer(spark: &Spark) {
-    let manifest = spark.write(
+    let manifest = mailer_manifest(spark);
+    spark
+        .run_with_env(&[RESERVE], &["apply", manifest.to_str().unwrap()], "")
+        .ok();
+}
+
+/// The manifest of [`mailer`]'s tenant, written next to the data dir (the I/O fault
+/// tests use it too).
+pub(crate) fn mailer_manifest(spark: &Spark) -> PathBuf {
+    spark.write(
         "spark.toml",
         format!(
             "[[modules]]\nname = \"source\"\npath = {:?}\nsources = [\"thing\"]\n\n\
@@ -96,13 +105,12 @@ fn mailer(spark: &Spark) {
              [mails]\nfrom = \"Team <team@example.com>\"\n",
             guests::RECORDER
         ),
-    );
-    spark
-        .run_with_env(&[RESERVE], &["apply", manifest.to_str().unwrap()], "")
-        .ok();
+    )
 }
 
-fn records(count: u64) -> String {
+/// `count` records of `thing`, each making a `user_welcome` event with a mail and an
+/// `other` event.
+pub(crate) fn records(count: u64) -> String {
     let records: Vec<Value> = (1..=count)
         .map(|id| {
             let mail = json!({ "to": [format!("user{id}@example.com")],

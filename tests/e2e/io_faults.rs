@@ -17,9 +17,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use serde_json::{Value, json};
-
-use crate::support::{Run, Spark, guests, jsonl};
+use crate::disk::{self, mailer_manifest};
+use crate::support::{Run, Spark};
 
 /// Four groups of records (the pipeline commits every 1,000), so that faults land
 /// before, between and inside commits.
@@ -125,35 +124,14 @@ fn faultfs() -> &'static Path {
 /// as in `disk.rs`.
 fn mailer() -> Spark {
     let spark = Spark::new();
-    let manifest = spark.write(
-        "spark.toml",
-        format!(
-            "[[modules]]\nname = \"source\"\npath = {:?}\nsources = [\"thing\"]\n\n\
-             [[modules]]\nname = \"mails\"\npath = \"builtin:mails\"\nhandlers = [\"^user\"]\n\n\
-             [mails]\nfrom = \"Team <team@example.com>\"\n",
-            guests::RECORDER
-        ),
-    );
+    let manifest = mailer_manifest(&spark);
     spark.run(&["apply", manifest.to_str().unwrap()]).ok();
     spark
 }
 
 fn records() -> &'static str {
     static RECORDS_TEXT: OnceLock<String> = OnceLock::new();
-    RECORDS_TEXT.get_or_init(|| {
-        let records: Vec<Value> = (1..=RECORDS)
-            .map(|id| {
-                let mail = json!({ "to": [format!("user{id}@example.com")],
-                                   "subject": format!("Mail {id}"), "body": "Hello ".repeat(60) });
-                json!({ "id": id, "events": [
-                    { "group": "user_welcome", "id": id,
-                      "context": { "spark_mail": mail, "pad": "x".repeat(200) } },
-                    { "group": "other", "id": id },
-                ] })
-            })
-            .collect();
-        jsonl(&records)
-    })
+    RECORDS_TEXT.get_or_init(|| disk::records(RECORDS))
 }
 
 fn ingest(spark: &Spark, vars: &[(&str, &str)]) -> Run {
