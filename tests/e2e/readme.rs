@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::support::{Spark, guests, jsonl};
+use crate::support::{Spark, guests, jsonl, shell_words};
 
 const README: &str = include_str!("../../README.md");
 
@@ -299,29 +299,7 @@ fn shell_commands(snippet: &str) -> Vec<Vec<String>> {
         .replace("\\\n", " ")
         .lines()
         .filter(|line| !line.trim().is_empty())
-        .map(|line| {
-            let (mut words, mut word, mut quoted, mut started) =
-                (vec![], String::new(), false, false);
-            for c in line.chars() {
-                match c {
-                    '\'' => (quoted, started) = (!quoted, true),
-                    c if c.is_whitespace() && !quoted => {
-                        if started {
-                            words.push(std::mem::take(&mut word));
-                            started = false;
-                        }
-                    }
-                    c => {
-                        word.push(c);
-                        started = true;
-                    }
-                }
-            }
-            if started {
-                words.push(word);
-            }
-            words
-        })
+        .map(shell_words)
         .collect()
 }
 

@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 
 use crate::serve::{Server, token};
-use crate::support::{Run, Spark, count, guests, jsonl};
+use crate::support::{Run, Spark, count, guests, jsonl, shell_words};
 
 /// The recorder as the source of `thing` (with a `day` clock, so that an unchanged
 /// record skips its source) and as the handler of `^job`, and the built-in mail
@@ -459,32 +459,6 @@ fn bad_input_is_refused_with_exit_2_and_changes_nothing() {
     assert!(!spark.data_dir().join("tenants/nobody").exists());
 }
 
-/// The words of a shell command line as a shell splits them (single quotes keep
-/// spaces).
-fn words(line: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let (mut word, mut quoted, mut started) = (String::new(), false, false);
-    for c in line.chars() {
-        match c {
-            '\'' => (quoted, started) = (!quoted, true),
-            c if c.is_whitespace() && !quoted => {
-                if started {
-                    words.push(std::mem::take(&mut word));
-                    started = false;
-                }
-            }
-            c => {
-                word.push(c);
-                started = true;
-            }
-        }
-    }
-    if started {
-        words.push(word);
-    }
-    words
-}
-
 #[test]
 fn the_readme_repair_snippet_runs_as_written() {
     let readme = include_str!("../../README.md");
@@ -507,7 +481,7 @@ fn the_readme_repair_snippet_runs_as_written() {
     // Mails go to files here rather than to an SMTP server.
     let mails = format!("file:{}", here.join("mails").display());
     for line in snippet.lines().filter(|line| !line.trim().is_empty()) {
-        let words: Vec<String> = words(&line.replace("smtp://localhost:25", &mails));
+        let words: Vec<String> = shell_words(&line.replace("smtp://localhost:25", &mails));
         assert_eq!(words[0], "spark", "{line}");
         let args: Vec<&str> = words[1..].iter().map(String::as_str).collect();
         let output = spark.command(&args).current_dir(&here).output().unwrap();
