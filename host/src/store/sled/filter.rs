@@ -1,55 +1,114 @@
-//! The [`KeyFilter`] of the ledger and record keys on disk: read on first use, rebuilt
-//! when it misses commits, saved by `flush`.
+//! The [`KeyFilter`] of the ledger and record keys on disk: its header read on first
+//! use, its pages when a lookup needs them; rebuilt when it misses commits or a page of
+//! it is damaged; saved by `flush`.
 //!
 //! `f` holds the filter, so that a key never committed is known new without a read
 //! (sled's batches lock out every read while they apply, so a read made while the
 //! commit thread writes waits for it), and `c` the count of commits, which the saved
-//! filter must match. The filter is read when a lookup or commit first needs it, so
-//! listing commands skip it.
+//! filter must match. The filter is opened when a lookup or commit first needs it, so
+//! listing commands skip it; opening reads its header alone (87 KiB for 10 million
+//! keys), and each page (4 KiB) is read when a lookup first needs it: one per table
+//! for a key (seven at 10 million keys), so the first lookups of a run on a large
+//! ledger read pages, some of them while a batch is in flight (they wait for it, as any
+//! read does), and later ones find them in memory.
 
 use std::cell::RefMut;
 
-use super::super::key_filter::KeyFilter;
+use super::super::key_filter::{KeyFilter, NoPages, PageId, PageStore};
 use super::SledStore;
 use super::keys::{FILTER, LEDGER, RECORD, filter_header_key, filter_page_key};
 use crate::Error;
 
-impl SledStore {
-    /// The key filter, read or rebuilt (see [`load_filter`]) on first use. Its first use
-    /// comes before the first commit, so no batch is in flight while it loads.
-    pub(super) fn filter(&self) -> Result<RefMut<'_, KeyFilter>, Error> {
-        let mut filter = self.filter.borrow_mut();
-        if filter.is_none() {
-            *filter = Some(load_filter(&self.data, self.commits)?);
-        }
-        Ok(RefMut::map(filter, |filter| {
-            filter.as_mut().expect("loaded just above")
-        }))
+/// The key filter in use, with the tree its pages are read from.
+pub(super) struct FilterRef<'a> {
+    filter: RefMut<'a, KeyFilter>,
+    pages: SledPages<'a>,
+}
+
+impl FilterRef<'_> {
+    /// False when the key was certainly never committed.
+    pub(super) fn may_contain(&mut self, key: &[u8]) -> bool {
+        self.filter.may_contain(key, &self.pages)
     }
 
-    /// Saves the pages of the filter that changed since it was last saved, if it was
-    /// read at all.
+    /// Notes a key about to be committed. A filter that cannot take it (a damaged
+    /// page) answers "maybe" from then on, until [`SledStore::filter`] rebuilds it.
+    pub(super) fn insert(&mut self, key: &[u8]) {
+        self.filter.insert(key, &self.pages);
+    }
+}
+
+/// The filter's saved pages, in `data`.
+struct SledPages<'a>(&'a sled::Tree);
+
+impl PageStore for SledPages<'_> {
+    fn read_page(&self, page: PageId) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self
+            .0
+            .get(filter_page_key(page))?
+            .map(|bytes| bytes.to_vec()))
+    }
+}
+
+impl SledStore {
+    /// The key filter, opened or rebuilt (see [`load_filter`]) on first use. Its first
+    /// use comes before the first commit, so no batch is in flight while it loads. A
+    /// filter that broke (a page of it missing or damaged) is rebuilt here, once the
+    /// batch in flight, which holds the last keys it was given, has landed.
+    pub(super) fn filter(&self) -> Result<FilterRef<'_>, Error> {
+        let mut filter = self.filter.borrow_mut();
+        match filter.as_ref().map(KeyFilter::broken) {
+            None => *filter = Some(load_filter(&self.data, self.commits)?),
+            Some(Some(why)) => {
+                tracing::warn!("the key filter is rebuilt from the keys: {why}");
+                self.settle()?;
+                *filter = Some(rebuild_filter(&self.data, self.commits)?);
+            }
+            Some(None) => {}
+        }
+        Ok(FilterRef {
+            filter: RefMut::map(filter, |filter| filter.as_mut().expect("loaded just above")),
+            pages: SledPages(&self.data),
+        })
+    }
+
+    /// Saves the pages of the filter that changed since it was last saved, and its
+    /// header if it covers fewer commits than there are, if it was opened at all (and
+    /// rebuilds it if it broke). The batch in flight has landed.
     pub(super) fn save_dirty_filter(&self) -> Result<(), Error> {
-        if let Some(filter) = self.filter.borrow_mut().as_mut()
-            && filter.is_dirty()
-        {
-            save_filter(&self.data, filter, self.commits, sled::Batch::default())?;
+        let mut filter = self.filter.borrow_mut();
+        let Some(opened) = filter.as_mut() else {
+            return Ok(());
+        };
+        if let Some(why) = opened.broken() {
+            tracing::warn!("the key filter is rebuilt from the keys: {why}");
+            *filter = Some(rebuild_filter(&self.data, self.commits)?);
+        } else if opened.needs_saving(self.commits) {
+            save_filter(&self.data, opened, self.commits, sled::Batch::default())?;
         }
         Ok(())
     }
 }
 
 /// The saved key filter if it covers `commits`; else (a crash after a commit, a data
-/// dir from before filters) one rebuilt from the keys, and saved.
+/// dir from before filters or from another format) one rebuilt from the keys, and
+/// saved.
 fn load_filter(data: &sled::Tree, commits: u64) -> Result<KeyFilter, Error> {
     if let Some(filter) = saved_filter(data, commits)? {
         return Ok(filter);
     }
+    rebuild_filter(data, commits)
+}
+
+/// A filter of every ledger and record key in `data`, saved in place of the one there
+/// was, all at once.
+fn rebuild_filter(data: &sled::Tree, commits: u64) -> Result<KeyFilter, Error> {
     let mut filter = KeyFilter::new();
     for item in data.scan_prefix([LEDGER]).chain(data.scan_prefix([RECORD])) {
-        filter.insert(&item?.0);
+        // A new filter holds every page it has in memory: none is read.
+        filter.insert(&item?.0, &NoPages);
     }
-    // Pages of an older filter, which may have had more tables than this one, go.
+    // The pages of the filter there was go, in the same batch.
     let mut batch = sled::Batch::default();
     for key in data.scan_prefix([FILTER]).keys() {
         batch.remove(key?);
@@ -58,24 +117,12 @@ fn load_filter(data: &sled::Tree, commits: u64) -> Result<KeyFilter, Error> {
     Ok(filter)
 }
 
-/// The saved key filter, if there is one, whole, and covering `commits`.
+/// The saved key filter, if there is one of this format covering `commits`: its header
+/// alone is read.
 fn saved_filter(data: &sled::Tree, commits: u64) -> Result<Option<KeyFilter>, Error> {
-    let Some(header) = data.get(filter_header_key())? else {
-        return Ok(None);
-    };
-    let mut pages = Vec::new();
-    for item in data.scan_prefix([FILTER, b'p']) {
-        let (key, bytes) = item?;
-        let number = |at: usize| {
-            key.get(at..at + 4)
-                .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")))
-        };
-        let (Some(table), Some(page)) = (number(2), number(6)) else {
-            return Ok(None);
-        };
-        pages.push(((table, page), bytes.to_vec()));
-    }
-    Ok(KeyFilter::read(&header, commits, pages))
+    Ok(data
+        .get(filter_header_key())?
+        .and_then(|header| KeyFilter::open(&header, commits)))
 }
 
 /// Saves the filter's changed pages, and that it covers `commits`, in `batch`.
@@ -85,10 +132,11 @@ fn save_filter(
     commits: u64,
     mut batch: sled::Batch,
 ) -> Result<(), Error> {
-    for (page, bytes) in filter.take_dirty() {
+    let saved = filter.save(commits);
+    for (page, bytes) in saved.pages {
         batch.insert(filter_page_key(page), bytes);
     }
-    batch.insert(&filter_header_key()[..], filter.header(commits));
+    batch.insert(&filter_header_key()[..], saved.header);
     data.apply_batch(batch)?;
     Ok(())
 }
@@ -242,5 +290,149 @@ mod tests {
         let store = SledStore::open(dir.path(), None).unwrap();
         assert_eq!(store.commits, 0);
         assert!(knows_keys(&store, 0..200));
+    }
+
+    /// Saved pages of the filter: (key, bytes).
+    type Pages = Vec<(sled::IVec, sled::IVec)>;
+
+    fn saved_pages(store: &SledStore) -> Pages {
+        store
+            .data
+            .scan_prefix([FILTER, b'p'])
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    fn resident_pages(store: &SledStore) -> usize {
+        store.filter.borrow().as_ref().unwrap().resident_pages()
+    }
+
+    #[test]
+    fn opening_reads_the_header_and_a_lookup_reads_the_pages_it_needs() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut store = SledStore::open(dir.path(), None).unwrap();
+            for start in (0..60_000).step_by(10_000) {
+                commit_keys(&mut store, start..start + 10_000);
+            }
+            store.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path(), None).unwrap();
+        let tables = 5; // 120,000 keys: tables of 4,096, 16,384, 65,536, 262,144 keys...
+        assert!(saved_pages(&store).len() > 100);
+        assert!(store.is_seen("a_123").unwrap());
+        assert!(!store.is_seen("a_60000").unwrap());
+        assert!(
+            resident_pages(&store) <= 2 * tables,
+            "two lookups, a page per table each"
+        );
+        assert!(knows_keys(&store, 0..60_000));
+        assert!(store.filter().unwrap().filter.broken().is_none());
+    }
+
+    /// A data dir with keys `a_0` to `a_2999` committed in two commits and flushed, the
+    /// filter's pages as saved after the first commit, and those saved after both.
+    fn two_saves(dir: &std::path::Path) -> (Pages, Pages) {
+        let mut store = SledStore::open(dir, None).unwrap();
+        commit_keys(&mut store, 0..1_000);
+        store.flush().unwrap();
+        let first = saved_pages(&store);
+        commit_keys(&mut store, 1_000..3_000);
+        store.flush().unwrap();
+        (first, saved_pages(&store))
+    }
+
+    /// Replaces the saved pages of the store in `dir` as `change` says.
+    fn damage(dir: &std::path::Path, change: impl FnOnce(&sled::Tree)) {
+        let store = SledStore::open(dir, None).unwrap();
+        change(&store.data);
+        store.db.flush().unwrap();
+    }
+
+    /// Every key is known in the store in `dir`, whose filter's page `page` was damaged
+    /// (to `damaged`, `None` if removed): the filter breaks, and is rebuilt whole (the
+    /// page saved again, not as damaged; the next open reads it without breaking).
+    fn rebuilt_after_damage(dir: &std::path::Path, page: &[u8], damaged: Option<&[u8]>) {
+        let store = SledStore::open(dir, None).unwrap();
+        assert!(knows_keys(&store, 0..3_000));
+        assert!(!store.is_seen("a_3000").unwrap());
+        assert!(store.filter().unwrap().filter.broken().is_none());
+        let saved = store.data.get(page).unwrap();
+        assert!(
+            saved.is_some() && saved.as_deref() != damaged,
+            "rebuilt and saved"
+        );
+        drop(store);
+        let store = SledStore::open(dir, None).unwrap();
+        assert!(knows_keys(&store, 0..3_000));
+        assert!(store.filter().unwrap().filter.broken().is_none());
+    }
+
+    #[test]
+    fn a_filter_with_a_page_missing_is_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, pages) = two_saves(dir.path());
+        let (page, _) = &pages[pages.len() / 2];
+        damage(dir.path(), |data| {
+            data.remove(page).unwrap();
+        });
+        rebuilt_after_damage(dir.path(), page, None);
+    }
+
+    #[test]
+    fn a_filter_with_a_page_older_than_its_header_is_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, last) = two_saves(dir.path());
+        let (page, older) = first
+            .iter()
+            .find(|(key, bytes)| last.iter().any(|(k, b)| k == key && b != bytes))
+            .expect("a page the second commit changed");
+        damage(dir.path(), |data| {
+            data.insert(page, older).unwrap();
+        });
+        rebuilt_after_damage(dir.path(), page, Some(older));
+    }
+
+    #[test]
+    fn a_filter_that_breaks_during_a_commit_is_rebuilt_with_that_commit_in() {
+        let dir = tempfile::tempdir().unwrap();
+        two_saves(dir.path());
+        damage(dir.path(), |data| {
+            for key in data.scan_prefix([FILTER, b'p']).keys() {
+                data.remove(key.unwrap()).unwrap();
+            }
+        });
+        let mut store = SledStore::open(dir.path(), None).unwrap();
+        // The commit is the filter's first use: its inserts find pages missing.
+        commit_keys(&mut store, 3_000..4_000);
+        assert!(store.filter.borrow().as_ref().unwrap().broken().is_some());
+        // The next lookup waits for that commit to land, then rebuilds with it.
+        assert!(knows_keys(&store, 0..4_000));
+        assert!(store.filter.borrow().as_ref().unwrap().broken().is_none());
+        assert!(!store.is_seen("a_4000").unwrap());
+        store.flush().unwrap();
+        drop(store);
+        let store = SledStore::open(dir.path(), None).unwrap();
+        assert!(knows_keys(&store, 0..4_000));
+        assert!(store.filter().unwrap().filter.broken().is_none());
+    }
+
+    #[test]
+    fn a_commit_without_new_keys_is_covered_by_the_next_save() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut store = SledStore::open(dir.path(), None).unwrap();
+            commit_keys(&mut store, 0..100);
+            store.flush().unwrap();
+            // The same keys again: nothing new for the filter, but a commit.
+            commit_keys(&mut store, 0..100);
+            store.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path(), None).unwrap();
+        assert_eq!(store.commits, 2);
+        assert!(
+            saved_filter(&store.data, store.commits).unwrap().is_some(),
+            "read, not rebuilt"
+        );
     }
 }
