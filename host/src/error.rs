@@ -227,6 +227,13 @@ pub enum Error {
     /// The WebAssembly engine could not be set up.
     #[error("cannot set up the WebAssembly engine: {0}")]
     Engine(String),
+
+    /// The tenant's journal (a cluster's replicated log, see
+    /// [`Journal`](crate::Journal)) did not take a change, or gave something that is
+    /// not one: what the log said, such as "the cluster's log refused the commit:
+    /// another node owns the tenant now". A change the log refused was not applied.
+    #[error("{0}")]
+    Journal(String),
 }
 
 fn known_models_hint(known: &[String]) -> String {

@@ -67,6 +67,9 @@
 //!   [`Registration`] says which [`RegisteredCode`] it runs and what for.
 //! - [`Generator`]: events declared without code, from stored records and conditions.
 //! - Mails: rendered with the tenant's templates when committed.
+//! - [`Journal`]: where a host's tenants put each change ([`JournalEntry`]) before
+//!   it is applied, so that a cluster's node can rebuild a tenant elsewhere
+//!   ([`Tenant::replay`], [`Tenant::snapshot`], [`Spark::restore_tenant`]).
 //! - [`Error`] for requests that cannot be done; [`CallError`] for a module call that
 //!   failed, kept with its delivery in [`PendingDelivery`] or [`DeadLetter`].
 
@@ -127,12 +130,14 @@ pub use requests::{
 pub use routes::compile_regex;
 pub use schedule::{Schedule, ScheduledJob, Schedules};
 pub use send::{
-    DEFAULT_CONCURRENCY, Destinations, GIVE_UP_AFTER, OutboxSender, Rerendered, Rerendering, Route,
-    SendProblem, SendReport,
+    DEFAULT_CONCURRENCY, Destinations, GIVE_UP_AFTER, MARK_BATCH, OutboxSender, Rerendered,
+    Rerendering, Route, SendProblem, SendReport,
 };
 pub use settings::{MailSettings, RetryPolicy, TenantSettings};
 pub use spark::Spark;
-pub use store::{DeadLetter, Forgotten, LedgerEntry, PendingDelivery, Pruned};
+pub use store::{
+    DeadLetter, Forgotten, Journal, JournalEntry, LedgerEntry, PendingDelivery, Pruned,
+};
 pub use tenant::{Tenant, validate_tenant_name};
 pub use text::printable;
 pub use time::{Clock, format_time, parse_time, wall_clock_ms};

@@ -18,7 +18,7 @@ use crate::native::NativeModules;
 use crate::registration::{RegisteredCode, Registration, is_native, validate_name};
 use crate::routes::compile_regex;
 use crate::runner::Runner;
-use crate::store::Store;
+use crate::store::{Store, is_component_hash};
 use crate::time::Clock;
 use crate::wasm::{CompiledModule, WasmEngine};
 
@@ -374,27 +374,26 @@ impl Modules {
         self.dir.join(format!("{sha256}.wasm"))
     }
 
-    /// Stores a component under its hash: written aside, synced, then renamed, so a
-    /// crash never leaves a half-written component under a registered name.
     fn write_blob(&self, sha256: &str, wasm: &[u8]) -> Result<(), Error> {
-        let path = self.blob_path(sha256);
-        if path.exists() {
-            return Ok(());
-        }
-        let partial = path.with_extension("partial");
-        let io = |what, source| Error::Io {
-            what,
-            path: partial.clone(),
-            error: source,
-        };
-        let file = File::create(&partial).map_err(|e| io("cannot create", e))?;
-        std::io::Write::write_all(&mut &file, wasm).map_err(|e| io("cannot write", e))?;
-        file.sync_all().map_err(|e| io("cannot sync", e))?;
-        fs::rename(&partial, &path).map_err(|e| io("cannot rename", e))?;
-        Ok(())
+        write_component(&self.dir, sha256, wasm)
     }
 
-    fn remove_unused_blob(&self, store: &dyn Store, code: &RegisteredCode) -> Result<(), Error> {
+    /// Makes sure the component `sha256` is stored, fetching it with `fetch` if it is
+    /// not (see [`fetch_component`]).
+    pub(crate) fn fetch_blob(
+        &self,
+        sha256: &str,
+        fetch: &dyn Fn(&str) -> Result<Vec<u8>, Error>,
+    ) -> Result<(), Error> {
+        fetch_component(&self.dir, sha256, fetch)
+    }
+
+    /// Removes the component of `code` if no registration in `store` uses it any more.
+    pub(crate) fn remove_unused_blob(
+        &self,
+        store: &dyn Store,
+        code: &RegisteredCode,
+    ) -> Result<(), Error> {
         let RegisteredCode::Component { sha256 } = code else {
             return Ok(());
         };
@@ -406,6 +405,55 @@ impl Modules {
         }
         Ok(())
     }
+}
+
+/// Stores a component under its hash in `dir` (a tenant's `modules/`), unless it is
+/// there: written aside, synced, then renamed, so a crash never leaves a half-written
+/// component under a registered name.
+fn write_component(dir: &Path, sha256: &str, wasm: &[u8]) -> Result<(), Error> {
+    let path = dir.join(format!("{sha256}.wasm"));
+    if path.exists() {
+        return Ok(());
+    }
+    let partial = path.with_extension("partial");
+    let io = |what, source| Error::Io {
+        what,
+        path: partial.clone(),
+        error: source,
+    };
+    let file = File::create(&partial).map_err(|e| io("cannot create", e))?;
+    std::io::Write::write_all(&mut &file, wasm).map_err(|e| io("cannot write", e))?;
+    file.sync_all().map_err(|e| io("cannot sync", e))?;
+    fs::rename(&partial, &path).map_err(|e| io("cannot rename", e))?;
+    Ok(())
+}
+
+/// Makes sure the component `sha256` is in `dir` (a tenant's `modules/`): if it is
+/// missing, its bytes are fetched with `fetch` (from a cluster's store of components,
+/// say), checked to have that hash, and stored. A replica rebuilding a tenant calls it
+/// for each component the tenant's registrations name.
+pub(crate) fn fetch_component(
+    dir: &Path,
+    sha256: &str,
+    fetch: &dyn Fn(&str) -> Result<Vec<u8>, Error>,
+) -> Result<(), Error> {
+    if !is_component_hash(sha256) {
+        return Err(Error::Journal(format!(
+            "a registration names the component `{sha256}`, which is not a SHA-256 in \
+             lowercase hex"
+        )));
+    }
+    if dir.join(format!("{sha256}.wasm")).exists() {
+        return Ok(());
+    }
+    let wasm = fetch(sha256)?;
+    let actual = hex_sha256(&wasm);
+    if actual != sha256 {
+        return Err(Error::Journal(format!(
+            "the component fetched as {sha256} is not it: its SHA-256 is {actual}"
+        )));
+    }
+    write_component(dir, sha256, &wasm)
 }
 
 /// SHA-256 of `bytes` as lowercase hex.

@@ -15,6 +15,7 @@ use crate::modules::hex_sha256;
 use crate::native::{NativeModule, NativeModules};
 use crate::registration::is_native;
 use crate::runner::Runner;
+use crate::store::Journal;
 use crate::tenant::Tenant;
 use crate::trial::{self, Trial, TrialInput};
 use crate::wasm::{ModuleInfo, WasmEngine};
@@ -32,6 +33,8 @@ pub struct Spark {
     engine: Arc<WasmEngine>,
     natives: NativeModules,
     store_cache_bytes: Option<u64>,
+    /// Where tenants opened from now on journal their changes, if anywhere.
+    journal: Option<Arc<dyn Journal>>,
 }
 
 impl Spark {
@@ -60,6 +63,7 @@ impl Spark {
             engine: Arc::new(WasmEngine::new(Some(cache_dir.into()))?),
             natives: builtins(),
             store_cache_bytes: None,
+            journal: None,
         })
     }
 
@@ -100,7 +104,38 @@ impl Spark {
             self.engine.clone(),
             self.natives.clone(),
             self.store_cache_bytes,
+            self.journal.clone(),
         )
+    }
+
+    /// Journals every change to the store of each tenant opened from now on: each goes
+    /// onto `journal`'s log before it is applied (see [`Journal`]), so that another
+    /// process can rebuild the tenant with [`Tenant::replay`]. Tenants opened before
+    /// are not journaled.
+    pub fn set_journal(&mut self, journal: Arc<dyn Journal>) {
+        self.journal = Some(journal);
+    }
+
+    /// Replaces the store of tenant `name` (created if needed) with the content of
+    /// `snapshot` ([`Tenant::snapshot`]'s bytes), and fetches with `component` each
+    /// component its registrations name that the tenant lacks (checked against its
+    /// hash). The tenant must not be open: this takes its lock as opening does
+    /// ([`Error::TenantInUse`] otherwise). The tenant's store is left as it was when the
+    /// snapshot does not read or a component cannot be had.
+    pub fn restore_tenant(
+        &self,
+        name: &str,
+        snapshot: &[u8],
+        component: &dyn Fn(&str) -> Result<Vec<u8>, Error>,
+    ) -> Result<(), Error> {
+        crate::tenant::restore(&self.data_dir, name, snapshot, component)
+    }
+
+    /// Deletes tenant `name`'s directory (its store and components), taking its lock
+    /// first ([`Error::TenantInUse`] while it is open): a cluster's node drops its stale
+    /// view of a tenant so before it rebuilds it. A tenant that is not there is no error.
+    pub fn remove_tenant_data(&self, name: &str) -> Result<(), Error> {
+        crate::tenant::remove_tenant_data(&self.data_dir, name)
     }
 
     /// Caps the page cache of each tenant opened from now on at `bytes` (sled's

@@ -8,6 +8,7 @@ mod architecture;
 mod bad_input;
 mod call;
 mod clock;
+mod cluster;
 mod console;
 mod crash;
 mod disk;

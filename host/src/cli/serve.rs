@@ -5,6 +5,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{Context, Outcome};
+use crate::serve::cluster::ClusterOptions;
 use crate::serve::{DEFAULT_LISTEN, Options};
 
 /// Serve every tenant of the data dir over HTTP: applications post records, operators
@@ -13,7 +14,7 @@ use crate::serve::{DEFAULT_LISTEN, Options};
 /// SIGTERM or Ctrl-C stops it after the requests in flight are answered.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  spark serve\n  spark serve --listen 0.0.0.0:7411 --log-json\n  spark serve --listen 127.0.0.1:0 --max-open-tenants 500 --idle 300"
+    after_help = "Examples:\n  spark serve\n  spark serve --listen 0.0.0.0:7411 --log-json\n  spark serve --listen 127.0.0.1:0 --max-open-tenants 500 --idle 300\n  spark serve --cluster nats://10.0.0.1:4222,nats://10.0.0.2:4222 --listen 0.0.0.0:7411 --advertise http://10.0.0.5:7411"
 )]
 pub struct Serve {
     /// The address to listen on, HOST:PORT; port 0 picks a free one.
@@ -45,6 +46,18 @@ pub struct Serve {
     /// Write logs as JSON lines (for a log collector).
     #[arg(long)]
     pub log_json: bool,
+    /// Join a cluster over NATS JetStream: its servers, comma-separated
+    /// `nats://HOST:PORT`. Each tenant is then owned by one node at a time; any node
+    /// takes requests (docs/cluster.md).
+    #[arg(long, env = "SPARK_CLUSTER", value_name = "URLS")]
+    cluster: Option<String>,
+    /// With --cluster: copies of the cluster's streams (at most its JetStream servers).
+    #[arg(long, default_value_t = 3, value_name = "N", requires = "cluster")]
+    replicas: usize,
+    /// With --cluster: the URL the other nodes reach this node's API at (the listening
+    /// address by default; set it when listening on 0.0.0.0).
+    #[arg(long, value_name = "URL", requires = "cluster")]
+    advertise: Option<String>,
 }
 
 impl Serve {
@@ -58,6 +71,11 @@ impl Serve {
             request_timeout: Duration::from_secs(self.request_timeout),
             sweep: (self.sweep > 0).then(|| Duration::from_secs(self.sweep)),
             store_cache: self.store_cache << 20,
+            cluster: self.cluster.map(|urls| ClusterOptions {
+                urls,
+                replicas: self.replicas,
+                advertise: self.advertise,
+            }),
         };
         crate::serve::run(context.spark()?, options)?;
         Ok(Outcome::Done)

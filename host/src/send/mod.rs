@@ -26,7 +26,8 @@ use crate::transport::Transport;
 
 use self::mail::MailSender;
 use self::output::OutputSender;
-use self::plan::{MARK_BATCH, Plan};
+pub use self::plan::MARK_BATCH;
+use self::plan::Plan;
 pub(crate) use self::repair::render_again;
 pub use self::repair::{Rerendered, Rerendering};
 

@@ -21,7 +21,7 @@ use crate::outbox::OutboxItem;
 
 /// Results marked in one durable write, at most. A crash may send again up to this many
 /// items beyond those in flight; a larger batch saves little once the write is shared.
-pub(crate) const MARK_BATCH: usize = 16;
+pub const MARK_BATCH: usize = 16;
 
 /// What a run sends: each route that has a transport, with its sender, and each item
 /// to send with the index of its route.

@@ -8,13 +8,13 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Path, RawQuery, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -47,6 +47,10 @@ pub struct App {
     pub limits: BodyLimits,
     /// The console's signed-in operators.
     pub sessions: Arc<super::console::Sessions>,
+    /// The cluster this server is a node of, if any.
+    pub cluster: Option<Arc<super::cluster::Cluster>>,
+    /// How long a request may take.
+    pub request_timeout: Duration,
 }
 
 /// The largest bodies taken, in bytes.
@@ -100,14 +104,26 @@ pub fn router(app: App) -> Router {
         .route("/models/{model}", get(describe_model))
         .route("/generate", post(generate))
         .route("/process-sources", post(process_sources));
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/v1/tenants", get(tenants))
+        .route("/v1/cluster", get(cluster_status))
         .nest("/v1/tenants/{tenant}", tenant)
         .merge(super::console::router())
-        .fallback(|| async { ApiError::not_found("no such route") })
+        .fallback(|| async { ApiError::not_found("no such route") });
+    let router = match &app.cluster {
+        Some(cluster) => router.layer(middleware::from_fn_with_state(
+            super::cluster::Forwarding {
+                cluster: Arc::clone(cluster),
+                sessions: Arc::clone(&app.sessions),
+            },
+            super::cluster::forward,
+        )),
+        None => router,
+    };
+    router
         .layer(middleware::from_fn_with_state(app.clone(), count_request))
         .with_state(app)
 }
@@ -273,7 +289,7 @@ async fn ingest(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     app.authorize(&headers, &tenant, Scope::Ingest)?;
     let pairs = query_pairs(&query);
     known_keys(&pairs, &["now", "dry_run"])?;
@@ -291,7 +307,7 @@ async fn ingest(
                 Ok(views::ingest_dry_run(&dry_run, &tenant.settings()?.mail))
             })
             .await?;
-        return Ok(Json(shown));
+        return Ok(Json(shown).into_response());
     }
     let idempotency_key = match headers.get("idempotency-key") {
         Some(value) => Some(
@@ -306,6 +322,9 @@ async fn ingest(
         spark_host::validate_idempotency_key(key)?;
     }
     let body = records_body(read_body(body, app.limits.records).await?)?;
+    if let Some(cluster) = &app.cluster {
+        return post_to_cluster(cluster, &app, tenant, model, now, idempotency_key, body).await;
+    }
     let request = IngestRequest {
         model,
         body,
@@ -319,7 +338,47 @@ async fn ingest(
     }
     let report = serde_json::to_value(answer.report())
         .map_err(|error| ApiError::internal(error.to_string()))?;
-    Ok(Json(report))
+    Ok(Json(report).into_response())
+}
+
+/// Records posted to a node of a cluster: appended to the tenant's shard's input and
+/// answered by its owner (`cluster/input.rs`).
+async fn post_to_cluster(
+    cluster: &Arc<super::cluster::Cluster>,
+    app: &App,
+    tenant: String,
+    model: String,
+    now: Option<i64>,
+    idempotency_key: Option<String>,
+    body: Vec<u8>,
+) -> Result<Response, ApiError> {
+    spark_host::validate_tenant_name(&tenant)?;
+    let key = super::cluster::request_key(&tenant, &model, now, &body, idempotency_key);
+    // The log carries the body as text: a body that is not UTF-8 is refused whole
+    // (a single server counts its lines as invalid records instead).
+    let body =
+        String::from_utf8(body).map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
+    let input = super::cluster::Input {
+        tenant,
+        model,
+        now,
+        key,
+        body,
+    };
+    // Answered before the server's own timeout cuts the request.
+    let deadline = Instant::now() + app.request_timeout.saturating_sub(Duration::from_secs(2));
+    let answer = super::cluster::post(cluster, input, deadline).await;
+    let mut response = (
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        Json(answer.body),
+    )
+        .into_response();
+    if let Some(after) = answer.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(after));
+    }
+    Ok(response)
 }
 
 async fn events(
@@ -1187,6 +1246,32 @@ async fn process_sources(
         })
         .await?;
     Ok(Json(to_json(&report)?))
+}
+
+/// This node of the cluster, the shards it owns, who owns the others, and with
+/// `?tenant=T` which node owns tenant T (operators only; 404 off a cluster).
+async fn cluster_status(
+    State(app): State<App>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    if !app.access(&headers)?.is_operator() {
+        return Err(ApiError::forbidden(
+            "the cluster's state takes an operator token",
+        ));
+    }
+    let Some(cluster) = &app.cluster else {
+        return Err(ApiError::not_found(
+            "this server is not a node of a cluster",
+        ));
+    };
+    let pairs = query_pairs(&query);
+    known_keys(&pairs, &["tenant"])?;
+    let tenant = query_one(&pairs, "tenant")?;
+    if let Some(tenant) = &tenant {
+        spark_host::validate_tenant_name(tenant)?;
+    }
+    Ok(Json(cluster.status(tenant.as_deref())))
 }
 
 async fn tenants(State(app): State<App>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {

@@ -78,7 +78,15 @@ impl From<Error> for ApiError {
         if status.is_server_error() {
             tracing::error!("{error}");
         }
-        Self::new(status, kind, spark_host::printable(&error.to_string()))
+        let error = Self::new(status, kind, spark_host::printable(&error.to_string()));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // The tenant is moving between nodes of a cluster: a moment.
+            return Self {
+                retry_after: Some(1),
+                ..error
+            };
+        }
+        error
     }
 }
 
@@ -123,8 +131,12 @@ fn classify(error: &Error) -> (StatusCode, &'static str) {
         Error::IdempotencyKeyReused(_) => (S::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
         Error::TenantInUse { .. } => (S::CONFLICT, "tenant_in_use"),
         Error::DiskFull { .. } => (S::INSUFFICIENT_STORAGE, "disk_full"),
+        // The cluster's log did not take the change (another node owns the tenant now,
+        // the log is out of reach): not applied here; another node, or a retry, may.
+        Error::Journal(_) => (S::SERVICE_UNAVAILABLE, "unavailable"),
         Error::Interrupted { cause, .. } => match **cause {
             Error::DiskFull { .. } => (S::INSUFFICIENT_STORAGE, "disk_full"),
+            Error::Journal(_) => (S::SERVICE_UNAVAILABLE, "unavailable"),
             _ => (S::INTERNAL_SERVER_ERROR, "interrupted"),
         },
         _ => (S::INTERNAL_SERVER_ERROR, "internal"),
@@ -162,5 +174,10 @@ mod tests {
         assert_eq!(storage.status, StatusCode::INTERNAL_SERVER_ERROR);
         let reused = ApiError::from(Error::IdempotencyKeyReused("k".to_owned()));
         assert_eq!(reused.status, StatusCode::UNPROCESSABLE_ENTITY);
+        let refused = ApiError::from(Error::Journal("another node owns it".to_owned()));
+        assert_eq!(
+            (refused.status, refused.kind),
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        );
     }
 }

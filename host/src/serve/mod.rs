@@ -13,9 +13,12 @@
 //! - `metrics.rs`: `/metrics` in Prometheus's text format.
 //! - `lock.rs`: one server per data dir, and the CLI told where it is.
 //! - `console/`: the web console, server-rendered pages under `/console`.
+//! - `cluster/`: several servers over NATS JetStream (`--cluster`), each tenant owned
+//!   by one node at a time.
 
 mod api;
 mod background;
+pub mod cluster;
 mod console;
 mod errors;
 mod listing;
@@ -25,7 +28,6 @@ mod owners;
 mod sender;
 pub mod tokens;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -57,6 +59,8 @@ pub struct Options {
     pub sweep: Option<Duration>,
     /// Page cache per open tenant, in bytes.
     pub store_cache: u64,
+    /// The cluster to join, if any.
+    pub cluster: Option<cluster::ClusterOptions>,
 }
 
 /// How long stopping waits for requests in flight, then for tenants to close.
@@ -78,19 +82,32 @@ pub fn run(mut spark: Spark, options: Options) -> anyhow::Result<()> {
         .thread_name("spark-http")
         .build()
         .context("cannot start the server's runtime")?;
-    runtime.block_on(serve(Arc::new(spark), options, lock))
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&options.listen)
+            .await
+            .with_context(|| format!("cannot listen on `{}`", options.listen))?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let cluster = match &options.cluster {
+            Some(cluster_options) => {
+                let cluster =
+                    cluster::Cluster::connect(cluster_options, spark.data_dir(), &url).await?;
+                spark.set_journal(cluster.journal());
+                Some(cluster)
+            }
+            None => None,
+        };
+        serve(Arc::new(spark), options, lock, listener, url, cluster).await
+    })
 }
 
 async fn serve(
     spark: Arc<Spark>,
     options: Options,
     mut lock: lock::ServeLock,
+    listener: tokio::net::TcpListener,
+    url: String,
+    cluster: Option<Arc<cluster::Cluster>>,
 ) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(&options.listen)
-        .await
-        .with_context(|| format!("cannot listen on `{}`", options.listen))?;
-    let address: SocketAddr = listener.local_addr()?;
-    let url = format!("http://{address}");
     lock.announce(&url)?;
     let metrics = Arc::new(Metrics::new());
     let owners = Owners::new(
@@ -102,6 +119,21 @@ async fn serve(
         },
         Arc::clone(&metrics),
     );
+    let mut max_body = options.max_body;
+    if let Some(cluster) = &cluster {
+        cluster.start(Arc::clone(&spark), Arc::clone(&owners));
+        // A request's records travel the log whole, and their commit takes some three
+        // times their size (records, events, effects): bodies stay well under its
+        // largest message.
+        let fits = cluster.max_message() / 4;
+        if max_body > fits {
+            tracing::info!(
+                "bodies of records are limited to {fits} bytes: a quarter of the cluster's \
+                 largest message"
+            );
+            max_body = fits;
+        }
+    }
     let ready = Arc::new(AtomicBool::new(true));
     let app = App {
         tokens: Arc::new(Tokens::new(spark.data_dir())),
@@ -112,10 +144,12 @@ async fn serve(
         ready: Arc::clone(&ready),
         sessions: Arc::new(console::Sessions::default()),
         limits: BodyLimits {
-            records: options.max_body,
+            records: max_body,
             module: options.max_body.saturating_mul(4),
             other: 1 << 20,
         },
+        cluster: cluster.clone(),
+        request_timeout: options.request_timeout,
     };
     let router = api::router(app).layer(tower_http::timeout::TimeoutLayer::with_status_code(
         axum::http::StatusCode::REQUEST_TIMEOUT,
@@ -144,6 +178,11 @@ async fn serve(
     }
     tracing::info!("closing the tenants");
     let closed = tokio::task::spawn_blocking(move || owners.close_all(CLOSE_PATIENCE)).await?;
+    if let Some(cluster) = &cluster {
+        // After the tenants closed (their last commits are in the log): the other
+        // nodes take the shards at once instead of after the leases lapse.
+        cluster.leave().await;
+    }
     if !closed {
         anyhow::bail!("some tenants did not close within {CLOSE_PATIENCE:?}");
     }

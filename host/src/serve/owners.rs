@@ -129,12 +129,17 @@ struct Registry {
     closing: Vec<JoinHandle<()>>,
 }
 
+/// Says whether this server may open a tenant now (on a cluster, only the tenants of
+/// the shards it owns), or why not.
+pub type Gate = Arc<dyn Fn(&str) -> Result<(), ApiError> + Send + Sync>;
+
 /// The owners of the open tenants.
 pub struct Owners {
     spark: Arc<Spark>,
     settings: OwnerSettings,
     metrics: Arc<Metrics>,
     registry: Mutex<Registry>,
+    gate: std::sync::OnceLock<Gate>,
 }
 
 impl Owners {
@@ -149,7 +154,13 @@ impl Owners {
                 closed: false,
                 closing: Vec::new(),
             }),
+            gate: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Lets `gate` say which tenants may be opened, from now on.
+    pub fn set_gate(&self, gate: Gate) {
+        let _ = self.gate.set(gate);
     }
 
     fn registry(&self) -> MutexGuard<'_, Registry> {
@@ -272,6 +283,9 @@ impl Owners {
     /// Puts `job` in `tenant`'s queue, starting an owner if none is open.
     fn submit(self: &Arc<Self>, tenant: &str, create: bool, mut job: Job) -> Result<(), ApiError> {
         spark_host::validate_tenant_name(tenant)?;
+        if let Some(gate) = self.gate.get() {
+            gate(tenant)?;
+        }
         // An owner that closes between our taking its sender and sending gives the job
         // back; the next turn starts a new owner.
         for _ in 0..3 {
@@ -364,16 +378,12 @@ impl Owners {
             Ok(tenant) => tenant,
             Err(error) => {
                 tracing::error!("cannot open tenant `{name}`: {error}");
-                let message = error.to_string();
                 self.forget(name, generation);
                 // Each waiting job gets the error (the first the very one).
+                let again = again(&error);
                 let mut error = Some(error);
                 while let Ok(job) = queue.try_recv() {
-                    job.fail(
-                        error
-                            .take()
-                            .unwrap_or_else(|| Error::Storage(message.clone())),
-                    );
+                    job.fail(error.take().unwrap_or_else(&again));
                 }
                 return;
             }
@@ -542,13 +552,10 @@ impl Owners {
                     "tenant `{}`: a group of requests failed: {error}",
                     tenant.name()
                 );
-                let message = error.to_string();
+                let again = again(&error);
                 let mut error = Some(error);
                 for reply in replies {
-                    let error = error
-                        .take()
-                        .unwrap_or_else(|| Error::Storage(message.clone()));
-                    let _ = reply.send(Err(error));
+                    let _ = reply.send(Err(error.take().unwrap_or_else(&again)));
                 }
             }
         }
@@ -618,6 +625,29 @@ impl Owners {
         }
     }
 
+    /// Closes the owners of the tenants `which` picks (the tenants of a shard this
+    /// node stops owning): their queued work is done (or refused by the store), then
+    /// they close. Waits up to `patience`; whether all closed in time.
+    pub fn close_where(&self, which: &dyn Fn(&str) -> bool, patience: Duration) -> bool {
+        let threads: Vec<JoinHandle<()>> = {
+            let mut registry = self.registry();
+            let names: Vec<String> = registry
+                .open
+                .keys()
+                .filter(|name| which(name))
+                .cloned()
+                .collect();
+            let threads = names
+                .iter()
+                .filter_map(|name| registry.open.remove(name))
+                .map(|handle| handle.thread)
+                .collect();
+            self.metrics.tenants_open.set(registry.open.len() as i64);
+            threads
+        };
+        join_within(threads, patience)
+    }
+
     /// Stops every owner: no new work is taken, queued work is done, every tenant is
     /// flushed and closed. Waits up to `patience`; whether all closed in time.
     pub fn close_all(&self, patience: Duration) -> bool {
@@ -632,16 +662,40 @@ impl Owners {
             threads.append(&mut registry.closing);
             threads
         };
-        let deadline = Instant::now() + patience;
-        for thread in threads {
-            while !thread.is_finished() {
-                if Instant::now() >= deadline {
-                    return false;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            let _ = thread.join();
-        }
-        true
+        join_within(threads, patience)
     }
+}
+
+/// Makes `error` again for each other job it fails (an `Error` is not `Clone`): the
+/// cluster's refusal stays one, so that every client is told to try again (503); any
+/// other error is the store's.
+fn again(error: &Error) -> impl Fn() -> Error + use<> {
+    let journal = match error {
+        Error::Journal(_) => true,
+        Error::Interrupted { cause, .. } => matches!(**cause, Error::Journal(_)),
+        _ => false,
+    };
+    let message = error.to_string();
+    move || {
+        if journal {
+            Error::Journal(message.clone())
+        } else {
+            Error::Storage(message.clone())
+        }
+    }
+}
+
+/// Waits for `threads` to finish, up to `patience`; whether all did.
+fn join_within(threads: Vec<JoinHandle<()>>, patience: Duration) -> bool {
+    let deadline = Instant::now() + patience;
+    for thread in threads {
+        while !thread.is_finished() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = thread.join();
+    }
+    true
 }

@@ -303,6 +303,26 @@ impl Tokens {
         Ok(record.clone())
     }
 
+    /// Keeps `record`, made elsewhere (another node of a cluster), as if added here.
+    pub fn put_record(&self, record: &TokenRecord) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            is_hex(&record.id, ID_BYTES) && is_hex(&record.sha256, 32),
+            "a token record from elsewhere is malformed: `{}`",
+            record.id
+        );
+        self.write(record)
+    }
+
+    /// Removes the record of `id` if it is there (revoked elsewhere).
+    pub fn remove_record(&self, id: &str) -> anyhow::Result<()> {
+        let path = self.path(id);
+        match fs::remove_file(&path) {
+            Ok(()) => sync_dir(&self.dir),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(error).with_context(|| format!("cannot remove `{}`", path.display())),
+        }
+    }
+
     /// The access a presented token gives, or `None` (unknown, malformed, revoked).
     ///
     /// Called on every request, so the records are kept in memory. Each call costs one

@@ -6,6 +6,8 @@
 //! that is what makes "the seen mark and each handler's effects (or its pending retry)"
 //! one unit, so a crash never loses an event nor commits effects twice.
 
+mod journal;
+mod journaled;
 mod key_filter;
 #[cfg(test)]
 mod model_test;
@@ -21,6 +23,9 @@ use crate::registration::Registration;
 use crate::settings::TenantSettings;
 use crate::trace::Trace;
 
+pub use self::journal::{Journal, JournalEntry};
+pub(crate) use self::journal::{apply_entry, is_component_hash};
+pub(crate) use self::journaled::JournaledStore;
 pub use self::sled::SledStore;
 
 /// A seen event, as the ledger keeps it.
@@ -101,7 +106,7 @@ pub struct DeadLetter {
 }
 
 /// A stored record, with what its sources' last calls on it returned.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredRecord {
     /// The record, a JSON object, as text.
     pub json: String,
@@ -113,7 +118,7 @@ pub struct StoredRecord {
 /// coarse clock: which call it was (the digest of the module's code, the model and the
 /// time it saw), and how many events it returned, all of them in the ledger once the
 /// memo is committed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceMemo {
     pub call: [u8; 32],
     pub events: u32,
@@ -326,4 +331,13 @@ pub trait Store: Send {
     fn last_scheduled_run(&self, job: &str) -> Result<Option<i64>, Error>;
     /// Notes when a scheduled job ran, durably.
     fn put_scheduled_run(&mut self, job: &str, at_ms: i64) -> Result<(), Error>;
+
+    /// Everything the store holds, as versioned bytes that [`SledStore::restore`]
+    /// makes a store of again: a replica's starting point. Makes every commit durable
+    /// first; the caller makes sure nothing else writes meanwhile.
+    fn snapshot(&self) -> Result<Vec<u8>, Error>;
+
+    /// The store beneath any journal ([`JournaledStore`]): what replaying a journal's
+    /// entries writes to, so that they do not go onto the journal a second time.
+    fn unjournaled(&mut self) -> &mut dyn Store;
 }

@@ -14,12 +14,17 @@
 //! registered components). Nothing of one tenant is reachable from another's handle.
 
 mod repair;
+mod replica;
+#[cfg(test)]
+mod replica_test;
 mod setup;
 mod work;
 
+pub(crate) use self::replica::{remove_data as remove_tenant_data, restore};
+
 use std::collections::BTreeSet;
 use std::fs::{self, File, TryLockError};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,7 +34,9 @@ use crate::native::NativeModules;
 use crate::outbox::OutboxItem;
 use crate::registration::MAX_NAME_LEN;
 use crate::routes::compile_regex;
-use crate::store::{DeadLetter, LedgerEntry, PendingDelivery, SledStore, Store};
+use crate::store::{
+    DeadLetter, Journal, JournaledStore, LedgerEntry, PendingDelivery, SledStore, Store,
+};
 use crate::wasm::WasmEngine;
 
 /// An open tenant. Holds the tenant's lock until dropped.
@@ -69,44 +76,31 @@ pub fn validate_tenant_name(name: &str) -> Result<(), Error> {
 
 impl Tenant {
     /// Opens tenant `name` under `data_dir`, creating it if needed. Fails with
-    /// [`Error::TenantInUse`] when another process has it open.
+    /// [`Error::TenantInUse`] when another process has it open. With a `journal`, its
+    /// store journals every change (see [`Journal`]).
     pub(crate) fn open(
         data_dir: &Path,
         name: &str,
         engine: Arc<WasmEngine>,
         natives: NativeModules,
         store_cache_bytes: Option<u64>,
+        journal: Option<Arc<dyn Journal>>,
     ) -> Result<Self, Error> {
-        validate_tenant_name(name)?;
-        let dir = data_dir.join("tenants").join(name);
+        let (dir, lock) = lock_tenant(data_dir, name)?;
         let modules_dir = dir.join("modules");
-        create_dir(&modules_dir)?;
-        let lock_path = dir.join("LOCK");
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|source| Error::Io {
-                what: "cannot open the lock file",
-                path: lock_path.clone(),
-                error: source,
-            })?;
-        lock_or_wait(&lock).map_err(|error| match error {
-            TryLockError::WouldBlock => Error::TenantInUse {
-                tenant: name.to_owned(),
-                data_dir: data_dir.to_owned(),
-            },
-            TryLockError::Error(source) => Error::Io {
-                what: "cannot lock",
-                path: lock_path,
-                error: source,
-            },
-        })?;
         let store = SledStore::open(&dir.join("db"), store_cache_bytes)?;
+        let store: Box<dyn Store> = match journal {
+            Some(journal) => Box::new(JournaledStore::new(
+                name,
+                Box::new(store),
+                journal,
+                modules_dir.clone(),
+            )),
+            None => Box::new(store),
+        };
         Ok(Self {
             name: name.to_owned(),
-            store: Box::new(store),
+            store,
             modules: Modules::new(modules_dir, engine, natives),
             retry_wait_ms: crate::pipeline::MAX_RETRY_WAIT_MS,
             _lock: lock,
@@ -222,6 +216,38 @@ impl Tenant {
     pub fn flush(&self) -> Result<(), Error> {
         self.store.flush()
     }
+}
+
+/// Takes the lock of tenant `name` under `data_dir`, making its directory (and its
+/// `modules/`) if needed: the directory and the lock, held until the file is dropped.
+/// [`Error::TenantInUse`] when another handle holds it.
+fn lock_tenant(data_dir: &Path, name: &str) -> Result<(PathBuf, File), Error> {
+    validate_tenant_name(name)?;
+    let dir = data_dir.join("tenants").join(name);
+    create_dir(&dir.join("modules"))?;
+    let lock_path = dir.join("LOCK");
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| Error::Io {
+            what: "cannot open the lock file",
+            path: lock_path.clone(),
+            error: source,
+        })?;
+    lock_or_wait(&lock).map_err(|error| match error {
+        TryLockError::WouldBlock => Error::TenantInUse {
+            tenant: name.to_owned(),
+            data_dir: data_dir.to_owned(),
+        },
+        TryLockError::Error(source) => Error::Io {
+            what: "cannot lock",
+            path: lock_path,
+            error: source,
+        },
+    })?;
+    Ok((dir, lock))
 }
 
 /// How long to wait for a tenant's lock before calling the tenant in use. A moment's

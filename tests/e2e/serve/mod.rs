@@ -27,10 +27,16 @@ impl Server {
     /// Starts `spark serve --listen 127.0.0.1:0 EXTRA...` on `spark`'s data dir and
     /// waits for it to say where it listens.
     pub fn start(spark: &Spark, extra: &[&str]) -> Self {
+        Self::start_with_env(spark, extra, &[])
+    }
+
+    /// [`start`](Self::start) with the environment variables `vars`.
+    pub fn start_with_env(spark: &Spark, extra: &[&str], vars: &[(&str, &str)]) -> Self {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
         args.extend_from_slice(extra);
         let mut child = spark
             .command(&args)
+            .envs(vars.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -88,6 +94,11 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// What it logged since it started listening, so far.

@@ -33,7 +33,7 @@ use super::listing::{EventFilter, events_page};
 use super::tokens::Scope;
 use crate::views;
 use chart::Chart;
-pub use session::Sessions;
+pub use session::{CARRIED as CARRIED_SESSION, Sessions};
 use session::{Session, clear_cookie, is_https, set_cookie};
 
 /// Events on a page of the event log, and outbox items on a page of the outbox.
@@ -180,6 +180,13 @@ fn failed(session: &Session, error: ApiError) -> Response {
 /// The session of a request on `tenant`'s pages: its own tenant only (an operator's
 /// token included: a session is one tenant). Without one, to the sign-in page.
 fn signed_in(app: &App, headers: &HeaderMap, tenant: &str) -> Result<Session, Response> {
+    // Passed on by another node of a cluster, with the session it signed in.
+    if let Some(carried) = headers
+        .get(session::CARRIED)
+        .and_then(|value| value.to_str().ok())
+    {
+        app.sessions.adopt(carried, &app.tokens);
+    }
     let Some(session) = app.sessions.of(headers, &app.tokens) else {
         return Err(Redirect::to("/console").into_response());
     };

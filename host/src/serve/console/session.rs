@@ -16,6 +16,11 @@ use crate::serve::tokens::{Access, Tokens, random_hex};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "spark_session";
+/// The header a node of a cluster carries a console session in when it passes a page
+/// on to the node owning the tenant: that node adopts the session ([`Sessions::adopt`]),
+/// its token checked as on every request, so that the operator stays signed in
+/// whichever node owns the tenant.
+pub const CARRIED: &str = "spark-console-session";
 /// How long a session lasts without a request.
 const IDLE: Duration = Duration::from_secs(12 * 60 * 60);
 /// Sessions kept at most: the oldest goes first when more are opened.
@@ -94,6 +99,50 @@ impl Sessions {
         }
         session.last_used = Instant::now();
         Some(session.clone())
+    }
+
+    /// The session of a request's cookie, as [`CARRIED`] carries it to another node:
+    /// its id, tenant, CSRF token and token.
+    pub fn carried(&self, headers: &HeaderMap) -> Option<String> {
+        let id = cookie(headers, COOKIE)?;
+        let open = self.open();
+        let session = open.get(&id)?;
+        Some(format!(
+            "{} {} {} {}",
+            session.id, session.tenant, session.csrf, session.token
+        ))
+    }
+
+    /// Takes on a session another node of the cluster carried here, if its token still
+    /// opens its tenant (a token only does what it allows, whoever carries it).
+    pub fn adopt(&self, carried: &str, tokens: &Tokens) {
+        let mut parts = carried.split(' ');
+        let (Some(id), Some(tenant), Some(csrf), Some(token), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return;
+        };
+        let Some(access) = tokens.verify(token) else {
+            return;
+        };
+        if !access.allows(tenant, super::super::tokens::Scope::Read) {
+            return;
+        }
+        self.open().insert(
+            id.to_owned(),
+            Session {
+                id: id.to_owned(),
+                tenant: tenant.to_owned(),
+                access,
+                csrf: csrf.to_owned(),
+                token: token.to_owned(),
+                last_used: Instant::now(),
+            },
+        );
     }
 
     /// Ends a session.
