@@ -164,19 +164,19 @@ pub fn measure(binary: &Path, settings: Settings, cache: &Path) -> anyhow::Resul
 }
 
 /// The records of a run, as the baseline ingests them and as requests.
-struct Records {
+pub(crate) struct Records {
     /// All of them, JSON Lines.
     input: String,
     /// The same, `per_request` lines a body.
-    bodies: Vec<String>,
-    per_request: usize,
+    pub(crate) bodies: Vec<String>,
+    pub(crate) per_request: usize,
     /// A record of its own, posted before the run is timed: it opens the tenant and
     /// instantiates its modules.
-    warm_up: String,
+    pub(crate) warm_up: String,
 }
 
 impl Records {
-    fn new(count: usize, per_request: usize, seed: u64) -> Self {
+    pub(crate) fn new(count: usize, per_request: usize, seed: u64) -> Self {
         // The generator is sequential: the first `count` are those of a run of `count`.
         let all = workload::challenges(count as u64 + 1, seed);
         let lines: Vec<&str> = all.lines().collect();
@@ -194,7 +194,7 @@ impl Records {
         }
     }
 
-    fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.input.lines().count()
     }
 }
@@ -355,7 +355,7 @@ fn latency(binary: &Path, cache: &Path, seed: u64) -> anyhow::Result<Latency> {
 }
 
 /// A client's connection pool: one keep-alive connection per client thread.
-fn new_agent() -> ureq::Agent {
+pub(crate) fn new_agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(120)))
@@ -365,24 +365,24 @@ fn new_agent() -> ureq::Agent {
 
 /// What the answers of some requests add up to.
 #[derive(Debug, Default, Clone, Copy)]
-struct Answer {
-    records: u64,
-    new: u64,
+pub(crate) struct Answer {
+    pub(crate) records: u64,
+    pub(crate) new: u64,
 }
 
 impl Answer {
-    fn add(&mut self, other: &Answer) {
+    pub(crate) fn add(&mut self, other: &Answer) {
         self.records += other.records;
         self.new += other.new;
     }
 }
 
 /// A `spark serve` on a fresh data dir with the tenant set up, until stopped or
-/// dropped.
-struct Server {
+/// dropped (killed: SIGKILL).
+pub(crate) struct Server {
     child: Child,
-    url: String,
-    token: String,
+    pub(crate) url: String,
+    pub(crate) token: String,
     /// What it wrote on stderr, the last lines: said if it fails.
     log: Arc<Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
@@ -396,42 +396,28 @@ impl Server {
         let dir = tempfile::tempdir()?;
         let data = dir.path().join("data");
         drop(set_up(&data, cache)?);
-        let spark = |args: &[&str]| {
-            let mut command = Command::new(binary);
-            // The data dir and the cache are the ones given, whatever the environment.
-            for name in [
-                "SPARK_DATA_DIR",
-                "SPARK_CACHE_DIR",
-                "SPARK_TENANT",
-                "SPARK_LISTEN",
-                "RUST_LOG",
-            ] {
-                command.env_remove(name);
-            }
-            command
-                .arg("--data-dir")
-                .arg(&data)
-                .arg("--cache-dir")
-                .arg(cache)
-                .args(args);
-            command
-        };
-        let output = spark(&[
-            "tokens", "add", "--tenant", TENANT, "--scope", "admin", "--name", "bench",
-        ])
-        .output()?;
-        anyhow::ensure!(
-            output.status.success(),
-            "spark tokens add failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let token = String::from_utf8(output.stdout)?
-            .lines()
-            .last()
-            .context("spark tokens add printed no token")?
-            .trim()
-            .to_owned();
-        let mut child = spark(&["serve", "--listen", "127.0.0.1:0"])
+        let token = add_token(
+            binary,
+            &data,
+            cache,
+            &["--tenant", TENANT, "--scope", "admin"],
+        )?;
+        Self::spawn(binary, &data, cache, token, &[], dir)
+    }
+
+    /// `spark serve --listen 127.0.0.1:0 EXTRA...` on `data` (in `dir`, removed when
+    /// the server is dropped), once it listens; `token` is the one its requests carry.
+    pub(crate) fn spawn(
+        binary: &Path,
+        data: &Path,
+        cache: &Path,
+        token: String,
+        extra: &[&str],
+        dir: tempfile::TempDir,
+    ) -> anyhow::Result<Self> {
+        let mut child = spark_command(binary, data, cache)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -470,7 +456,7 @@ impl Server {
         Ok(server)
     }
 
-    fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         self.log
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -479,32 +465,39 @@ impl Server {
 
     /// Posts `body` (JSON Lines of challenges) and checks the answer.
     fn post(&self, agent: &ureq::Agent, body: &str) -> anyhow::Result<Answer> {
-        let url = format!(
-            "{}/v1/tenants/{TENANT}/records/challenge?now={}",
+        let (status, text) = self.send_records(agent, TENANT, body)?;
+        answer(&self.records_url(TENANT), status, &text)
+    }
+
+    /// Where `tenant`'s challenges are posted.
+    pub(crate) fn records_url(&self, tenant: &str) -> String {
+        format!(
+            "{}/v1/tenants/{tenant}/records/challenge?now={}",
             self.url,
             workload::TODAY
-        );
+        )
+    }
+
+    /// Posts `body` (JSON Lines of challenges) to `tenant`: the answer's status and
+    /// text, unchecked.
+    pub(crate) fn send_records(
+        &self,
+        agent: &ureq::Agent,
+        tenant: &str,
+        body: &str,
+    ) -> anyhow::Result<(u16, String)> {
+        let url = self.records_url(tenant);
         let mut response = agent
             .post(&url)
             .header("Authorization", &format!("Bearer {}", self.token))
             .content_type("application/x-ndjson")
             .send(body)
             .with_context(|| format!("POST {url}"))?;
-        let status = response.status();
-        let text = response.body_mut().read_to_string()?;
-        anyhow::ensure!(status == 200, "POST {url}: {status}: {text}");
-        let report: Value = serde_json::from_str(&text)?;
-        let count = |field: &str| report[field].as_u64().unwrap_or_default();
-        for field in ["invalid", "failed", "source_errors", "pending"] {
-            anyhow::ensure!(count(field) == 0, "POST {url}: {text}");
-        }
-        Ok(Answer {
-            records: count("records"),
-            new: count("new"),
-        })
+        let status = response.status().as_u16();
+        Ok((status, response.body_mut().read_to_string()?))
     }
 
-    fn health(&self, agent: &ureq::Agent) -> anyhow::Result<()> {
+    pub(crate) fn health(&self, agent: &ureq::Agent) -> anyhow::Result<()> {
         let response = agent.get(format!("{}/healthz", self.url)).call()?;
         anyhow::ensure!(response.status() == 200, "healthz: {}", response.status());
         Ok(())
@@ -619,6 +612,66 @@ impl Drop for Server {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The answer to a post of records to `url`, checked: 200, nothing invalid, failed or
+/// pending.
+pub(crate) fn answer(url: &str, status: u16, text: &str) -> anyhow::Result<Answer> {
+    anyhow::ensure!(status == 200, "POST {url}: {status}: {text}");
+    let report: Value = serde_json::from_str(text)?;
+    let count = |field: &str| report[field].as_u64().unwrap_or_default();
+    for field in ["invalid", "failed", "source_errors", "pending"] {
+        anyhow::ensure!(count(field) == 0, "POST {url}: {text}");
+    }
+    Ok(Answer {
+        records: count("records"),
+        new: count("new"),
+    })
+}
+
+/// The `spark` binary on `data` with `cache`, whatever the environment says.
+pub(crate) fn spark_command(binary: &Path, data: &Path, cache: &Path) -> Command {
+    let mut command = Command::new(binary);
+    for name in [
+        "SPARK_DATA_DIR",
+        "SPARK_CACHE_DIR",
+        "SPARK_TENANT",
+        "SPARK_LISTEN",
+        "SPARK_CLUSTER",
+        "RUST_LOG",
+    ] {
+        command.env_remove(name);
+    }
+    command
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--cache-dir")
+        .arg(cache);
+    command
+}
+
+/// `spark tokens add --name bench HOLDER...` on `data`: the token.
+pub(crate) fn add_token(
+    binary: &Path,
+    data: &Path,
+    cache: &Path,
+    holder: &[&str],
+) -> anyhow::Result<String> {
+    let output = spark_command(binary, data, cache)
+        .args(["tokens", "add", "--name", "bench"])
+        .args(holder)
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "spark tokens add failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8(output.stdout)?
+        .lines()
+        .last()
+        .context("spark tokens add printed no token")?
+        .trim()
+        .to_owned())
 }
 
 fn keep(log: &Mutex<Vec<String>>, line: String) {

