@@ -15,8 +15,9 @@ use crate::servers::{HttpServer, SmtpServer};
 use crate::support::{Spark, guests, jsonl};
 
 /// How long anything may take before a test gives up (a takeover waits for a lease to
-/// lapse, 10 s, and a JetStream election for a few more).
-pub(super) const PATIENCE: Duration = Duration::from_secs(120);
+/// lapse, 10 s, and a JetStream election for a few more; a shard let go waits for its
+/// tenants to close; and the suite runs beside other heavy tests).
+pub(super) const PATIENCE: Duration = Duration::from_secs(240);
 
 /// A Spark node of the cluster: its own data dir, its server while it runs.
 pub(super) struct Node {

@@ -505,9 +505,9 @@ async fn balance(cluster: &Arc<Cluster>, takeovers: &Arc<Semaphore>) -> Result<(
     // More than its share (a node joined): let some go for the others to take.
     if held > share + 1 {
         for shard in cluster.table.held().into_iter().rev().take(held - share) {
-            if cluster.table.owns_shard(shard) {
+            if cluster.table.owns_shard(shard) && !cluster.table.is_leaving(shard) {
                 tracing::info!("shard {shard}: let go for a node that joined");
-                spawn_drop_shard(cluster, shard);
+                spawn_let_go(cluster, shard);
             }
         }
     }
@@ -596,6 +596,26 @@ fn start_takeover(cluster: &Arc<Cluster>, takeovers: &Arc<Semaphore>, shard: u32
                 drop_shard(&cluster, shard).await;
             }
         }
+    });
+}
+
+/// Lets `shard` go gracefully (a node joined): its tenants take no more requests and
+/// close while the shard is still this node's, so that what they were doing (a sender's
+/// marks of mails it sent) reaches the log and the next owner sends nothing again; then
+/// the shard is closed and its lease let go.
+fn spawn_let_go(cluster: &Arc<Cluster>, shard: u32) {
+    cluster.table.set_leaving(shard, true);
+    let cluster = Arc::clone(cluster);
+    tokio::spawn(async move {
+        if let Some(owners) = cluster.owners.get() {
+            let owners = Arc::clone(owners);
+            let _ = tokio::task::spawn_blocking(move || {
+                owners.close_where(&|tenant| shard_of(tenant) == shard, CLOSE_PATIENCE)
+            })
+            .await;
+        }
+        drop_shard(&cluster, shard).await;
+        cluster.table.set_leaving(shard, false);
     });
 }
 

@@ -66,6 +66,9 @@ pub struct Shard {
     /// Records of the shard's commit log up to `last` (as far as known: a snapshot's
     /// count plus what was replayed and appended since), for the logs.
     records: AtomicU64,
+    /// Being let go: still owned (its tenants' last work is appended as they close),
+    /// but no request is taken for it.
+    leaving: AtomicBool,
 }
 
 /// What this node knows of every shard.
@@ -98,6 +101,7 @@ impl ShardTable {
                     input_done: AtomicU64::new(0),
                     unsnapshotted: AtomicU64::new(0),
                     records: AtomicU64::new(0),
+                    leaving: AtomicBool::new(false),
                 })
                 .collect(),
         }
@@ -116,9 +120,21 @@ impl ShardTable {
         self.shard(shard).owned.load(Ordering::SeqCst)
     }
 
-    /// Whether this node owns `tenant`'s shard now.
+    /// Whether this node takes requests for `tenant` now: it owns its shard and is not
+    /// letting it go.
     pub fn owns(&self, tenant: &str) -> bool {
-        self.owns_shard(shard_of(tenant))
+        let shard = shard_of(tenant);
+        self.owns_shard(shard) && !self.is_leaving(shard)
+    }
+
+    /// Whether `shard` is being let go.
+    pub fn is_leaving(&self, shard: u32) -> bool {
+        self.shard(shard).leaving.load(Ordering::SeqCst)
+    }
+
+    /// Marks `shard` as being let go (or not any more).
+    pub fn set_leaving(&self, shard: u32, leaving: bool) {
+        self.shard(shard).leaving.store(leaving, Ordering::SeqCst);
     }
 
     /// This node owns `shard` from now on, its view rebuilt up to `last` (`records`
@@ -131,6 +147,7 @@ impl ShardTable {
         state.input_done.store(input_done, Ordering::SeqCst);
         state.unsnapshotted.store(replayed, Ordering::SeqCst);
         state.records.store(records, Ordering::SeqCst);
+        state.leaving.store(false, Ordering::SeqCst);
         self.shard(shard).owned.store(true, Ordering::SeqCst);
     }
 
