@@ -107,7 +107,7 @@ pub fn request_key(
 /// A client's request: appended to the input, then answered by the shard's owner.
 pub async fn post(cluster: &Cluster, input: Input, deadline: Instant) -> Answer {
     let shard = shard_of(&input.tenant);
-    // Idempotency keys are printable ASCII without spaces' trouble for NATS headers.
+    // A NATS header's value: idempotency keys are printable ASCII (the API checks).
     let id = format!("{}/{}", input.tenant, input.key);
     let sequence = loop {
         match cluster.log.publish_input(shard, &id, &input).await {
