@@ -219,6 +219,18 @@ impl State {
             .send(destinations, DEFAULT_CONCURRENCY, &mut |_, _| {})
         {
             Ok(report) => self.settle(&report),
+            Err(error @ Error::Journal(_)) => {
+                // On a cluster, the log did not take the marks (the tenant is moving, or
+                // the log elects a leader): not the receiver's fault, and settled within
+                // seconds (this sender is closed if the tenant leaves), so again soon
+                // rather than after a growing wait.
+                tracing::warn!(
+                    "tenant `{}`: sending the outbox waits for the cluster: {error}",
+                    self.tenant
+                );
+                self.waiting = true;
+                self.next_send = Instant::now() + FIRST_BACKOFF;
+            }
             Err(error) => {
                 tracing::error!(
                     "tenant `{}`: sending the outbox failed: {error}",

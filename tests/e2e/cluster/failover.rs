@@ -149,6 +149,37 @@ pub(super) fn each_once(client: &Client, tenant: &str, count: u64) {
     );
 }
 
+/// Posts `records(from, from + count)` to acme through the node at `url` with an
+/// idempotency key of its own, until answered: its report.
+pub(super) fn post_batch(url: &str, operator: &str, from: u64, count: u64) -> Answer {
+    let body = records(from, from + count);
+    let key = format!("batch-{from}");
+    let client = Client::new(url, Some(operator));
+    let answer = patiently(&key, || {
+        client.try_send(
+            "POST",
+            "/v1/tenants/acme/records/thing",
+            body.as_bytes(),
+            &[("Idempotency-Key", &key)],
+        )
+    });
+    assert_eq!(answer.status, 200, "{key}: {answer:?}");
+    assert_eq!(answer.body["records"], count, "{key}: {answer:?}");
+    answer
+}
+
+/// Two Spark nodes over `nats`, an operator token (made on node 0's data dir before
+/// they start) and their URLs, once they own every shard between them.
+fn two_nodes(nats: &NatsCluster) -> ([Node; 2], String, Vec<String>) {
+    let mut nodes = [Node::new(), Node::new()];
+    let operator = token(&nodes[0].spark, &["--operator"]);
+    nodes[0].start(nats);
+    nodes[1].start(nats);
+    let urls: Vec<String> = nodes.iter().map(Node::url).collect();
+    balanced(&urls, &operator);
+    (nodes, operator, urls)
+}
+
 /// Sets tenant `tenant` up through `client`'s node: the recorder as the source of
 /// `thing` and as the handler `every` of every group, the built-in mails for `^m$` with
 /// a template, and the settings given.
@@ -523,12 +554,7 @@ fn base64_decode(text: &str) -> String {
 #[test]
 fn a_node_paused_past_its_lease_is_fenced_out_of_the_log() {
     let nats = NatsCluster::start();
-    let mut nodes = [Node::new(), Node::new()];
-    let operator = token(&nodes[0].spark, &["--operator"]);
-    nodes[0].start(&nats);
-    nodes[1].start(&nats);
-    let urls: Vec<String> = nodes.iter().map(Node::url).collect();
-    balanced(&urls, &operator);
+    let (nodes, operator, urls) = two_nodes(&nats);
     // The outputs' receiver refuses everything: the owner's sender keeps trying, and
     // each try is a commit (the item's attempts), also while and after it is paused.
     let refusing = HttpServer::start(503);
@@ -544,20 +570,7 @@ fn a_node_paused_past_its_lease_is_fenced_out_of_the_log() {
     let shard = client.get_ok("/v1/cluster?tenant=acme")["tenant"]["shard"]
         .as_u64()
         .unwrap();
-    let post = |url: &str, from: u64| {
-        let body = records(from, from + 10);
-        let key = format!("batch-{from}");
-        let client = Client::new(url, Some(&operator));
-        let answer = patiently(&key, || {
-            client.try_send(
-                "POST",
-                "/v1/tenants/acme/records/thing",
-                body.as_bytes(),
-                &[("Idempotency-Key", &key)],
-            )
-        });
-        assert_eq!(answer.status, 200, "{answer:?}");
-    };
+    let post = |url: &str, from: u64| drop(post_batch(url, &operator, from, 10));
     post(&urls[paused], 0);
     // Message ids start with the node's id (`node-HEX-...`).
     let node_of = |id: &str| id.split('-').take(2).collect::<Vec<_>>().join("-");
@@ -684,12 +697,7 @@ fn the_console_works_through_a_node_that_does_not_own_the_tenant() {
 #[test]
 fn a_token_made_on_one_node_works_on_every_node_until_revoked_on_another() {
     let nats = NatsCluster::start();
-    let mut nodes = [Node::new(), Node::new()];
-    let operator = token(&nodes[0].spark, &["--operator"]);
-    nodes[0].start(&nats);
-    nodes[1].start(&nats);
-    let urls: Vec<String> = nodes.iter().map(Node::url).collect();
-    balanced(&urls, &operator);
+    let (nodes, operator, urls) = two_nodes(&nats);
     // Made on node 1's data dir while both run: node 0 takes it within a few seconds.
     let reader = token(
         &nodes[1].spark,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::NatsCluster;
-use super::failover::{Node, PATIENCE, balanced, each_once, owner, patiently, records, set_up};
+use super::failover::{Node, PATIENCE, balanced, each_once, owner, post_batch, set_up};
 use crate::serve::{Client, Server, token};
 use crate::servers::SmtpServer;
 
@@ -65,21 +65,7 @@ fn a_takeover_restores_the_shards_snapshot_and_replays_only_what_came_after() {
     let shard = client.get_ok("/v1/cluster?tenant=acme")["tenant"]["shard"]
         .as_u64()
         .unwrap();
-    let post = |url: &str, from: u64| {
-        let body = records(from, from + BATCH);
-        let key = format!("batch-{from}");
-        let client = Client::new(url, Some(&operator));
-        let answer = patiently(&key, || {
-            client.try_send(
-                "POST",
-                "/v1/tenants/acme/records/thing",
-                body.as_bytes(),
-                &[("Idempotency-Key", &key)],
-            )
-        });
-        assert_eq!(answer.status, 200, "{key}: {answer:?}");
-        assert_eq!(answer.body["records"], BATCH, "{key}: {answer:?}");
-    };
+    let post = |url: &str, from: u64| drop(post_batch(url, &operator, from, BATCH));
 
     // Through both nodes, to the owner, until the owner has taken a snapshot (past 50
     // entries, at its keeper's next look).
