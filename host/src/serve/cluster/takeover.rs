@@ -211,7 +211,6 @@ fn replay(
     tracing::debug!("shard {shard}: replaying after {after} up to {upto}");
     while let Some(commit) = runtime.block_on(commits.next()) {
         let (sequence, record) = commit.map_err(journal)?;
-        tracing::debug!("shard {shard}: replaying {sequence} ({})", record.kind);
         restored.records += 1;
         match record.kind.as_str() {
             ENTRY
