@@ -319,7 +319,10 @@ pub(crate) fn send_outbox(
             if !batch.is_empty() {
                 // Marked durably before the window opens again: a crash after this
                 // line never sends these items again.
-                store.update_outbox(&batch)?;
+                if let Err(error) = store.update_outbox(&batch) {
+                    plan.stop();
+                    return Err(error);
+                }
                 plan.marked(batch.len());
                 batch.clear();
                 progress(&report, plan.items.len());
@@ -442,6 +445,87 @@ fn settle(item: &mut OutboxItem, result: Result<(), Failure>, report: &mut SendR
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbox::OutputPayload;
+
+    /// An outbox in memory whose store refuses every mark after the first `marks`.
+    struct RefusingOutbox {
+        items: Vec<OutboxItem>,
+        marks: usize,
+    }
+
+    impl OutboxStore for RefusingOutbox {
+        fn outbox(&self) -> crate::store::Items<'_, OutboxItem> {
+            Box::new(self.items.iter().cloned().map(Ok))
+        }
+        fn update_outbox(&mut self, items: &[OutboxItem]) -> Result<(), Error> {
+            if self.marks == 0 {
+                return Err(Error::Journal("the log elects a leader".to_owned()));
+            }
+            self.marks -= 1;
+            for item in items {
+                self.items[item.id as usize] = item.clone();
+            }
+            Ok(())
+        }
+        fn check_space(&self) -> Result<(), Error> {
+            Ok(())
+        }
+        fn flush(&self) -> Result<(), Error> {
+            Ok(())
+        }
+        fn remove_outbox(&mut self, _: &[u64]) -> Result<u64, Error> {
+            unreachable!("sending removes nothing")
+        }
+    }
+
+    #[test]
+    fn a_mark_refused_stops_the_run_and_what_was_not_marked_stays_pending() {
+        // Many more items than the window of items sent but not marked, so that the
+        // workers are waiting for marks when the store refuses one: the run ends with
+        // the store's error instead of waiting for ever.
+        let dir = tempfile::tempdir().unwrap();
+        let items = (0..10 * MARK_BATCH as u64)
+            .map(|id| {
+                let payload = OutboxPayload::Output(OutputPayload {
+                    channel: "seen".to_owned(),
+                    payload: serde_json::json!({ "n": id }),
+                });
+                OutboxItem::new(id, format!("e{id}"), "h".to_owned(), payload, 0)
+            })
+            .collect();
+        let mut store = RefusingOutbox { items, marks: 1 };
+        let transport = Transport::File(dir.path().to_owned());
+        let destinations = Destinations::new(
+            &TenantSettings::default(),
+            None,
+            [("seen".to_owned(), transport)],
+        )
+        .unwrap();
+
+        // On a thread of its own, so that a run that never ends fails the test.
+        let (done, ended) = mpsc::channel();
+        std::thread::spawn(move || {
+            let sent = send_outbox("t", &mut store, &destinations, 4, &mut |_, _| {});
+            let _ = done.send((sent, store));
+        });
+        let (sent, store) = ended
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("the run ended");
+        let error = sent.unwrap_err();
+        assert!(matches!(error, Error::Journal(_)), "{error}");
+        let sent = store
+            .items
+            .iter()
+            .filter(|item| item.status == OutboxStatus::Sent)
+            .count();
+        assert!((1..=MARK_BATCH).contains(&sent), "{sent} marked sent");
+        // Sent but not marked: at most the window (the workers and a batch).
+        let written = std::fs::read_dir(dir.path()).unwrap().count();
+        assert!(
+            written - sent <= 4 + MARK_BATCH,
+            "{written} written, {sent} marked"
+        );
+    }
 
     #[test]
     fn given_transports_replace_the_settings_route_by_route() {

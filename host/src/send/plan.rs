@@ -44,6 +44,9 @@ struct Flow {
     /// Items taken whose result is not yet durably marked.
     unmarked: usize,
     routes: Vec<RouteFlow>,
+    /// The marking thread stopped (the store refused a mark): no worker takes another
+    /// item, and those waiting for the window stop waiting.
+    stopped: bool,
 }
 
 /// How one route is doing in this run.
@@ -100,6 +103,7 @@ impl Plan {
             next: 0,
             unmarked: 0,
             routes: routes.iter().map(|_| RouteFlow::default()).collect(),
+            stopped: false,
         };
         // One at a time when anything is printed, else `concurrency` (no more than
         // there are items).
@@ -130,6 +134,9 @@ impl Plan {
     pub(super) fn work(&self, tenant: &str, results: &mpsc::Sender<Attempt>) {
         let mut flow = self.flow();
         loop {
+            if flow.stopped {
+                return;
+            }
             let Some((route, item)) = self.items.get(flow.next) else {
                 return;
             };
@@ -137,9 +144,7 @@ impl Plan {
             let state = &flow.routes[*route];
             if state.given_up() {
                 flow.next += 1;
-                if results.send((index, None)).is_err() {
-                    return; // the marking thread stopped on a store error
-                }
+                let _ = results.send((index, None));
                 continue;
             }
             if flow.unmarked >= self.window || !state.may_start() {
@@ -169,9 +174,7 @@ impl Plan {
                 Err(_) => state.failures += 1,
             }
             self.changed.notify_all();
-            if results.send((index, Some(result))).is_err() {
-                return;
-            }
+            let _ = results.send((index, Some(result)));
         }
     }
 
@@ -180,6 +183,16 @@ impl Plan {
     pub(super) fn marked(&self, count: usize) {
         let mut flow = self.flow();
         flow.unmarked -= count;
+        self.changed.notify_all();
+    }
+
+    /// Called by the marking thread when the store refused a mark (a full disk, a
+    /// cluster's log electing a leader): the workers stop, those waiting for the
+    /// window included, which would otherwise wait for marks that never come, and
+    /// the run with them. An item sent but not marked stays pending: sent again by
+    /// the next run, under the same Message-ID.
+    pub(super) fn stop(&self) {
+        self.flow().stopped = true;
         self.changed.notify_all();
     }
 }
