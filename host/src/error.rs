@@ -234,6 +234,12 @@ pub enum Error {
     /// another node owns the tenant now". A change the log refused was not applied.
     #[error("{0}")]
     Journal(String),
+
+    /// A change is larger than the tenant's journal takes in one entry (a cluster's
+    /// log has a largest message): unlike [`Error::Journal`], trying again cannot
+    /// help. The message says what was too large and what to do.
+    #[error("{0}")]
+    ChangeTooLarge(String),
 }
 
 fn known_models_hint(known: &[String]) -> String {

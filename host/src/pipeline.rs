@@ -158,6 +158,9 @@ pub(crate) struct Pipeline<'t> {
     /// (model, id) of the records staged in the uncommitted group.
     staged_record_ids: HashSet<(String, String)>,
     staged_records: usize,
+    /// The store's limit on a commit's estimated size, if it has one: a group is
+    /// committed early when it reaches it.
+    max_commit_bytes: Option<u64>,
     /// Records handed to the store in commits so far.
     committed_records: u64,
     /// How long the run waits for a retry to come due (see [`MAX_RETRY_WAIT_MS`]).
@@ -179,6 +182,7 @@ impl<'t> Pipeline<'t> {
         now_ms: i64,
     ) -> Result<Self, Error> {
         let settings = store.settings()?;
+        let max_commit_bytes = store.max_commit_bytes();
         let registrations = store.modules()?;
         let routes = Routes::new(&registrations)?;
         let templates = Templates::stored(modules.engine(), store.templates()?)?;
@@ -218,6 +222,7 @@ impl<'t> Pipeline<'t> {
             staged_keys: HashSet::new(),
             staged_record_ids: HashSet::new(),
             staged_records: 0,
+            max_commit_bytes,
             committed_records: 0,
             retry_wait_ms: MAX_RETRY_WAIT_MS,
             dry_run: None,
@@ -668,7 +673,10 @@ impl<'t> Pipeline<'t> {
     /// Ends a record's work: the group is committed once it holds enough records.
     fn end_record(&mut self) -> Result<(), Error> {
         self.staged_records += 1;
-        if self.staged_records >= COMMIT_GROUP {
+        let full = self
+            .max_commit_bytes
+            .is_some_and(|max| self.commit.size_estimate() >= max);
+        if self.staged_records >= COMMIT_GROUP || full {
             self.commit_staged()?;
         }
         Ok(())

@@ -319,7 +319,7 @@ pub(crate) fn send_outbox(
             if !batch.is_empty() {
                 // Marked durably before the window opens again: a crash after this
                 // line never sends these items again.
-                if let Err(error) = store.update_outbox(&batch) {
+                if let Err(error) = update_outbox(store, &batch) {
                     plan.stop();
                     return Err(error);
                 }
@@ -400,7 +400,7 @@ pub(crate) fn retry_failed(store: &mut dyn OutboxStore, ids: Option<&[u64]>) -> 
             item
         })
         .collect();
-    store.update_outbox(&retried)?;
+    update_outbox(store, &retried)?;
     Ok(retried.len() as u64)
 }
 
@@ -413,6 +413,22 @@ pub(crate) fn prune_outbox(store: &mut dyn Store, sent_before_ms: i64) -> Result
     })?;
     store.flush()?;
     Ok(pruned)
+}
+
+/// Writes the new state of `items`; one by one if together they are a change larger
+/// than the tenant's journal takes (a cluster's log: each item was in a commit the log
+/// took, so each fits alone). Marks are idempotent, so a part written before a refusal
+/// is harmless.
+pub(crate) fn update_outbox(
+    store: &mut dyn OutboxStore,
+    items: &[OutboxItem],
+) -> Result<(), Error> {
+    match store.update_outbox(items) {
+        Err(Error::ChangeTooLarge(_)) if items.len() > 1 => items
+            .iter()
+            .try_for_each(|item| store.update_outbox(std::slice::from_ref(item))),
+        written => written,
+    }
 }
 
 /// Records on `item` and in `report` how sending it went.

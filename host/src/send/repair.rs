@@ -184,7 +184,7 @@ impl OutboxSender {
             updated.push(item);
         }
         if !updated.is_empty() {
-            self.store.update_outbox(&updated)?;
+            super::update_outbox(&mut *self.store, &updated)?;
         }
         Ok(report)
     }

@@ -134,9 +134,12 @@ fn classify(error: &Error) -> (StatusCode, &'static str) {
         // The cluster's log did not take the change (another node owns the tenant now,
         // the log is out of reach): not applied here; another node, or a retry, may.
         Error::Journal(_) => (S::SERVICE_UNAVAILABLE, "unavailable"),
+        // Larger than the cluster's log takes: sent again it is refused again.
+        Error::ChangeTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "too_large"),
         Error::Interrupted { cause, .. } => match **cause {
             Error::DiskFull { .. } => (S::INSUFFICIENT_STORAGE, "disk_full"),
             Error::Journal(_) => (S::SERVICE_UNAVAILABLE, "unavailable"),
+            Error::ChangeTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "too_large"),
             _ => (S::INTERNAL_SERVER_ERROR, "interrupted"),
         },
         _ => (S::INTERNAL_SERVER_ERROR, "internal"),

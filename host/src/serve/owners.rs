@@ -537,21 +537,46 @@ impl Owners {
             }
         }
         self.metrics.group_size.observe(requests.len() as f64);
+        let name = tenant.name().to_owned();
+        let mut answer = |reply: oneshot::Sender<_>, answer: Result<IngestAnswer, Error>| {
+            if let Ok(IngestAnswer::Ran(report)) = &answer {
+                self.metrics.count_run(&name, report);
+                background.note_run(report);
+            }
+            let _ = reply.send(answer);
+        };
         match tenant.ingest_group(&requests, now) {
             Ok(answers) => {
-                for (answer, reply) in answers.into_iter().zip(replies) {
-                    if let Ok(IngestAnswer::Ran(report)) = &answer {
-                        self.metrics.count_run(tenant.name(), report);
-                        background.note_run(report);
-                    }
-                    let _ = reply.send(answer);
+                for (result, reply) in answers.into_iter().zip(replies) {
+                    answer(reply, result);
+                }
+            }
+            Err(error) if is_too_large(&error) && requests.len() > 1 => {
+                // A change too large for the cluster's log: one request's records made
+                // it (runs commit in groups that fit, so one record's work did). Each
+                // request alone, so that only that one is refused and the others run.
+                tracing::warn!(
+                    "tenant `{}`: a group of requests is run one by one: {error}",
+                    tenant.name()
+                );
+                for (request, reply) in requests.iter().zip(replies) {
+                    let result = tenant
+                        .ingest_group(std::slice::from_ref(request), now)
+                        .and_then(|mut answers| answers.pop().expect("one answer a request"));
+                    answer(reply, result);
                 }
             }
             Err(error) => {
-                tracing::error!(
-                    "tenant `{}`: a group of requests failed: {error}",
-                    tenant.name()
-                );
+                if is_too_large(&error) {
+                    // A group of one (larger ones are split above): the request's own
+                    // fault, told to its client (413).
+                    tracing::warn!("tenant `{}`: a request was refused: {error}", tenant.name());
+                } else {
+                    tracing::error!(
+                        "tenant `{}`: a group of requests failed: {error}",
+                        tenant.name()
+                    );
+                }
                 let again = again(&error);
                 let mut error = Some(error);
                 for reply in replies {
@@ -666,19 +691,31 @@ impl Owners {
     }
 }
 
+/// Whether `error` is a change larger than the cluster's log takes.
+fn is_too_large(error: &Error) -> bool {
+    match error {
+        Error::ChangeTooLarge(_) => true,
+        Error::Interrupted { cause, .. } => matches!(**cause, Error::ChangeTooLarge(_)),
+        _ => false,
+    }
+}
+
 /// Makes `error` again for each other job it fails (an `Error` is not `Clone`): the
-/// cluster's refusal stays one, so that every client is told to try again (503); any
-/// other error is the store's.
+/// cluster's refusal stays one, so that every client is told to try again (503), and
+/// so does a change too large for it (413); any other error is the store's.
 fn again(error: &Error) -> impl Fn() -> Error + use<> {
     let journal = match error {
         Error::Journal(_) => true,
         Error::Interrupted { cause, .. } => matches!(**cause, Error::Journal(_)),
         _ => false,
     };
+    let too_large = is_too_large(error);
     let message = error.to_string();
     move || {
         if journal {
             Error::Journal(message.clone())
+        } else if too_large {
+            Error::ChangeTooLarge(message.clone())
         } else {
             Error::Storage(message.clone())
         }

@@ -48,6 +48,14 @@ pub trait Journal: Send + Sync {
     /// hex). Called before an entry that names the component
     /// ([`JournalEntry::component`]) is appended.
     fn save_component(&self, sha256: &str, wasm: &[u8]) -> Result<(), Error>;
+
+    /// The largest entry the log takes, in bytes, if it has a limit. Runs commit
+    /// their records in smaller groups to stay well under it (a group's estimated size
+    /// is a quarter of it at most, see [`Store::max_commit_bytes`]); an entry still
+    /// larger is refused with [`Error::ChangeTooLarge`].
+    fn max_entry_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// One change to a tenant's store, for a [`Journal`]'s log: opaque but for

@@ -92,6 +92,10 @@ impl Store for JournaledStore {
         self.inner.flush()
     }
 
+    fn max_commit_bytes(&self) -> Option<u64> {
+        self.journal.max_entry_bytes().map(|bytes| bytes / 4)
+    }
+
     fn is_seen(&self, key: &str) -> Result<bool, Error> {
         self.inner.is_seen(key)
     }

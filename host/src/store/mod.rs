@@ -254,6 +254,14 @@ pub trait Store: Send {
     fn commit(&mut self, commit: Commit) -> Result<(), Error>;
     /// Makes every commit so far durable (on disk, synced).
     fn flush(&self) -> Result<(), Error>;
+    /// How large a commit may be, by its [`Commit::size_estimate`], if the store has a
+    /// limit (a journal's log takes entries up to a size): a run commits its records
+    /// in groups that stay under it. The estimate is rough (a mail is counted as a
+    /// kilobyte before it is composed), so the limit leaves room: a quarter of the
+    /// log's.
+    fn max_commit_bytes(&self) -> Option<u64> {
+        None
+    }
 
     fn is_seen(&self, key: &str) -> Result<bool, Error>;
     fn ledger_entry(&self, key: &str) -> Result<Option<LedgerEntry>, Error>;

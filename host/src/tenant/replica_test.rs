@@ -65,12 +65,14 @@ impl NativeModule for Script {
 }
 
 /// A journal that keeps its log in memory, each entry as its bytes, applying each
-/// entry under the log's lock; it refuses everything while `refuse` is set.
+/// entry under the log's lock; it refuses everything while `refuse` is set, and
+/// entries larger than `max_entry` bytes.
 #[derive(Default)]
 struct Recorder {
     log: Mutex<Vec<(String, Vec<u8>)>>,
     components: Mutex<BTreeMap<String, Vec<u8>>>,
     refuse: AtomicBool,
+    max_entry: Option<u64>,
 }
 
 const REFUSAL: &str = "the cluster's log refused the commit: another node owns the tenant now";
@@ -86,8 +88,16 @@ impl Journal for Recorder {
         if self.refuse.load(Ordering::SeqCst) {
             return Err(Error::Journal(REFUSAL.to_owned()));
         }
-        log.push((tenant.to_owned(), entry.encode()));
+        let bytes = entry.encode();
+        if self.max_entry.is_some_and(|max| bytes.len() as u64 > max) {
+            return Err(Error::ChangeTooLarge(format!("{} bytes", bytes.len())));
+        }
+        log.push((tenant.to_owned(), bytes));
         apply()
+    }
+
+    fn max_entry_bytes(&self) -> Option<u64> {
+        self.max_entry
     }
 
     fn save_component(&self, sha256: &str, wasm: &[u8]) -> Result<(), Error> {
@@ -532,6 +542,53 @@ fn a_journal_that_refuses_changes_nothing() {
         &record(2, &[("e", "e_2", serde_json::json!({}))]),
     );
     assert_eq!(tenant.events().count(), 2);
+}
+
+#[test]
+fn a_journal_with_a_largest_entry_gets_commits_that_fit_and_refuses_a_record_too_large() {
+    const MAX_ENTRY: u64 = 256 << 10;
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Arc::new(Recorder {
+        max_entry: Some(MAX_ENTRY),
+        ..Recorder::default()
+    });
+    let spark = spark(dir.path(), Some(recorder.clone()));
+    let mut tenant = spark.tenant("t").unwrap();
+    tenant
+        .add_module(
+            native("script", "builtin:script", &["thing"], &["^e"]),
+            false,
+        )
+        .unwrap();
+    let logged = recorder.len();
+
+    // 200 records of 10 KB each (the record, and its event's context as much again):
+    // some 4 MB, far more than one entry takes, and far fewer records than a commit
+    // holds when nothing limits its size.
+    let padding = "x".repeat(5_000);
+    let lines: String = (0..200)
+        .map(|n| {
+            let context = serde_json::json!({ "padding": padding });
+            record(n, &[("e", &format!("e_{n}"), context)])
+        })
+        .collect();
+    ingest(&mut tenant, &lines);
+    let entries = recorder.entries(logged);
+    assert!(entries.len() >= 8, "{} commits", entries.len());
+    assert_eq!(tenant.store.ledger().count(), 200);
+
+    // One record whose own work is larger than an entry: refused as too large (sent
+    // again it would be refused again), not as "try again"; nothing of it is stored.
+    let big = serde_json::json!({ "padding": "x".repeat(MAX_ENTRY as usize) });
+    let lines = record(1000, &[("e", "e_small", serde_json::json!({}))])
+        + &record(1001, &[("e", "e_big", big)]);
+    let mut input = lines.as_bytes();
+    match tenant.ingest("thing", &mut input, wall_clock_ms(), &mut |_| {}) {
+        Err(Error::ChangeTooLarge(_)) => {}
+        Err(Error::Interrupted { cause, .. }) if matches!(*cause, Error::ChangeTooLarge(_)) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(!tenant.store.is_seen("e_big").unwrap());
 }
 
 #[test]

@@ -8,6 +8,7 @@
 
 mod failover;
 mod harness;
+mod limits;
 mod nats;
 mod snapshots;
 

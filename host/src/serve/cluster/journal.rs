@@ -38,6 +38,8 @@ pub struct ClusterJournal {
     /// Makes this node's message ids its own: node and incarnation.
     pub id_prefix: String,
     pub give_up: UnboundedSender<GiveUp>,
+    /// The largest message the log takes, in bytes.
+    pub max_message: usize,
 }
 
 impl ClusterJournal {
@@ -99,7 +101,7 @@ impl Journal for ClusterJournal {
                 shard,
                 format!("another node owns tenant `{tenant}` now (the log refused the commit)"),
             )),
-            Err(AppendError::TooLarge(limit)) => Err(Error::Journal(format!(
+            Err(AppendError::TooLarge(limit)) => Err(Error::ChangeTooLarge(format!(
                 "a change of tenant `{tenant}` ({}, {} bytes) is larger than the cluster's \
                  largest message ({limit} bytes): send fewer records a request, or raise the \
                  NATS servers' max_payload",
@@ -110,6 +112,10 @@ impl Journal for ClusterJournal {
                 Err(self.refuse(shard, format!("the cluster's log did not answer: {why}")))
             }
         }
+    }
+
+    fn max_entry_bytes(&self) -> Option<u64> {
+        Some(self.max_message as u64)
     }
 
     fn save_component(&self, sha256: &str, wasm: &[u8]) -> Result<(), Error> {

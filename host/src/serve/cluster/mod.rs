@@ -165,6 +165,7 @@ impl Cluster {
             runtime: self.runtime.clone(),
             id_prefix: self.id_prefix.clone(),
             give_up: self.give_up.clone(),
+            max_message: self.max_message(),
         })
     }
 
