@@ -78,11 +78,21 @@ pub async fn forward(
     if posts_records(request.method(), &path) || cluster.table.owns(&tenant) {
         return next.run(request).await;
     }
+    // The console's pages say what went wrong as pages, the API as JSON.
+    let reload = request.method() == Method::GET;
+    let console = path.starts_with("/console/");
+    let refuse = |error: ApiError| {
+        if console {
+            crate::serve::console::unavailable(error, reload)
+        } else {
+            error.into_response()
+        }
+    };
     if request.headers().contains_key(FORWARDED) {
-        return moving(&tenant).into_response();
+        return refuse(moving(&tenant));
     }
     let Some(owner) = cluster.owner_url(&tenant).await else {
-        return moving(&tenant).into_response();
+        return refuse(moving(&tenant));
     };
     if let Some(carried) = sessions
         .carried(request.headers())
@@ -94,7 +104,7 @@ pub async fn forward(
         Ok(response) => response,
         Err(error) => {
             cluster.forget_owner(&tenant);
-            error.into_response()
+            refuse(error)
         }
     }
 }

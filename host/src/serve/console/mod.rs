@@ -18,7 +18,7 @@ use std::sync::{Arc, LazyLock};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use minijinja::Environment;
@@ -165,6 +165,26 @@ fn problem(
     context.insert("heading".to_owned(), json!(heading));
     context.insert("message".to_owned(), json!(message));
     render(status, "problem.html", Value::Object(context))
+}
+
+/// A console request a node of a cluster could not pass on to the tenant's owner (the
+/// tenant is moving between nodes, or its owner did not answer), as a page rather than
+/// the API's JSON: it says so, and a page to look at (`reload`) reloads itself once
+/// the moment it names has passed. A form posted is not sent again by itself.
+pub fn unavailable(error: ApiError, reload: bool) -> Response {
+    let mut context = serde_json::Map::new();
+    context.insert("heading".to_owned(), json!("Try again in a moment"));
+    context.insert("message".to_owned(), json!(error.message));
+    context.insert("elsewhere".to_owned(), json!(true));
+    if reload {
+        context.insert("reload".to_owned(), json!(error.retry_after.unwrap_or(2)));
+    }
+    let mut page = render(error.status, "problem.html", Value::Object(context));
+    if let Some(seconds) = error.retry_after {
+        page.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    page
 }
 
 /// A failed request to the tenant, as a page.
@@ -331,7 +351,7 @@ async fn sign_in(State(app): State<App>, headers: HeaderMap, body: Body) -> Resp
                 (header::SET_COOKIE, set_cookie(&session, is_https(&headers))),
                 (
                     header::LOCATION,
-                    header::HeaderValue::from_str(&format!("/console/t/{tenant}"))
+                    HeaderValue::from_str(&format!("/console/t/{tenant}"))
                         .expect("a tenant name is a URL path"),
                 ),
             ],
@@ -360,10 +380,7 @@ async fn sign_out(State(app): State<App>, headers: HeaderMap, body: Body) -> Res
         StatusCode::SEE_OTHER,
         [
             (header::SET_COOKIE, clear_cookie()),
-            (
-                header::LOCATION,
-                header::HeaderValue::from_static("/console"),
-            ),
+            (header::LOCATION, HeaderValue::from_static("/console")),
         ],
     )
         .into_response()
