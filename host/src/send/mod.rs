@@ -251,28 +251,44 @@ impl Failure {
 /// receiver that limits connections per client.
 pub const DEFAULT_CONCURRENCY: usize = 4;
 
-/// Sends every pending outbox item of `tenant` whose route has a transport in
+#[derive(Debug)]
+/// A run of [`send_outbox`]: its report, and the id before which every item is
+/// settled for its destinations.
+struct Sent {
+    report: SendReport,
+    /// Every item before this id is sent, set aside, or waiting for a route the
+    /// destinations have no transport for: the next run through the same
+    /// destinations may start here.
+    settled_below: u64,
+}
+
+/// Sends every pending outbox item of `tenant` from id `from` on (those before are
+/// known to be settled for these destinations) whose route has a transport in
 /// `destinations`, up to `concurrency` at once (one at a time, in id order, when
 /// anything goes to stdout), marking each as soon as it went out: sent, failed (it stays
 /// pending, with its error) or set aside (`Failed`: its own fault, not the route's).
 /// Every transport needed is made ready (a directory created, say) before the first
 /// item goes. `progress` is told of each item settled, with the number of items to send.
-pub(crate) fn send_outbox(
+fn send_outbox(
     tenant: &str,
     store: &mut dyn OutboxStore,
+    from: u64,
     destinations: &Destinations,
     concurrency: usize,
     progress: &mut dyn FnMut(&SendReport, usize),
-) -> Result<SendReport, Error> {
+) -> Result<Sent, Error> {
     // Nothing goes out that could not be marked.
     store.check_space()?;
-    let pending: Vec<OutboxItem> = store
-        .outbox()
-        .filter(|item| {
-            item.as_ref()
-                .map_or(true, |item| item.status == OutboxStatus::Pending)
-        })
-        .collect::<Result<_, _>>()?;
+    // After the last item read, if none is left pending.
+    let mut settled_below = from;
+    let mut pending: Vec<OutboxItem> = Vec::new();
+    for item in store.outbox_from(from) {
+        let item = item?;
+        settled_below = settled_below.max(item.id + 1);
+        if item.status == OutboxStatus::Pending {
+            pending.push(item);
+        }
+    }
     let mut report = SendReport::default();
     let plan = Plan::new(pending, concurrency, &mut report, |route| {
         destinations
@@ -298,6 +314,7 @@ pub(crate) fn send_outbox(
                 let (route, item) = &plan.items[index];
                 match result {
                     None => {
+                        settled_below = settled_below.min(item.id);
                         report.skipped += 1;
                         *report
                             .given_up
@@ -307,6 +324,9 @@ pub(crate) fn send_outbox(
                     Some(result) => {
                         let mut item = item.clone();
                         settle(&mut item, result, &mut report);
+                        if item.status == OutboxStatus::Pending {
+                            settled_below = settled_below.min(item.id);
+                        }
                         batch.push(item);
                     }
                 }
@@ -332,16 +352,27 @@ pub(crate) fn send_outbox(
     })?;
     report.problems.sort_unstable();
     store.flush()?;
-    Ok(report)
+    Ok(Sent {
+        report,
+        settled_below,
+    })
 }
 
 /// A tenant's outbox, to send from a thread of its own while the tenant goes on with
 /// other work ([`Tenant::outbox_sender`](crate::Tenant::outbox_sender)): a server sends
 /// this way, so that a receiver that is slow or down never holds up ingest. All of a
 /// tenant's sending and marking goes through one sender at a time.
+///
+/// It remembers how far the outbox is settled (every item before an id sent, set aside,
+/// or waiting for a route without a transport), so that a send reads the items from
+/// there on, not the tenant's whole history, as long as the destinations stay the same
+/// and no item is made pending again through it.
 pub struct OutboxSender {
     tenant: String,
     store: Box<dyn OutboxStore>,
+    /// The destinations of the last send, and the id before which it left every item
+    /// settled for them.
+    settled: Option<(Destinations, u64)>,
 }
 
 impl OutboxSender {
@@ -349,6 +380,7 @@ impl OutboxSender {
         Self {
             tenant: tenant.to_owned(),
             store,
+            settled: None,
         }
     }
 
@@ -359,18 +391,27 @@ impl OutboxSender {
         concurrency: usize,
         progress: &mut dyn FnMut(&SendReport, usize),
     ) -> Result<SendReport, Error> {
-        send_outbox(
+        let from = match &self.settled {
+            Some((settled_for, below)) if settled_for == destinations => *below,
+            _ => 0,
+        };
+        let sent = send_outbox(
             &self.tenant,
             &mut *self.store,
+            from,
             destinations,
             concurrency,
             progress,
-        )
+        )?;
+        self.settled = Some((destinations.clone(), sent.settled_below));
+        Ok(sent.report)
     }
 
     /// Makes failed items pending again, as
     /// [`Tenant::retry_outbox`](crate::Tenant::retry_outbox).
     pub fn retry(&mut self, ids: Option<&[u64]>) -> Result<u64, Error> {
+        // Items before the settled mark may be pending again.
+        self.settled = None;
         retry_failed(&mut *self.store, ids)
     }
 }
@@ -460,26 +501,64 @@ fn settle(item: &mut OutboxItem, result: Result<(), Failure>, report: &mut SendR
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
     use super::*;
     use crate::outbox::OutputPayload;
 
-    /// An outbox in memory whose store refuses every mark after the first `marks`.
-    struct RefusingOutbox {
+    /// An outbox in memory, shared with the test: its items, how many marks it takes
+    /// before it refuses every one, and how many items were read.
+    #[derive(Clone, Default)]
+    struct MemoryOutbox(Arc<Mutex<Memory>>);
+
+    #[derive(Default)]
+    struct Memory {
         items: Vec<OutboxItem>,
-        marks: usize,
+        marks_left: usize,
+        read: usize,
     }
 
-    impl OutboxStore for RefusingOutbox {
+    impl MemoryOutbox {
+        fn new(items: Vec<OutboxItem>, marks_left: usize) -> Self {
+            Self(Arc::new(Mutex::new(Memory {
+                items,
+                marks_left,
+                read: 0,
+            })))
+        }
+
+        fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
+            self.0.lock().unwrap()
+        }
+
+        /// How many items were read since the last call.
+        fn read(&self) -> usize {
+            std::mem::take(&mut self.memory().read)
+        }
+
+        fn status(&self, id: u64) -> OutboxStatus {
+            self.memory().items[id as usize].status
+        }
+    }
+
+    impl OutboxStore for MemoryOutbox {
         fn outbox(&self) -> crate::store::Items<'_, OutboxItem> {
-            Box::new(self.items.iter().cloned().map(Ok))
+            self.outbox_from(0)
+        }
+        fn outbox_from(&self, first: u64) -> crate::store::Items<'_, OutboxItem> {
+            let mut memory = self.memory();
+            let items: Vec<OutboxItem> = memory.items[first as usize..].to_vec();
+            memory.read += items.len();
+            Box::new(items.into_iter().map(Ok))
         }
         fn update_outbox(&mut self, items: &[OutboxItem]) -> Result<(), Error> {
-            if self.marks == 0 {
+            let mut memory = self.memory();
+            if memory.marks_left == 0 {
                 return Err(Error::Journal("the log elects a leader".to_owned()));
             }
-            self.marks -= 1;
+            memory.marks_left -= 1;
             for item in items {
-                self.items[item.id as usize] = item.clone();
+                memory.items[item.id as usize] = item.clone();
             }
             Ok(())
         }
@@ -494,42 +573,49 @@ mod tests {
         }
     }
 
+    /// Outputs with ids `ids`, each on the channel `channel`.
+    fn outputs(ids: std::ops::Range<u64>, channel: &str) -> Vec<OutboxItem> {
+        ids.map(|id| {
+            let payload = OutboxPayload::Output(OutputPayload {
+                channel: channel.to_owned(),
+                payload: serde_json::json!({ "n": id }),
+            });
+            OutboxItem::new(id, format!("e{id}"), "h".to_owned(), payload, 0)
+        })
+        .collect()
+    }
+
+    /// Destinations that route each of `routes` (channel, transport).
+    fn routed(routes: &[(&str, Transport)]) -> Destinations {
+        let routes = routes
+            .iter()
+            .map(|(channel, transport)| ((*channel).to_owned(), transport.clone()));
+        Destinations::new(&TenantSettings::default(), None, routes).unwrap()
+    }
+
     #[test]
     fn a_mark_refused_stops_the_run_and_what_was_not_marked_stays_pending() {
         // Many more items than the window of items sent but not marked, so that the
         // workers are waiting for marks when the store refuses one: the run ends with
         // the store's error instead of waiting for ever.
         let dir = tempfile::tempdir().unwrap();
-        let items = (0..10 * MARK_BATCH as u64)
-            .map(|id| {
-                let payload = OutboxPayload::Output(OutputPayload {
-                    channel: "seen".to_owned(),
-                    payload: serde_json::json!({ "n": id }),
-                });
-                OutboxItem::new(id, format!("e{id}"), "h".to_owned(), payload, 0)
-            })
-            .collect();
-        let mut store = RefusingOutbox { items, marks: 1 };
-        let transport = Transport::File(dir.path().to_owned());
-        let destinations = Destinations::new(
-            &TenantSettings::default(),
-            None,
-            [("seen".to_owned(), transport)],
-        )
-        .unwrap();
+        let mut store = MemoryOutbox::new(outputs(0..10 * MARK_BATCH as u64, "seen"), 1);
+        let memory = store.clone();
+        let destinations = routed(&[("seen", Transport::File(dir.path().to_owned()))]);
 
         // On a thread of its own, so that a run that never ends fails the test.
         let (done, ended) = mpsc::channel();
         std::thread::spawn(move || {
-            let sent = send_outbox("t", &mut store, &destinations, 4, &mut |_, _| {});
-            let _ = done.send((sent, store));
+            let sent = send_outbox("t", &mut store, 0, &destinations, 4, &mut |_, _| {});
+            let _ = done.send(sent);
         });
-        let (sent, store) = ended
+        let sent = ended
             .recv_timeout(std::time::Duration::from_secs(120))
             .expect("the run ended");
         let error = sent.unwrap_err();
         assert!(matches!(error, Error::Journal(_)), "{error}");
-        let sent = store
+        let sent = memory
+            .memory()
             .items
             .iter()
             .filter(|item| item.status == OutboxStatus::Sent)
@@ -541,6 +627,58 @@ mod tests {
             written - sent <= 4 + MARK_BATCH,
             "{written} written, {sent} marked"
         );
+    }
+
+    #[test]
+    fn a_sender_reads_from_the_first_item_not_settled_and_again_from_the_start_when_it_must() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = Transport::File(dir.path().to_owned());
+        // Nothing listens on port 1: each attempt fails, and the item stays pending.
+        let down = Transport::Http("http://127.0.0.1:1/hook".to_owned());
+        // 0..10 on `seen`, 10..20 on `audit`, which has no transport yet.
+        let mut items = outputs(0..10, "seen");
+        items.extend(outputs(10..20, "audit"));
+        let memory = MemoryOutbox::new(items, usize::MAX);
+        let mut sender = OutboxSender::new("t", Box::new(memory.clone()));
+        let seen = routed(&[("seen", file.clone())]);
+        let send = |sender: &mut OutboxSender, destinations: &Destinations| {
+            sender.send(destinations, 4, &mut |_, _| {}).unwrap()
+        };
+
+        let report = send(&mut sender, &seen);
+        assert_eq!((report.sent, report.waiting), (10, 10));
+        assert_eq!(memory.read(), 20);
+        // Nothing new: nothing read (the audit items wait for a transport).
+        send(&mut sender, &seen);
+        assert_eq!(memory.read(), 0);
+        // New items: only they are read.
+        memory.memory().items.extend(outputs(20..25, "seen"));
+        let report = send(&mut sender, &seen);
+        assert_eq!((report.sent, memory.read()), (5, 5));
+
+        // A transport for `audit` now: everything is looked at again, and they go.
+        let both = routed(&[("seen", file.clone()), ("audit", file.clone())]);
+        let report = send(&mut sender, &both);
+        assert_eq!((report.sent, memory.read()), (10, 25));
+        assert_eq!(memory.status(15), OutboxStatus::Sent);
+
+        // An item whose route fails stays pending: reading starts from it next time.
+        memory.memory().items.extend(outputs(25..26, "hook"));
+        memory.memory().items.extend(outputs(26..30, "seen"));
+        let hooked = routed(&[("seen", file.clone()), ("hook", down)]);
+        let report = send(&mut sender, &hooked);
+        assert_eq!((report.sent, report.failed), (4, 1));
+        memory.read();
+        let report = send(&mut sender, &hooked);
+        assert_eq!((report.failed, memory.read()), (1, 5));
+        assert_eq!(memory.status(25), OutboxStatus::Pending);
+
+        // An item set aside, then made pending again through the sender: sent.
+        memory.memory().items[3].status = OutboxStatus::Failed;
+        assert_eq!(sender.retry(None).unwrap(), 1);
+        let report = send(&mut sender, &hooked);
+        assert_eq!(report.sent, 1);
+        assert_eq!(memory.status(3), OutboxStatus::Sent);
     }
 
     #[test]

@@ -452,11 +452,8 @@ async fn outbox(
             let mut items = Vec::new();
             let mut last = None;
             let mut more = false;
-            for item in tenant.outbox() {
+            for item in tenant.outbox_from(after.map_or(0, |after| after + 1)) {
                 let item = item?;
-                if after.is_some_and(|after| item.id <= after) {
-                    continue;
-                }
                 let shown = views::outbox_item(&item, &defaults);
                 if status
                     .as_deref()

@@ -142,6 +142,10 @@ impl Store for JournaledStore {
         self.inner.outbox()
     }
 
+    fn outbox_from(&self, first: u64) -> Items<'_, OutboxItem> {
+        self.inner.outbox_from(first)
+    }
+
     fn outbox_store(&self) -> Result<Box<dyn OutboxStore>, Error> {
         Ok(Box::new(JournaledOutbox {
             tenant: self.tenant.clone(),
@@ -286,6 +290,10 @@ impl JournaledOutbox {
 impl OutboxStore for JournaledOutbox {
     fn outbox(&self) -> Items<'_, OutboxItem> {
         self.inner.outbox()
+    }
+
+    fn outbox_from(&self, first: u64) -> Items<'_, OutboxItem> {
+        self.inner.outbox_from(first)
     }
 
     fn update_outbox(&mut self, items: &[OutboxItem]) -> Result<(), Error> {

@@ -230,6 +230,14 @@ impl Commit {
 pub trait OutboxStore: Send {
     /// The outbox in id order, as committed so far.
     fn outbox(&self) -> Items<'_, OutboxItem>;
+    /// The items of the outbox from id `first` on, in id order: what a sender that
+    /// knows the items before `first` settled reads, rather than the whole history.
+    fn outbox_from(&self, first: u64) -> Items<'_, OutboxItem> {
+        Box::new(
+            self.outbox()
+                .filter(move |item| item.as_ref().map_or(true, |item| item.id >= first)),
+        )
+    }
     /// Replaces outbox items (their sending status), all at once and durably.
     fn update_outbox(&mut self, items: &[OutboxItem]) -> Result<(), Error>;
     /// Whether writes would be taken now: refuses with [`Error::DiskFull`] when the
@@ -294,6 +302,13 @@ pub trait Store: Send {
 
     /// The outbox in id order.
     fn outbox(&self) -> Items<'_, OutboxItem>;
+    /// The outbox from id `first` on (see [`OutboxStore::outbox_from`]).
+    fn outbox_from(&self, first: u64) -> Items<'_, OutboxItem> {
+        Box::new(
+            self.outbox()
+                .filter(move |item| item.as_ref().map_or(true, |item| item.id >= first)),
+        )
+    }
     /// A handle on the outbox alone, for sending (see [`OutboxStore`]); what is
     /// committed so far lands first.
     fn outbox_store(&self) -> Result<Box<dyn OutboxStore>, Error>;

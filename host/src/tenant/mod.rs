@@ -202,6 +202,12 @@ impl Tenant {
         self.store.outbox()
     }
 
+    /// The outbox from id `first` on, in id order: a page after another, read without
+    /// the items before it.
+    pub fn outbox_from(&self, first: u64) -> impl Iterator<Item = Result<OutboxItem, Error>> + '_ {
+        self.store.outbox_from(first)
+    }
+
     /// Deliveries (handler calls) waiting for their next attempt.
     pub fn pending(&self) -> impl Iterator<Item = Result<PendingDelivery, Error>> + '_ {
         self.store.pending()

@@ -840,11 +840,8 @@ async fn outbox(
             let defaults = tenant.settings()?.mail;
             let mut items = Vec::new();
             let mut more = false;
-            for item in tenant.outbox() {
+            for item in tenant.outbox_from(after.map_or(0, |after| after + 1)) {
                 let item = item?;
-                if after.is_some_and(|after| item.id <= after) {
-                    continue;
-                }
                 if items.len() == PAGE {
                     more = true;
                     break;
@@ -913,13 +910,10 @@ async fn outbox_item(
         .owners
         .call(&tenant, false, move |tenant| {
             let defaults = tenant.settings()?.mail;
-            for item in tenant.outbox() {
-                let item = item?;
-                if item.id == id {
-                    return Ok(Some(views::outbox_item(&item, &defaults)));
-                }
+            match tenant.outbox_from(id).next().transpose()? {
+                Some(item) if item.id == id => Ok(Some(views::outbox_item(&item, &defaults))),
+                _ => Ok(None),
             }
-            Ok(None)
         })
         .await;
     match read {

@@ -379,7 +379,14 @@ impl Store for SledStore {
         if let Err(error) = self.settle() {
             return Box::new(std::iter::once(Err(error)));
         }
-        read_outbox(&self.data)
+        outbox_from(&self.data, 0)
+    }
+
+    fn outbox_from(&self, first: u64) -> Items<'_, OutboxItem> {
+        if let Err(error) = self.settle() {
+            return Box::new(std::iter::once(Err(error)));
+        }
+        outbox_from(&self.data, first)
     }
 
     fn outbox_store(&self) -> Result<Box<dyn OutboxStore>, Error> {
@@ -578,7 +585,11 @@ struct SledOutbox {
 
 impl OutboxStore for SledOutbox {
     fn outbox(&self) -> Items<'_, OutboxItem> {
-        read_outbox(&self.data)
+        outbox_from(&self.data, 0)
+    }
+
+    fn outbox_from(&self, first: u64) -> Items<'_, OutboxItem> {
+        outbox_from(&self.data, first)
     }
 
     fn update_outbox(&mut self, items: &[OutboxItem]) -> Result<(), Error> {
@@ -602,12 +613,24 @@ impl OutboxStore for SledOutbox {
     }
 }
 
-/// The outbox of `data`: its segments, each item as its latest update has it.
-fn read_outbox<'a>(data: &sled::Tree) -> Items<'a, OutboxItem> {
-    latest_outbox(
-        data.scan_prefix([OUTBOX]).values(),
-        data.scan_prefix([OUTBOX_UPDATE]).values(),
-    )
+/// The outbox of `data` from id `first` on, each item as its latest update has it:
+/// from the segment holding `first` (the last whose first id is not after it), with
+/// the updates from `first` on.
+fn outbox_from<'a>(data: &sled::Tree, first: u64) -> Items<'a, OutboxItem> {
+    let start = match data
+        .range(outbox_key(OUTBOX, 0)..=outbox_key(OUTBOX, first))
+        .next_back()
+    {
+        Some(Ok((key, _))) => key.to_vec(),
+        Some(Err(error)) => return Box::new(std::iter::once(Err(error.into()))),
+        None => outbox_key(OUTBOX, 0),
+    };
+    let items = latest_outbox(
+        data.range(start..outbox_key(OUTBOX + 1, 0)).values(),
+        data.range(outbox_key(OUTBOX_UPDATE, first)..outbox_key(OUTBOX_UPDATE + 1, 0))
+            .values(),
+    );
+    Box::new(items.filter(move |item| item.as_ref().map_or(true, |item| item.id >= first)))
 }
 
 /// Writes the new state of `items` under `u`, at once and durably.

@@ -369,6 +369,38 @@ mod tests {
     }
 
     #[test]
+    fn the_outbox_from_an_id_is_the_outbox_without_the_items_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SledStore::open(dir.path(), None).unwrap();
+        commit_segments(&mut store);
+        commit_segments(&mut store);
+        // Updates in both segments' ways, and one item removed.
+        let items: Vec<OutboxItem> = store.outbox().map(Result::unwrap).collect();
+        let updates: Vec<OutboxItem> = [0, 2, 4, 7]
+            .into_iter()
+            .map(|index| {
+                let mut item = items[index].clone();
+                item.status = OutboxStatus::Sent;
+                item
+            })
+            .collect();
+        let mut outbox = store.outbox_store().unwrap();
+        outbox.update_outbox(&updates).unwrap();
+        outbox.remove_outbox(&[6]).unwrap();
+        let whole: Vec<OutboxItem> = outbox.outbox().map(Result::unwrap).collect();
+        assert_eq!(whole.len(), 9);
+        for first in 0..=12 {
+            let from: Vec<OutboxItem> = outbox.outbox_from(first).map(Result::unwrap).collect();
+            let expected: Vec<OutboxItem> = whole
+                .iter()
+                .filter(|item| item.id >= first)
+                .cloned()
+                .collect();
+            assert_eq!(from, expected, "from {first}");
+        }
+    }
+
+    #[test]
     fn an_updated_outbox_item_replaces_its_copy_in_the_segment() {
         let dir = tempfile::tempdir().unwrap();
         let pending = OutboxStatus::Pending;
