@@ -136,7 +136,7 @@ pub use send::{
 pub use settings::{MailSettings, RetryPolicy, TenantSettings};
 pub use spark::Spark;
 pub use store::{
-    DeadLetter, Forgotten, Journal, JournalEntry, LedgerEntry, PendingDelivery, Pruned,
+    DeadLetter, Flush, Forgotten, Journal, JournalEntry, LedgerEntry, PendingDelivery, Pruned,
 };
 pub use tenant::{Tenant, validate_tenant_name};
 pub use text::printable;

@@ -29,8 +29,8 @@ use crate::runner::Runner;
 use crate::settings::TenantSettings;
 use crate::source_memo;
 use crate::store::{
-    Commit, DeadLetter, LedgerEntry, NewOutboxItem, NewPayload, PendingDelivery, RememberedRequest,
-    SourceMemo, Store, StoredRecord,
+    Commit, DeadLetter, Flush, LedgerEntry, NewOutboxItem, NewPayload, PendingDelivery,
+    RememberedRequest, SourceMemo, Store, StoredRecord,
 };
 use crate::text::printable;
 use crate::time::wall_clock_ms;
@@ -137,21 +137,73 @@ impl Source {
     }
 }
 
+/// What a run needs of a tenant's set-up (settings, modules, templates), made from
+/// its store, with the instances of its modules: kept by the tenant between runs
+/// while the store's set-up stays the same, so that a server running one small group
+/// of requests after another does not parse templates, compile routes and start
+/// instances for each.
+pub(crate) struct Setup {
+    /// The store's [`Store::setup_version`] it was made from.
+    version: u64,
+    settings: TenantSettings,
+    registrations: HashMap<String, Registration>,
+    /// Model -> its sources' modules, in registration order.
+    sources: HashMap<String, Vec<String>>,
+    routes: Routes,
+    handlers_by_group: HashMap<String, Arc<[String]>>,
+    /// Shared with the commit thread, which composes mails (see [`NewPayload`]).
+    templates: Arc<Templates>,
+    /// The modules' instances (or native modules) called so far.
+    runners: HashMap<String, Runner>,
+}
+
+impl Setup {
+    /// The set-up of `store` as it is now.
+    pub(crate) fn load(store: &dyn Store, modules: &Modules) -> Result<Self, Error> {
+        let version = store.setup_version();
+        let settings = store.settings()?;
+        let registrations = store.modules()?;
+        let routes = Routes::new(&registrations)?;
+        let templates = Templates::stored(modules.engine(), store.templates()?)?;
+        let mut sources: HashMap<String, Vec<String>> = HashMap::new();
+        for registration in &registrations {
+            for model in &registration.sources {
+                sources
+                    .entry(model.clone())
+                    .or_default()
+                    .push(registration.name.clone());
+            }
+        }
+        Ok(Self {
+            version,
+            settings,
+            registrations: registrations
+                .into_iter()
+                .map(|registration| (registration.name.clone(), registration))
+                .collect(),
+            sources,
+            routes,
+            handlers_by_group: HashMap::new(),
+            templates: Arc::new(templates),
+            runners: HashMap::new(),
+        })
+    }
+
+    /// Whether it is still the set-up of `store`.
+    pub(crate) fn is_current(&self, store: &dyn Store) -> bool {
+        self.version == store.setup_version()
+    }
+}
+
 /// One run of the pipeline over a tenant's parts.
 pub(crate) struct Pipeline<'t> {
     tenant: &'t str,
     store: &'t mut dyn Store,
     modules: &'t mut Modules,
+    setup: &'t mut Setup,
     now_ms: i64,
-    settings: TenantSettings,
-    registrations: HashMap<String, Registration>,
-    /// Model -> its sources, in registration order.
+    /// Model -> its sources, with this run's memo names.
     sources: HashMap<String, Rc<[Source]>>,
-    routes: Routes,
-    handlers_by_group: HashMap<String, Rc<[String]>>,
-    /// Shared with the commit thread, which composes mails (see [`NewPayload`]).
-    templates: Arc<Templates>,
-    runners: HashMap<String, Runner>,
     commit: Commit,
     /// Keys staged in the uncommitted group: a duplicate inside a group stops too.
     staged_keys: HashSet<String>,
@@ -174,50 +226,45 @@ pub(crate) struct Pipeline<'t> {
 }
 
 impl<'t> Pipeline<'t> {
-    /// A run over tenant `tenant`'s `store` and `modules` at logical time `now_ms`.
+    /// A run over tenant `tenant`'s `store` and `modules` with their `setup` (current:
+    /// see [`Setup::is_current`]) at logical time `now_ms`.
     pub(crate) fn new(
         tenant: &'t str,
         store: &'t mut dyn Store,
         modules: &'t mut Modules,
+        setup: &'t mut Setup,
         now_ms: i64,
     ) -> Result<Self, Error> {
-        let settings = store.settings()?;
         let max_commit_bytes = store.max_commit_bytes();
-        let registrations = store.modules()?;
-        let routes = Routes::new(&registrations)?;
-        let templates = Templates::stored(modules.engine(), store.templates()?)?;
-        let mut sources: HashMap<String, Vec<Source>> = HashMap::new();
-        for registration in &registrations {
-            for model in &registration.sources {
-                let clock = registration.clock;
-                let memo_call = (!clock.is_exact()).then(|| {
-                    let code = registration.code.as_str();
-                    source_memo::call_digest(code, model, clock.read(now_ms))
-                });
-                sources.entry(model.clone()).or_default().push(Source {
-                    module: registration.name.clone(),
-                    memo_call,
-                });
-            }
-        }
+        let sources = setup
+            .sources
+            .iter()
+            .map(|(model, names)| {
+                let sources: Rc<[Source]> = names
+                    .iter()
+                    .map(|name| {
+                        let registration = &setup.registrations[name];
+                        let clock = registration.clock;
+                        let memo_call = (!clock.is_exact()).then(|| {
+                            let code = registration.code.as_str();
+                            source_memo::call_digest(code, model, clock.read(now_ms))
+                        });
+                        Source {
+                            module: name.clone(),
+                            memo_call,
+                        }
+                    })
+                    .collect();
+                (model.clone(), sources)
+            })
+            .collect();
         Ok(Self {
             tenant,
             store,
             modules,
+            setup,
             now_ms,
-            settings,
-            registrations: registrations
-                .into_iter()
-                .map(|registration| (registration.name.clone(), registration))
-                .collect(),
-            sources: sources
-                .into_iter()
-                .map(|(model, modules)| (model, modules.into()))
-                .collect(),
-            routes,
-            handlers_by_group: HashMap::new(),
-            templates: Arc::new(templates),
-            runners: HashMap::new(),
+            sources,
             commit: Commit::default(),
             staged_keys: HashSet::new(),
             staged_record_ids: HashSet::new(),
@@ -442,16 +489,18 @@ impl<'t> Pipeline<'t> {
     }
 
     /// The handlers of a group, memoised: a run sees few groups and many events.
-    fn handlers_for(&mut self, group: &str) -> Rc<[String]> {
-        if let Some(handlers) = self.handlers_by_group.get(group) {
+    fn handlers_for(&mut self, group: &str) -> Arc<[String]> {
+        let setup = &mut *self.setup;
+        if let Some(handlers) = setup.handlers_by_group.get(group) {
             return handlers.clone();
         }
         // Hostile sources could make every group new; the memo stays bounded.
-        if self.handlers_by_group.len() >= MAX_MEMOISED_GROUPS {
-            self.handlers_by_group.clear();
+        if setup.handlers_by_group.len() >= MAX_MEMOISED_GROUPS {
+            setup.handlers_by_group.clear();
         }
-        let handlers: Rc<[String]> = self.routes.matching(group).map(str::to_owned).collect();
-        self.handlers_by_group
+        let handlers: Arc<[String]> = setup.routes.matching(group).map(str::to_owned).collect();
+        setup
+            .handlers_by_group
             .insert(group.to_owned(), handlers.clone());
         handlers
     }
@@ -501,7 +550,7 @@ impl<'t> Pipeline<'t> {
                     continue;
                 }
                 Effect::Mail(mail) => {
-                    mail::compose_later(mail, &event.context, self.templates.clone())
+                    mail::compose_later(mail, &event.context, self.setup.templates.clone())
                 }
                 Effect::Output { channel, payload } => {
                     NewPayload::Ready(Box::new(OutboxPayload::from_output(&channel, &payload)))
@@ -580,7 +629,7 @@ impl<'t> Pipeline<'t> {
                 depth,
             });
         } else {
-            let wait = self.settings.retry.backoff_after(attempts);
+            let wait = self.setup.settings.retry.backoff_after(attempts);
             self.commit.pending.push(PendingDelivery {
                 event: event.to_owned(),
                 handler: handler.to_owned(),
@@ -609,13 +658,14 @@ impl<'t> Pipeline<'t> {
         f: impl FnOnce(&mut Runner) -> Result<CallOutput<T>, CallError>,
     ) -> (Result<T, CallError>, CallFacts) {
         let at_ms = wall_clock_ms();
-        if !self.runners.contains_key(module) {
+        if !self.setup.runners.contains_key(module) {
             match self.runner(module) {
-                Ok(runner) => self.runners.insert(module.to_owned(), runner),
+                Ok(runner) => self.setup.runners.insert(module.to_owned(), runner),
                 Err(error) => return (Err(error), CallFacts::never_ran(at_ms)),
             };
         }
         let runner = self
+            .setup
             .runners
             .get_mut(module)
             .expect("the runner was inserted above");
@@ -625,7 +675,7 @@ impl<'t> Pipeline<'t> {
         let last = runner.take_last_call();
         self.report.note_call(module, time, result.as_ref().err());
         if runner.is_spent() {
-            self.runners.remove(module);
+            self.setup.runners.remove(module);
         }
         let facts = CallFacts {
             at_ms,
@@ -647,18 +697,20 @@ impl<'t> Pipeline<'t> {
     /// A fresh runner of `module`: its native implementation, or a new instance.
     fn runner(&mut self, module: &str) -> Result<Runner, CallError> {
         let registration =
-            self.registrations
+            self.setup
+                .registrations
                 .get(module)
                 .ok_or_else(|| CallError::NoSuchHandler {
                     module: module.to_owned(),
                 })?;
-        let limits = Limits::layered(&self.settings.limits, &registration.limits);
+        let limits = Limits::layered(&self.setup.settings.limits, &registration.limits);
         self.modules.runner(registration, &limits)
     }
 
     /// What a call of `module` is told: the time as its clock reads it.
     fn invocation(&self, module: &str, attempt: u32) -> Invocation {
         let clock = self
+            .setup
             .registrations
             .get(module)
             .map(|registration| registration.clock)
@@ -845,7 +897,7 @@ impl<'t> Pipeline<'t> {
 
     /// Whether a delivery that failed `attempts` times is out of attempts.
     fn out_of_attempts(&self, attempts: u32) -> bool {
-        attempts >= self.settings.retry.attempts
+        attempts >= self.setup.settings.retry.attempts
     }
 
     /// Delivers an event from the ledger again, and adds the call to its trace. A
@@ -871,7 +923,7 @@ impl<'t> Pipeline<'t> {
         };
         // The handler may have been removed, or registered again as a source only,
         // since the delivery failed.
-        let (result, step) = if self.routes.has_handler(handler) {
+        let (result, step) = if self.setup.routes.has_handler(handler) {
             self.deliver(handler, &event, depth, attempt)
         } else {
             let error = CallError::NoSuchHandler {
@@ -992,6 +1044,15 @@ impl<'t> Pipeline<'t> {
         });
         match settled {
             Ok(()) => Ok(self.report),
+            Err(error) => Err(self.interrupted(error)),
+        }
+    }
+
+    /// Ends a run whose caller makes it durable: everything is committed and written
+    /// out, and what makes it durable is returned (see [`Store::flusher`]).
+    pub(crate) fn finish_unflushed(mut self) -> Result<Flush, Error> {
+        match self.commit_staged().and_then(|()| self.store.flusher()) {
+            Ok(flush) => Ok(flush),
             Err(error) => Err(self.interrupted(error)),
         }
     }

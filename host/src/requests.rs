@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::error::Error;
 use crate::pipeline::{Pipeline, ingest_lines};
 use crate::report::{Problem, RunReport};
-use crate::store::RememberedRequest;
+use crate::store::{Flush, RememberedRequest};
 use crate::time::wall_clock_ms;
 
 /// One request of a group: JSON Lines records of a model.
@@ -100,16 +100,16 @@ pub fn validate_idempotency_key(key: &str) -> Result<(), Error> {
 }
 
 /// Runs `requests` through one `pipeline` (at logical time `now`, or the wall clock's
-/// now when the requests gave none), committed and flushed once at the end. Each gets
-/// its own answer; a request for a model not in `known_models`, or with a bad or reused
-/// idempotency key, gets its error and nothing of it is stored. An error of the store
-/// fails the whole group.
+/// now when the requests gave none), committed at the end and made durable by the
+/// [`Flush`] returned. Each gets its own answer; a request for a model not in
+/// `known_models`, or with a bad or reused idempotency key, gets its error and nothing
+/// of it is stored. An error of the store fails the whole group.
 pub(crate) fn ingest_group(
     mut pipeline: Pipeline<'_>,
     requests: &[IngestRequest],
     now: Option<i64>,
     known_models: &[String],
-) -> Result<Vec<Result<IngestAnswer, Error>>, Error> {
+) -> Result<(Vec<Result<IngestAnswer, Error>>, Flush), Error> {
     let mut answers = Vec::with_capacity(requests.len());
     // Keys answered in this group, not yet committed: (fingerprint, report).
     let mut answered: HashMap<&str, (String, RunReport)> = HashMap::new();
@@ -179,8 +179,8 @@ pub(crate) fn ingest_group(
         }
         answers.push(Ok(IngestAnswer::Ran(report)));
     }
-    pipeline.finish_now()?;
-    Ok(answers)
+    let flush = pipeline.finish_unflushed()?;
+    Ok((answers, flush))
 }
 
 #[cfg(test)]

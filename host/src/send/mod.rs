@@ -296,6 +296,12 @@ fn send_outbox(
             .map(|transport| Sender::new(route, transport, concurrency, destinations))
             .transpose()
     })?;
+    if !plan.items.is_empty() {
+        // Nothing goes out before the commit that made it is durable: a server answers
+        // a group once it is flushed, and may send its mails before then (a crash in
+        // between would run the group again, and make its mails again under new ids).
+        store.flush()?;
+    }
 
     // Workers send; this thread marks the results in small batches, so the store has
     // one writer and the items sent but not yet marked stay within the plan's window.

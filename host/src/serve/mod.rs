@@ -21,6 +21,7 @@ mod background;
 pub mod cluster;
 mod console;
 mod errors;
+mod flusher;
 mod listing;
 pub mod lock;
 mod metrics;

@@ -27,6 +27,7 @@ use tokio::sync::oneshot;
 
 use super::background::Background;
 use super::errors::ApiError;
+use super::flusher::Flusher;
 use super::metrics::Metrics;
 use super::sender::SendJob;
 
@@ -388,8 +389,13 @@ impl Owners {
                 return;
             }
         };
-        let mut background = match Background::new(&tenant, &self.metrics) {
-            Ok(background) => background,
+        let started = Background::new(&tenant, &self.metrics).and_then(|background| {
+            let flusher = Flusher::start(name)
+                .map_err(|error| Error::Engine(format!("cannot start a flusher: {error}")))?;
+            Ok((background, flusher))
+        });
+        let (mut background, flusher) = match started {
+            Ok(started) => started,
             Err(error) => {
                 tracing::error!("cannot start tenant `{name}`'s background work: {error}");
                 self.forget(name, generation);
@@ -408,6 +414,9 @@ impl Owners {
                 None => match queue.recv_timeout(TICK) {
                     Ok(job) => job,
                     Err(RecvTimeoutError::Timeout) => {
+                        // Quiet for a moment: its module instances go back to the
+                        // process's pool, for busier tenants.
+                        tenant.rest();
                         if quiet_since.elapsed() >= self.settings.idle
                             && !background.has_work_soon()
                             && self.close_if_quiet(name, generation, &queue, &mut next)
@@ -465,14 +474,16 @@ impl Owners {
                     next = self.ingest_group(
                         &mut tenant,
                         &mut background,
+                        &flusher,
                         &queue,
                         (request, now, reply),
                     );
                 }
             }
         }
-        // The sender stops first (after what it is sending): the tenant's store
-        // closes after it.
+        // The answers waiting for a flush go, then the sender stops (after what it is
+        // sending): the tenant's store closes after them.
+        drop(flusher);
         drop(background);
         if let Err(error) = tenant.flush() {
             tracing::error!("tenant `{name}` did not flush as it closed: {error}");
@@ -500,12 +511,14 @@ impl Owners {
     }
 
     /// Runs `first` with the ingest requests queued right behind it that share its
-    /// logical time, as one group; answers each. Returns the job that ended the group,
-    /// if one was taken from the queue.
+    /// logical time, as one group; answers each, through the `flusher` once the group
+    /// is durable. Returns the job that ended the group, if one was taken from the
+    /// queue.
     fn ingest_group(
         &self,
         tenant: &mut Tenant,
         background: &mut Background,
+        flusher: &Flusher,
         queue: &Receiver<Job>,
         first: (
             IngestRequest,
@@ -538,18 +551,16 @@ impl Owners {
         }
         self.metrics.group_size.observe(requests.len() as f64);
         let name = tenant.name().to_owned();
-        let mut answer = |reply: oneshot::Sender<_>, answer: Result<IngestAnswer, Error>| {
-            if let Ok(IngestAnswer::Ran(report)) = &answer {
+        let mut note = |answer: &Result<IngestAnswer, Error>| {
+            if let Ok(IngestAnswer::Ran(report)) = answer {
                 self.metrics.count_run(&name, report);
                 background.note_run(report);
             }
-            let _ = reply.send(answer);
         };
-        match tenant.ingest_group(&requests, now) {
-            Ok(answers) => {
-                for (result, reply) in answers.into_iter().zip(replies) {
-                    answer(reply, result);
-                }
+        match tenant.ingest_group_unflushed(&requests, now) {
+            Ok((answers, flush)) => {
+                answers.iter().for_each(&mut note);
+                flusher.answer_after(flush, replies.into_iter().zip(answers).collect());
             }
             Err(error) if is_too_large(&error) && requests.len() > 1 => {
                 // A change too large for the cluster's log: one request's records made
@@ -563,7 +574,8 @@ impl Owners {
                     let result = tenant
                         .ingest_group(std::slice::from_ref(request), now)
                         .and_then(|mut answers| answers.pop().expect("one answer a request"));
-                    answer(reply, result);
+                    note(&result);
+                    let _ = reply.send(result);
                 }
             }
             Err(error) => {
@@ -703,7 +715,7 @@ fn is_too_large(error: &Error) -> bool {
 /// Makes `error` again for each other job it fails (an `Error` is not `Clone`): the
 /// cluster's refusal stays one, so that every client is told to try again (503), and
 /// so does a change too large for it (413); any other error is the store's.
-fn again(error: &Error) -> impl Fn() -> Error + use<> {
+pub(super) fn again(error: &Error) -> impl Fn() -> Error + use<> {
     let journal = match error {
         Error::Journal(_) => true,
         Error::Interrupted { cause, .. } => matches!(**cause, Error::Journal(_)),

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::journal::{Applied, Change, CommitChange, apply, apply_to_outbox};
 use super::{
-    Commit, DeadLetter, Forgotten, Items, Journal, JournalEntry, LedgerEntry, OutboxItem,
+    Commit, DeadLetter, Flush, Forgotten, Items, Journal, JournalEntry, LedgerEntry, OutboxItem,
     OutboxStore, PendingDelivery, Pruned, Registration, RememberedRequest, Store, StoredRecord,
     TenantSettings,
 };
@@ -90,6 +90,14 @@ impl Store for JournaledStore {
 
     fn flush(&self) -> Result<(), Error> {
         self.inner.flush()
+    }
+
+    fn flusher(&self) -> Result<Flush, Error> {
+        self.inner.flusher()
+    }
+
+    fn setup_version(&self) -> u64 {
+        self.inner.setup_version()
     }
 
     fn max_commit_bytes(&self) -> Option<u64> {

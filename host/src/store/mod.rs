@@ -251,6 +251,27 @@ pub trait OutboxStore: Send {
     fn remove_outbox(&mut self, ids: &[u64]) -> Result<u64, Error>;
 }
 
+/// What makes a store's writes up to a point durable ([`Store::flusher`]): run it once,
+/// on any thread. A later one covers an earlier one's writes too.
+pub struct Flush(Box<dyn FnOnce() -> Result<(), Error> + Send>);
+
+impl Flush {
+    pub fn new(flush: impl FnOnce() -> Result<(), Error> + Send + 'static) -> Self {
+        Flush(Box::new(flush))
+    }
+
+    /// Makes the writes durable (on disk, synced).
+    pub fn run(self) -> Result<(), Error> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Flush {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Flush(..)")
+    }
+}
+
 /// A boxed iterator over stored items.
 pub type Items<'a, T> = Box<dyn Iterator<Item = Result<T, Error>> + 'a>;
 
@@ -262,6 +283,11 @@ pub trait Store: Send {
     fn commit(&mut self, commit: Commit) -> Result<(), Error>;
     /// Makes every commit so far durable (on disk, synced).
     fn flush(&self) -> Result<(), Error>;
+    /// Writes out everything committed so far (a commit in flight lands, what the
+    /// store keeps beside its data is written) without making it durable, and returns
+    /// what makes it durable, to run on any thread: a server answers a group of
+    /// requests once that ran, while its tenant's owner runs the next group.
+    fn flusher(&self) -> Result<Flush, Error>;
     /// How large a commit may be, by its [`Commit::size_estimate`], if the store has a
     /// limit (a journal's log takes entries up to a size): a run commits its records
     /// in groups that stay under it. The estimate is rough (a mail is counted as a
@@ -328,6 +354,10 @@ pub trait Store: Send {
     /// the ledger, which no longer holds. Durable when it returns.
     fn forget_events(&mut self, keys: &[String]) -> Result<Forgotten, Error>;
 
+    /// A number that changes whenever the settings, the modules or the templates
+    /// change (through this store, the one writer): what a run made of them is still
+    /// good while it stays the same.
+    fn setup_version(&self) -> u64;
     fn modules(&self) -> Result<Vec<Registration>, Error>;
     fn put_module(&mut self, module: &Registration) -> Result<(), Error>;
     /// Removes a module; whether it was there.

@@ -32,6 +32,7 @@ use crate::error::Error;
 use crate::modules::Modules;
 use crate::native::NativeModules;
 use crate::outbox::OutboxItem;
+use crate::pipeline::Setup;
 use crate::registration::MAX_NAME_LEN;
 use crate::routes::compile_regex;
 use crate::store::{
@@ -42,6 +43,9 @@ use crate::wasm::WasmEngine;
 /// An open tenant. Holds the tenant's lock until dropped.
 pub struct Tenant {
     name: String,
+    /// What the last run made of the set-up, with its module instances: kept for the
+    /// next run while the set-up stays the same (see [`Tenant::rest`]).
+    setup: Option<Setup>,
     store: Box<dyn Store>,
     modules: Modules,
     /// How long a run waits for a failed delivery's retry to come due (ms).
@@ -103,6 +107,7 @@ impl Tenant {
             store,
             modules: Modules::new(modules_dir, engine, natives),
             retry_wait_ms: crate::pipeline::MAX_RETRY_WAIT_MS,
+            setup: None,
             _lock: lock,
         })
     }

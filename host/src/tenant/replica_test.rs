@@ -592,6 +592,52 @@ fn a_journal_with_a_largest_entry_gets_commits_that_fit_and_refuses_a_record_too
 }
 
 #[test]
+fn each_run_sees_the_set_up_as_it_is_now() {
+    // A tenant keeps what its runs make of its set-up (templates parsed, routes,
+    // instances) from one run to the next: every change to the set-up is seen by the
+    // next run all the same.
+    let dir = tempfile::tempdir().unwrap();
+    let spark = spark(dir.path(), None);
+    let mut tenant = spark.tenant("t").unwrap();
+    tenant
+        .add_module(native("script", "builtin:script", &["thing"], &[]), false)
+        .unwrap();
+    tenant
+        .add_module(native("mails", "builtin:mails", &[], &["^mail"]), false)
+        .unwrap();
+    tenant.set_template("mail", "First\n\nBody").unwrap();
+    let mail = serde_json::json!({ "spark_mail": { "to": "ada@example.com" } });
+    let mut n = 0;
+    let mut run = |tenant: &mut Tenant| {
+        n += 1;
+        let key = format!("mail_{n}");
+        ingest(tenant, &record(n, &[("mail", &key, mail.clone())]));
+        let subjects: Vec<String> = tenant
+            .outbox()
+            .map(|item| item.unwrap())
+            .filter(|item| item.event == key)
+            .map(|item| item.payload.as_mail().unwrap().subject.clone())
+            .collect();
+        subjects
+    };
+    assert_eq!(run(&mut tenant), ["First"]);
+    assert_eq!(run(&mut tenant), ["First"]);
+    tenant.set_template("mail", "Second\n\nBody").unwrap();
+    assert_eq!(run(&mut tenant), ["Second"]);
+    tenant.remove_module("mails").unwrap();
+    assert_eq!(run(&mut tenant), Vec::<String>::new());
+    tenant
+        .add_module(native("mails", "builtin:mails", &[], &["^mail"]), false)
+        .unwrap();
+    tenant.remove_template("mail").unwrap();
+    tenant.set_template("mail", "Third\n\nBody").unwrap();
+    assert_eq!(run(&mut tenant), ["Third"]);
+    // Resting lets go of it all; the next run makes it again.
+    tenant.rest();
+    assert_eq!(run(&mut tenant), ["Third"]);
+}
+
+#[test]
 fn a_replayed_component_must_have_its_hash() {
     let dir = tempfile::tempdir().unwrap();
     let replica_dir = tempfile::tempdir().unwrap();

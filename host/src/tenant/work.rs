@@ -9,13 +9,13 @@ use crate::error::Error;
 use crate::event::Invocation;
 use crate::generators::Generator;
 use crate::limits::Limits;
-use crate::pipeline::{self, DryRun, IngestDryRun, Pipeline};
+use crate::pipeline::{self, DryRun, IngestDryRun, Pipeline, Setup};
 use crate::registration::context_source;
 use crate::report::RunReport;
 use crate::requests::{self, IngestAnswer, IngestRequest};
 use crate::schedule::ScheduledJob;
 use crate::send::{self, Destinations, OutboxSender, SendReport};
-use crate::store::Pruned;
+use crate::store::{Flush, Pruned};
 use crate::time::wall_clock_ms;
 use crate::trial::{self, Trial, TrialInput};
 
@@ -23,12 +23,35 @@ use crate::trial::{self, Trial, TrialInput};
 pub type ScheduledRun = (ScheduledJob, Result<RunReport, Error>);
 
 impl Tenant {
-    /// The pipeline over this tenant's parts, for one run at logical time `now_ms`.
+    /// The pipeline over this tenant's parts, for one run at logical time `now_ms`:
+    /// with the set-up the last run made, if it is still the store's.
     fn pipeline(&mut self, now_ms: i64) -> Result<Pipeline<'_>, Error> {
-        Ok(
-            Pipeline::new(&self.name, &mut *self.store, &mut self.modules, now_ms)?
-                .with_retry_wait(self.retry_wait_ms),
-        )
+        if !self
+            .setup
+            .as_ref()
+            .is_some_and(|setup| setup.is_current(&*self.store))
+        {
+            // The old instances go before new ones are made.
+            self.setup = None;
+            self.setup = Some(Setup::load(&*self.store, &self.modules)?);
+        }
+        let setup = self.setup.as_mut().expect("made above");
+        Ok(Pipeline::new(
+            &self.name,
+            &mut *self.store,
+            &mut self.modules,
+            setup,
+            now_ms,
+        )?
+        .with_retry_wait(self.retry_wait_ms))
+    }
+
+    /// Lets go of what runs keep between them (the modules' instances, the templates
+    /// parsed, the routes compiled): the next run makes them again. A server does when
+    /// a tenant goes quiet, so that only busy tenants hold instances, of which a
+    /// process has a bounded number.
+    pub fn rest(&mut self) {
+        self.setup = None;
     }
 
     /// Ingests JSON Lines records of `model` from `input` at logical time `now_ms`.
@@ -98,6 +121,21 @@ impl Tenant {
         requests: &[IngestRequest],
         now: Option<i64>,
     ) -> Result<Vec<Result<IngestAnswer, Error>>, Error> {
+        let (answers, flush) = self.ingest_group_unflushed(requests, now)?;
+        flush.run()?;
+        Ok(answers)
+    }
+
+    /// [`ingest_group`](Self::ingest_group), leaving the flush to the caller: the
+    /// answers hold once the [`Flush`] returned has run, and must not be given before
+    /// (a server runs the next group meanwhile, and flushes both at once if it can).
+    /// What the group wrote may be read, and sent from the outbox, before: a send makes
+    /// the items it sends durable first.
+    pub fn ingest_group_unflushed(
+        &mut self,
+        requests: &[IngestRequest],
+        now: Option<i64>,
+    ) -> Result<(Vec<Result<IngestAnswer, Error>>, Flush), Error> {
         let known = self.known_models()?;
         let pipeline = self.pipeline(now.unwrap_or_else(wall_clock_ms))?;
         requests::ingest_group(pipeline, requests, now, &known)

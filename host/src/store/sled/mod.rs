@@ -51,8 +51,8 @@ use self::records::{decode_record, drop_memos};
 use self::reserve::Reserve;
 use super::key_filter::KeyFilter;
 use super::{
-    Commit, DeadLetter, Forgotten, Items, LedgerEntry, OutboxItem, OutboxStore, PendingDelivery,
-    Pruned, Registration, RememberedRequest, Store, StoredRecord, TenantSettings,
+    Commit, DeadLetter, Flush, Forgotten, Items, LedgerEntry, OutboxItem, OutboxStore,
+    PendingDelivery, Pruned, Registration, RememberedRequest, Store, StoredRecord, TenantSettings,
 };
 use crate::Error;
 use crate::generators::Generator;
@@ -82,6 +82,9 @@ pub struct Sled {
     templates: sled::Tree,
     meta: sled::Tree,
     next_outbox_id: u64,
+    /// Changes to the settings, modules and templates since the store opened (see
+    /// [`Store::setup_version`]).
+    setup_changes: u64,
     /// The free space left alone on the disk (see [`Reserve`]).
     reserve: Reserve,
     /// The first write that failed, after which nothing is written (see [`Poison`]).
@@ -169,6 +172,7 @@ impl SledStore {
             meta: db.open_tree("meta")?,
             db,
             next_outbox_id,
+            setup_changes: 0,
             reserve,
             poison,
         })))
@@ -258,12 +262,23 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> Result<(), Error> {
+        self.flusher()?.run()
+    }
+
+    fn setup_version(&self) -> u64 {
+        self.setup_changes
+    }
+
+    fn flusher(&self) -> Result<Flush, Error> {
         self.settle()?;
         // A flush that failed stops the store too: sled's next one could wait for ever.
-        let flushed = self
-            .save_dirty_filter()
-            .and_then(|()| Ok(self.db.flush().map(drop)?));
-        flushed.map_err(|error| self.poison.fail(error))
+        self.save_dirty_filter()
+            .map_err(|error| self.poison.fail(error))?;
+        let (db, poison) = (self.db.clone(), self.poison.clone());
+        Ok(Flush::new(move || {
+            poison.check()?;
+            db.flush().map(drop).map_err(|error| poison.fail(error))
+        }))
     }
 
     fn is_seen(&self, event: &str) -> Result<bool, Error> {
@@ -468,6 +483,7 @@ impl Store for SledStore {
     }
 
     fn put_module(&mut self, module: &Registration) -> Result<(), Error> {
+        self.setup_changes += 1;
         self.modules
             .insert(module.name.as_bytes(), to_json(module)?)?;
         self.modules.flush()?;
@@ -475,6 +491,7 @@ impl Store for SledStore {
     }
 
     fn remove_module(&mut self, name: &str) -> Result<bool, Error> {
+        self.setup_changes += 1;
         let removed = self.modules.remove(name.as_bytes())?.is_some();
         self.modules.flush()?;
         Ok(removed)
@@ -521,12 +538,14 @@ impl Store for SledStore {
     }
 
     fn put_template(&mut self, group: &str, source: &str) -> Result<(), Error> {
+        self.setup_changes += 1;
         self.templates.insert(group.as_bytes(), source.as_bytes())?;
         self.templates.flush()?;
         Ok(())
     }
 
     fn remove_template(&mut self, group: &str) -> Result<bool, Error> {
+        self.setup_changes += 1;
         let removed = self.templates.remove(group.as_bytes())?.is_some();
         self.templates.flush()?;
         Ok(removed)
@@ -540,6 +559,7 @@ impl Store for SledStore {
     }
 
     fn put_settings(&mut self, settings: &TenantSettings) -> Result<(), Error> {
+        self.setup_changes += 1;
         self.meta.insert(SETTINGS, to_json(settings)?)?;
         self.meta.flush()?;
         Ok(())
