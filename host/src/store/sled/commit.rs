@@ -1,7 +1,8 @@
 //! The commit writer: a [`Commit`] as one `sled::Batch`, applied on a thread of its own.
 //!
 //! A commit's batch is applied on a thread of its own while the pipeline goes on with
-//! the next group (both cores work: one runs modules, the other writes). Batches land
+//! the next group (both cores work: one runs modules, the other writes): the store's
+//! writer, started with its first commit and kept for the next ones. Batches land
 //! one at a time, in order; reads see the batch in flight (the ledger keys and records
 //! it holds) or wait for it to land; a failed batch fails the next commit or flush, and
 //! nothing after it is applied: the store answers its error from then on, and the next
@@ -9,6 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::MutexGuard;
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 
 use super::SledStore;
@@ -25,7 +27,8 @@ use crate::store::{Commit, StoredRecord};
 
 /// A batch being applied on another thread, with what reads must see of it meanwhile.
 pub(super) struct InFlight {
-    applying: JoinHandle<sled::Result<()>>,
+    /// Its outcome, once it landed (closed without one if the writer panicked).
+    applying: Receiver<sled::Result<()>>,
     ledger: HashSet<String>,
     /// (model, id) -> record.
     records: HashMap<(String, String), StoredRecord>,
@@ -46,7 +49,7 @@ impl SledStore {
         let Some(in_flight) = self.in_flight().take() else {
             return Ok(());
         };
-        match in_flight.applying.join() {
+        match in_flight.applying.recv() {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => Err(self.poison.fail(error)),
             Err(_) => Err(self.poison.fail(Error::Storage(
@@ -97,14 +100,13 @@ impl SledStore {
         let next_id = first_id + commit.outbox.len() as u64;
         let data = self.data.clone();
         // Encoding happens on the commit thread too: it is work the pipeline need not wait for.
-        let applying = std::thread::Builder::new()
-            .name("spark-commit".to_owned())
-            .spawn(move || match encode(commit, first_id, commits) {
+        let applying = self
+            .writer
+            .run(move || match encode(commit, first_id, commits) {
                 // Undoably: a batch that fails part-way is not kept in part (`failure`).
                 Ok(writes) => writes.apply_undoably(&data),
                 Err(error) => Err(sled::Error::Unsupported(error.to_string())),
-            })
-            .map_err(|error| Error::Storage(format!("cannot start a commit thread: {error}")))?;
+            })?;
         *self.in_flight() = Some(InFlight {
             applying,
             ledger,
@@ -112,6 +114,72 @@ impl SledStore {
         });
         self.next_outbox_id = next_id;
         Ok(())
+    }
+}
+
+/// A commit's work, run on the writer's thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The thread that applies a store's commits, one at a time, in order: started with
+/// the first commit and kept for the next (a thread started for each commit cost its
+/// stack's page faults every time), stopped when the store closes.
+#[derive(Default)]
+pub(super) struct Writer {
+    jobs: Option<Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    /// Runs `apply` on the writer's thread (started now if it is not running, or
+    /// stopped after a panic); its outcome comes on the receiver returned.
+    fn run(
+        &mut self,
+        apply: impl FnOnce() -> sled::Result<()> + Send + 'static,
+    ) -> Result<Receiver<sled::Result<()>>, Error> {
+        let (done, outcome) = mpsc::channel();
+        let mut job: Job = Box::new(move || {
+            let _ = done.send(apply());
+        });
+        for _ in 0..2 {
+            if let Some(jobs) = &self.jobs {
+                match jobs.send(job) {
+                    Ok(()) => return Ok(outcome),
+                    // The thread is gone (a job panicked): another one.
+                    Err(mpsc::SendError(back)) => job = back,
+                }
+            }
+            self.start()?;
+        }
+        Err(Error::Storage("the commit writer stopped".to_owned()))
+    }
+
+    fn start(&mut self) -> Result<(), Error> {
+        self.stop();
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("spark-commit".to_owned())
+            .spawn(move || {
+                for job in queue {
+                    job();
+                }
+            })
+            .map_err(|error| Error::Storage(format!("cannot start a commit thread: {error}")))?;
+        self.jobs = Some(jobs);
+        self.thread = Some(thread);
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

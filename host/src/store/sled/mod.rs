@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 
 use self::codec::{decode_u64, from_json, to_json, utf8};
-use self::commit::InFlight;
+use self::commit::{InFlight, Writer};
 use self::failure::Poison;
 use self::keys::{
     COMMITS, DEAD, GROUP, LEDGER, MODULE_ORDER, OUTBOX, OUTBOX_UPDATE, PENDING, RECORD, REQUEST,
@@ -72,6 +72,8 @@ pub struct Sled {
     db: sled::Db,
     data: sled::Tree,
     in_flight: Mutex<Option<InFlight>>,
+    /// The thread that applies commits.
+    writer: Writer,
     /// The ledger and record keys of every commit so far (see [`KeyFilter`]), read (or
     /// rebuilt) on first use: a command that only lists never needs it.
     filter: RefCell<Option<KeyFilter>>,
@@ -163,6 +165,7 @@ impl SledStore {
         };
         Ok(Self(ManuallyDrop::new(Sled {
             in_flight: Mutex::new(None),
+            writer: Writer::default(),
             filter: RefCell::new(None),
             commits,
             data,
