@@ -236,6 +236,40 @@ fn bad_times_and_tenants_are_refused() {
 }
 
 #[test]
+fn the_store_cache_is_a_size_in_mib_from_the_flag_or_the_environment() {
+    let spark = populated();
+    for size in ["0", "65537", "lots"] {
+        spark
+            .run(&["--store-cache", size, "events", "list"])
+            .code(2)
+            .stderr_has("--store-cache");
+        spark
+            .run_with_env(&[("SPARK_STORE_CACHE", size)], &["events", "list"], "")
+            .code(2)
+            .stderr_has("--store-cache");
+    }
+    // Any size works the same, small or large, for a command and a server alike.
+    let record = jsonl(&[json!({ "id": 2, "events": [{ "group": "a", "id": 2 }] })]);
+    spark
+        .run_with_input(
+            &["--store-cache", "1", "ingest", "--model", "thing"],
+            &record,
+        )
+        .ok();
+    let listed = spark
+        .run_with_env(&[("SPARK_STORE_CACHE", "4096")], &["events", "list"], "")
+        .ok();
+    assert!(listed.stdout.contains("a_2"), "{}", listed.stdout);
+    // (SIGTERM at once after `listening on`: a graceful stop, exit 0, not a kill.)
+    let mut server = crate::serve::Server::start(&spark, &["--store-cache", "8"]);
+    assert_eq!(
+        server.signal("TERM", std::time::Duration::from_secs(60)),
+        Some(0)
+    );
+    assert_eq!(spark.event_keys(), ["a_1", "a_2"]);
+}
+
+#[test]
 fn a_tenant_in_use_by_another_process_is_refused_and_undamaged() {
     let spark = populated();
     let before = state(&spark);

@@ -76,6 +76,20 @@ struct Cli {
     )]
     tenant: String,
 
+    /// The page cache of each tenant opened, in MiB [default: 256 for a command, 32
+    /// for each tenant `spark serve` keeps open]. A larger one speeds up ingests of
+    /// millions of records a little, at the cost of memory (a 1,000,000-record ingest
+    /// peaks near 2.2 GiB with 1,024).
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "SPARK_STORE_CACHE",
+        value_name = "MIB",
+        value_parser = clap::value_parser!(u64).range(1..=65_536)
+    )]
+    store_cache: Option<u64>,
+
     /// Show what modules write to stdout and stderr (logged at `info`; RUST_LOG overrides).
     #[arg(short, long, global = true, help_heading = "Global options")]
     verbose: bool,
@@ -157,10 +171,17 @@ impl Outcome {
     }
 }
 
+/// The page cache of a command's tenant, in MiB, unless `--store-cache` says: sled's
+/// own default (1 GiB, which it undercounts) took a 1,000,000-record ingest to 2.2 GiB;
+/// 256 MiB keeps it under 1 GiB, at a few percent of its speed (BENCHMARKS.md).
+const COMMAND_STORE_CACHE: u64 = 256;
+
 /// What every command gets: the global options.
 pub struct Context {
     data_dir: PathBuf,
     cache_dir: Option<PathBuf>,
+    /// `--store-cache`, in MiB, if given.
+    store_cache: Option<u64>,
     tenant: String,
     /// The server of `--server`, if the command goes through one.
     remote: Option<remote::Remote>,
@@ -228,10 +249,17 @@ impl Context {
 
     /// The host over `--data-dir`, without asking whether a server holds it.
     pub(crate) fn open_spark(&self) -> anyhow::Result<Spark> {
-        Ok(match &self.cache_dir {
+        let mut spark = match &self.cache_dir {
             Some(cache_dir) => Spark::open_with_cache(&self.data_dir, cache_dir)?,
             None => Spark::open(&self.data_dir)?,
-        })
+        };
+        spark.set_store_cache(self.store_cache(COMMAND_STORE_CACHE));
+        Ok(spark)
+    }
+
+    /// `--store-cache` in bytes, or `default` MiB.
+    pub(crate) fn store_cache(&self, default: u64) -> u64 {
+        self.store_cache.unwrap_or(default) << 20
     }
 }
 
@@ -271,6 +299,7 @@ pub fn main() -> ExitCode {
     let context = Context {
         data_dir: cli.data_dir,
         cache_dir: cli.cache_dir,
+        store_cache: cli.store_cache,
         tenant: cli.tenant,
         remote,
     };

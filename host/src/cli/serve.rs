@@ -8,6 +8,10 @@ use super::{Context, Outcome};
 use crate::serve::cluster::ClusterOptions;
 use crate::serve::{DEFAULT_LISTEN, Options};
 
+/// The page cache of each tenant a server keeps open, in MiB, unless `--store-cache`
+/// says: a server keeps up to `--max-open-tenants` open.
+const TENANT_STORE_CACHE: u64 = 32;
+
 /// Serve every tenant of the data dir over HTTP: applications post records, operators
 /// read and repair, and the outbox is sent and failed deliveries retried in the
 /// background. Prints `listening on http://ADDR` on stderr once it takes requests;
@@ -40,9 +44,6 @@ pub struct Serve {
     /// (outbox to send, retries due); 0: only when they are opened.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     sweep: u64,
-    /// Page cache per open tenant, in MiB.
-    #[arg(long, default_value_t = 32, value_name = "MIB")]
-    store_cache: u64,
     /// Write logs as JSON lines (for a log collector).
     #[arg(long)]
     pub log_json: bool,
@@ -70,7 +71,7 @@ impl Serve {
             max_body: self.max_body << 20,
             request_timeout: Duration::from_secs(self.request_timeout),
             sweep: (self.sweep > 0).then(|| Duration::from_secs(self.sweep)),
-            store_cache: self.store_cache << 20,
+            store_cache: context.store_cache(TENANT_STORE_CACHE),
             cluster: self.cluster.map(|urls| ClusterOptions {
                 urls,
                 replicas: self.replicas,
