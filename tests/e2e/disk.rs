@@ -215,3 +215,100 @@ fn a_send_on_a_full_disk_sends_nothing_until_there_is_room() {
     assert_eq!(std::fs::read_dir(&mails).unwrap().count(), 300);
     drop(disk);
 }
+
+#[test]
+fn a_server_answers_a_full_disk_with_507_and_goes_on_once_there_is_room() {
+    // With the reserve, writes are refused before they begin; without one, sled's own
+    // write fails part-way (ENOSPC), which stops the tenant's store until it reopens.
+    for reserve in [RESERVE.1, "0"] {
+        server_on_a_disk_that_fills(("SPARK_DISK_RESERVE", reserve));
+    }
+}
+
+fn server_on_a_disk_that_fills(reserve: (&str, &str)) {
+    let count = 3_000;
+    let lines: Vec<String> = records(count).lines().map(str::to_owned).collect();
+    let batches: Vec<String> = lines
+        .chunks(100)
+        .map(|batch| batch.join("\n") + "\n")
+        .collect();
+    let spark = Spark::new();
+    let disk = SmallDisk::mount(&spark.data_dir(), "32m");
+    mailer(&spark);
+    let token = crate::serve::token(
+        &spark,
+        &[
+            "--tenant", "default", "--scope", "ingest", "--scope", "read",
+        ],
+    );
+    let start = || crate::serve::Server::start_with_env(&spark, &[], &[reserve]);
+    let post = |server: &crate::serve::Server, n: usize| {
+        crate::serve::Client::new(&server.url, Some(&token))
+            .try_send(
+                "POST",
+                "/v1/tenants/default/records/thing",
+                batches[n].as_bytes(),
+                &[("Idempotency-Key", &format!("batch-{n}"))],
+            )
+            .unwrap()
+    };
+    let mut server = start();
+    // Another program leaves the data dir a few MiB: the posts fill them.
+    disk.fill(6 << 20);
+    let mut refused = None;
+    for n in 0..batches.len() {
+        let answer = post(&server, n);
+        match answer.status {
+            200 => continue,
+            507 => {
+                assert_eq!(answer.body["error"], "disk_full", "{answer:?}");
+                let message = answer.body["message"].as_str().unwrap();
+                assert!(
+                    message.contains("is full") || message.contains("No space left"),
+                    "{message}"
+                );
+                refused = Some(n);
+                break;
+            }
+            _ => panic!("batch {n}, reserve {reserve:?}: {answer:?}"),
+        }
+    }
+    let refused = refused.expect("the disk filled");
+    assert!(refused > 0, "the first batch fit");
+    if reserve.1 == "0" {
+        // sled's own write failed part-way: the store writes nothing more in this
+        // process, so the server stops by itself, saying why, for its supervisor to
+        // start it again; the next open rolls the failed group back.
+        let code = server.wait(Duration::from_secs(120));
+        assert!(matches!(code, Some(code) if code != 0), "{code:?}");
+        let said = server.logged().join("\n");
+        assert!(said.contains("failed a write"), "{said}");
+        std::fs::remove_file(disk.ballast()).unwrap();
+        server = start();
+    } else {
+        // Refused before anything was written: the server goes on, answers, and reads
+        // what it stored.
+        let client = crate::serve::Client::new(&server.url, Some(&token));
+        assert_eq!(client.get("/healthz").status, 200);
+        assert_eq!(client.get("/v1/tenants/default/events?limit=1").status, 200);
+        std::fs::remove_file(disk.ballast()).unwrap();
+    }
+
+    // Room again: the refused batch and the rest go through, each answered once.
+    for n in refused..batches.len() {
+        let answer = post(&server, n);
+        assert_eq!(
+            answer.status, 200,
+            "batch {n}, reserve {reserve:?}: {answer:?}"
+        );
+        assert_eq!(answer.body["records"], 100, "batch {n}: {answer:?}");
+    }
+    assert_eq!(server.signal("TERM", Duration::from_secs(60)), Some(0));
+    let (keys, outbox, mailed) = contents(&spark);
+    assert_eq!(keys.len(), 2 * count as usize, "reserve {reserve:?}");
+    assert_eq!(
+        (outbox, mailed),
+        (count as usize, count as usize),
+        "reserve {reserve:?}"
+    );
+}

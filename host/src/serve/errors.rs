@@ -131,6 +131,10 @@ fn classify(error: &Error) -> (StatusCode, &'static str) {
         Error::IdempotencyKeyReused(_) => (S::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
         Error::TenantInUse { .. } => (S::CONFLICT, "tenant_in_use"),
         Error::DiskFull { .. } => (S::INSUFFICIENT_STORAGE, "disk_full"),
+        // The disk filled while the store wrote (past the reserve, or without one).
+        Error::Io { error, .. } if error.kind() == std::io::ErrorKind::StorageFull => {
+            (S::INSUFFICIENT_STORAGE, "disk_full")
+        }
         // The cluster's log did not take the change (another node owns the tenant now,
         // the log is out of reach): not applied here; another node, or a retry, may.
         Error::Journal(_) => (S::SERVICE_UNAVAILABLE, "unavailable"),
@@ -138,6 +142,9 @@ fn classify(error: &Error) -> (StatusCode, &'static str) {
         Error::ChangeTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "too_large"),
         Error::Interrupted { cause, .. } => match **cause {
             Error::DiskFull { .. } => (S::INSUFFICIENT_STORAGE, "disk_full"),
+            Error::Io { ref error, .. } if error.kind() == std::io::ErrorKind::StorageFull => {
+                (S::INSUFFICIENT_STORAGE, "disk_full")
+            }
             Error::Journal(_) => (S::SERVICE_UNAVAILABLE, "unavailable"),
             Error::ChangeTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "too_large"),
             _ => (S::INTERNAL_SERVER_ERROR, "interrupted"),

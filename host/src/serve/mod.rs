@@ -170,7 +170,10 @@ async fn serve(
     );
     let signals = ShutdownSignals::listen()?;
     eprintln!("listening on {url}");
-    signals.received().await;
+    let broken = tokio::select! {
+        () = signals.received() => None,
+        why = owners.broken() => Some(why),
+    };
     tracing::info!("stopping: answering the requests in flight");
     ready.store(false, Ordering::Relaxed);
     let _ = stop.send(true);
@@ -184,6 +187,13 @@ async fn serve(
         // After the tenants closed (their last commits are in the log): the other
         // nodes take the shards at once instead of after the leases lapse.
         cluster.leave().await;
+    }
+    if let Some(why) = broken {
+        anyhow::bail!(
+            "{why}; the server stopped so that it starts again on the store as the disk \
+             has it (the failed write is rolled back then): free space or fix the disk, \
+             and start it again"
+        );
     }
     if !closed {
         anyhow::bail!("some tenants did not close within {CLOSE_PATIENCE:?}");

@@ -141,6 +141,9 @@ pub struct Owners {
     metrics: Arc<Metrics>,
     registry: Mutex<Registry>,
     gate: std::sync::OnceLock<Gate>,
+    /// Why a tenant's store broke (a write failed part-way), once one did: the server
+    /// stops then, to be started again (see [`Owners::broken`]).
+    broken: tokio::sync::watch::Sender<Option<String>>,
 }
 
 impl Owners {
@@ -156,7 +159,23 @@ impl Owners {
                 closing: Vec::new(),
             }),
             gate: std::sync::OnceLock::new(),
+            broken: tokio::sync::watch::Sender::new(None),
         })
+    }
+
+    /// Resolves once a tenant's store broke, with why: a write failed part-way (a disk
+    /// that failed, or filled past the reserve), after which the store writes nothing
+    /// more in this process and keeps its files locked. The next process to open it
+    /// rolls the failed write back, so the server stops (its other tenants' requests
+    /// answered first) and exits with an error, for its supervisor to start it again
+    /// (the systemd unit in the README restarts it on failure).
+    pub async fn broken(&self) -> String {
+        let mut broken = self.broken.subscribe();
+        match broken.wait_for(Option::is_some).await {
+            Ok(why) => why.clone().unwrap_or_default(),
+            // The owners are gone: nothing will break.
+            Err(_) => std::future::pending().await,
+        }
     }
 
     /// Lets `gate` say which tenants may be opened, from now on.
@@ -409,6 +428,17 @@ impl Owners {
         let mut next: Option<Job> = None;
         loop {
             background.run_due(&mut tenant);
+            // A write failed part-way (by a job, the background work or the sender):
+            // this process can do nothing more with the store.
+            if tenant.is_broken() {
+                let why = format!(
+                    "tenant `{name}`'s store failed a write and writes nothing more in this \
+                     process"
+                );
+                tracing::error!("{why}: the server stops, to be started again");
+                self.broken.send_replace(Some(why));
+                break;
+            }
             let job = match next.take() {
                 Some(job) => job,
                 None => match queue.recv_timeout(TICK) {
@@ -712,19 +742,46 @@ fn is_too_large(error: &Error) -> bool {
     }
 }
 
-/// Makes `error` again for each other job it fails (an `Error` is not `Clone`): the
-/// cluster's refusal stays one, so that every client is told to try again (503), and
-/// so does a change too large for it (413); any other error is the store's.
+/// Makes `error` again for each other job it fails (an `Error` is not `Clone`), as
+/// its client should hear it: the cluster's refusal stays one, so that every client
+/// is told to try again (503), a change too large for it stays one (413), and so do a
+/// full disk (507) and a failed write; any other error is the store's.
 pub(super) fn again(error: &Error) -> impl Fn() -> Error + use<> {
-    let journal = match error {
-        Error::Journal(_) => true,
-        Error::Interrupted { cause, .. } => matches!(**cause, Error::Journal(_)),
-        _ => false,
+    let cause = match error {
+        Error::Interrupted { cause, .. } => &**cause,
+        other => other,
     };
-    let too_large = is_too_large(error);
+    let disk_full = match cause {
+        Error::DiskFull {
+            path,
+            free_bytes,
+            needed_bytes,
+        } => Some((path.clone(), *free_bytes, *needed_bytes)),
+        _ => None,
+    };
+    let io = match cause {
+        Error::Io { what, path, error } => {
+            Some((*what, path.clone(), error.kind(), error.to_string()))
+        }
+        _ => None,
+    };
+    let journal = matches!(cause, Error::Journal(_));
+    let too_large = matches!(cause, Error::ChangeTooLarge(_));
     let message = error.to_string();
     move || {
-        if journal {
+        if let Some((path, free_bytes, needed_bytes)) = &disk_full {
+            Error::DiskFull {
+                path: path.clone(),
+                free_bytes: *free_bytes,
+                needed_bytes: *needed_bytes,
+            }
+        } else if let Some((what, path, kind, text)) = &io {
+            Error::Io {
+                what,
+                path: path.clone(),
+                error: std::io::Error::new(*kind, text.clone()),
+            }
+        } else if journal {
             Error::Journal(message.clone())
         } else if too_large {
             Error::ChangeTooLarge(message.clone())

@@ -100,6 +100,10 @@ impl Store for JournaledStore {
         self.inner.setup_version()
     }
 
+    fn is_broken(&self) -> bool {
+        self.inner.is_broken()
+    }
+
     fn max_commit_bytes(&self) -> Option<u64> {
         self.journal.max_entry_bytes().map(|bytes| bytes / 4)
     }

@@ -288,6 +288,12 @@ pub trait Store: Send {
     /// what makes it durable, to run on any thread: a server answers a group of
     /// requests once that ran, while its tenant's owner runs the next group.
     fn flusher(&self) -> Result<Flush, Error>;
+    /// Whether a write failed part-way (a disk that failed, or filled past the
+    /// reserve): the store writes nothing more until it is opened again, in a new
+    /// process (its files stay locked by this one), which rolls the failed write back.
+    fn is_broken(&self) -> bool {
+        false
+    }
     /// How large a commit may be, by its [`Commit::size_estimate`], if the store has a
     /// limit (a journal's log takes entries up to a size): a run commits its records
     /// in groups that stay under it. The estimate is rough (a mail is counted as a

@@ -202,6 +202,13 @@ impl Tenant {
         Ok(unmatched)
     }
 
+    /// Whether a write of its store failed part-way: it writes nothing more in this
+    /// process, and the next process to open it rolls the failed write back (see
+    /// the README's "A failing disk keeps groups whole").
+    pub fn is_broken(&self) -> bool {
+        self.store.is_broken()
+    }
+
     /// The outbox in id order.
     pub fn outbox(&self) -> impl Iterator<Item = Result<OutboxItem, Error>> + '_ {
         self.store.outbox()

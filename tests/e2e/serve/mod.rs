@@ -96,6 +96,22 @@ impl Server {
         }
     }
 
+    /// Waits for the server to exit by itself, up to `bound`: its exit status (None
+    /// when a signal ended it).
+    pub fn wait(&mut self, bound: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + bound;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "spark serve did not exit within {bound:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -200,8 +200,15 @@ fn os_error_in_text(io: &std::io::Error) -> Option<std::io::Error> {
     if io.raw_os_error().is_some() {
         return None;
     }
-    let text = io.to_string();
-    let code = text.strip_prefix("Os { code: ")?.split(',').next()?;
+    os_error_named_in(&io.to_string())
+}
+
+/// The OS error a text names as sled does (`Os { code: 28, kind: .. }`), wherever in
+/// the text: sled's errors that reached us as text ("storage error: IO error: Os ..").
+fn os_error_named_in(text: &str) -> Option<std::io::Error> {
+    const NAMED: &str = "Os { code: ";
+    let at = text.find(NAMED)? + NAMED.len();
+    let code = text[at..].split(',').next()?;
     Some(std::io::Error::from_raw_os_error(code.parse().ok()?))
 }
 
@@ -210,7 +217,15 @@ impl From<Error> for Failure {
         match error {
             Error::DiskFull { .. } => Failure::Refused(error),
             Error::Io { error, .. } => Failure::Failed(error.kind(), error.to_string()),
-            other => Failure::Failed(ErrorKind::Other, other.to_string()),
+            // sled's error as text: the OS error it names, if any (a full disk is
+            // told as one, 507 from a server).
+            other => {
+                let text = other.to_string();
+                match os_error_named_in(&text) {
+                    Some(io) => Failure::Failed(io.kind(), io.to_string()),
+                    None => Failure::Failed(ErrorKind::Other, text),
+                }
+            }
         }
     }
 }
@@ -266,6 +281,22 @@ impl Poison {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_os_error_named_in_sleds_text_is_told_as_itself() {
+        let text = "storage error: IO error: Os { code: 28, kind: StorageFull, \
+                    message: \"No space left on device\" }";
+        let failure = Failure::from(Error::Storage(text.to_owned()));
+        let Failure::Failed(kind, text) = failure else {
+            panic!("a failure, not a refusal");
+        };
+        assert_eq!(kind, ErrorKind::StorageFull);
+        assert_eq!(text, "No space left on device (os error 28)");
+        let Failure::Failed(kind, _) = Failure::from(Error::Storage("other".to_owned())) else {
+            panic!("a failure, not a refusal");
+        };
+        assert_eq!(kind, ErrorKind::Other);
+    }
 
     fn tree() -> sled::Tree {
         let db = sled::Config::new().temporary(true).open().unwrap();

@@ -272,6 +272,10 @@ impl Store for SledStore {
         self.setup_changes
     }
 
+    fn is_broken(&self) -> bool {
+        self.poison.is_set()
+    }
+
     fn flusher(&self) -> Result<Flush, Error> {
         self.settle()?;
         // A flush that failed stops the store too: sled's next one could wait for ever.
