@@ -733,13 +733,17 @@ impl Owners {
     }
 }
 
+/// What failed: the cause of a run stopped part-way, or the error itself.
+fn cause_of(error: &Error) -> &Error {
+    match error {
+        Error::Interrupted { cause, .. } => cause,
+        other => other,
+    }
+}
+
 /// Whether `error` is a change larger than the cluster's log takes.
 fn is_too_large(error: &Error) -> bool {
-    match error {
-        Error::ChangeTooLarge(_) => true,
-        Error::Interrupted { cause, .. } => matches!(**cause, Error::ChangeTooLarge(_)),
-        _ => false,
-    }
+    matches!(cause_of(error), Error::ChangeTooLarge(_))
 }
 
 /// Makes `error` again for each other job it fails (an `Error` is not `Clone`), as
@@ -747,10 +751,7 @@ fn is_too_large(error: &Error) -> bool {
 /// is told to try again (503), a change too large for it stays one (413), and so do a
 /// full disk (507) and a failed write; any other error is the store's.
 pub(super) fn again(error: &Error) -> impl Fn() -> Error + use<> {
-    let cause = match error {
-        Error::Interrupted { cause, .. } => &**cause,
-        other => other,
-    };
+    let cause = cause_of(error);
     let disk_full = match cause {
         Error::DiskFull {
             path,
@@ -766,7 +767,7 @@ pub(super) fn again(error: &Error) -> impl Fn() -> Error + use<> {
         _ => None,
     };
     let journal = matches!(cause, Error::Journal(_));
-    let too_large = matches!(cause, Error::ChangeTooLarge(_));
+    let too_large = is_too_large(error);
     let message = error.to_string();
     move || {
         if let Some((path, free_bytes, needed_bytes)) = &disk_full {
