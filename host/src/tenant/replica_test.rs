@@ -480,12 +480,9 @@ fn a_replayed_journal_and_a_restored_snapshot_make_the_same_store() {
     assert_eq!(contents(&replayed, dirs[1].path()), later);
 }
 
-#[test]
-fn a_journal_that_refuses_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let recorder = Arc::new(Recorder::default());
-    let spark = spark(dir.path(), Some(recorder.clone()));
+/// Tenant `t` of `spark` with the script as the source of `thing` and the handler of
+/// `^e`.
+fn scripted(spark: &Spark) -> Tenant {
     let mut tenant = spark.tenant("t").unwrap();
     tenant
         .add_module(
@@ -493,6 +490,16 @@ fn a_journal_that_refuses_changes_nothing() {
             false,
         )
         .unwrap();
+    tenant
+}
+
+#[test]
+fn a_journal_that_refuses_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let spark = spark(dir.path(), Some(recorder.clone()));
+    let mut tenant = scripted(&spark);
     ingest(
         &mut tenant,
         &record(1, &[("e", "e_1", serde_json::json!({}))]),
@@ -553,13 +560,7 @@ fn a_journal_with_a_largest_entry_gets_commits_that_fit_and_refuses_a_record_too
         ..Recorder::default()
     });
     let spark = spark(dir.path(), Some(recorder.clone()));
-    let mut tenant = spark.tenant("t").unwrap();
-    tenant
-        .add_module(
-            native("script", "builtin:script", &["thing"], &["^e"]),
-            false,
-        )
-        .unwrap();
+    let mut tenant = scripted(&spark);
     let logged = recorder.len();
 
     // 200 records of 10 KB each (the record, and its event's context as much again):
