@@ -251,9 +251,9 @@ impl Failure {
 /// receiver that limits connections per client.
 pub const DEFAULT_CONCURRENCY: usize = 4;
 
-#[derive(Debug)]
 /// A run of [`send_outbox`]: its report, and the id before which every item is
 /// settled for its destinations.
+#[derive(Debug)]
 struct Sent {
     report: SendReport,
     /// Every item before this id is sent, set aside, or waiting for a route the
