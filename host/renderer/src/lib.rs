@@ -102,10 +102,11 @@ impl Guest for Renderer {
         TEMPLATES.with_borrow(|state| {
             let templates = state.as_ref()?;
             let template = templates.env.get_template(&group).ok()?;
-            // Through serde_json's tree, as the host did natively: text that is not
-            // JSON is an empty context.
-            let context: serde_json::Value = serde_json::from_str(&context).unwrap_or_default();
-            let context = minijinja::Value::from(minijinja::value::Serde(&context));
+            // Straight into minijinja's values (one tree, not serde_json's and then
+            // minijinja's: that copy was a third of a rendering); text that is not JSON
+            // is an empty context.
+            let context: minijinja::Value =
+                serde_json::from_str(&context).unwrap_or_else(|_| minijinja::Value::from(()));
             let mut output = Capped {
                 text: Vec::new(),
                 limit: usize::try_from(templates.output_limit).unwrap_or(usize::MAX),
