@@ -33,9 +33,10 @@ const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
 /// zstd's fastest level: the outbox's mails, rendered from a few templates, shrink
 /// about 25 times at it, at several hundred MB/s.
 const ZSTD_LEVEL: i32 = 1;
-/// What a compressed value may claim to hold: more than any segment a commit writes,
-/// so that a damaged header cannot ask for all the memory there is.
-const MAX_DECOMPRESSED: u64 = 1 << 30;
+/// How much of the size a compressed value's header claims is allocated up front: the
+/// rest grows as the data really decompresses, so that a damaged header cannot ask for
+/// all the memory there is, and no segment is too large to be read back.
+const DECOMPRESS_UP_FRONT: u64 = 64 << 20;
 
 thread_local! {
     /// One compressor per thread (the commit thread writes nearly all of them): a
@@ -75,16 +76,14 @@ pub(super) fn from_maybe_compressed_json<T: DeserializeOwned>(bytes: &[u8]) -> R
 }
 
 fn decompress(bytes: &[u8]) -> Result<Vec<u8>, Error> {
-    let size = match zstd::zstd_safe::get_frame_content_size(bytes) {
-        Ok(Some(size)) if size <= MAX_DECOMPRESSED => size,
-        _ => {
-            return Err(Error::Storage(
-                "a compressed value has no valid size".to_owned(),
-            ));
-        }
-    };
-    zstd::bulk::decompress(bytes, size as usize)
-        .map_err(|error| Error::Storage(format!("decompressing: {error}")))
+    let claimed = zstd::zstd_safe::get_frame_content_size(bytes)
+        .ok()
+        .flatten()
+        .unwrap_or(0);
+    let mut json = Vec::with_capacity(claimed.min(DECOMPRESS_UP_FRONT) as usize);
+    zstd::stream::copy_decode(bytes, &mut json)
+        .map_err(|error| Error::Storage(format!("decompressing: {error}")))?;
+    Ok(json)
 }
 
 #[cfg(test)]
