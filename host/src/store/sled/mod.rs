@@ -15,8 +15,8 @@
 //! pruned item by item (see `outbox`). A commit's batch is applied on a thread of its
 //! own while the pipeline goes on with the next group; reads see the batch in flight or
 //! wait for it to land (see `commit`). A write the kernel fails stops the store, and
-//! the commit it was part of is rolled back at the next open (see `failure`). A snapshot is every tree copied
-//! as it is, for a replica (see `snapshot`).
+//! the commit it was part of is rolled back at the next open (see `failure`). A
+//! snapshot is every tree copied as it is, for a replica (see `snapshot`).
 
 mod codec;
 mod commit;
