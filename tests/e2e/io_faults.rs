@@ -129,13 +129,46 @@ fn mailer() -> Spark {
     spark
 }
 
-fn records() -> &'static str {
-    static RECORDS_TEXT: OnceLock<String> = OnceLock::new();
-    RECORDS_TEXT.get_or_init(|| disk::records(RECORDS))
+/// What the ingest is given.
+#[derive(Debug, Clone, Copy)]
+enum Workload {
+    /// [`RECORDS`] records of `disk::records`, about a kilobyte each.
+    Plain,
+    /// The same, with every [`LARGE_EVERY`]th record carrying [`LARGE_BYTES`] more, so
+    /// that sled writes it to a blob file of its own (a value or a tree node past 128
+    /// KiB goes to one). The outbox's segments no longer do: they are compressed.
+    LargeRecords,
 }
 
-fn ingest(spark: &Spark, vars: &[(&str, &str)]) -> Run {
-    spark.run_bounded_with_env(WATCHDOG, vars, &["ingest", "--model", "thing"], records())
+const LARGE_EVERY: usize = 100;
+const LARGE_BYTES: usize = 150_000;
+
+fn records(workload: Workload) -> &'static str {
+    static PLAIN: OnceLock<String> = OnceLock::new();
+    static LARGE: OnceLock<String> = OnceLock::new();
+    match workload {
+        Workload::Plain => PLAIN.get_or_init(|| disk::records(RECORDS)),
+        Workload::LargeRecords => LARGE.get_or_init(|| {
+            let pad = format!(r#","pad":"{}"}}"#, "y".repeat(LARGE_BYTES));
+            disk::records(RECORDS)
+                .lines()
+                .enumerate()
+                .map(|(index, line)| match line.strip_suffix('}') {
+                    Some(open) if (index + 1) % LARGE_EVERY == 0 => format!("{open}{pad}\n"),
+                    _ => format!("{line}\n"),
+                })
+                .collect()
+        }),
+    }
+}
+
+fn ingest(spark: &Spark, workload: Workload, vars: &[(&str, &str)]) -> Run {
+    spark.run_bounded_with_env(
+        WATCHDOG,
+        vars,
+        &["ingest", "--model", "thing"],
+        records(workload),
+    )
 }
 
 /// What a data dir holds: the ledger's keys, and the outbox's items as (id, event,
@@ -162,12 +195,17 @@ fn contents(spark: &Spark) -> Contents {
     }
 }
 
-/// What a run on a sound disk gives, made once.
-fn expected() -> &'static Contents {
-    static EXPECTED: OnceLock<Contents> = OnceLock::new();
-    EXPECTED.get_or_init(|| {
+/// What a run of `workload` on a sound disk gives, made once.
+fn expected(workload: Workload) -> &'static Contents {
+    static PLAIN: OnceLock<Contents> = OnceLock::new();
+    static LARGE: OnceLock<Contents> = OnceLock::new();
+    let made = match workload {
+        Workload::Plain => &PLAIN,
+        Workload::LargeRecords => &LARGE,
+    };
+    made.get_or_init(|| {
         let spark = mailer();
-        ingest(&spark, &[]).ok();
+        ingest(&spark, workload, &[]).ok();
         let expected = contents(&spark);
         assert_eq!(expected.keys.len() as u64, 2 * RECORDS);
         assert_eq!(expected.items.len() as u64, RECORDS);
@@ -225,6 +263,11 @@ fn check_whole(found: &Contents, kept: u64, case: &str) -> u64 {
 /// Runs the ingest with `fault` on a fresh data dir, then checks what it left and that
 /// the same ingest, on a sound disk, completes it.
 fn survive(fault: &Fault) {
+    survive_in(Workload::Plain, fault);
+}
+
+/// [`survive`], with the records of `workload`.
+fn survive_in(workload: Workload, fault: &Fault) {
     let case = fault.describe();
     let spark = mailer();
     let db = spark.data_dir().join("tenants/default/db");
@@ -248,7 +291,7 @@ fn survive(fault: &Fault) {
         vars.push(("SPARK_FAULT_TIMES", times));
     }
 
-    let run = ingest(&spark, &vars);
+    let run = ingest(&spark, workload, &vars);
     assert!(
         run.stderr.contains("spark-faultfs:"),
         "{case}: the fault never struck (the run wrote less than that?):\n{}",
@@ -284,9 +327,9 @@ fn survive(fault: &Fault) {
     let committed = check_whole(&found, kept, &case);
     eprintln!("{case}: exit {}, {committed} records kept", run.code);
 
-    ingest(&spark, &[]).ok();
+    ingest(&spark, workload, &[]).ok();
     let again = contents(&spark);
-    let expected = expected();
+    let expected = expected(workload);
     assert!(
         again == *expected,
         "{case}: the same ingest run again does not give what a sound disk gives: \
@@ -319,12 +362,13 @@ fn failed_writes_of_the_log_stop_an_ingest_and_keep_whole_groups() {
 
 #[test]
 fn failed_writes_of_blob_files_stop_an_ingest_and_keep_whole_groups() {
-    // Values over about 128 KiB (a group's outbox items) go to files of their own.
+    // Values and tree nodes over about 128 KiB (the large records) go to files of
+    // their own: the first fault strikes in the first group, the second after it.
     for fault in [
-        Fault::new("blobs/", "write", (CALLS, 7)).errno("ENOSPC"),
-        Fault::new("blobs/", "write", (BYTES, 1_500_000)),
+        Fault::new("blobs/", "write", (CALLS, 25)).errno("ENOSPC"),
+        Fault::new("blobs/", "write", (BYTES, 4_500_000)),
     ] {
-        survive(&fault);
+        survive_in(Workload::LargeRecords, &fault);
     }
 }
 
