@@ -2,10 +2,10 @@
 //!
 //! For each record the pipeline stages the record, the new events (duplicates stop
 //! here), each matching handler's effects or its pending retry, and the events those
-//! handlers emit, all in one [`Commit`]. Commits happen between records, every
-//! [`COMMIT_GROUP`] records, so a record's whole cascade is committed at once: a crash
-//! loses at most the uncommitted group, which the next run processes again, and never
-//! half of a record. After the records, failed deliveries are retried with backoff until
+//! handlers emit, all in one [`Commit`]. Commits happen between records, every few
+//! hundred records ([`Store::commit_records`]), so a record's whole cascade is committed
+//! at once: a crash loses at most the uncommitted group, which the next run processes
+//! again, and never half of a record. After the records, failed deliveries are retried with backoff until
 //! they succeed or are parked as dead.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -37,9 +37,6 @@ use crate::time::wall_clock_ms;
 use crate::trace::{self, Origin, Outcome, Step, Trace};
 use crate::wasm::CallOutput;
 
-/// Records per commit: large enough that the commit cost is spread over many events,
-/// small enough that a crash costs little work to redo.
-const COMMIT_GROUP: usize = 1_000;
 /// A run waits this long at most for a retry to come due, unless its tenant says
 /// otherwise; later ones are left pending for the next run.
 pub(crate) const MAX_RETRY_WAIT_MS: i64 = 30_000;
@@ -213,6 +210,8 @@ pub(crate) struct Pipeline<'t> {
     /// The store's limit on a commit's estimated size, if it has one: a group is
     /// committed early when it reaches it.
     max_commit_bytes: Option<u64>,
+    /// Records a group holds at most ([`Store::commit_records`]).
+    commit_records: usize,
     /// Records handed to the store in commits so far.
     committed_records: u64,
     /// How long the run waits for a retry to come due (see [`MAX_RETRY_WAIT_MS`]).
@@ -236,6 +235,7 @@ impl<'t> Pipeline<'t> {
         now_ms: i64,
     ) -> Result<Self, Error> {
         let max_commit_bytes = store.max_commit_bytes();
+        let commit_records = store.commit_records();
         let sources = setup
             .sources
             .iter()
@@ -270,6 +270,7 @@ impl<'t> Pipeline<'t> {
             staged_record_ids: HashSet::new(),
             staged_records: 0,
             max_commit_bytes,
+            commit_records,
             committed_records: 0,
             retry_wait_ms: MAX_RETRY_WAIT_MS,
             dry_run: None,
@@ -728,7 +729,7 @@ impl<'t> Pipeline<'t> {
         let full = self
             .max_commit_bytes
             .is_some_and(|max| self.commit.size_estimate() >= max);
-        if self.staged_records >= COMMIT_GROUP || full {
+        if self.staged_records >= self.commit_records || full {
             self.commit_staged()?;
         }
         Ok(())

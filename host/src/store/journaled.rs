@@ -104,6 +104,12 @@ impl Store for JournaledStore {
         self.inner.is_broken()
     }
 
+    /// Each commit waits for the journal's acknowledgement, a round trip to the
+    /// cluster: larger groups, fewer of them.
+    fn commit_records(&self) -> usize {
+        1_000
+    }
+
     fn max_commit_bytes(&self) -> Option<u64> {
         self.journal.max_entry_bytes().map(|bytes| bytes / 4)
     }

@@ -53,7 +53,8 @@ pub struct NewOutboxItem {
 /// An outbox item's payload, or how to make it. Composing a mail (rendering its
 /// template) depends only on what the handler returned, so it is left to whoever writes
 /// the commit: the store does it on its commit thread while the pipeline runs the next
-/// records, which moves a fifth of the pipeline's work to the second core.
+/// records, which moves a fifth of the pipeline's work to the second core (the sled
+/// store shares it out between the two: `store::sled::commit`).
 pub enum NewPayload {
     Ready(Box<OutboxPayload>),
     /// Composes the mail.
@@ -66,6 +67,14 @@ impl NewPayload {
         match self {
             NewPayload::Ready(payload) => *payload,
             NewPayload::LaterMail(compose) => OutboxPayload::Mail(compose()),
+        }
+    }
+
+    /// The payload made now, ready.
+    pub fn composed(self) -> Self {
+        match self {
+            NewPayload::Ready(_) => self,
+            later => NewPayload::Ready(Box::new(later.into_payload())),
         }
     }
 }
@@ -301,6 +310,15 @@ pub trait Store: Send {
     /// log's.
     fn max_commit_bytes(&self) -> Option<u64> {
         None
+    }
+    /// Records a run commits at a time. Small groups suit a store that writes a commit
+    /// in the background while the run goes on (the sled store: with groups of 250
+    /// instead of 1,000, both cores stay busy through more of a run, the batches are
+    /// smaller to copy into sled's pages, and a 10,000-challenge ingest took 0.49 s
+    /// instead of 0.57 and left a 28 MB store instead of 37); a store that waits for
+    /// each commit to be acknowledged (a journal) wants fewer, larger ones.
+    fn commit_records(&self) -> usize {
+        250
     }
 
     fn is_seen(&self, key: &str) -> Result<bool, Error>;

@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::MutexGuard;
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, RecvError, Sender, TryRecvError};
 use std::thread::JoinHandle;
 
 use super::SledStore;
@@ -23,12 +23,14 @@ use super::ledger::encode_ledger;
 use super::outbox::encode_segment;
 use super::records::encode_record;
 use crate::Error;
-use crate::store::{Commit, StoredRecord};
+use crate::store::{Commit, NewOutboxItem, NewPayload, StoredRecord};
 
 /// A batch being applied on another thread, with what reads must see of it meanwhile.
 pub(super) struct InFlight {
     /// Its outcome, once it landed (closed without one if the writer panicked).
     applying: Receiver<sled::Result<()>>,
+    /// The outcome, once [`InFlight::has_landed`] took it off `applying`.
+    landed: Option<Result<sled::Result<()>, RecvError>>,
     ledger: HashSet<String>,
     /// (model, id) -> record.
     records: HashMap<(String, String), StoredRecord>,
@@ -49,7 +51,7 @@ impl SledStore {
         let Some(in_flight) = self.in_flight().take() else {
             return Ok(());
         };
-        match in_flight.applying.recv() {
+        match in_flight.outcome() {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => Err(self.poison.fail(error)),
             Err(_) => Err(self.poison.fail(Error::Storage(
@@ -74,9 +76,37 @@ impl SledStore {
             .cloned()
     }
 
+    /// Whether no batch is in flight any more (it landed, or failed).
+    fn nothing_in_flight(&self) -> bool {
+        self.in_flight().as_mut().is_none_or(InFlight::has_landed)
+    }
+
+    /// Composes the mails of `outbox` (see [`NewPayload`]) here, one after the other,
+    /// for as long as the batch before is still landing; the writer's thread composes
+    /// the rest. The thread that hands a commit over would otherwise wait idle for that
+    /// batch, while the writer's thread, which composes and writes, is the busier one
+    /// (a 10,000-challenge ingest: 55% of the CPU against the pipeline's 41%): this way
+    /// whichever thread has time renders, and both cores stay busy.
+    fn compose_while_landing(&self, outbox: Vec<NewOutboxItem>) -> Vec<NewOutboxItem> {
+        let mut landed = false;
+        outbox
+            .into_iter()
+            .map(|mut item| {
+                if !landed && matches!(item.payload, NewPayload::LaterMail(_)) {
+                    landed = self.nothing_in_flight();
+                    if !landed {
+                        item.payload = item.payload.composed();
+                    }
+                }
+                item
+            })
+            .collect()
+    }
+
     /// Starts applying `commit` once the batch before it has landed, and returns
     /// without waiting for it.
-    pub(super) fn start_commit(&mut self, commit: Commit) -> Result<(), Error> {
+    pub(super) fn start_commit(&mut self, mut commit: Commit) -> Result<(), Error> {
+        commit.outbox = self.compose_while_landing(std::mem::take(&mut commit.outbox));
         // The previous batch lands first: order is kept, and its failure stops this one.
         self.settle()?;
         let ledger: HashSet<String> = commit.ledger.iter().map(|e| e.key.clone()).collect();
@@ -109,11 +139,34 @@ impl SledStore {
             })?;
         *self.in_flight() = Some(InFlight {
             applying,
+            landed: None,
             ledger,
             records,
         });
         self.next_outbox_id = next_id;
         Ok(())
+    }
+}
+
+impl InFlight {
+    /// Whether the batch has landed (or its writer stopped), without waiting for it.
+    fn has_landed(&mut self) -> bool {
+        if self.landed.is_none() {
+            match self.applying.try_recv() {
+                Ok(outcome) => self.landed = Some(Ok(outcome)),
+                Err(TryRecvError::Disconnected) => self.landed = Some(Err(RecvError)),
+                Err(TryRecvError::Empty) => {}
+            }
+        }
+        self.landed.is_some()
+    }
+
+    /// The batch's outcome, once it has landed; an error if its writer panicked.
+    fn outcome(self) -> Result<sled::Result<()>, RecvError> {
+        match self.landed {
+            Some(landed) => landed,
+            None => self.applying.recv(),
+        }
     }
 }
 
@@ -231,8 +284,93 @@ fn encode(commit: Commit, first_id: u64, commits: u64) -> Result<Writes, Error> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
+    use std::thread::ThreadId;
+
     use crate::error::CallError;
+    use crate::outbox::{ComposedMail, OutboxPayload};
     use crate::store::{DeadLetter, PendingDelivery, Store};
+
+    /// An outbox item whose mail, when composed, is titled `subject` and notes the
+    /// thread that composed it in `composers`, after running `before`.
+    fn later_mail(
+        subject: String,
+        composers: &Arc<Mutex<Vec<(String, ThreadId)>>>,
+        before: impl FnOnce() + Send + 'static,
+    ) -> NewOutboxItem {
+        let composers = Arc::clone(composers);
+        NewOutboxItem {
+            event: "e".to_owned(),
+            handler: "h".to_owned(),
+            payload: NewPayload::LaterMail(Box::new(move || {
+                before();
+                let thread = std::thread::current().id();
+                composers.lock().unwrap().push((subject.clone(), thread));
+                ComposedMail {
+                    subject,
+                    ..ComposedMail::default()
+                }
+            })),
+            created_at_ms: 1,
+        }
+    }
+
+    #[test]
+    fn mails_are_composed_once_by_whichever_thread_is_free() {
+        let mut store = SledStore::temporary().unwrap();
+        let composers = Arc::new(Mutex::new(Vec::new()));
+        // The first commit's mail waits to be composed (so the commit cannot land)
+        // until the second commit's first mail is: which the committing thread must
+        // compose itself, while the first commit is in flight. (Bounded, so that a
+        // store that waited for the first commit would fail below, not hang.)
+        let (release, released) = mpsc::channel::<()>();
+        let first = Commit {
+            outbox: vec![later_mail("a".to_owned(), &composers, move || {
+                let _ = released.recv_timeout(std::time::Duration::from_secs(10));
+            })],
+            ..Commit::default()
+        };
+        let mut second: Vec<NewOutboxItem> = (0..50)
+            .map(|i| later_mail(format!("b{i}"), &composers, || {}))
+            .collect();
+        second[0] = later_mail("b0".to_owned(), &composers, move || {
+            let _ = release.send(());
+        });
+        store.commit(first).unwrap();
+        store
+            .commit(Commit {
+                outbox: second,
+                ..Commit::default()
+            })
+            .unwrap();
+        store.flush().unwrap();
+
+        let subjects: Vec<String> = store
+            .outbox()
+            .map(|item| match item.unwrap().payload {
+                OutboxPayload::Mail(mail) => mail.subject,
+                other => panic!("not a mail: {other:?}"),
+            })
+            .collect();
+        let expected: Vec<String> = std::iter::once("a".to_owned())
+            .chain((0..50).map(|i| format!("b{i}")))
+            .collect();
+        assert_eq!(subjects, expected);
+        let composers = composers.lock().unwrap();
+        assert_eq!(composers.len(), 51, "each mail composed once");
+        let here = std::thread::current().id();
+        let by = |subject: &str| composers.iter().find(|(s, _)| s == subject).unwrap().1;
+        assert_ne!(
+            by("a"),
+            here,
+            "the first commit's mail, on the writer's thread"
+        );
+        assert_eq!(
+            by("b0"),
+            here,
+            "composed here while the first commit was in flight"
+        );
+    }
 
     #[test]
     fn pending_and_dead_deliveries_move_atomically() {
