@@ -10,7 +10,8 @@
 //! and a generator. Spark's figures beside them: the in-process ones of the wasm
 //! measurement ([`crate::child`]), a generator pass in a child of its own, and the
 //! release `spark` binary run as a whole process on the same file: `ingest`, `ingest`
-//! again, `generate`, each the wall time from start to exit (its commit durable).
+//! again, `generate`, each the wall time from start to exit (its commit durable), in
+//! [`CLI_ROUNDS`] rounds on fresh data dirs, each pass's median reported.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -121,10 +122,37 @@ struct Pass {
     mails: u64,
 }
 
+/// Rounds of the binary's passes, each on a fresh data dir. A pass is one process,
+/// the duplicates one of 50-70 ms, which a neighbour's burst on this shared machine
+/// can make half again as long: the median of a few rounds is the figure, with the
+/// fastest and slowest beside it.
+const CLI_ROUNDS: usize = 3;
+
 /// A run of the `spark` binary: its wall time and what it reported.
 struct Process {
     seconds: f64,
     report: RunReport,
+    /// The fastest and slowest of the rounds this one is the median of.
+    spread: (f64, f64),
+}
+
+impl Process {
+    /// The median of `runs` (of the same pass, which report the same counts).
+    fn median(mut runs: Vec<Process>) -> anyhow::Result<Process> {
+        anyhow::ensure!(
+            runs.iter().all(|run| {
+                let (first, this) = (&runs[0].report, &run.report);
+                (this.new, this.duplicates, this.deliveries)
+                    == (first.new, first.duplicates, first.deliveries)
+            }),
+            "the rounds of a pass counted different events"
+        );
+        runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+        let spread = (runs[0].seconds, runs[runs.len() - 1].seconds);
+        let mut median = runs.swap_remove(runs.len() / 2);
+        median.spread = spread;
+        Ok(median)
+    }
 }
 
 /// The `spark` binary on the workload's file: ingested, ingested again, generated.
@@ -132,6 +160,23 @@ struct Cli {
     ingest: Process,
     again: Process,
     generate: Process,
+}
+
+impl Cli {
+    /// Each pass's median over `rounds`.
+    fn median(rounds: Vec<Cli>) -> anyhow::Result<Cli> {
+        let (mut ingest, mut again, mut generate) = (Vec::new(), Vec::new(), Vec::new());
+        for round in rounds {
+            ingest.push(round.ingest);
+            again.push(round.again);
+            generate.push(round.generate);
+        }
+        Ok(Cli {
+            ingest: Process::median(ingest)?,
+            again: Process::median(again)?,
+            generate: Process::median(generate)?,
+        })
+    }
 }
 
 pub fn measure(peer: Peer, challenges: u64, seed: u64, cache: &Path) -> anyhow::Result<()> {
@@ -150,7 +195,13 @@ pub fn measure(peer: Peer, challenges: u64, seed: u64, cache: &Path) -> anyhow::
 
     let wasm = crate::child(Mode::Wasm, challenges, seed)?;
     let generated = generate_in_child(challenges, seed)?;
-    let cli = cli(&binary, cache, &dir.path().join("spark-data"), &file)?;
+    let rounds = (0..CLI_ROUNDS)
+        .map(|round| {
+            let data = dir.path().join(format!("spark-data-{round}"));
+            cli(&binary, cache, &data, &file)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let cli = Cli::median(rounds)?;
     let django = django(&python, &file, &dir.path().join("django.sqlite3"))?;
     check(&wasm, &generated, &cli, &django)?;
     print(&wasm, &generated, &cli, &django);
@@ -260,7 +311,11 @@ fn cli(binary: &Path, cache: &Path, data: &Path, file: &Path) -> anyhow::Result<
         );
         let report = serde_json::from_slice(&output.stdout)
             .with_context(|| format!("spark {}: not a report", args.join(" ")))?;
-        Ok(Process { seconds, report })
+        Ok(Process {
+            seconds,
+            report,
+            spread: (seconds, seconds),
+        })
     };
     let file = file.to_str().context("the workload's path is not UTF-8")?;
     let ingest = ["ingest", "--model", "challenge", file];
@@ -412,13 +467,23 @@ fn print(wasm: &Run, generated: &Generated, cli: &Cli, django: &Django) {
     println!(
         "  seconds: django-spark {:.2} / {:.2} / {:.2} (its passes in one process; Django's \
          setup, {:.2} s, not counted); spark CLI {:.2} / {:.2} / {:.2} (each a whole process: \
-         start, open, run, durable commit)",
+         start, open, run, durable commit; the median of {CLI_ROUNDS} rounds on fresh data \
+         dirs, which took {} / {} / {})",
         django.fresh.seconds,
         django.seen.seconds,
         django.generate.seconds,
         django.startup_seconds,
         cli.ingest.seconds,
         cli.again.seconds,
-        cli.generate.seconds
+        cli.generate.seconds,
+        spread(&cli.ingest),
+        spread(&cli.again),
+        spread(&cli.generate),
     );
+}
+
+/// A pass's fastest and slowest rounds, in seconds.
+fn spread(process: &Process) -> String {
+    let (fastest, slowest) = process.spread;
+    format!("{fastest:.3}-{slowest:.3}")
 }
