@@ -6,7 +6,8 @@
 //! one at a time, in order; reads see the batch in flight (the ledger keys and records
 //! it holds) or wait for it to land; a failed batch fails the next commit or flush, and
 //! nothing after it is applied: the store answers its error from then on, and the next
-//! open rolls it back (`failure`).
+//! open rolls it back (`failure`). A commit's mails are composed by whichever of the
+//! two threads is free (`compose_while_landing`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::MutexGuard;
