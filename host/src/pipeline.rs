@@ -5,8 +5,8 @@
 //! handlers emit, all in one [`Commit`]. Commits happen between records, every few
 //! hundred records ([`Store::commit_records`]), so a record's whole cascade is committed
 //! at once: a crash loses at most the uncommitted group, which the next run processes
-//! again, and never half of a record. After the records, failed deliveries are retried with backoff until
-//! they succeed or are parked as dead.
+//! again, and never half of a record. After the records, failed deliveries are retried
+//! with backoff until they succeed or are parked as dead.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::BufRead;
