@@ -71,7 +71,7 @@ pub struct Mail {
     pub body: String,
     /// The tenant's template to render, by name (an event group).
     pub template: Option<String>,
-    /// The template's variables, a JSON object.
+    /// The template's variables, a JSON object; none: the event's context.
     pub context: Option<Value>,
 }
 
@@ -108,7 +108,8 @@ impl Mail {
         self
     }
 
-    /// Sets the template's variables (a JSON object).
+    /// Sets the template's variables (a JSON object). Without it the template renders
+    /// with the event's context.
     pub fn context(mut self, context: Value) -> Self {
         self.context = Some(context);
         self

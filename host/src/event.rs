@@ -36,7 +36,7 @@ pub struct Mail {
     pub body: String,
     /// The name of the tenant's template (an event group) to render.
     pub template: Option<String>,
-    /// The template's variables: a JSON object, as text.
+    /// The template's variables: a JSON object, as text; none: the event's context.
     pub context: Option<String>,
     /// Set by the built-in mail handler (from `spark_mail`); a module's mails get the
     /// tenant's defaults.

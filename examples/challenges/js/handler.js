@@ -28,9 +28,9 @@ export function challengeMail(event, inv) {
       to: [challenge.owner.email],
       subject,
       body,
+      // No context of its own: the template renders with the event's, as in the
+      // Rust module.
       template: event.group,
-      // The event's whole context, as in the Rust module (`days_running`, say).
-      context: event.context,
     }),
   ];
 }

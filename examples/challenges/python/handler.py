@@ -32,8 +32,8 @@ def challenge_mail(event: Event, inv: Invocation) -> list[Mail]:
         to=[owner["email"]],
         subject=subject,
         body=body,
+        # No context of its own: the template renders with the event's, as in the
+        # Rust module.
         template=event.group,
-        # The event's whole context, as in the Rust module (`days_running`, say).
-        context=event.context,
     )
     return [mail]

@@ -2,8 +2,9 @@
 //! challenge event, to the challenge's owner.
 //!
 //! The mail names a template per event group (the group itself, e.g.
-//! `challenge_ended`), rendered by the host with `{"challenge": ...}`; the subject and
-//! body given here are the fallback when the tenant has no such template.
+//! `challenge_ended`), rendered by the host with the event's context
+//! (`{"challenge": ...}`); the subject and body given here are the fallback when the
+//! tenant has no such template.
 
 use serde::Deserialize;
 use spark_guest::{Effect, Event, Invocation, Mail, Result};
@@ -46,14 +47,13 @@ pub fn challenge_mail(event: &Event, _inv: &Invocation) -> Result<Vec<Effect>> {
         "Hello {},\n\n{subject}.\n\nThe Challenges team",
         challenge.owner.name
     );
+    // No context of its own: the host renders the template with the event's whole
+    // context, as django-spark's spark_mails does (a generator's event holds what its
+    // context function computed too: `days_running` for `challenge_stalled`).
     let mail = Mail::to(challenge.owner.email)
         .subject(subject)
         .body(body)
-        .template(event.group.clone())
-        // The template sees the event's whole context, as django-spark's spark_mails
-        // renders it: a generator's event adds what its context function computed
-        // (`days_running` for `challenge_stalled`).
-        .context(event.context.clone());
+        .template(event.group.clone());
     Ok(vec![mail.into()])
 }
 
@@ -82,8 +82,7 @@ mod tests {
         let expected = Mail::to("grace@example.com")
             .subject("Your challenge \"Swim\" has ended")
             .body("Hello Grace,\n\nYour challenge \"Swim\" has ended.\n\nThe Challenges team")
-            .template("challenge_ended")
-            .context(json!({ "challenge": event.context["challenge"] }));
+            .template("challenge_ended");
         assert_eq!(mail, &expected);
     }
 
