@@ -27,6 +27,25 @@ pub(super) fn utf8(bytes: &[u8]) -> Result<String, Error> {
         .map_err(|_| Error::Storage("a stored key is not UTF-8".to_owned()))
 }
 
+/// Appends `bytes` to `out`, after their length as a big-endian u32.
+pub(super) fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) -> Result<(), Error> {
+    let len =
+        u32::try_from(bytes.len()).map_err(|_| Error::Storage("a value over 4 GiB".to_owned()))?;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(bytes);
+    Ok(())
+}
+
+/// The bytes [`put_bytes`] put at the start of `input`, which moves past them; none if
+/// `input` is too short for what it says.
+pub(super) fn take_bytes<'a>(input: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let (len, rest) = input.split_first_chunk::<4>()?;
+    let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
+    let bytes = rest.get(..len)?;
+    *input = &rest[len..];
+    Some(bytes)
+}
+
 /// The first bytes of a zstd frame: a value that starts with them is compressed JSON
 /// (JSON itself starts with `[`, `{` or a quote, never with 0x28 0xB5).
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];

@@ -18,9 +18,9 @@ use super::SledStore;
 use super::codec::to_json;
 use super::failure::Writes;
 use super::keys::{
-    COMMITS, DEAD, GROUP, LEDGER, OUTBOX, PENDING, RECORD, REQUEST, key, outbox_key, pair_key,
+    COMMITS, DEAD, EVENT, GROUP, OUTBOX, PENDING, RECORD, REQUEST, key, outbox_key, pair_key,
 };
-use super::ledger::encode_ledger;
+use super::ledger::{Changes, encode_ledger, write_changes};
 use super::outbox::encode_segment;
 use super::records::encode_record;
 use crate::Error;
@@ -114,7 +114,7 @@ impl SledStore {
         {
             let mut filter = self.filter()?;
             for entry in &commit.ledger {
-                filter.insert(&key(LEDGER, &entry.key));
+                filter.insert(&key(EVENT, &entry.key));
             }
             for (model, id, _) in &commit.records {
                 filter.insert(&pair_key(RECORD, model, id));
@@ -133,7 +133,7 @@ impl SledStore {
         // Encoding happens on the commit thread too: it is work the pipeline need not wait for.
         let applying = self
             .writer
-            .run(move || match encode(commit, first_id, commits) {
+            .run(move || match encode(&data, commit, first_id, commits) {
                 // Undoably: a batch that fails part-way is not kept in part (`failure`).
                 Ok(writes) => writes.apply_undoably(&data),
                 Err(error) => Err(sled::Error::Unsupported(error.to_string())),
@@ -240,16 +240,20 @@ impl Drop for Writer {
 /// A commit as one batch: after a crash, all of it is there or none of it (after a
 /// failed write too, with its undo record: see `failure`). Within a batch the last
 /// write to a key wins, so settled deliveries are removed before new ones (a delivery
-/// that failed again replaces itself). Outbox items get ids from `first_id` on.
-fn encode(commit: Commit, first_id: u64, commits: u64) -> Result<Writes, Error> {
+/// that failed again replaces itself). Outbox items get ids from `first_id` on. The
+/// ledger's runs the commit changes are read from `data`, where every batch before
+/// this one has landed.
+fn encode(data: &sled::Tree, commit: Commit, first_id: u64, commits: u64) -> Result<Writes, Error> {
     let mut batch = Writes::default();
     batch.insert(COMMITS, &commits.to_be_bytes());
     for (model, id, record) in commit.records {
         batch.insert(pair_key(RECORD, &model, &id), encode_record(record));
     }
+    let mut ledger = Changes::new();
     for entry in commit.ledger.iter().chain(&commit.retraced) {
-        batch.insert(key(LEDGER, &entry.key), encode_ledger(entry)?);
+        ledger.insert(entry.key.clone(), Some(encode_ledger(entry)?));
     }
+    write_changes(data, ledger)?.into_writes(&mut batch);
     // A commit holds few groups and many events: each group is written once.
     let groups: HashSet<&str> = commit.ledger.iter().map(|e| e.group.as_str()).collect();
     for group in groups {

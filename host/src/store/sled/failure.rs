@@ -29,6 +29,7 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use super::codec::{put_bytes, take_bytes};
 use super::keys::UNDO;
 use crate::Error;
 
@@ -67,6 +68,9 @@ impl Writes {
 /// bytes), then `0` if `data` does not hold it, or `1` and the value it holds (length
 /// and bytes).
 fn undo_record(data: &sled::Tree, keys: &[Vec<u8>]) -> sled::Result<Vec<u8>> {
+    let put = |record: &mut Vec<u8>, bytes: &[u8]| {
+        put_bytes(record, bytes).map_err(|error| sled::Error::Unsupported(error.to_string()))
+    };
     let mut record = Vec::new();
     for key in keys {
         put(&mut record, key)?;
@@ -81,35 +85,20 @@ fn undo_record(data: &sled::Tree, keys: &[Vec<u8>]) -> sled::Result<Vec<u8>> {
     Ok(record)
 }
 
-fn put(record: &mut Vec<u8>, bytes: &[u8]) -> sled::Result<()> {
-    let len = u32::try_from(bytes.len())
-        .map_err(|_| sled::Error::Unsupported("a value over 4 GiB".to_owned()))?;
-    record.extend_from_slice(&len.to_be_bytes());
-    record.extend_from_slice(bytes);
-    Ok(())
-}
-
 /// A key of an undo record, and the value to put back (none: the key is removed).
 type Undo<'a> = (&'a [u8], Option<&'a [u8]>);
 
 /// What an undo record says.
 fn read_undo_record(mut record: &[u8]) -> Result<Vec<Undo<'_>>, Error> {
-    fn take<'a>(record: &mut &'a [u8]) -> Option<&'a [u8]> {
-        let (len, rest) = record.split_first_chunk::<4>()?;
-        let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
-        let bytes = rest.get(..len)?;
-        *record = &rest[len..];
-        Some(bytes)
-    }
     let damaged = || Error::Storage("the undo record of a failed commit is damaged".to_owned());
     let mut entries = Vec::new();
     while !record.is_empty() {
-        let key = take(&mut record).ok_or_else(damaged)?;
+        let key = take_bytes(&mut record).ok_or_else(damaged)?;
         let (&held, rest) = record.split_first().ok_or_else(damaged)?;
         record = rest;
         let value = match held {
             0 => None,
-            1 => Some(take(&mut record).ok_or_else(damaged)?),
+            1 => Some(take_bytes(&mut record).ok_or_else(damaged)?),
             _ => return Err(damaged()),
         };
         entries.push((key, value));

@@ -16,7 +16,8 @@ use std::cell::RefMut;
 
 use super::super::key_filter::{KeyFilter, NoPages, PageId, PageStore};
 use super::SledStore;
-use super::keys::{FILTER, LEDGER, RECORD, filter_header_key, filter_page_key};
+use super::keys::{FILTER, RECORD, filter_header_key, filter_page_key};
+use super::ledger;
 use crate::Error;
 
 /// The key filter in use, with the tree its pages are read from.
@@ -104,9 +105,13 @@ fn load_filter(data: &sled::Tree, commits: u64) -> Result<KeyFilter, Error> {
 /// was, all at once.
 fn rebuild_filter(data: &sled::Tree, commits: u64) -> Result<KeyFilter, Error> {
     let mut filter = KeyFilter::new();
-    for item in data.scan_prefix([LEDGER]).chain(data.scan_prefix([RECORD])) {
+    let records = data
+        .scan_prefix([RECORD])
+        .keys()
+        .map(|key| Ok(key?.to_vec()));
+    for key in ledger::filter_keys(data).chain(records) {
         // A new filter holds every page it has in memory: none is read.
-        filter.insert(&item?.0, &NoPages);
+        filter.insert(&key?, &NoPages);
     }
     // The pages of the filter there was go, in the same batch.
     let mut batch = sled::Batch::default();
@@ -233,7 +238,7 @@ mod tests {
             store
                 .filter()
                 .unwrap()
-                .may_contain(&super::super::keys::key(LEDGER, "a_3"))
+                .may_contain(&super::super::keys::key(super::super::keys::EVENT, "a_3"))
         );
         assert!(!store.is_seen("a_3").unwrap());
         assert!(!store.is_seen("a_7").unwrap());

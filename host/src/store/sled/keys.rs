@@ -8,7 +8,12 @@ use super::super::key_filter::PageId;
 
 /// The first byte of each keyspace of the `data` tree.
 pub(super) const RECORD: u8 = b'r';
-pub(super) const LEDGER: u8 = b'l';
+/// The ledger's runs of entries (`e` and the least event key a run covers: see
+/// `ledger`).
+pub(super) const LEDGER: u8 = b'e';
+/// An event key as the key filter knows it (`l` and the key); and where each ledger
+/// entry had a key of its own before runs (moved into runs at open: see `ledger`).
+pub(super) const EVENT: u8 = b'l';
 pub(super) const OUTBOX: u8 = b'o';
 pub(super) const OUTBOX_UPDATE: u8 = b'u';
 pub(super) const PENDING: u8 = b'p';

@@ -1,13 +1,48 @@
-//! The ledger's values, under `l` and the event key: the group, the time and the
-//! context of each seen event.
+//! The ledger: each seen event's group, time, context and trace, kept in runs.
+//!
+//! sled 0.34 splits a tree's leaf past 16 keys and, each time it opens, rebuilds a
+//! table of every leaf in memory: with a key per event, opening a ledger of 10 million
+//! events took 0.8 s and 470 MiB (BENCHMARKS.md). So the ledger's entries are kept in
+//! runs: a run is one value, under `e` and the least event key it covers, holding the
+//! entries of the keys from there up to the next run's key, in key order; a run over
+//! [`RUN_ENTRIES`] entries or [`RUN_BYTES`] bytes is split.
+//!
+//! The cost is in keys that come out of order. A run is rewritten whole for each
+//! commit that changes it, and sled copies and rewrites the leaves that hold it: a
+//! commit's new keys in order (what sources make of record ids) share runs, keys
+//! scattered across the ledger each rewrite one. Measured through `spark ingest`, 100,000
+//! challenges: in id order 4.66 s with a key per event, 4.05 s in runs of 8 (3.98 s in
+//! runs of 16); in random order 5.45 s, 8.08 s (9.49 s in runs of 16; runs of 4 were
+//! no better and slower in order). The 10-million-key ledger in runs of 8 opens in 118
+//! ms and 74 MiB of sled's.
+//!
+//! An entry is JSON (`encode_ledger`); a run is its entries one after the other, each
+//! its key and its JSON, both prefixed with their length. Before runs (stores written
+//! before this format), each entry had a key of its own under `l`: opening such a
+//! store moves them into runs ([`move_into_runs`]).
+
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::codec::utf8;
+use super::codec::{put_bytes, take_bytes, utf8};
+use super::failure::Writes;
+use super::keys::{EVENT, LEDGER};
+use super::reserve::Reserve;
 use crate::Error;
-use crate::store::LedgerEntry;
+use crate::store::{Items, LedgerEntry};
 use crate::trace::Trace;
+
+/// The most entries a run holds (see above for why 8).
+const RUN_ENTRIES: usize = 8;
+/// The most bytes a run of several entries holds: a run rewritten for one entry
+/// costs at most this, and sled's leaves (up to 17 keys) stay well under 128 KiB,
+/// past which sled writes a leaf as a file of its own. An entry larger than this is a
+/// run of its own.
+const RUN_BYTES: usize = 3 * 1024;
+/// How many entries of the older format move into runs a batch at a time.
+const MOVE_BATCH: usize = 4096;
 
 /// The ledger's value: the context is stored as the JSON it is, without re-encoding;
 /// the trace follows it when there is one.
@@ -46,6 +81,319 @@ pub(super) fn decode_ledger(key: &[u8], value: &[u8]) -> Result<LedgerEntry, Err
         context: stored.context.get().to_owned(),
         trace: stored.trace,
     })
+}
+
+/// An entry of a run: the event key and the entry's JSON.
+type Entry = (Vec<u8>, Vec<u8>);
+/// An entry as read from a run's value, borrowed from it.
+type EntryRef<'a> = (&'a [u8], &'a [u8]);
+
+/// The entries of a run's value, in key order.
+fn run_entries(mut run: &[u8]) -> Result<Vec<EntryRef<'_>>, Error> {
+    let damaged = || Error::Storage("a run of the ledger is damaged".to_owned());
+    let mut entries = Vec::with_capacity(RUN_ENTRIES);
+    while !run.is_empty() {
+        let key = take_bytes(&mut run).ok_or_else(damaged)?;
+        let value = take_bytes(&mut run).ok_or_else(damaged)?;
+        entries.push((key, value));
+    }
+    Ok(entries)
+}
+
+fn encode_run(entries: &[Entry]) -> Result<Vec<u8>, Error> {
+    let mut run = Vec::with_capacity(run_bytes(entries) + 8 * entries.len());
+    for (key, value) in entries {
+        put_bytes(&mut run, key)?;
+        put_bytes(&mut run, value)?;
+    }
+    Ok(run)
+}
+
+fn run_bytes(entries: &[Entry]) -> usize {
+    entries
+        .iter()
+        .map(|(key, value)| key.len() + value.len())
+        .sum()
+}
+
+/// The run that covers `event` (the last whose key is not after `event`'s): its key
+/// and value.
+fn run_covering(
+    data: &sled::Tree,
+    event: &[u8],
+) -> Result<Option<(sled::IVec, sled::IVec)>, Error> {
+    // The least key after `LEDGER event` is `LEDGER event \0`.
+    let mut after = Vec::with_capacity(event.len() + 2);
+    after.push(LEDGER);
+    after.extend_from_slice(event);
+    after.push(0);
+    Ok(data.get_lt(after)?.filter(|(key, _)| key[0] == LEDGER))
+}
+
+/// The JSON of `event`'s entry, if the ledger holds one.
+fn entry_json(data: &sled::Tree, event: &str) -> Result<Option<Vec<u8>>, Error> {
+    let Some((_, run)) = run_covering(data, event.as_bytes())? else {
+        return Ok(None);
+    };
+    let entries = run_entries(&run)?;
+    Ok(entries
+        .binary_search_by(|(key, _)| (*key).cmp(event.as_bytes()))
+        .ok()
+        .map(|at| entries[at].1.to_vec()))
+}
+
+/// Whether the ledger holds `event`.
+pub(super) fn contains(data: &sled::Tree, event: &str) -> Result<bool, Error> {
+    Ok(entry_json(data, event)?.is_some())
+}
+
+/// `event`'s entry, if the ledger holds one.
+pub(super) fn entry(data: &sled::Tree, event: &str) -> Result<Option<LedgerEntry>, Error> {
+    entry_json(data, event)?
+        .map(|json| decode_ledger(event.as_bytes(), &json))
+        .transpose()
+}
+
+/// The entries after `after` (all of them if none), in key order.
+pub(super) fn entries_after(data: &sled::Tree, after: Option<&str>) -> Items<'static, LedgerEntry> {
+    let (start, after) = match after {
+        Some(after) => match run_covering(data, after.as_bytes()) {
+            Ok(Some((run, _))) => (run.to_vec(), Some(after.as_bytes().to_vec())),
+            Ok(None) => (vec![LEDGER], Some(after.as_bytes().to_vec())),
+            Err(error) => return Box::new(std::iter::once(Err(error))),
+        },
+        None => (vec![LEDGER], None),
+    };
+    Box::new(
+        data.range(start..)
+            .take_while(|item| item.as_ref().map_or(true, |(key, _)| key[0] == LEDGER))
+            .flat_map(move |item| {
+                let decoded: Vec<Result<LedgerEntry, Error>> = match item {
+                    Err(error) => vec![Err(error.into())],
+                    Ok((_, run)) => match run_entries(&run) {
+                        Err(error) => vec![Err(error)],
+                        Ok(entries) => entries
+                            .into_iter()
+                            .filter(|(key, _)| after.as_deref().is_none_or(|after| *key > after))
+                            .map(|(key, json)| decode_ledger(key, json))
+                            .collect(),
+                    },
+                };
+                decoded
+            }),
+    )
+}
+
+/// Every event key the ledger holds, as the key filter names it (`EVENT` and the key).
+pub(super) fn filter_keys(data: &sled::Tree) -> impl Iterator<Item = Result<Vec<u8>, Error>> {
+    data.scan_prefix([LEDGER]).flat_map(|item| {
+        let keys: Vec<Result<Vec<u8>, Error>> = match item {
+            Err(error) => vec![Err(error.into())],
+            Ok((_, run)) => match run_entries(&run) {
+                Err(error) => vec![Err(error)],
+                Ok(entries) => entries
+                    .into_iter()
+                    .map(|(event, _)| Ok([&[EVENT][..], event].concat()))
+                    .collect(),
+            },
+        };
+        keys
+    })
+}
+
+/// Changes to the ledger: each event's new entry JSON, or `None` to remove it.
+pub(super) type Changes = BTreeMap<String, Option<Vec<u8>>>;
+
+/// What [`write_changes`] changes: the runs written and how many entries were removed.
+#[derive(Default)]
+pub(super) struct RunWrites {
+    /// A run's key and its new value, or `None` to remove it.
+    pub(super) runs: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// How many of the entries to remove were there.
+    pub(super) removed: u64,
+}
+
+impl RunWrites {
+    /// Adds the run writes to `writes`.
+    pub(super) fn into_writes(self, writes: &mut Writes) {
+        for (key, value) in self.runs {
+            match value {
+                Some(value) => writes.insert(key, value),
+                None => writes.remove(key),
+            }
+        }
+    }
+}
+
+/// The runs `changes` rewrite, read from `data`: each run a change falls in is read
+/// once, changed, and split if it grew past a run's bounds.
+pub(super) fn write_changes(data: &sled::Tree, changes: Changes) -> Result<RunWrites, Error> {
+    let mut writes = RunWrites::default();
+    let mut open: Option<OpenRun> = None;
+    for (event, change) in changes {
+        let event = event.into_bytes();
+        let covered = open.as_ref().is_some_and(|run| run.covers(&event));
+        if !covered {
+            if let Some(run) = open.take() {
+                run.finish(&mut writes)?;
+            }
+            open = Some(OpenRun::read(data, &event)?);
+        }
+        let run = open.as_mut().expect("opened just above");
+        writes.removed += u64::from(run.change(event, change));
+    }
+    if let Some(run) = open {
+        run.finish(&mut writes)?;
+    }
+    Ok(writes)
+}
+
+/// A run read to be changed: the events from its key up to the next run's.
+struct OpenRun {
+    /// Its key (`LEDGER` and the least event key it covers).
+    key: Vec<u8>,
+    /// The next run's key, if there is one: this run covers the keys before it.
+    next: Option<Vec<u8>>,
+    entries: Vec<Entry>,
+    /// Whether the run is stored (else it is new, starting at its first event).
+    stored: bool,
+    changed: bool,
+}
+
+impl OpenRun {
+    /// The run covering `event`, or a new one starting at it if none does (the ledger
+    /// is empty or every run's key comes after `event`).
+    fn read(data: &sled::Tree, event: &[u8]) -> Result<Self, Error> {
+        let (key, entries, stored) = match run_covering(data, event)? {
+            Some((key, run)) => {
+                let entries = run_entries(&run)?
+                    .into_iter()
+                    .map(|(key, value)| (key.to_vec(), value.to_vec()))
+                    .collect();
+                (key.to_vec(), entries, true)
+            }
+            None => ([&[LEDGER][..], event].concat(), Vec::new(), false),
+        };
+        let next = data
+            .get_gt(&key)?
+            .map(|(next, _)| next.to_vec())
+            .filter(|next| next[0] == LEDGER);
+        Ok(Self {
+            key,
+            next,
+            entries,
+            stored,
+            changed: false,
+        })
+    }
+
+    /// Whether `event` falls in this run (events come in key order, never before it).
+    fn covers(&self, event: &[u8]) -> bool {
+        self.next.as_ref().is_none_or(|next| event < &next[1..])
+    }
+
+    /// Applies one change; whether it removed an entry that was there.
+    fn change(&mut self, event: Vec<u8>, change: Option<Vec<u8>>) -> bool {
+        let at = self.entries.binary_search_by(|(key, _)| key.cmp(&event));
+        match (at, change) {
+            (Ok(at), Some(json)) => self.entries[at].1 = json,
+            (Err(at), Some(json)) => self.entries.insert(at, (event, json)),
+            (Ok(at), None) => {
+                self.entries.remove(at);
+                self.changed = true;
+                return true;
+            }
+            (Err(_), None) => return false,
+        }
+        self.changed = true;
+        false
+    }
+
+    /// The writes of the changed run: removed if empty, else written whole, in pieces
+    /// if it outgrew a run (the first keeps the run's key, each other gets its first
+    /// event's key).
+    fn finish(self, writes: &mut RunWrites) -> Result<(), Error> {
+        if !self.changed {
+            return Ok(());
+        }
+        if self.entries.is_empty() {
+            if self.stored {
+                writes.runs.push((self.key, None));
+            }
+            return Ok(());
+        }
+        let mut pieces = Vec::new();
+        split(&self.entries, &mut pieces);
+        for (index, piece) in pieces.into_iter().enumerate() {
+            let key = if index == 0 {
+                self.key.clone()
+            } else {
+                [&[LEDGER][..], &piece[0].0].concat()
+            };
+            writes.runs.push((key, Some(encode_run(piece)?)));
+        }
+        Ok(())
+    }
+}
+
+/// `entries` in runs within the bounds: as few runs of even counts as
+/// [`RUN_ENTRIES`] allows (a commit's new keys in order fill whole runs), each halved
+/// again while over [`RUN_BYTES`] (down to one entry).
+fn split<'a>(entries: &'a [Entry], pieces: &mut Vec<&'a [Entry]>) {
+    let count = entries.len().div_ceil(RUN_ENTRIES);
+    let size = entries.len().div_ceil(count);
+    for piece in entries.chunks(size) {
+        halve_while_large(piece, pieces);
+    }
+}
+
+fn halve_while_large<'a>(entries: &'a [Entry], pieces: &mut Vec<&'a [Entry]>) {
+    if entries.len() > 1 && run_bytes(entries) > RUN_BYTES {
+        let (first, second) = entries.split_at(entries.len() / 2);
+        halve_while_large(first, pieces);
+        halve_while_large(second, pieces);
+    } else {
+        pieces.push(entries);
+    }
+}
+
+/// Moves the entries of the older format (one key each under `EVENT`) into runs, a
+/// batch at a time, each batch undoable like a commit's (see `failure`) and refused
+/// if it would eat into the disk's `reserve`: should the move stop part-way, the next
+/// open goes on with it. How many entries moved.
+pub(super) fn move_into_runs(data: &sled::Tree, reserve: &Reserve) -> Result<u64, Error> {
+    let mut moved = 0;
+    loop {
+        let mut writes = Writes::default();
+        let mut changes = Changes::new();
+        let mut bytes = 0;
+        for item in data.scan_prefix([EVENT]).take(MOVE_BATCH) {
+            let (key, json) = item?;
+            bytes += key.len() + json.len();
+            changes.insert(utf8(&key[1..])?, Some(json.to_vec()));
+            writes.remove(key);
+        }
+        if changes.is_empty() {
+            break;
+        }
+        reserve.check(bytes as u64)?;
+        if moved == 0 {
+            // Said at the level commands show: a large ledger takes a while (about 15 s
+            // a million entries), once.
+            tracing::warn!(
+                "this version keeps the ledger in runs of entries: moving this tenant's \
+                 entries into them, once"
+            );
+        }
+        moved += changes.len() as u64;
+        write_changes(data, changes)?.into_writes(&mut writes);
+        writes.apply_undoably(data)?;
+    }
+    if moved > 0 {
+        data.flush()?;
+        tracing::warn!("{moved} ledger entries moved into runs");
+    }
+    Ok(moved)
 }
 
 #[cfg(test)]
@@ -165,5 +513,188 @@ mod paging_tests {
             Some(request("new", 20))
         );
         assert!(store.ledger().next().is_none());
+    }
+}
+
+#[cfg(test)]
+mod run_tests {
+    use super::super::SledStore;
+    use super::super::failure::Writes;
+    use super::super::keys::{EVENT, LEDGER, key};
+    use super::super::tests::entry;
+    use super::{Changes, RUN_BYTES, RUN_ENTRIES, encode_ledger, run_entries, write_changes};
+    use crate::store::{Commit, LedgerEntry, Store};
+
+    /// Every run of `store`: its key and its entries' keys, checking the bounds and
+    /// that each run's entries come in order, from its own key on, before the next's.
+    fn runs(store: &SledStore) -> Vec<(String, Vec<String>)> {
+        store.settle().unwrap();
+        let mut runs: Vec<(String, Vec<String>)> = Vec::new();
+        for item in store.data.scan_prefix([LEDGER]) {
+            let (key, run) = item.unwrap();
+            let run_key = String::from_utf8(key[1..].to_vec()).unwrap();
+            let entries = run_entries(&run).unwrap();
+            assert!(!entries.is_empty(), "an empty run is removed");
+            let bytes: usize = entries.iter().map(|(k, v)| k.len() + v.len()).sum();
+            assert!(entries.len() <= RUN_ENTRIES, "{} entries", entries.len());
+            assert!(entries.len() == 1 || bytes <= RUN_BYTES, "{bytes} bytes");
+            let keys: Vec<String> = entries
+                .iter()
+                .map(|(k, _)| String::from_utf8(k.to_vec()).unwrap())
+                .collect();
+            assert!(keys.windows(2).all(|pair| pair[0] < pair[1]), "{keys:?}");
+            assert!(run_key <= keys[0], "{run_key} covers {keys:?}");
+            if let Some((_, before)) = runs.last() {
+                assert!(before.last().unwrap() < &run_key);
+            }
+            runs.push((run_key, keys));
+        }
+        runs
+    }
+
+    fn commit(store: &mut SledStore, ledger: Vec<LedgerEntry>) {
+        store
+            .commit(Commit {
+                ledger,
+                ..Commit::default()
+            })
+            .unwrap();
+    }
+
+    /// The keys 0..n in an order that jumps about (a fixed permutation).
+    fn scattered(n: u64) -> Vec<String> {
+        (0..n).map(|i| format!("k{:05}", (i * 7_919) % n)).collect()
+    }
+
+    #[test]
+    fn keys_in_order_fill_whole_runs_and_keys_out_of_order_split_them() {
+        let mut store = SledStore::temporary().unwrap();
+        // Keys in order, as sources make them of record ids: a commit's fill runs.
+        let ordered: Vec<LedgerEntry> = (0..250).map(|i| entry(&format!("a{i:04}"), "a")).collect();
+        for group in ordered.chunks(100) {
+            commit(&mut store, group.to_vec());
+        }
+        let filled = runs(&store);
+        assert!(
+            filled.len() <= 250 / RUN_ENTRIES + 3,
+            "{} runs",
+            filled.len()
+        );
+        // Keys in no order, spread over commits: every one lands, runs stay in bounds.
+        let keys = scattered(997);
+        for group in keys.chunks(60) {
+            commit(&mut store, group.iter().map(|k| entry(k, "k")).collect());
+        }
+        let all = runs(&store);
+        assert!(all.len() < (250 + 997) / 4, "{} runs", all.len());
+        let stored: Vec<String> = all.into_iter().flat_map(|(_, keys)| keys).collect();
+        let mut expected: Vec<String> = (0..250).map(|i| format!("a{i:04}")).collect();
+        expected.extend((0..997).map(|i| format!("k{i:05}")));
+        assert_eq!(stored, expected);
+        let listed: Vec<String> = store.ledger().map(|e| e.unwrap().key).collect();
+        assert_eq!(listed, expected);
+        for key in &expected {
+            assert!(store.is_seen(key).unwrap(), "{key}");
+            assert_eq!(store.ledger_entry(key).unwrap().unwrap().key, *key);
+        }
+        for absent in ["", "a", "a0250", "k", "k00997", "k00500x", "z"] {
+            assert!(!store.is_seen(absent).unwrap(), "{absent}");
+            assert_eq!(store.ledger_entry(absent).unwrap(), None);
+        }
+        let after: Vec<String> = store
+            .ledger_after(Some("k00994"))
+            .map(|e| e.unwrap().key)
+            .collect();
+        assert_eq!(after, ["k00995", "k00996"]);
+    }
+
+    #[test]
+    fn an_entry_larger_than_a_run_is_a_run_of_its_own() {
+        let mut store = SledStore::temporary().unwrap();
+        let mut large = entry("m", "g");
+        large.context = format!(r#"{{"text":"{}"}}"#, "x".repeat(RUN_BYTES));
+        let small: Vec<LedgerEntry> = ["a", "b", "y", "z"].iter().map(|k| entry(k, "g")).collect();
+        commit(&mut store, small);
+        commit(&mut store, vec![large.clone()]);
+        let keys: Vec<Vec<String>> = runs(&store).into_iter().map(|(_, keys)| keys).collect();
+        assert!(keys.contains(&vec!["m".to_owned()]), "{keys:?}");
+        assert_eq!(store.ledger_entry("m").unwrap(), Some(large));
+        assert_eq!(store.ledger().count(), 5);
+    }
+
+    #[test]
+    fn forgetting_takes_entries_out_of_their_runs_and_empty_runs_go() {
+        let mut store = SledStore::temporary().unwrap();
+        let keys = scattered(100);
+        commit(&mut store, keys.iter().map(|k| entry(k, "k")).collect());
+        let before = runs(&store);
+        let first_run = before[0].1.clone();
+        let mut forget = first_run.clone();
+        forget.push("k00050".to_owned());
+        forget.push("not-there".to_owned());
+        let forgotten = store.forget_events(&forget).unwrap();
+        assert_eq!(forgotten.forgotten, first_run.len() as u64 + 1);
+        let after = runs(&store);
+        assert_eq!(after.len(), before.len() - 1, "the emptied run is removed");
+        for key in &forget {
+            assert_eq!(store.ledger_entry(key).unwrap(), None, "{key}");
+        }
+        assert_eq!(store.ledger().count(), 100 - forget.len() + 1);
+        // A forgotten key comes back as new, into the run that now covers it.
+        commit(&mut store, vec![entry(&first_run[0], "k")]);
+        assert!(store.is_seen(&first_run[0]).unwrap());
+        runs(&store);
+    }
+
+    #[test]
+    fn a_store_with_an_entry_per_key_has_them_moved_into_runs_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let old: Vec<LedgerEntry> = (0..5_000)
+            .map(|i| entry(&format!("old{i:05}"), "o"))
+            .collect();
+        {
+            let mut store = SledStore::open(dir.path(), None).unwrap();
+            commit(&mut store, old.clone());
+            // Some entries stay in runs, as after a move that stopped part-way.
+            commit(&mut store, vec![entry("old00100x", "o"), entry("p", "o")]);
+            store.flush().unwrap();
+            // The others as the older format held them: a key per entry.
+            let mut changes = Changes::new();
+            for entry in &old {
+                store
+                    .data
+                    .insert(key(EVENT, &entry.key), encode_ledger(entry).unwrap())
+                    .unwrap();
+                changes.insert(entry.key.clone(), None);
+            }
+            let mut writes = Writes::default();
+            write_changes(&store.data, changes)
+                .unwrap()
+                .into_writes(&mut writes);
+            writes.apply_undoably(&store.data).unwrap();
+            let left: Vec<String> = runs(&store)
+                .into_iter()
+                .flat_map(|(_, keys)| keys)
+                .collect();
+            assert_eq!(left, ["old00100x", "p"]);
+        }
+        let store = SledStore::open(dir.path(), None).unwrap();
+        assert_eq!(store.data.scan_prefix([EVENT]).count(), 0);
+        // Several entries a run (in order, they fill runs).
+        assert!(
+            runs(&store).len() <= 5_002 / 4,
+            "{} runs",
+            runs(&store).len()
+        );
+        assert_eq!(store.ledger().count(), 5_002);
+        for entry in &old {
+            assert_eq!(
+                store.ledger_entry(&entry.key).unwrap().as_ref(),
+                Some(entry)
+            );
+        }
+        assert!(store.is_seen("old04999").unwrap());
+        assert!(store.is_seen("old00100x").unwrap());
+        assert!(!store.is_seen("old05000").unwrap());
     }
 }

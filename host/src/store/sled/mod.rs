@@ -2,21 +2,23 @@
 //!
 //! What the pipeline writes lives in one tree, `data`, so that a group's commit is one
 //! atomic `Batch` (cheaper than a transaction over several trees). Its keys start with
-//! a byte naming the keyspace: `r` records (`model \0 id`), `l` the ledger (`key`), `o`
-//! the outbox, `u` outbox items updated since, `p` pending and `d` dead deliveries
-//! (`event \0 handler`); `f` holds the key filter, `c` the count of commits, `n` the
-//! next outbox id and `w` the undo record of a commit being written (all in `keys`).
+//! a byte naming the keyspace: `r` records (`model \0 id`), `e` the ledger (in runs,
+//! each under the least event key it covers: see `ledger`), `o` the outbox, `u` outbox
+//! items updated since, `p` pending and `d` dead deliveries (`event \0 handler`); `f`
+//! holds the key filter, `c` the count of commits, `n` the next outbox id and `w` the
+//! undo record of a commit being written (all in `keys`).
 //! Modules, generators, templates and settings, written rarely, have trees of their
 //! own, keyed by name.
 //!
 //! Values are JSON, but for records (their JSON text and source memos, see `records`),
-//! the key filter's pages (see `filter`) and the counters (big-endian u64). A commit's
-//! outbox items are one value, a segment (JSON compressed with zstd), later updated and
-//! pruned item by item (see `outbox`). A commit's batch is applied on a thread of its
-//! own while the pipeline goes on with the next group; reads see the batch in flight or
-//! wait for it to land (see `commit`). A write the kernel fails stops the store, and
-//! the commit it was part of is rolled back at the next open (see `failure`). A
-//! snapshot is every tree copied as it is, for a replica (see `snapshot`).
+//! the ledger's runs (entries of JSON, see `ledger`), the key filter's pages (see
+//! `filter`) and the counters (big-endian u64). A commit's outbox items are one value,
+//! a segment (JSON compressed with zstd), later updated and pruned item by item (see
+//! `outbox`). A commit's batch is applied on a thread of its own while the pipeline
+//! goes on with the next group; reads see the batch in flight or wait for it to land
+//! (see `commit`). A write the kernel fails stops the store, and the commit it was part
+//! of is rolled back at the next open (see `failure`). A snapshot is every tree copied
+//! as it is, for a replica (see `snapshot`).
 
 mod codec;
 mod commit;
@@ -40,12 +42,11 @@ use serde::de::DeserializeOwned;
 
 use self::codec::{decode_u64, from_json, to_json, utf8};
 use self::commit::{InFlight, Writer};
-use self::failure::Poison;
+use self::failure::{Poison, Writes};
 use self::keys::{
-    COMMITS, DEAD, GROUP, LEDGER, MODULE_ORDER, OUTBOX, OUTBOX_UPDATE, PENDING, RECORD, REQUEST,
+    COMMITS, DEAD, EVENT, GROUP, MODULE_ORDER, OUTBOX, OUTBOX_UPDATE, PENDING, RECORD, REQUEST,
     SETTINGS, key, outbox_key, pair_key,
 };
-use self::ledger::decode_ledger;
 use self::outbox::{latest_outbox, next_outbox_id, remove_items};
 use self::records::{decode_record, drop_memos};
 use self::reserve::Reserve;
@@ -158,6 +159,7 @@ impl SledStore {
                  they were); running the same command again redoes it"
             );
         }
+        ledger::move_into_runs(&data, &reserve)?;
         let next_outbox_id = next_outbox_id(&data)?;
         let commits = match data.get(COMMITS)? {
             Some(value) => decode_u64(&value, "the count of commits")?,
@@ -289,56 +291,30 @@ impl Store for SledStore {
     }
 
     fn is_seen(&self, event: &str) -> Result<bool, Error> {
-        let key = key(LEDGER, event);
-        if !self.filter()?.may_contain(&key) {
+        if !self.filter()?.may_contain(&key(EVENT, event)) {
             return Ok(false);
         }
         if self.in_flight_has_seen(event) {
             return Ok(true);
         }
-        Ok(self.data.contains_key(key)?)
+        // One read of the tree: a batch landing meanwhile is seen whole or not at all.
+        ledger::contains(&self.data, event)
     }
 
     fn ledger_entry(&self, event: &str) -> Result<Option<LedgerEntry>, Error> {
         self.settle()?;
-        self.data
-            .get(key(LEDGER, event))?
-            .map(|value| decode_ledger(event.as_bytes(), &value))
-            .transpose()
+        ledger::entry(&self.data, event)
     }
 
     fn ledger(&self) -> Items<'_, LedgerEntry> {
-        if let Err(error) = self.settle() {
-            return Box::new(std::iter::once(Err(error)));
-        }
-        Box::new(self.data.scan_prefix([LEDGER]).map(|item| {
-            let (key, value) = item?;
-            decode_ledger(&key[1..], &value)
-        }))
+        self.ledger_after(None)
     }
 
     fn ledger_after(&self, after: Option<&str>) -> Items<'_, LedgerEntry> {
         if let Err(error) = self.settle() {
             return Box::new(std::iter::once(Err(error)));
         }
-        let start = match after {
-            // The first key after `after` is `after` followed by the least byte.
-            Some(after) => {
-                let mut start = key(LEDGER, after);
-                start.push(0);
-                start
-            }
-            None => vec![LEDGER],
-        };
-        Box::new(
-            self.data
-                .range(start..)
-                .take_while(|item| item.as_ref().map_or(true, |(key, _)| key[0] == LEDGER))
-                .map(|item| {
-                    let (key, value) = item?;
-                    decode_ledger(&key[1..], &value)
-                }),
-        )
+        ledger::entries_after(&self.data, after)
     }
 
     fn groups(&self) -> Result<Vec<String>, Error> {
@@ -457,13 +433,10 @@ impl Store for SledStore {
         // before the ledger's batch leaves nothing wrong.
         drop_memos(&self.data, &self.reserve)?;
         let mut forgotten = Forgotten::default();
-        let mut batch = sled::Batch::default();
+        let mut batch = Writes::default();
+        let mut ledger = ledger::Changes::new();
         for event in keys {
-            let entry = key(LEDGER, event);
-            if self.data.contains_key(&entry)? {
-                batch.remove(entry);
-                forgotten.forgotten += 1;
-            }
+            ledger.insert(event.clone(), None);
             // `event \0`: the deliveries of this event to every handler.
             for (space, count) in [
                 (PENDING, &mut forgotten.pending),
@@ -478,7 +451,10 @@ impl Store for SledStore {
         // The key filter keeps the keys' fingerprints: a table of fingerprints cannot
         // lose one without losing others' (linear probing), and a "maybe" for a key not
         // in the ledger costs one read, which answers "new".
-        self.data.apply_batch(batch)?;
+        let runs = ledger::write_changes(&self.data, ledger)?;
+        forgotten.forgotten = runs.removed;
+        runs.into_writes(&mut batch);
+        batch.apply_undoably(&self.data)?;
         self.data.flush()?;
         Ok(forgotten)
     }
