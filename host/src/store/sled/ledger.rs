@@ -156,48 +156,46 @@ pub(super) fn entry(data: &sled::Tree, event: &str) -> Result<Option<LedgerEntry
 
 /// The entries after `after` (all of them if none), in key order.
 pub(super) fn entries_after(data: &sled::Tree, after: Option<&str>) -> Items<'static, LedgerEntry> {
-    let (start, after) = match after {
-        Some(after) => match run_covering(data, after.as_bytes()) {
-            Ok(Some((run, _))) => (run.to_vec(), Some(after.as_bytes().to_vec())),
-            Ok(None) => (vec![LEDGER], Some(after.as_bytes().to_vec())),
-            Err(error) => return Box::new(std::iter::once(Err(error))),
-        },
-        None => (vec![LEDGER], None),
+    let start = match after.map(|after| run_covering(data, after.as_bytes())) {
+        Some(Ok(Some((run, _)))) => run.to_vec(),
+        None | Some(Ok(None)) => vec![LEDGER],
+        Some(Err(error)) => return Box::new(std::iter::once(Err(error))),
     };
-    Box::new(
-        data.range(start..)
-            .take_while(|item| item.as_ref().map_or(true, |(key, _)| key[0] == LEDGER))
-            .flat_map(move |item| {
-                let decoded: Vec<Result<LedgerEntry, Error>> = match item {
-                    Err(error) => vec![Err(error.into())],
-                    Ok((_, run)) => match run_entries(&run) {
-                        Err(error) => vec![Err(error)],
-                        Ok(entries) => entries
-                            .into_iter()
-                            .filter(|(key, _)| after.as_deref().is_none_or(|after| *key > after))
-                            .map(|(key, json)| decode_ledger(key, json))
-                            .collect(),
-                    },
-                };
-                decoded
-            }),
-    )
+    let after = after.map(|after| after.as_bytes().to_vec());
+    let runs = data
+        .range(start..)
+        .take_while(|item| item.as_ref().map_or(true, |(key, _)| key[0] == LEDGER));
+    Box::new(each_entry(runs, move |key, json| {
+        let is_after = after.as_deref().is_none_or(|after| key > after);
+        is_after.then(|| decode_ledger(key, json))
+    }))
 }
 
 /// Every event key the ledger holds, as the key filter names it (`EVENT` and the key).
 pub(super) fn filter_keys(data: &sled::Tree) -> impl Iterator<Item = Result<Vec<u8>, Error>> {
-    data.scan_prefix([LEDGER]).flat_map(|item| {
-        let keys: Vec<Result<Vec<u8>, Error>> = match item {
-            Err(error) => vec![Err(error.into())],
-            Ok((_, run)) => match run_entries(&run) {
-                Err(error) => vec![Err(error)],
-                Ok(entries) => entries
-                    .into_iter()
-                    .map(|(event, _)| Ok([&[EVENT][..], event].concat()))
-                    .collect(),
-            },
+    each_entry(data.scan_prefix([LEDGER]), |event, _| {
+        Some(Ok([&[EVENT][..], event].concat()))
+    })
+}
+
+/// The entries of `runs` (the tree's items under `LEDGER`) one after the other, each
+/// made a `T` by `each` (or left out: `None`).
+fn each_entry<T>(
+    runs: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+    mut each: impl FnMut(&[u8], &[u8]) -> Option<Result<T, Error>>,
+) -> impl Iterator<Item = Result<T, Error>> {
+    runs.flat_map(move |item| -> Vec<Result<T, Error>> {
+        let run = match item {
+            Ok((_, run)) => run,
+            Err(error) => return vec![Err(error.into())],
         };
-        keys
+        match run_entries(&run) {
+            Ok(entries) => entries
+                .into_iter()
+                .filter_map(|(key, json)| each(key, json))
+                .collect(),
+            Err(error) => vec![Err(error)],
+        }
     })
 }
 
