@@ -695,4 +695,29 @@ mod run_tests {
         assert!(store.is_seen("old00100x").unwrap());
         assert!(!store.is_seen("old05000").unwrap());
     }
+
+    #[test]
+    fn a_move_that_would_eat_into_the_disk_reserve_is_refused_and_moves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), None).unwrap();
+        for n in 0..10 {
+            let entry = entry(&format!("old{n}"), "o");
+            store
+                .data
+                .insert(key(EVENT, &entry.key), encode_ledger(&entry).unwrap())
+                .unwrap();
+        }
+        // A reserve larger than any disk.
+        let tight = super::super::reserve::Reserve::of(dir.path(), u64::MAX / 4);
+        assert!(matches!(
+            super::move_into_runs(&store.data, &tight),
+            Err(crate::Error::DiskFull { .. })
+        ));
+        assert_eq!(store.data.scan_prefix([EVENT]).count(), 10);
+        assert!(runs(&store).is_empty());
+        let roomy = super::super::reserve::Reserve::of(dir.path(), 1);
+        assert_eq!(super::move_into_runs(&store.data, &roomy).unwrap(), 10);
+        assert_eq!(store.data.scan_prefix([EVENT]).count(), 0);
+        assert_eq!(store.ledger().count(), 10);
+    }
 }

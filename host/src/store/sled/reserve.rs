@@ -65,6 +65,15 @@ impl Reserve {
 
     /// Refuses a write of about `writing` bytes that would leave less than the reserve
     /// free.
+    /// A reserve of `bytes` on the disk of `path`, for tests.
+    #[cfg(test)]
+    pub(super) fn of(path: &Path, bytes: u64) -> Self {
+        Reserve {
+            path: path.to_owned(),
+            bytes,
+        }
+    }
+
     pub(super) fn check(&self, writing: u64) -> Result<(), Error> {
         if self.bytes == 0 {
             return Ok(());
