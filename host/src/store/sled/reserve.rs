@@ -63,8 +63,6 @@ impl Reserve {
         }
     }
 
-    /// Refuses a write of about `writing` bytes that would leave less than the reserve
-    /// free.
     /// A reserve of `bytes` on the disk of `path`, for tests.
     #[cfg(test)]
     pub(super) fn of(path: &Path, bytes: u64) -> Self {
@@ -74,6 +72,8 @@ impl Reserve {
         }
     }
 
+    /// Refuses a write of about `writing` bytes that would leave less than the reserve
+    /// free.
     pub(super) fn check(&self, writing: u64) -> Result<(), Error> {
         if self.bytes == 0 {
             return Ok(());
