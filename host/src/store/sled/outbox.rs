@@ -27,7 +27,7 @@ use serde_json::value::RawValue;
 
 use super::SledStore;
 use super::codec::{
-    compress, decode_u64, from_json, from_maybe_compressed_json, to_compressed_json,
+    Level, compress, decode_u64, from_json, from_maybe_compressed_json, to_compressed_json,
 };
 use super::keys::{OUTBOX, OUTBOX_NEXT_ID, OUTBOX_UPDATE, outbox_key};
 use super::reserve::Reserve;
@@ -139,7 +139,7 @@ pub(super) fn encode_segment(items: Vec<NewOutboxItem>, first_id: u64) -> Result
     let mut value = Vec::with_capacity(size);
     serde_json::to_writer(&mut value, &segment)
         .map_err(|error| Error::Storage(format!("encoding: {error}")))?;
-    compress(&value)
+    compress(&value, Level::Small)
 }
 
 /// About how long a payload's JSON is: its texts' lengths.
