@@ -35,7 +35,6 @@ mod settings;
 mod tokens;
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use spark_host::{Spark, Tenant};
@@ -263,16 +262,14 @@ impl Context {
     }
 }
 
-pub fn main() -> ExitCode {
+/// Runs the command line; the exit status: 0 done, 1 done in part, 2 nothing done
+/// (or bad usage).
+pub fn main() -> u8 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {
             let _ = error.print();
-            return if error.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
+            return if error.use_stderr() { 2 } else { 0 };
         }
     };
     match &cli.command {
@@ -291,7 +288,7 @@ pub fn main() -> ExitCode {
                 Ok(remote) => Some(remote),
                 Err(error) => {
                     eprintln!("error: {}", spark_host::printable(&format!("{error:#}")));
-                    return ExitCode::from(2);
+                    return 2;
                 }
             }
         }
@@ -324,10 +321,10 @@ pub fn main() -> ExitCode {
         Command::New(command) => command.run(),
     };
     match result {
-        Ok(Outcome::Done) => ExitCode::SUCCESS,
-        Ok(Outcome::Partial) => ExitCode::from(1),
+        Ok(Outcome::Done) => 0,
+        Ok(Outcome::Partial) => 1,
         // A reader that went away (`spark events list | head`) is not an error.
-        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
+        Err(error) if is_broken_pipe(&error) => 0,
         Err(error) => {
             eprintln!("error: {}", spark_host::printable(&format!("{error:#}")));
             // 2 says nothing was done; a run that stopped part-way did some of it.
@@ -335,7 +332,7 @@ pub fn main() -> ExitCode {
                 error.downcast_ref::<spark_host::Error>(),
                 Some(spark_host::Error::Interrupted { .. })
             ) || error.downcast_ref::<PartlyDone>().is_some();
-            ExitCode::from(if part_done { 1 } else { 2 })
+            if part_done { 1 } else { 2 }
         }
     }
 }
