@@ -11,14 +11,14 @@
 //! own, keyed by name.
 //!
 //! Values are JSON, but for records (their JSON text and source memos, see `records`),
-//! the ledger's runs (entries of JSON, see `ledger`), the key filter's pages (see
-//! `filter`) and the counters (big-endian u64). A commit's outbox items are one value,
-//! a segment (JSON compressed with zstd), later updated and pruned item by item (see
-//! `outbox`). A commit's batch is applied on a thread of its own while the pipeline
-//! goes on with the next group; reads see the batch in flight or wait for it to land
-//! (see `commit`). A write the kernel fails stops the store, and the commit it was part
-//! of is rolled back at the next open (see `failure`). A snapshot is every tree copied
-//! as it is, for a replica (see `snapshot`).
+//! the ledger's runs (entries of JSON, compressed with zstd, see `ledger`), the key
+//! filter's pages (see `filter`) and the counters (big-endian u64). A commit's outbox
+//! items are one value, a segment (JSON compressed with zstd), later updated and pruned
+//! item by item (see `outbox`). A commit's batch is applied on a thread of its own
+//! while the pipeline goes on with the next group; reads see the batch in flight or
+//! wait for it to land (see `commit`). A write the kernel fails stops the store, and
+//! the commit it was part of is rolled back at the next open (see `failure`). A
+//! snapshot is every tree copied as it is, for a replica (see `snapshot`).
 
 mod codec;
 mod commit;
