@@ -20,14 +20,13 @@
 //! its key and its JSON, both prefixed with their length, compressed with zstd. The
 //! entries of a run share their shape (field names, the context's, the trace's), so the
 //! example's shrink about 3.7 times at zstd's level -1, for 6 µs a run written and 2
-//! read (see `codec::Level`): sled writes a
-//! run's bytes to its log once or twice (with the leaf that holds it), and the next
-//! open of the store reads again everything written since the last, so a `spark
-//! ingest` after another paid ~20 ms of its ~80 for the ledger's share of that log
-//! (BENCHMARKS.md). Runs written plain, before the compression, are read as they are
-//! and written compressed when next changed. Before runs (stores written before this
-//! format), each entry had a key of its own under `l`: opening such a store moves them
-//! into runs ([`move_into_runs`]).
+//! read (see `codec::Level`). It pays because sled writes a run's bytes to its log once
+//! or twice (with the leaf that holds it), and the next open of the store reads back
+//! everything written since the one before: a `spark ingest` of duplicates after a
+//! first one took ~14 ms less of its ~85 (BENCHMARKS.md). Runs written plain, before
+//! the compression, are read as they are and written compressed when next changed.
+//! Before runs (stores written before this format), each entry had a key of its own
+//! under `l`: opening such a store moves them into runs ([`move_into_runs`]).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
