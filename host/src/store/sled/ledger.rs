@@ -537,14 +537,13 @@ mod paging_tests {
 #[cfg(test)]
 mod run_tests {
     use super::super::SledStore;
+    use super::super::codec::ZSTD_MAGIC;
     use super::super::failure::Writes;
     use super::super::keys::{EVENT, LEDGER, key};
     use super::super::tests::entry;
     use super::{
         Changes, RUN_BYTES, RUN_ENTRIES, decode_run, encode_ledger, run_entries, write_changes,
     };
-    /// The first bytes of a zstd frame.
-    const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
     use crate::store::{Commit, LedgerEntry, Store};
 
     /// Every run of `store`: its key and its entries' keys, checking the bounds and
