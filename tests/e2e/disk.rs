@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Run, Spark, guests, jsonl};
+use crate::support::{Run, Spark, guests, jsonl, noise};
 
 /// The reserve the tests keep: small, so that small disks can fill.
 const RESERVE: (&str, &str) = ("SPARK_DISK_RESERVE", "2MiB");
@@ -109,7 +109,8 @@ pub(crate) fn mailer_manifest(spark: &Spark) -> PathBuf {
 }
 
 /// `count` records of `thing`, each making a `user_welcome` event with a mail and an
-/// `other` event.
+/// `other` event. Each carries 200 bytes of noise, which the store's compression
+/// cannot shrink, so that a run of them writes about as much as it says.
 pub(crate) fn records(count: u64) -> String {
     let records: Vec<Value> = (1..=count)
         .map(|id| {
@@ -117,7 +118,7 @@ pub(crate) fn records(count: u64) -> String {
                                "subject": format!("Mail {id}"), "body": "Hello ".repeat(60) });
             json!({ "id": id, "events": [
                 { "group": "user_welcome", "id": id,
-                  "context": { "spark_mail": mail, "pad": "x".repeat(200) } },
+                  "context": { "spark_mail": mail, "pad": noise(id, 200) } },
                 { "group": "other", "id": id },
             ] })
         })

@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::disk::{self, mailer_manifest};
-use crate::support::{Run, Spark};
+use crate::support::{Run, Spark, noise};
 
 /// Four groups of records (the pipeline commits every 1,000), so that faults land
 /// before, between and inside commits.
@@ -149,12 +149,15 @@ fn records(workload: Workload) -> &'static str {
     match workload {
         Workload::Plain => PLAIN.get_or_init(|| disk::records(RECORDS)),
         Workload::LargeRecords => LARGE.get_or_init(|| {
-            let pad = format!(r#","pad":"{}"}}"#, "y".repeat(LARGE_BYTES));
+            // Noise: compressed, a large record must stay large.
+            let pad = |index| format!(r#","pad":"{}"}}"#, noise(index, LARGE_BYTES));
             disk::records(RECORDS)
                 .lines()
                 .enumerate()
                 .map(|(index, line)| match line.strip_suffix('}') {
-                    Some(open) if (index + 1) % LARGE_EVERY == 0 => format!("{open}{pad}\n"),
+                    Some(open) if (index + 1) % LARGE_EVERY == 0 => {
+                        format!("{open}{}\n", pad(index as u64))
+                    }
                     _ => format!("{line}\n"),
                 })
                 .collect()

@@ -286,6 +286,24 @@ impl Run {
     }
 }
 
+/// `len` letters and digits that look random, the same for the same `seed`: padding
+/// that the store's compression cannot shrink, for tests that need a run to write a
+/// given amount (a disk to fill, a fault to strike).
+pub fn noise(seed: u64, len: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    // xorshift64*, seeded away from zero.
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            let value = state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32;
+            char::from(ALPHABET[(value % ALPHABET.len() as u64) as usize])
+        })
+        .collect()
+}
+
 /// One JSON Lines record per value.
 pub fn jsonl(records: &[Value]) -> String {
     records.iter().map(|record| format!("{record}\n")).collect()

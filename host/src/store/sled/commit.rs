@@ -20,9 +20,10 @@ use super::failure::Writes;
 use super::keys::{
     COMMITS, DEAD, EVENT, GROUP, OUTBOX, PENDING, RECORD, REQUEST, key, outbox_key, pair_key,
 };
-use super::ledger::{Changes, encode_ledger, write_changes};
+use super::ledger::{self, encode_ledger};
 use super::outbox::encode_segment;
-use super::records::encode_record;
+use super::records;
+use super::runs::Changes;
 use crate::Error;
 use crate::store::{Commit, NewOutboxItem, NewPayload, StoredRecord};
 
@@ -78,7 +79,7 @@ impl SledStore {
     }
 
     /// Whether no batch is in flight any more (it landed, or failed).
-    fn nothing_in_flight(&self) -> bool {
+    pub(super) fn nothing_in_flight(&self) -> bool {
         self.in_flight().as_mut().is_none_or(InFlight::has_landed)
     }
 
@@ -246,14 +247,12 @@ impl Drop for Writer {
 fn encode(data: &sled::Tree, commit: Commit, first_id: u64, commits: u64) -> Result<Writes, Error> {
     let mut batch = Writes::default();
     batch.insert(COMMITS, &commits.to_be_bytes());
-    for (model, id, record) in commit.records {
-        batch.insert(pair_key(RECORD, &model, &id), encode_record(record));
-    }
+    records::write_changes(data, commit.records)?.into_writes(&mut batch);
     let mut ledger = Changes::new();
     for entry in commit.ledger.iter().chain(&commit.retraced) {
-        ledger.insert(entry.key.clone(), Some(encode_ledger(entry)?));
+        ledger.insert(entry.key.clone().into_bytes(), Some(encode_ledger(entry)?));
     }
-    write_changes(data, ledger)?.into_writes(&mut batch);
+    ledger::write_changes(data, ledger)?.into_writes(&mut batch);
     // A commit holds few groups and many events: each group is written once.
     let groups: HashSet<&str> = commit.ledger.iter().map(|e| e.group.as_str()).collect();
     for group in groups {

@@ -16,8 +16,8 @@ use std::cell::RefMut;
 
 use super::super::key_filter::{KeyFilter, NoPages, PageId, PageStore};
 use super::SledStore;
-use super::keys::{FILTER, RECORD, filter_header_key, filter_page_key};
-use super::ledger;
+use super::keys::{FILTER, filter_header_key, filter_page_key};
+use super::{ledger, records};
 use crate::Error;
 
 /// The key filter in use, with the tree its pages are read from.
@@ -105,11 +105,7 @@ fn load_filter(data: &sled::Tree, commits: u64) -> Result<KeyFilter, Error> {
 /// was, all at once.
 fn rebuild_filter(data: &sled::Tree, commits: u64) -> Result<KeyFilter, Error> {
     let mut filter = KeyFilter::new();
-    let records = data
-        .scan_prefix([RECORD])
-        .keys()
-        .map(|key| Ok(key?.to_vec()));
-    for key in ledger::filter_keys(data).chain(records) {
+    for key in ledger::filter_keys(data).chain(records::filter_keys(data)) {
         // A new filter holds every page it has in memory: none is read.
         filter.insert(&key?, &NoPages);
     }

@@ -7,7 +7,12 @@
 use super::super::key_filter::PageId;
 
 /// The first byte of each keyspace of the `data` tree.
+///
+/// A record key as the key filter knows it (`r`, model, `\0`, id); and where each
+/// record had a key of its own before runs (moved into runs at open: see `records`).
 pub(super) const RECORD: u8 = b'r';
+/// The records' runs (`s` and the least `model \0 id` a run covers: see `records`).
+pub(super) const RECORD_RUNS: u8 = b's';
 /// The ledger's runs of entries (`e` and the least event key a run covers: see
 /// `ledger`).
 pub(super) const LEDGER: u8 = b'e';

@@ -1,56 +1,20 @@
-//! The ledger: each seen event's group, time, context and trace, kept in runs.
+//! The ledger: each seen event's group, time, context and trace, kept in runs under
+//! `e` (see `runs`: why, and what it costs when keys come out of order).
 //!
-//! sled 0.34 splits a tree's leaf past 16 keys and, each time it opens, rebuilds a
-//! table of every leaf in memory: with a key per event, opening a ledger of 10 million
-//! events took 0.8 s and 470 MiB (BENCHMARKS.md). So the ledger's entries are kept in
-//! runs: a run is one value, under `e` and the least event key it covers, holding the
-//! entries of the keys from there up to the next run's key, in key order; a run over
-//! [`RUN_ENTRIES`] entries or [`RUN_BYTES`] bytes is split.
-//!
-//! The cost is in keys that come out of order. A run is rewritten whole for each
-//! commit that changes it, and sled copies and rewrites the leaves that hold it: a
-//! commit's new keys in order (what sources make of record ids) share runs, keys
-//! scattered across the ledger each rewrite one. Measured through `spark ingest`, 100,000
-//! challenges: in id order 4.66 s with a key per event, 4.05 s in runs of 8 (3.98 s in
-//! runs of 16); in random order 5.45 s, 8.08 s (9.49 s in runs of 16; runs of 4 were
-//! no better and slower in order). The 10-million-key ledger in runs of 8 opens in 118
-//! ms and 74 MiB of sled's.
-//!
-//! An entry is JSON (`encode_ledger`); a run is its entries one after the other, each
-//! its key and its JSON, both prefixed with their length, compressed with zstd. The
-//! entries of a run share their shape (field names, the context's, the trace's), so the
-//! example's shrink about 3.7 times at zstd's level -1, for 6 µs a run written and 2
-//! read (see `codec::Level`). It pays because sled writes a run's bytes to its log once
-//! or twice (with the leaf that holds it), and the next open of the store reads back
-//! everything written since the one before: a `spark ingest` of duplicates after a
-//! first one took ~14 ms less of its ~85 (BENCHMARKS.md). Runs written plain, before
-//! the compression, are read as they are and written compressed when next changed.
-//! Before runs (stores written before this format), each entry had a key of its own
-//! under `l`: opening such a store moves them into runs ([`move_into_runs`]).
-
-use std::borrow::Cow;
-use std::collections::BTreeMap;
+//! An entry is JSON (`encode_ledger`), under its event key in its run. Before runs
+//! (stores written before this format), each entry had a key of its own under `l`:
+//! opening such a store moves them into runs ([`move_into_runs`]).
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::codec::{Level, compress, maybe_decompress, put_bytes, take_bytes, utf8};
-use super::failure::Writes;
+use super::codec::utf8;
 use super::keys::{EVENT, LEDGER};
 use super::reserve::Reserve;
+use super::runs::{self, Changes, RunWrites, each_entry, runs_from};
 use crate::Error;
 use crate::store::{Items, LedgerEntry};
 use crate::trace::Trace;
-
-/// The most entries a run holds (see above for why 8).
-const RUN_ENTRIES: usize = 8;
-/// The most bytes a run of several entries holds: a run rewritten for one entry
-/// costs at most this, and sled's leaves (up to 17 keys) stay well under 128 KiB,
-/// past which sled writes a leaf as a file of its own. An entry larger than this is a
-/// run of its own.
-const RUN_BYTES: usize = 3 * 1024;
-/// How many entries of the older format move into runs a batch at a time.
-const MOVE_BATCH: usize = 4096;
 
 /// The ledger's value: the context is stored as the JSON it is, without re-encoding;
 /// the trace follows it when there is one.
@@ -91,97 +55,25 @@ pub(super) fn decode_ledger(key: &[u8], value: &[u8]) -> Result<LedgerEntry, Err
     })
 }
 
-/// An entry of a run: the event key and the entry's JSON.
-type Entry = (Vec<u8>, Vec<u8>);
-/// An entry as read from a run's value, borrowed from it.
-type EntryRef<'a> = (&'a [u8], &'a [u8]);
-
-/// The entries of a run's value, in key order.
-fn run_entries(mut run: &[u8]) -> Result<Vec<EntryRef<'_>>, Error> {
-    let damaged = || Error::Storage("a run of the ledger is damaged".to_owned());
-    let mut entries = Vec::with_capacity(RUN_ENTRIES);
-    while !run.is_empty() {
-        let key = take_bytes(&mut run).ok_or_else(damaged)?;
-        let value = take_bytes(&mut run).ok_or_else(damaged)?;
-        entries.push((key, value));
-    }
-    Ok(entries)
-}
-
-/// A run's value: its entries, compressed (see the module's docs).
-fn encode_run(entries: &[Entry]) -> Result<Vec<u8>, Error> {
-    let mut run = Vec::with_capacity(run_bytes(entries) + 8 * entries.len());
-    for (key, value) in entries {
-        put_bytes(&mut run, key)?;
-        put_bytes(&mut run, value)?;
-    }
-    compress(&run, Level::Fast)
-}
-
-/// The entries' bytes of a stored run: decompressed, or as they are in a run written
-/// plain (before runs were compressed). A plain run starts with its first key's
-/// length, which is never zstd's magic (that would be a key of 680 MB).
-fn decode_run(stored: &[u8]) -> Result<Cow<'_, [u8]>, Error> {
-    maybe_decompress(stored)
-}
-
-fn run_bytes(entries: &[Entry]) -> usize {
-    entries
-        .iter()
-        .map(|(key, value)| key.len() + value.len())
-        .sum()
-}
-
-/// The run that covers `event` (the last whose key is not after `event`'s): its key
-/// and value.
-fn run_covering(
-    data: &sled::Tree,
-    event: &[u8],
-) -> Result<Option<(sled::IVec, sled::IVec)>, Error> {
-    // The least key after `LEDGER event` is `LEDGER event \0`.
-    let mut after = Vec::with_capacity(event.len() + 2);
-    after.push(LEDGER);
-    after.extend_from_slice(event);
-    after.push(0);
-    Ok(data.get_lt(after)?.filter(|(key, _)| key[0] == LEDGER))
-}
-
-/// The JSON of `event`'s entry, if the ledger holds one.
-fn entry_json(data: &sled::Tree, event: &str) -> Result<Option<Vec<u8>>, Error> {
-    let Some((_, run)) = run_covering(data, event.as_bytes())? else {
-        return Ok(None);
-    };
-    let run = decode_run(&run)?;
-    let entries = run_entries(&run)?;
-    Ok(entries
-        .binary_search_by(|(key, _)| (*key).cmp(event.as_bytes()))
-        .ok()
-        .map(|at| entries[at].1.to_vec()))
-}
-
 /// Whether the ledger holds `event`.
 pub(super) fn contains(data: &sled::Tree, event: &str) -> Result<bool, Error> {
-    Ok(entry_json(data, event)?.is_some())
+    Ok(runs::get(data, LEDGER, event.as_bytes())?.is_some())
 }
 
 /// `event`'s entry, if the ledger holds one.
 pub(super) fn entry(data: &sled::Tree, event: &str) -> Result<Option<LedgerEntry>, Error> {
-    entry_json(data, event)?
+    runs::get(data, LEDGER, event.as_bytes())?
         .map(|json| decode_ledger(event.as_bytes(), &json))
         .transpose()
 }
 
 /// The entries after `after` (all of them if none), in key order.
 pub(super) fn entries_after(data: &sled::Tree, after: Option<&str>) -> Items<'static, LedgerEntry> {
-    let start = match after.map(|after| run_covering(data, after.as_bytes())) {
-        Some(Ok(Some((run, _)))) => run.to_vec(),
-        None | Some(Ok(None)) => vec![LEDGER],
-        Some(Err(error)) => return Box::new(std::iter::once(Err(error))),
+    let runs = match runs_from(data, LEDGER, after.map(str::as_bytes)) {
+        Ok(runs) => runs,
+        Err(error) => return Box::new(std::iter::once(Err(error))),
     };
     let after = after.map(|after| after.as_bytes().to_vec());
-    let runs = data
-        .range(start..)
-        .take_while(|item| item.as_ref().map_or(true, |(key, _)| key[0] == LEDGER));
     Box::new(each_entry(runs, move |key, json| {
         let is_after = after.as_deref().is_none_or(|after| key > after);
         is_after.then(|| decode_ledger(key, json))
@@ -195,223 +87,15 @@ pub(super) fn filter_keys(data: &sled::Tree) -> impl Iterator<Item = Result<Vec<
     })
 }
 
-/// The entries of `runs` (the tree's items under `LEDGER`) one after the other, each
-/// made a `T` by `each` (or left out: `None`).
-fn each_entry<T>(
-    runs: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
-    mut each: impl FnMut(&[u8], &[u8]) -> Option<Result<T, Error>>,
-) -> impl Iterator<Item = Result<T, Error>> {
-    runs.flat_map(move |item| -> Vec<Result<T, Error>> {
-        let run = match item {
-            Ok((_, run)) => run,
-            Err(error) => return vec![Err(error.into())],
-        };
-        match decode_run(&run).and_then(|run| {
-            let entries = run_entries(&run)?;
-            Ok(entries
-                .into_iter()
-                .filter_map(|(key, json)| each(key, json))
-                .collect())
-        }) {
-            Ok(items) => items,
-            Err(error) => vec![Err(error)],
-        }
-    })
-}
-
-/// Changes to the ledger: each event's new entry JSON, or `None` to remove it.
-pub(super) type Changes = BTreeMap<String, Option<Vec<u8>>>;
-
-/// What [`write_changes`] changes: the runs written and how many entries were removed.
-#[derive(Default)]
-pub(super) struct RunWrites {
-    /// A run's key and its new value, or `None` to remove it.
-    pub(super) runs: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-    /// How many of the entries to remove were there.
-    pub(super) removed: u64,
-}
-
-impl RunWrites {
-    /// Adds the run writes to `writes`.
-    pub(super) fn into_writes(self, writes: &mut Writes) {
-        for (key, value) in self.runs {
-            match value {
-                Some(value) => writes.insert(key, value),
-                None => writes.remove(key),
-            }
-        }
-    }
-}
-
-/// The runs `changes` rewrite, read from `data`: each run a change falls in is read
-/// once, changed, and split if it grew past a run's bounds.
+/// The runs `changes` (each event's new entry JSON, or `None` to remove it) rewrite.
 pub(super) fn write_changes(data: &sled::Tree, changes: Changes) -> Result<RunWrites, Error> {
-    let mut writes = RunWrites::default();
-    let mut open: Option<OpenRun> = None;
-    for (event, change) in changes {
-        let event = event.into_bytes();
-        let covered = open.as_ref().is_some_and(|run| run.covers(&event));
-        if !covered {
-            if let Some(run) = open.take() {
-                run.finish(&mut writes)?;
-            }
-            open = Some(OpenRun::read(data, &event)?);
-        }
-        let run = open.as_mut().expect("opened just above");
-        writes.removed += u64::from(run.change(event, change));
-    }
-    if let Some(run) = open {
-        run.finish(&mut writes)?;
-    }
-    Ok(writes)
+    runs::write_changes(data, LEDGER, changes)
 }
 
-/// A run read to be changed: the events from its key up to the next run's.
-struct OpenRun {
-    /// Its key (`LEDGER` and the least event key it covers).
-    key: Vec<u8>,
-    /// The next run's key, if there is one: this run covers the keys before it.
-    next: Option<Vec<u8>>,
-    entries: Vec<Entry>,
-    /// Whether the run is stored (else it is new, starting at its first event).
-    stored: bool,
-    changed: bool,
-}
-
-impl OpenRun {
-    /// The run covering `event`, or a new one starting at it if none does (the ledger
-    /// is empty or every run's key comes after `event`).
-    fn read(data: &sled::Tree, event: &[u8]) -> Result<Self, Error> {
-        let (key, entries, stored) = match run_covering(data, event)? {
-            Some((key, run)) => {
-                let entries = run_entries(&decode_run(&run)?)?
-                    .into_iter()
-                    .map(|(key, value)| (key.to_vec(), value.to_vec()))
-                    .collect();
-                (key.to_vec(), entries, true)
-            }
-            None => ([&[LEDGER][..], event].concat(), Vec::new(), false),
-        };
-        let next = data
-            .get_gt(&key)?
-            .map(|(next, _)| next.to_vec())
-            .filter(|next| next[0] == LEDGER);
-        Ok(Self {
-            key,
-            next,
-            entries,
-            stored,
-            changed: false,
-        })
-    }
-
-    /// Whether `event` falls in this run (events come in key order, never before it).
-    fn covers(&self, event: &[u8]) -> bool {
-        self.next.as_ref().is_none_or(|next| event < &next[1..])
-    }
-
-    /// Applies one change; whether it removed an entry that was there.
-    fn change(&mut self, event: Vec<u8>, change: Option<Vec<u8>>) -> bool {
-        let at = self.entries.binary_search_by(|(key, _)| key.cmp(&event));
-        match (at, change) {
-            (Ok(at), Some(json)) => self.entries[at].1 = json,
-            (Err(at), Some(json)) => self.entries.insert(at, (event, json)),
-            (Ok(at), None) => {
-                self.entries.remove(at);
-                self.changed = true;
-                return true;
-            }
-            (Err(_), None) => return false,
-        }
-        self.changed = true;
-        false
-    }
-
-    /// The writes of the changed run: removed if empty, else written whole, in pieces
-    /// if it outgrew a run (the first keeps the run's key, each other gets its first
-    /// event's key).
-    fn finish(self, writes: &mut RunWrites) -> Result<(), Error> {
-        if !self.changed {
-            return Ok(());
-        }
-        if self.entries.is_empty() {
-            if self.stored {
-                writes.runs.push((self.key, None));
-            }
-            return Ok(());
-        }
-        let mut pieces = Vec::new();
-        split(&self.entries, &mut pieces);
-        for (index, piece) in pieces.into_iter().enumerate() {
-            let key = if index == 0 {
-                self.key.clone()
-            } else {
-                [&[LEDGER][..], &piece[0].0].concat()
-            };
-            writes.runs.push((key, Some(encode_run(piece)?)));
-        }
-        Ok(())
-    }
-}
-
-/// `entries` in runs within the bounds: as few runs of even counts as
-/// [`RUN_ENTRIES`] allows (a commit's new keys in order fill whole runs), each halved
-/// again while over [`RUN_BYTES`] (down to one entry).
-fn split<'a>(entries: &'a [Entry], pieces: &mut Vec<&'a [Entry]>) {
-    let count = entries.len().div_ceil(RUN_ENTRIES);
-    let size = entries.len().div_ceil(count);
-    for piece in entries.chunks(size) {
-        halve_while_large(piece, pieces);
-    }
-}
-
-fn halve_while_large<'a>(entries: &'a [Entry], pieces: &mut Vec<&'a [Entry]>) {
-    if entries.len() > 1 && run_bytes(entries) > RUN_BYTES {
-        let (first, second) = entries.split_at(entries.len() / 2);
-        halve_while_large(first, pieces);
-        halve_while_large(second, pieces);
-    } else {
-        pieces.push(entries);
-    }
-}
-
-/// Moves the entries of the older format (one key each under `EVENT`) into runs, a
-/// batch at a time, each batch undoable like a commit's (see `failure`) and refused
-/// if it would eat into the disk's `reserve`: should the move stop part-way, the next
-/// open goes on with it. How many entries moved.
+/// Moves the entries of the older format (one key each under `EVENT`) into runs (see
+/// `runs::move_into_runs`). How many entries moved.
 pub(super) fn move_into_runs(data: &sled::Tree, reserve: &Reserve) -> Result<u64, Error> {
-    let mut moved = 0;
-    loop {
-        let mut writes = Writes::default();
-        let mut changes = Changes::new();
-        let mut bytes = 0;
-        for item in data.scan_prefix([EVENT]).take(MOVE_BATCH) {
-            let (key, json) = item?;
-            bytes += key.len() + json.len();
-            changes.insert(utf8(&key[1..])?, Some(json.to_vec()));
-            writes.remove(key);
-        }
-        if changes.is_empty() {
-            break;
-        }
-        reserve.check(bytes as u64)?;
-        if moved == 0 {
-            // Said at the level commands show: a large ledger takes a while (about 15 s
-            // a million entries), once.
-            tracing::warn!(
-                "this version keeps the ledger in runs of entries: moving this tenant's \
-                 entries into them, once"
-            );
-        }
-        moved += changes.len() as u64;
-        write_changes(data, changes)?.into_writes(&mut writes);
-        writes.apply_undoably(data)?;
-    }
-    if moved > 0 {
-        data.flush()?;
-        tracing::warn!("{moved} ledger entries moved into runs");
-    }
-    Ok(moved)
+    runs::move_into_runs(data, EVENT, LEDGER, "ledger entries", reserve)
 }
 
 #[cfg(test)]
@@ -538,12 +222,12 @@ mod paging_tests {
 mod run_tests {
     use super::super::SledStore;
     use super::super::codec::ZSTD_MAGIC;
+    use super::super::codec::put_bytes;
     use super::super::failure::Writes;
     use super::super::keys::{EVENT, LEDGER, key};
+    use super::super::runs::{Changes, RUN_BYTES, RUN_ENTRIES, decode_run, run_entries};
     use super::super::tests::entry;
-    use super::{
-        Changes, RUN_BYTES, RUN_ENTRIES, decode_run, encode_ledger, run_entries, write_changes,
-    };
+    use super::{encode_ledger, write_changes};
     use crate::store::{Commit, LedgerEntry, Store};
 
     /// Every run of `store`: its key and its entries' keys, checking the bounds and
@@ -646,8 +330,8 @@ mod run_tests {
         let older = entry("a0", "a");
         let json = encode_ledger(&older).unwrap();
         let mut value = Vec::new();
-        super::put_bytes(&mut value, b"a0").unwrap();
-        super::put_bytes(&mut value, &json).unwrap();
+        put_bytes(&mut value, b"a0").unwrap();
+        put_bytes(&mut value, &json).unwrap();
         store
             .data
             .insert([&[LEDGER][..], b"a0"].concat(), value)
@@ -731,7 +415,7 @@ mod run_tests {
                     .data
                     .insert(key(EVENT, &entry.key), encode_ledger(entry).unwrap())
                     .unwrap();
-                changes.insert(entry.key.clone(), None);
+                changes.insert(entry.key.clone().into_bytes(), None);
             }
             let mut writes = Writes::default();
             write_changes(&store.data, changes)

@@ -2,16 +2,17 @@
 //!
 //! What the pipeline writes lives in one tree, `data`, so that a group's commit is one
 //! atomic `Batch` (cheaper than a transaction over several trees). Its keys start with
-//! a byte naming the keyspace: `r` records (`model \0 id`), `e` the ledger (in runs,
-//! each under the least event key it covers: see `ledger`), `o` the outbox, `u` outbox
+//! a byte naming the keyspace: `s` records and `e` the ledger, both in runs (several
+//! entries a value, each run under the least key it covers: see `runs`, `records`,
+//! `ledger`), `o` the outbox, `u` outbox
 //! items updated since, `p` pending and `d` dead deliveries (`event \0 handler`); `f`
 //! holds the key filter, `c` the count of commits, `n` the next outbox id and `w` the
 //! undo record of a commit being written (all in `keys`).
 //! Modules, generators, templates and settings, written rarely, have trees of their
 //! own, keyed by name.
 //!
-//! Values are JSON, but for records (their JSON text and source memos, see `records`),
-//! the ledger's runs (entries of JSON, compressed with zstd, see `ledger`), the key
+//! Values are JSON, but for the runs (entries one after the other, compressed with
+//! zstd: records' JSON text and source memos, see `records`; the ledger's JSON), the key
 //! filter's pages (see `filter`) and the counters (big-endian u64). A commit's outbox
 //! items are one value, a segment (JSON compressed with zstd), later updated and pruned
 //! item by item (see `outbox`). A commit's batch is applied on a thread of its own
@@ -29,6 +30,7 @@ mod ledger;
 mod outbox;
 mod records;
 mod reserve;
+mod runs;
 mod snapshot;
 
 use std::cell::RefCell;
@@ -48,8 +50,9 @@ use self::keys::{
     SETTINGS, key, outbox_key, pair_key,
 };
 use self::outbox::{latest_outbox, next_outbox_id, remove_items};
-use self::records::{decode_record, drop_memos};
+use self::records::drop_memos;
 use self::reserve::Reserve;
+use self::runs::DecodedRun;
 use super::key_filter::KeyFilter;
 use super::{
     Commit, DeadLetter, Flush, Forgotten, Items, LedgerEntry, OutboxItem, OutboxStore,
@@ -78,6 +81,9 @@ pub struct Sled {
     /// The ledger and record keys of every commit so far (see [`KeyFilter`]), read (or
     /// rebuilt) on first use: a command that only lists never needs it.
     filter: RefCell<Option<KeyFilter>>,
+    /// The run of records the last lookup read (see `runs::get_through`). Records
+    /// change only by commits, which count, and by `forget_events`, which clears it.
+    last_record_run: RefCell<Option<DecodedRun>>,
     /// Commits so far, the last perhaps still in flight.
     commits: u64,
     modules: sled::Tree,
@@ -160,6 +166,7 @@ impl SledStore {
             );
         }
         ledger::move_into_runs(&data, &reserve)?;
+        records::move_into_runs(&data, &reserve)?;
         let next_outbox_id = next_outbox_id(&data)?;
         let commits = match data.get(COMMITS)? {
             Some(value) => decode_u64(&value, "the count of commits")?,
@@ -169,6 +176,7 @@ impl SledStore {
             in_flight: Mutex::new(None),
             writer: Writer::default(),
             filter: RefCell::new(None),
+            last_record_run: RefCell::new(None),
             commits,
             data,
             modules: db.open_tree("modules")?,
@@ -357,10 +365,12 @@ impl Store for SledStore {
         if let Some(record) = self.in_flight_record(model, id) {
             return Ok(Some(record));
         }
-        self.data
-            .get(key)?
-            .map(|value| decode_record(&value))
-            .transpose()
+        if !self.nothing_in_flight() {
+            // The tree is changing under this read: not one to keep.
+            return records::get(&self.data, model, id);
+        }
+        let mut last = self.last_record_run.borrow_mut();
+        records::get_through(&self.data, model, id, self.commits, &mut last)
     }
 
     fn records(
@@ -431,12 +441,13 @@ impl Store for SledStore {
         self.reserve.check(DELETE_BYTES * keys.len() as u64)?;
         // The memos go first, on their own: dropping them is always safe, so a crash
         // before the ledger's batch leaves nothing wrong.
+        self.last_record_run.take();
         drop_memos(&self.data, &self.reserve)?;
         let mut forgotten = Forgotten::default();
         let mut batch = Writes::default();
-        let mut ledger = ledger::Changes::new();
+        let mut ledger = runs::Changes::new();
         for event in keys {
-            ledger.insert(event.clone(), None);
+            ledger.insert(event.clone().into_bytes(), None);
             // `event \0`: the deliveries of this event to every handler.
             for (space, count) in [
                 (PENDING, &mut forgotten.pending),
@@ -797,6 +808,10 @@ mod repair_tests {
     #[test]
     fn forgetting_takes_the_deliveries_of_those_events_and_every_memo() {
         let mut store = store();
+        // A record read once the commit has landed: its run is kept for the next
+        // lookups, and must not answer for it after the memos go.
+        store.flush().unwrap();
+        assert_eq!(store.record("m", "1").unwrap().unwrap().memos.len(), 1);
         let forgotten = store
             .forget_events(&["e".to_owned(), "e9".to_owned()])
             .unwrap();
