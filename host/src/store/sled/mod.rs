@@ -4,10 +4,10 @@
 //! atomic `Batch` (cheaper than a transaction over several trees). Its keys start with
 //! a byte naming the keyspace: `s` records and `e` the ledger, both in runs (several
 //! entries a value, each run under the least key it covers: see `runs`, `records`,
-//! `ledger`), `o` the outbox, `u` outbox
-//! items updated since, `p` pending and `d` dead deliveries (`event \0 handler`); `f`
-//! holds the key filter, `c` the count of commits, `n` the next outbox id and `w` the
-//! undo record of a commit being written (all in `keys`).
+//! `ledger`), `o` the outbox, `u` outbox items updated since, `p` pending and `d` dead
+//! deliveries (`event \0 handler`); `f` holds the key filter, `c` the count of commits,
+//! `n` the next outbox id and `w` the undo record of a commit being written (all in
+//! `keys`).
 //! Modules, generators, templates and settings, written rarely, have trees of their
 //! own, keyed by name.
 //!
