@@ -108,8 +108,12 @@ pub(super) fn get(data: &sled::Tree, space: u8, key: &[u8]) -> Result<Option<Vec
     let Some((_, run)) = run_covering(data, space, key)? else {
         return Ok(None);
     };
-    let run = decode_run(&run)?;
-    let entries = run_entries(&run)?;
+    find(&decode_run(&run)?, key)
+}
+
+/// The value of `key`'s entry in a run's decoded entries, if it holds one.
+fn find(run: &[u8], key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+    let entries = run_entries(run)?;
     Ok(entries
         .binary_search_by(|(entry, _)| (*entry).cmp(key))
         .ok()
@@ -131,16 +135,6 @@ pub(super) struct DecodedRun {
     last: Vec<u8>,
 }
 
-impl DecodedRun {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        let entries = run_entries(&self.bytes)?;
-        Ok(entries
-            .binary_search_by(|(entry, _)| (*entry).cmp(key))
-            .ok()
-            .map(|at| entries[at].1.to_vec()))
-    }
-}
-
 /// [`get`], through `last`, the run read before, if it covers `key` and was read from
 /// a tree that held the same count of `commits` (every commit landed, and none since:
 /// the caller knows); else read from `data` and kept in `last` in its place.
@@ -154,7 +148,7 @@ pub(super) fn get_through(
     if let Some(run) = last.as_ref().filter(|run| {
         run.commits == commits && run.first.as_slice() <= key && key <= run.last.as_slice()
     }) {
-        return run.get(key);
+        return find(&run.bytes, key);
     }
     let Some((_, stored)) = run_covering(data, space, key)? else {
         return Ok(None);
@@ -171,7 +165,7 @@ pub(super) fn get_through(
         first,
         last: last_key,
     };
-    let value = run.get(key);
+    let value = find(&run.bytes, key);
     *last = Some(run);
     value
 }
