@@ -127,8 +127,9 @@ pub(super) fn drop_memos(data: &sled::Tree, reserve: &Reserve) -> Result<u64, Er
         reserve.check(bytes as u64)?;
         let mut writes = Writes::default();
         runs::write_changes(data, RECORD_RUNS, batch)?.into_writes(&mut writes);
-        // One batch, which sled applies whole: no undo record needed (see above).
-        data.apply_batch(writes.batch)?;
+        // Undoably, as a commit: a run rewritten holds other records than these, and a
+        // failed write must not leave part of a batch (see `failure`).
+        writes.apply_undoably(data)?;
         Ok(())
     };
     let with_memos = each_entry(data.scan_prefix([RECORD_RUNS]), |key, value| {
