@@ -49,8 +49,8 @@ pub(super) fn take_bytes<'a>(input: &mut &'a [u8]) -> Option<&'a [u8]> {
 }
 
 /// The first bytes of a zstd frame: a value that starts with them is compressed (JSON
-/// itself starts with `[`, `{` or a quote, never with 0x28 0xB5; for a ledger run,
-/// see `ledger`).
+/// itself starts with `[`, `{` or a quote, never with 0x28 0xB5; for a run of entries,
+/// see `runs`).
 pub(super) const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
 /// How hard [`compress`] works: zstd's levels, 1 and up, and its faster ones below.
 #[derive(Clone, Copy)]
