@@ -1,6 +1,7 @@
 //! The example's source and handler compiled natively, behind the same pipeline: the
 //! baseline the WebAssembly numbers are divided by. Each does what the component glue
-//! does around the same functions (parse the JSON in, build the values out).
+//! does around the same functions (parse the JSON in, build the values out), with the
+//! glue's own helpers where it has them.
 
 use spark_host::{CallError, Effect, Event, Invocation, Mail, NativeModule};
 
@@ -32,10 +33,13 @@ impl NativeModule for NativeSource {
         let events = challenges_source::challenge_events(challenge, &invocation(inv, Some(model)));
         Ok(events
             .into_iter()
-            .map(|event| Event {
-                group: event.group,
-                key: event.key,
-                context: event.context.to_string(),
+            .map(|event| {
+                let (group, key, context) = spark_guest::__private::event_parts(event);
+                Event {
+                    group,
+                    key,
+                    context,
+                }
             })
             .collect())
     }
@@ -47,8 +51,11 @@ impl NativeModule for NativeMailer {
     }
 
     fn handle(&self, event: &Event, inv: &Invocation) -> Result<Vec<Effect>, CallError> {
-        let context = serde_json::from_str(&event.context).map_err(guest_error)?;
-        let guest_event = spark_guest::Event::new(event.group.clone(), event.key.clone(), context);
+        let guest_event = spark_guest::__private::host_event(
+            event.group.clone(),
+            event.key.clone(),
+            event.context.clone(),
+        );
         let effects = challenges_mailer::challenge_mail(&guest_event, &invocation(inv, None))
             .map_err(guest_error)?;
         Ok(effects

@@ -4,7 +4,7 @@ use std::fmt::Display;
 
 use serde::de::DeserializeOwned;
 
-use crate::{Effect, Event, Invocation, Mail};
+use crate::{Context, Effect, Event, Invocation, Mail};
 
 pub use wit_bindgen;
 
@@ -18,15 +18,14 @@ pub fn parse_record<T: DeserializeOwned>(data: &str) -> Result<T, String> {
     })
 }
 
-/// Parses the context text of an event from the host.
-pub fn parse_event(group: String, key: String, context: &str) -> Result<Event, String> {
-    let context = serde_json::from_str(context)
-        .map_err(|error| format!("context of event `{key}` is not JSON: {error}"))?;
-    Ok(Event {
+/// An event from the host. Its context stays text until the handler reads it: the
+/// host delivers only JSON objects it has checked.
+pub fn host_event(group: String, key: String, context: String) -> Event {
+    Event {
         group,
         key,
-        context,
-    })
+        context: Context::from_text(context),
+    }
 }
 
 pub fn invocation(tenant: String, now_ms: i64, attempt: u32, model: Option<String>) -> Invocation {
@@ -101,7 +100,7 @@ impl<E: Display> ContextOutput for Result<serde_json::Value, E> {
 
 /// An event as the three strings of the WIT record.
 pub fn event_parts(event: Event) -> (String, String, String) {
-    (event.group, event.key, crate::json_text(&event.context))
+    (event.group, event.key, event.context.into_text())
 }
 
 /// An effect in the shape of the WIT variant, with the WIT types chosen by the caller.

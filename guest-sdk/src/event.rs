@@ -1,9 +1,8 @@
 use std::fmt::Display;
 
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 
-use crate::Error;
+use crate::{Context, Error};
 
 /// Something that happened: a group, a key and a context.
 ///
@@ -16,8 +15,9 @@ pub struct Event {
     pub group: String,
     /// The identity of the event, unique across groups. Non-empty, at most 256 bytes.
     pub key: String,
-    /// Data for handlers. The host accepts only a JSON object here (`{}` for none).
-    pub context: Value,
+    /// Data for handlers, read as a `serde_json::Value`. The host accepts only a JSON
+    /// object here (`{}` for none).
+    pub context: Context,
 }
 
 /// An event with django-spark's key format: `"{group}_{id}"`.
@@ -25,30 +25,38 @@ pub struct Event {
 /// Two different pairs can make the same key (`event("a_b", 1, ..)` and
 /// `event("a", "b_1", ..)` are both `a_b_1`); choose groups and ids so they do not.
 ///
+/// `context` is a `json!` value, or a [`Context`] made from one and cloned for each
+/// event that shares it (its text is then written once).
+///
 /// ```
 /// use spark_guest::{event, json};
 /// let e = event("challenge_created", 42, json!({ "title": "Run" }));
 /// assert_eq!(e.key, "challenge_created_42");
 /// ```
-pub fn event(group: &str, id: impl Display, context: Value) -> Event {
+pub fn event(group: &str, id: impl Display, context: impl Into<Context>) -> Event {
     Event {
         group: group.to_owned(),
         key: format!("{group}_{id}"),
-        context,
+        context: context.into(),
     }
 }
 
 impl Event {
     /// An event with a key of your own choosing.
-    pub fn new(group: impl Into<String>, key: impl Into<String>, context: Value) -> Self {
+    pub fn new(
+        group: impl Into<String>,
+        key: impl Into<String>,
+        context: impl Into<Context>,
+    ) -> Self {
         Self {
             group: group.into(),
             key: key.into(),
-            context,
+            context: context.into(),
         }
     }
 
-    /// The whole context, parsed into `T`.
+    /// The whole context, parsed into `T` (straight from the host's text, when the
+    /// context has not been read as a `Value` before).
     ///
     /// ```
     /// # use spark_guest::{event, json};
@@ -58,7 +66,8 @@ impl Event {
     /// assert_eq!(e.context_as::<Context>().unwrap().title, "Run");
     /// ```
     pub fn context_as<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        T::deserialize(&self.context)
+        self.context
+            .parse()
             .map_err(|error| Error::msg(format!("context of event `{}`: {error}", self.key)))
     }
 

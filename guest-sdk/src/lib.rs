@@ -28,8 +28,9 @@
 //! ```
 //!
 //! # Core concepts
-//! - [`Event`]: a group, a key unique across groups, and a JSON object of context.
-//!   [`event`] builds one with django-spark's key format `"{group}_{id}"`.
+//! - [`Event`]: a group, a key unique across groups, and a JSON object of context
+//!   ([`Context`], read as a [`Value`]). [`event`] builds one with django-spark's key
+//!   format `"{group}_{id}"`.
 //! - [`Effect`]: what a handler asks the host to do: emit an event, send a [`Mail`],
 //!   or write an output for operators. A handler acts only by returning effects.
 //! - [`Invocation`]: what each call is told: the tenant, the run's logical time (use
@@ -38,12 +39,14 @@
 //!   to the host, which retries a handler later and reports a source's error.
 
 mod allocator;
+mod context;
 mod effect;
 mod error;
 mod event;
 mod invocation;
 
 pub use allocator::SizeClasses;
+pub use context::Context;
 pub use effect::{Effect, Mail};
 pub use error::{Error, Result};
 pub use event::{Event, event};

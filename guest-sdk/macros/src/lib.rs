@@ -355,9 +355,9 @@ fn handler_glue(func: &ItemFn, signature: &Signature) -> TokenStream2 {
                     let __invocation = ::spark_guest::__private::invocation(
                         inv.tenant, inv.now_ms, inv.attempt, ::std::option::Option::None,
                     );
-                    let __event = ::spark_guest::__private::parse_event(
-                        event.group, event.key, &event.context,
-                    )?;
+                    let __event = ::spark_guest::__private::host_event(
+                        event.group, event.key, event.context,
+                    );
                     let __output = #call;
                     let __effects = #into_effects?;
                     ::std::result::Result::Ok(

@@ -16,7 +16,7 @@
 
 use serde::{Deserialize, Serialize};
 use spark_guest::jiff::civil::Date;
-use spark_guest::{Event, Invocation, Value, event, json};
+use spark_guest::{Context, Event, Invocation, Value, event, json};
 
 // Small allocations, freed soon: a list per size serves them faster than the default.
 #[cfg(target_arch = "wasm32")]
@@ -71,7 +71,9 @@ pub fn challenge_events(challenge: Challenge, inv: &Invocation) -> Vec<Event> {
     }
     let today = inv.today();
     let id = challenge.id;
-    let context = json!({ "challenge": challenge });
+    // One context for all of the record's events: clones share it, and its text is
+    // written once.
+    let context: Context = json!({ "challenge": challenge }).into();
     let mut events = vec![event("challenge_created", id, context.clone())];
     if days(challenge.start_date, today) > 2 && challenge.donations < 2 {
         events.push(event("challenge_inactivity_2d", id, context.clone()));

@@ -60,7 +60,9 @@ fn misbehave(action: &str, id: &str) -> Result<Option<Outcome>, Error> {
         group: group.to_owned(),
         key,
         // The SDK only builds JSON values; a raw context needs the host's own check.
-        context: serde_json::from_str(context).unwrap_or(Value::String(context.to_owned())),
+        context: serde_json::from_str::<Value>(context)
+            .unwrap_or(Value::String(context.to_owned()))
+            .into(),
     };
     Ok(Some(match action {
         "loop" => {
