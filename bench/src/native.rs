@@ -30,7 +30,8 @@ impl NativeModule for NativeSource {
 
     fn events(&self, model: &str, record: &str, inv: &Invocation) -> Result<Vec<Event>, CallError> {
         let challenge = serde_json::from_str(record).map_err(guest_error)?;
-        let events = challenges_source::challenge_events(challenge, &invocation(inv, Some(model)));
+        let events = challenges_source::challenge_events(challenge, &invocation(inv, Some(model)))
+            .map_err(guest_error)?;
         Ok(events
             .into_iter()
             .map(|event| {

@@ -6,6 +6,8 @@ use serde::de::DeserializeOwned;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
+use crate::Error;
+
 /// An event's context: a JSON object, which reads as a [`Value`]
 /// (`event.context["challenge"]["title"]`).
 ///
@@ -15,6 +17,7 @@ use serde_json::Value;
 /// into its own types, without a [`Value`] tree in between; and the events of a source
 /// that share one context (made from a `json!` value with `.into()`, then cloned) share
 /// its text too: clones are cheap, and the text is written once for all of them.
+/// [`Context::of`] writes one straight from a type of your own, without a `Value`.
 ///
 /// ```
 /// use spark_guest::{Context, event, json};
@@ -35,8 +38,41 @@ struct Forms {
 }
 
 impl Context {
-    /// A context as the host sent it. The host delivers only JSON objects, which is why
-    /// nothing is checked here: the text is parsed when the context is first read.
+    /// A context written straight from `value` (a struct that derives `Serialize`, a
+    /// map), without a [`Value`] tree in between: the cheapest way to make one. Fails
+    /// when `value` is not a JSON object (the host accepts nothing else).
+    ///
+    /// ```
+    /// use spark_guest::{Context, event};
+    /// #[derive(serde::Serialize)]
+    /// struct Signup<'a> { email: &'a str }
+    /// let context = Context::of(&Signup { email: "ada@example.com" })?;
+    /// assert_eq!(context.text(), r#"{"email":"ada@example.com"}"#);
+    /// let created = event("signup_created", 7, context);
+    /// assert_eq!(created.context["email"], "ada@example.com");
+    /// assert!(Context::of(&[1, 2]).is_err());
+    /// # Ok::<(), spark_guest::Error>(())
+    /// ```
+    pub fn of(value: &impl Serialize) -> Result<Self, Error> {
+        let text = serde_json::to_string(value)?;
+        if !text.starts_with('{') {
+            let kind = match text.as_bytes().first() {
+                Some(b'[') => "an array",
+                Some(b'"') => "a string",
+                Some(b'n') => "null",
+                Some(b't' | b'f') => "a boolean",
+                _ => "a number",
+            };
+            return Err(Error::msg(format!(
+                "a context is a JSON object, not {kind}"
+            )));
+        }
+        Ok(Self::from_text(text))
+    }
+
+    /// A context from JSON text known to be an object: the host's (it delivers only
+    /// objects it has checked) or one written by [`Context::of`]. It is parsed when
+    /// first read.
     pub(crate) fn from_text(text: String) -> Self {
         Self(Arc::new(Forms {
             value: OnceLock::new(),
@@ -191,6 +227,25 @@ mod tests {
         assert_eq!(context.text(), r#"{"title":"Run"}"#);
         assert_eq!(context.clone().into_text(), r#"{"title":"Run"}"#);
         assert_ne!(context, changed);
+    }
+
+    #[test]
+    fn of_writes_a_type_straight_to_text_and_refuses_what_is_not_an_object() {
+        #[derive(Serialize)]
+        struct Run<'a> {
+            title: &'a str,
+        }
+        let context = Context::of(&Run { title: "Run" }).unwrap();
+        assert!(context.0.value.get().is_none(), "no value tree was built");
+        assert_eq!(context.text(), r#"{"title":"Run"}"#);
+        assert_eq!(context.parse::<Title>().unwrap().title, "Run");
+        let error = Context::of(&"Run").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "a context is a JSON object, not a string"
+        );
+        assert!(Context::of(&Option::<u8>::None).is_err());
+        assert!(Context::of(&json!(7)).is_err());
     }
 
     #[test]

@@ -16,7 +16,7 @@
 
 use serde::{Deserialize, Serialize};
 use spark_guest::jiff::civil::Date;
-use spark_guest::{Context, Event, Invocation, Value, event, json};
+use spark_guest::{Context, Event, Invocation, Result, Value, event, json};
 
 // Small allocations, freed soon: a list per size serves them faster than the default.
 #[cfg(target_arch = "wasm32")]
@@ -42,6 +42,12 @@ pub struct Owner {
     pub email: String,
 }
 
+/// What each event of a challenge carries: the challenge, as `{"challenge": ...}`.
+#[derive(Serialize)]
+struct ChallengeContext<'a> {
+    challenge: &'a Challenge,
+}
+
 /// Whole days from `from` to `to` (negative when `to` is earlier).
 fn days(from: Date, to: Date) -> i64 {
     to.duration_since(from).as_hours() / 24
@@ -65,15 +71,17 @@ pub fn challenge_context(challenge: Challenge, inv: &Invocation) -> Value {
 }
 
 #[spark_guest::source]
-pub fn challenge_events(challenge: Challenge, inv: &Invocation) -> Vec<Event> {
+pub fn challenge_events(challenge: Challenge, inv: &Invocation) -> Result<Vec<Event>> {
     if !challenge.is_active {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     let today = inv.today();
     let id = challenge.id;
-    // One context for all of the record's events: clones share it, and its text is
-    // written once.
-    let context: Context = json!({ "challenge": challenge }).into();
+    // One context for all of the record's events, written straight to its text (no
+    // `json!` value in between); clones share it.
+    let context = Context::of(&ChallengeContext {
+        challenge: &challenge,
+    })?;
     let mut events = vec![event("challenge_created", id, context.clone())];
     if days(challenge.start_date, today) > 2 && challenge.donations < 2 {
         events.push(event("challenge_inactivity_2d", id, context.clone()));
@@ -84,7 +92,7 @@ pub fn challenge_events(challenge: Challenge, inv: &Invocation) -> Vec<Event> {
     if challenge.end_date < today {
         events.push(event("challenge_ended", id, context));
     }
-    events
+    Ok(events)
 }
 
 #[cfg(test)]
@@ -109,6 +117,7 @@ mod tests {
     fn groups(challenge: Challenge, today: &str) -> Vec<String> {
         let inv = Invocation::new("test", format!("{today}T12:00:00Z").parse().unwrap());
         challenge_events(challenge, &inv)
+            .unwrap()
             .into_iter()
             .map(|event| event.group)
             .collect()
@@ -162,7 +171,8 @@ mod tests {
     #[test]
     fn keys_follow_django_spark() {
         let inv = Invocation::new("test", "2024-05-10T00:00:00Z".parse().unwrap());
-        let events = challenge_events(challenge("2024-05-09", "2024-06-01", 5, true), &inv);
+        let events =
+            challenge_events(challenge("2024-05-09", "2024-06-01", 5, true), &inv).unwrap();
         assert_eq!(events[0].key, "challenge_created_7");
         assert_eq!(
             events[0].context["challenge"]["owner"]["email"],
