@@ -63,8 +63,19 @@ impl Event {
     /// strings, so they are valid UTF-8 by construction; control characters are refused
     /// because they would corrupt every listing that shows them.
     pub fn validate(&self) -> Result<(), CallError> {
+        self.validate_after(None)
+    }
+
+    /// [`validate`](Self::validate), for an event that follows `previous`, which passed:
+    /// a context the same as its context is not checked again. A source's events often
+    /// share one (the SDK writes a shared context's text once), and comparing is cheaper
+    /// than parsing.
+    pub(crate) fn validate_after(&self, previous: Option<&Event>) -> Result<(), CallError> {
         check_name("key", &self.key, Limit::KeyBytes, MAX_KEY_BYTES)?;
         check_name("group", &self.group, Limit::GroupBytes, MAX_GROUP_BYTES)?;
+        if previous.is_some_and(|previous| previous.context == self.context) {
+            return Ok(());
+        }
         check_context(&self.context, || format!("context of event `{}`", self.key))
     }
 }
@@ -225,6 +236,30 @@ mod tests {
                 .validate()
                 .expect_err(&format!("{event:?} must be refused"));
             assert_eq!(error.kind(), kind, "{event:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_context_is_checked_again_only_when_it_differs_from_the_one_before() {
+        let first = event("g", "g_1", r#"{"a": 1}"#);
+        // The same context after one that passed: only the names are checked.
+        assert_eq!(
+            event("g", "g_2", r#"{"a": 1}"#).validate_after(Some(&first)),
+            Ok(())
+        );
+        assert_eq!(
+            event("", "g_2", r#"{"a": 1}"#)
+                .validate_after(Some(&first))
+                .unwrap_err()
+                .kind(),
+            "invalid-output"
+        );
+        // A different one is checked, however close.
+        for context in [r#"{"a": 1}x"#, "[1]", r#"{"a": 1"#] {
+            let error = event("g", "g_2", context)
+                .validate_after(Some(&first))
+                .expect_err(context);
+            assert_eq!(error.kind(), "invalid-output", "{context}: {error}");
         }
     }
 

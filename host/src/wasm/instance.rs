@@ -79,8 +79,10 @@ impl Instance {
             self.limits.events_per_call,
         )?;
         check_size(events.iter().map(Event::text_len).sum(), &self.limits)?;
+        let mut previous = None;
         for event in &events {
-            event.validate()?;
+            event.validate_after(previous)?;
+            previous = Some(event);
         }
         Ok(CallOutput {
             value: events,
