@@ -90,6 +90,9 @@ pub struct Renderer {
 struct Live {
     store: Store<SandboxState>,
     renderer: bindings::Renderer,
+    /// The context the instance rendered with last, which it keeps parsed: a mail with
+    /// the same one (the next event of the same record, most often) does not send it.
+    context: Option<String>,
 }
 
 impl WasmEngine {
@@ -165,10 +168,12 @@ impl Renderer {
             },
         };
         begin(&mut live.store, &self.limits);
-        let result =
-            live.renderer
-                .spark_renderer_templates()
-                .call_render(&mut live.store, group, context);
+        let same_context = live.context.as_deref() == Some(context);
+        let result = live.renderer.spark_renderer_templates().call_render(
+            &mut live.store,
+            group,
+            (!same_context).then_some(context),
+        );
         let rendered = match result {
             Ok(rendered) => rendered,
             Err(error) => {
@@ -179,7 +184,10 @@ impl Renderer {
             }
         };
         // The guest's own errors leave the instance as good as before: it freed what
-        // the render allocated.
+        // the render allocated, and kept the context.
+        if !same_context {
+            live.context = Some(context.to_owned());
+        }
         self.live = Some(live);
         Some(rendered?.map_err(|error| match error {
             GuestError::Output(limit_bytes) => RenderError::Output { limit_bytes },
@@ -204,7 +212,11 @@ impl Renderer {
             self.limits.output_bytes,
         );
         match set {
-            Ok(Ok(())) => Ok(Live { store, renderer }),
+            Ok(Ok(())) => Ok(Live {
+                store,
+                renderer,
+                context: None,
+            }),
             Ok(Err(why)) => Err(RenderError::Template(why)),
             Err(error) => {
                 let log = store.data().call.take_log();
@@ -289,6 +301,27 @@ mod tests {
         let hello = renderer.render("hello", r#"{"name": "Ada"}"#).unwrap();
         assert_eq!(hello.unwrap(), "Hello Ada!", "after {error}");
         error
+    }
+
+    /// A context is sent to the instance once and serves the renders after it with the
+    /// same text, whichever template they render and however they end; an instance
+    /// started after a trap is sent it again.
+    #[test]
+    fn a_context_sent_once_serves_until_another_or_a_fresh_instance() {
+        let mut renderer = renderer(JOIN_FOUR_GB);
+        let ada = r#"{"name": "Ada"}"#;
+        let hello = |renderer: &mut Renderer, context: &str| {
+            renderer.render("hello", context).unwrap().unwrap()
+        };
+        assert_eq!(hello(&mut renderer, ada), "Hello Ada!");
+        assert_eq!(hello(&mut renderer, ada), "Hello Ada!");
+        assert_eq!(hello(&mut renderer, r#"{"name": "Bob"}"#), "Hello Bob!");
+        assert_eq!(hello(&mut renderer, ada), "Hello Ada!");
+        // The bomb traps at the memory limit: the next render is a fresh instance's.
+        renderer.render("bomb", ada).unwrap().unwrap_err();
+        assert_eq!(hello(&mut renderer, ada), "Hello Ada!");
+        assert_eq!(hello(&mut renderer, "{}"), "Hello !");
+        assert_eq!(hello(&mut renderer, ada), "Hello Ada!");
     }
 
     /// The memory limit of [`renderer`]'s two small templates: 64 MiB and 1 MiB for
