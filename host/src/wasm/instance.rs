@@ -70,7 +70,7 @@ impl Instance {
         };
         let wit_inv = wit_invocation(inv);
         let output = self.call(record.len() + model.len(), seed(record), inv, |store| {
-            source.call_events(store, model, record, &wit_inv)
+            source.call_events(store, model, record, wit_inv)
         })?;
         let events: Vec<Event> = output.value.into_iter().map(from_wit_event).collect();
         check_count(
@@ -102,13 +102,13 @@ impl Instance {
             });
         };
         let wit_inv = wit_invocation(inv);
-        let wit_event = wit::Event {
-            group: event.group.clone(),
-            key: event.key.clone(),
-            context: event.context.clone(),
+        let wit_event = wit::EventParam {
+            group: &event.group,
+            key: &event.key,
+            context: &event.context,
         };
         let output = self.call(event.text_len(), seed(&event.key), inv, |store| {
-            handler.call_handle(store, &wit_event, &wit_inv)
+            handler.call_handle(store, wit_event, wit_inv)
         })?;
         let effects: Vec<Effect> = output.value.into_iter().map(from_wit_effect).collect();
         check_count(
@@ -141,7 +141,7 @@ impl Instance {
         };
         let wit_inv = wit_invocation(inv);
         let output = self.call(record.len() + model.len(), seed(record), inv, |store| {
-            context.call_context(store, model, record, &wit_inv)
+            context.call_context(store, model, record, wit_inv)
         })?;
         check_size(output.value.len(), &self.limits)?;
         check_context(&output.value, || "context".to_owned())?;
@@ -345,15 +345,15 @@ fn seed(input: &str) -> u64 {
     })
 }
 
-fn wit_invocation(inv: &Invocation) -> wit::Invocation {
+fn wit_invocation(inv: &Invocation) -> wit::Invocation<'_> {
     wit::Invocation {
-        tenant: inv.tenant.clone(),
+        tenant: &inv.tenant,
         now_ms: inv.now_ms,
         attempt: inv.attempt,
     }
 }
 
-fn from_wit_event(event: wit::Event) -> Event {
+fn from_wit_event(event: wit::EventResult) -> Event {
     Event {
         group: event.group,
         key: event.key,

@@ -40,6 +40,12 @@ mod bindings {
     wasmtime::component::bindgen!({
         path: "../guest-sdk/wit",
         world: "any-module",
+        // What the host passes in is borrowed (`EventParam<'_>`, `Invocation<'_>`), so
+        // that a call does not copy the event and the tenant's name first only to
+        // lower the copies; what comes back is owned (`EventResult`).
+        ownership: Borrowing {
+            duplicate_if_necessary: true
+        },
     });
 }
 
