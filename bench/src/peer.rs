@@ -123,10 +123,11 @@ struct Pass {
 }
 
 /// Rounds of the binary's passes, each on a fresh data dir. A pass is one process,
-/// the duplicates one of 50-70 ms, which a neighbour's burst on this shared machine
-/// can make half again as long: the median of a few rounds is the figure, with the
-/// fastest and slowest beside it.
-const CLI_ROUNDS: usize = 3;
+/// the duplicates one of 40-70 ms and the new events one of 0.35-0.5 s, which a
+/// neighbour's burst on this shared machine can make half again as long (the same
+/// build's new-events pass took 0.33 to 0.53 s in twelve runs minutes apart): the
+/// median of five rounds is the figure, with the fastest and slowest beside it.
+const CLI_ROUNDS: usize = 5;
 
 /// A run of the `spark` binary: its wall time and what it reported.
 struct Process {
