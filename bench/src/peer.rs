@@ -5,9 +5,10 @@
 //! (`target/bench-peer-venv`, installed from `bench/peer/requirements.txt`, pinned with
 //! hashes). It reads the JSON Lines file the `spark` binary ingests, sets Django up in
 //! its process (SQLite with Django's defaults: a durable commit for each event) and
-//! times three passes: each challenge saved (post_save runs the source, new events to
+//! times four passes: each challenge saved (post_save runs the source, new events to
 //! the mail handler), `process_spark_sources` the same day (every event a duplicate),
-//! and a generator. Spark's figures beside them: the in-process ones of the wasm
+//! a generator, and `process_spark_sources` once more on an emptied ledger (every
+//! event new again: new events through its management command's loop). Spark's figures beside them: the in-process ones of the wasm
 //! measurement ([`crate::child`]), a generator pass in a child of its own, and the
 //! release `spark` binary run as a whole process on the same file: `ingest`, `ingest`
 //! again, `generate`, each the wall time from start to exit (its commit durable), in
@@ -103,6 +104,8 @@ struct Django {
     fresh: Pass,
     seen: Pass,
     generate: Pass,
+    /// New events through `process_spark_sources`, the ledger emptied first.
+    command_new: Pass,
 }
 
 #[derive(Debug, Deserialize)]
@@ -362,6 +365,16 @@ fn check(wasm: &Run, generated: &Generated, cli: &Cli, django: &Django) -> anyho
             [wasm.fresh.deliveries, cli.ingest.report.deliveries],
         ),
         (
+            "new events (django-spark: through its command)",
+            django.command_new.new,
+            [wasm.fresh.new, cli.ingest.report.new],
+        ),
+        (
+            "handler calls (django-spark: mails through its command)",
+            django.command_new.mails,
+            [wasm.fresh.deliveries, cli.ingest.report.deliveries],
+        ),
+        (
             "duplicates",
             django.seen.duplicates,
             [wasm.seen.duplicates, cli.again.report.duplicates],
@@ -387,6 +400,7 @@ fn check(wasm: &Run, generated: &Generated, cli: &Cli, django: &Django) -> anyho
     anyhow::ensure!(
         django.fresh.events == django.fresh.new
             && django.seen.new == 0
+            && django.command_new.events == django.command_new.new
             && cli.again.report.new == 0
             && wasm.seen_exact.duplicates == wasm.fresh.new,
         "a pass was not what it should be: django-spark {:?} {:?}, spark ingest again {:?}",
@@ -427,14 +441,18 @@ fn print(wasm: &Run, generated: &Generated, cli: &Cli, django: &Django) {
         "", "django-spark", "in-process", "spark CLI", "in-process/dj", "CLI/dj"
     );
     let django_new = rate(django.fresh.new, django.fresh.seconds);
+    let django_command_new = rate(django.command_new.new, django.command_new.seconds);
+    let spark_new = rate(wasm.fresh.new, wasm.fresh.seconds);
+    let spark_cli_new = rate(cli.ingest.report.new, cli.ingest.seconds);
     let django_seen = rate(django.seen.duplicates, django.seen.seconds);
     let django_generated = rate(django.generate.new, django.generate.seconds);
     let rows = [
+        ("new events/s", django_new, spark_new, Some(spark_cli_new)),
         (
-            "new events/s",
-            django_new,
-            rate(wasm.fresh.new, wasm.fresh.seconds),
-            Some(rate(cli.ingest.report.new, cli.ingest.seconds)),
+            "new events/s (dj: its command)",
+            django_command_new,
+            spark_new,
+            Some(spark_cli_new),
         ),
         (
             "duplicates/s (Spark: clock day)",
@@ -466,13 +484,15 @@ fn print(wasm: &Run, generated: &Generated, cli: &Cli, django: &Django) {
         );
     }
     println!(
-        "  seconds: django-spark {:.2} / {:.2} / {:.2} (its passes in one process; Django's \
+        "  seconds: django-spark {:.2} / {:.2} / {:.2} / {:.2} (its passes in one process, \
+         new events by saves, duplicates, the generator, new events by its command; Django's \
          setup, {:.2} s, not counted); spark CLI {:.2} / {:.2} / {:.2} (each a whole process: \
          start, open, run, durable commit; the median of {CLI_ROUNDS} rounds on fresh data \
          dirs, which took {} / {} / {})",
         django.fresh.seconds,
         django.seen.seconds,
         django.generate.seconds,
+        django.command_new.seconds,
         django.startup_seconds,
         cli.ingest.seconds,
         cli.again.seconds,
