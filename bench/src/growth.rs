@@ -183,66 +183,109 @@ fn spark_ingest(
     Ok((process, report))
 }
 
-/// One size of the growth run.
+/// Rounds of the growth run. Each round takes every size in turn, so a slow spell of
+/// this shared machine falls on one round of each size rather than on one size: a
+/// round of 10,000 challenges is a process of about 0.4 s, which a neighbour's burst
+/// makes half again as long (0.38 s and 0.61 s in two runs minutes apart), and every
+/// ratio is to that figure. Each size's figures are the medians of the rounds.
+pub const GROWTH_ROUNDS: usize = 3;
+
+/// One size of the growth run: its rounds, each a fresh data dir ingested and then
+/// ingested again.
 #[derive(Debug, Clone)]
 pub struct Size {
     pub challenges: u64,
-    pub ingest: Process,
-    pub fresh: RunReport,
-    pub again: Process,
-    pub seen: RunReport,
+    /// New events each round counted (the same in every round).
+    pub new: u64,
+    pub ingests: Vec<Process>,
+    pub agains: Vec<Process>,
 }
 
 impl Size {
     pub fn new_per_second(&self) -> f64 {
-        self.fresh.new as f64 / self.ingest.seconds
+        median_of(&self.ingests, |run| self.new as f64 / run.seconds)
     }
 
+    /// Every event of the second ingest is a duplicate (checked when measured).
     pub fn duplicates_per_second(&self) -> f64 {
-        self.seen.duplicates as f64 / self.again.seconds
+        median_of(&self.agains, |run| self.new as f64 / run.seconds)
     }
 
     /// CPU µs of the whole process (every thread) per new event: what the machine's
-    /// other load does not change.
+    /// other load changes least.
     pub fn cpu_us_per_new(&self) -> f64 {
-        self.ingest.cpu_seconds / self.fresh.new as f64 * 1e6
+        median_of(&self.ingests, |run| run.cpu_seconds / self.new as f64 * 1e6)
     }
 
     pub fn cpu_us_per_duplicate(&self) -> f64 {
-        self.again.cpu_seconds / self.seen.duplicates as f64 * 1e6
+        median_of(&self.agains, |run| run.cpu_seconds / self.new as f64 * 1e6)
     }
 }
 
-/// Each size on a fresh data dir (the example's manifest applied in this process, so
-/// the modules are compiled into the cache before the binary runs): `spark ingest`,
-/// then `spark ingest` of the same file again (every event a duplicate).
+/// The median over `runs` of what `of` takes from each.
+fn median_of(runs: &[Process], of: impl Fn(&Process) -> f64) -> f64 {
+    median(&runs.iter().map(of).collect::<Vec<_>>())
+}
+
+/// The highest peak of `runs`.
+fn highest_peak_mb(runs: &[Process]) -> f64 {
+    runs.iter().map(|run| run.peak_rss_mb).fold(0.0, f64::max)
+}
+
+/// Each size, [`GROWTH_ROUNDS`] times, on a fresh data dir each time (the example's
+/// manifest applied in this process, so the modules are compiled into the cache before
+/// the binary runs): `spark ingest`, then `spark ingest` of the same file again (every
+/// event a duplicate). Each round prints a line to stderr as it ends.
 pub fn growth(binary: &Path, sizes: &[u64], seed: u64, cache: &Path) -> anyhow::Result<Vec<Size>> {
+    let dir = tempfile::tempdir()?;
     let mut measured = Vec::new();
     for &challenges in sizes {
-        let dir = tempfile::tempdir()?;
-        let file = dir.path().join("challenges.jsonl");
+        let file = dir.path().join(format!("challenges-{challenges}.jsonl"));
         std::fs::write(&file, workload::challenges(challenges, seed))?;
-        let data = dir.path().join("data");
-        drop(http::set_up(&data, cache)?);
-        let (ingest, fresh) = spark_ingest(binary, cache, &data, &file)?;
-        let (again, seen) = spark_ingest(binary, cache, &data, &file)?;
-        anyhow::ensure!(
-            fresh.new > 0 && seen.new == 0 && seen.duplicates == fresh.new,
-            "{challenges} challenges: the second ingest was not all duplicates: {} new, {} \
-             duplicates of {}",
-            seen.new,
-            seen.duplicates,
-            fresh.new
-        );
-        let size = Size {
-            challenges,
-            ingest,
-            fresh,
-            again,
-            seen,
-        };
-        print_size(&size, measured.first());
-        measured.push(size);
+        measured.push((
+            file,
+            Size {
+                challenges,
+                new: 0,
+                ingests: Vec::new(),
+                agains: Vec::new(),
+            },
+        ));
+    }
+    for round in 1..=GROWTH_ROUNDS {
+        for (file, size) in &mut measured {
+            let challenges = size.challenges;
+            let data = tempfile::tempdir_in(dir.path())?;
+            drop(http::set_up(data.path(), cache)?);
+            let (ingest, fresh) = spark_ingest(binary, cache, data.path(), file)?;
+            let (again, seen) = spark_ingest(binary, cache, data.path(), file)?;
+            anyhow::ensure!(
+                fresh.new > 0 && seen.new == 0 && seen.duplicates == fresh.new,
+                "{challenges} challenges: the second ingest was not all duplicates: {} new, \
+                 {} duplicates of {}",
+                seen.new,
+                seen.duplicates,
+                fresh.new
+            );
+            anyhow::ensure!(
+                size.ingests.is_empty() || size.new == fresh.new,
+                "{challenges} challenges: round {round} counted {} new events, the first {}",
+                fresh.new,
+                size.new
+            );
+            size.new = fresh.new;
+            eprintln!(
+                "growth round {round}/{GROWTH_ROUNDS}: {challenges} challenges, {:.2} s new, \
+                 {:.2} s again",
+                ingest.seconds, again.seconds
+            );
+            size.ingests.push(ingest);
+            size.agains.push(again);
+        }
+    }
+    let measured: Vec<Size> = measured.into_iter().map(|(_, size)| size).collect();
+    for size in &measured {
+        print_size(size, &measured[0]);
     }
     Ok(measured)
 }
@@ -251,8 +294,10 @@ pub fn print_growth_header(binary: &Path) {
     println!();
     println!(
         "Growth: the challenges workload through `{}`, each size on a fresh data dir, \
-         each run a whole process (start, open, ingest, durable commit); ratios to the \
-         first size; CPU is the process's, every thread, per event",
+         each run a whole process (start, open, ingest, durable commit); {GROWTH_ROUNDS} \
+         rounds, each taking every size in turn, each figure the median of its size's \
+         rounds (peak memory: the highest); ratios to the first size; CPU is the \
+         process's, every thread, per event",
         binary.display()
     );
     println!(
@@ -269,22 +314,21 @@ pub fn print_growth_header(binary: &Path) {
     );
 }
 
-fn print_size(size: &Size, first: Option<&Size>) {
-    let first = first.unwrap_or(size);
+fn print_size(size: &Size, first: &Size) {
     println!(
         "{:>10} {:>10} {:>12.0} {:>5.2}x {:>12.0} {:>5.2}x {:>7.1} / {:>6.2} {:>8.2} / {:>6.2} {:>8.0} / {:>6.0}",
         size.challenges,
-        size.fresh.new,
+        size.new,
         size.new_per_second(),
         size.new_per_second() / first.new_per_second(),
         size.duplicates_per_second(),
         size.duplicates_per_second() / first.duplicates_per_second(),
         size.cpu_us_per_new(),
         size.cpu_us_per_duplicate(),
-        size.ingest.seconds,
-        size.again.seconds,
-        size.ingest.peak_rss_mb,
-        size.again.peak_rss_mb
+        median_of(&size.ingests, |run| run.seconds),
+        median_of(&size.agains, |run| run.seconds),
+        highest_peak_mb(&size.ingests),
+        highest_peak_mb(&size.agains)
     );
 }
 

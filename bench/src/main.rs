@@ -56,8 +56,9 @@ usage: spark-bench [--challenges N[,N...]] [--seed S] [--tenants T] [--delivery 
                 `spark` binary, as ratios Spark/django-spark
   --growth      only this (and --open-keys): each size of the workload through the
                 release `spark` binary, ingested then ingested again, each a whole
-                process: new events/s and duplicates/s as ratios to the first size,
-                and each process's peak memory (e.g. 10000,100000,1000000)
+                process, in three rounds over every size: the medians of new events/s
+                and duplicates/s as ratios to the first size, and each process's peak
+                memory (e.g. 10000,100000,1000000)
   --open-keys   only this (and --growth): a tenant with K ledger keys (built through
                 the library with a bulk source), then `spark ingest` of 1,000
                 challenges on it and on an empty tenant; 0 skips it (default with
