@@ -34,7 +34,8 @@
 //! ledger holds only the pages it used, and at most 64 MiB of them more than it
 //! changed. A run writes only the pages it changed and the header.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::Error;
 
@@ -47,6 +48,9 @@ const SLOTS_PER_KEY: u64 = 2;
 const PAGE_SLOTS: usize = 1_024;
 /// Fingerprints a page takes at most (7/8 of its slots), so that its runs end.
 const PAGE_LIMIT: u16 = 896;
+/// Hashes of keys found absent that are remembered at most (8 to 16 MiB), should
+/// lookups of keys that are never inserted pile up.
+const KNOWN_ABSENT_LIMIT: usize = 1 << 20;
 /// Pages that are kept in memory once read, besides those changed since the last save
 /// (4 KiB each: 64 MiB).
 pub(crate) const CACHED_PAGES: usize = 16_384;
@@ -92,6 +96,29 @@ pub(crate) struct KeyFilter {
     hand: (usize, usize),
     /// Why the filter can no longer answer, if it cannot (see [`KeyFilter::broken`]).
     broken: Option<String>,
+    /// The hashes of keys a lookup found absent, until they are inserted: the pipeline
+    /// asks for each new event's and record's key, then commits it, and the insert
+    /// needs no lookup of its own (one cache miss per large table: at 3.3 million keys
+    /// that second lookup was a third of the filter's time).
+    known_absent: HashSet<u64, BuildHasherDefault<AsIs>>,
+}
+
+/// The hash of a set of [`KeyHash`]es: the hash itself, already well mixed.
+#[derive(Default)]
+struct AsIs(u64);
+
+impl Hasher for AsIs {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("only u64s are hashed")
+    }
+
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
+    }
 }
 
 /// Pages of fingerprints, each in memory or not, and how many each holds.
@@ -156,6 +183,20 @@ fn probe(slots: &[u32; PAGE_SLOTS], home: usize, fingerprint: u32) -> Probe {
     Probe::Full
 }
 
+/// Asks the CPU to bring `slot`'s cache line in (a hint; nothing where there is no
+/// such instruction).
+fn prefetch(slot: &u32) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint; it reads nothing the program sees.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+            (slot as *const u32).cast(),
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = slot;
+}
+
 /// A key's whole hash (its low bits pick the page and the home slot) and its
 /// fingerprint (never 0, which marks empty slots).
 #[derive(Clone, Copy)]
@@ -211,6 +252,7 @@ impl KeyFilter {
             budget: CACHED_PAGES,
             hand: (0, 0),
             broken: None,
+            known_absent: HashSet::default(),
         }
     }
 
@@ -238,7 +280,10 @@ impl KeyFilter {
     pub(crate) fn insert(&mut self, key: &[u8], store: &dyn PageStore) {
         let hash = KeyHash::of(key);
         // A broken filter says "maybe" to every key, so it takes none either.
-        if self.may_contain_hash(hash, store) {
+        if self.broken.is_some() {
+            return;
+        }
+        if !self.known_absent.remove(&hash.hash) && self.contains(hash, store) {
             return;
         }
         let mut index = self.tables.len() - 1;
@@ -261,8 +306,11 @@ impl KeyFilter {
         let slots = &mut table.pages[page].as_mut().expect("loaded just above").slots;
         match probe(slots, home, hash.fingerprint) {
             Probe::Empty(slot) => slots[slot] = hash.fingerprint,
-            // Not found above, and the page has room: only a bug gets here.
-            Probe::Found | Probe::Full => {
+            // A key of the same fingerprint came in since the lookup that found this
+            // one absent (one chance in billions): its slot answers for both.
+            Probe::Found => return,
+            // The page has room: only a bug gets here.
+            Probe::Full => {
                 self.broken = Some(format!(
                     "page {page} of table {index} disagrees with itself"
                 ));
@@ -276,12 +324,30 @@ impl KeyFilter {
 
     /// False when the key was certainly never inserted.
     pub(crate) fn may_contain(&mut self, key: &[u8], store: &dyn PageStore) -> bool {
-        self.may_contain_hash(KeyHash::of(key), store)
+        let hash = KeyHash::of(key);
+        let maybe = self.contains(hash, store);
+        if !maybe {
+            if self.known_absent.len() >= KNOWN_ABSENT_LIMIT {
+                self.known_absent.clear();
+            }
+            self.known_absent.insert(hash.hash);
+        }
+        maybe
     }
 
-    fn may_contain_hash(&mut self, hash: KeyHash, store: &dyn PageStore) -> bool {
+    /// Whether the key may be there: its slot in every table looked up.
+    fn contains(&mut self, hash: KeyHash, store: &dyn PageStore) -> bool {
         if self.broken.is_some() || self.overflow.binary_search(&hash.hash).is_ok() {
             return true;
+        }
+        // Every table's slot is asked of memory first, so that the cache misses (one
+        // per large table) overlap instead of following each other: 380 -> 300 ns per
+        // absent key at 3.3 million keys (six tables), measured.
+        for table in &self.tables {
+            let (page, home) = table.place(hash);
+            if let Some(loaded) = &table.pages[page] {
+                prefetch(&loaded.slots[home]);
+            }
         }
         for index in 0..self.tables.len() {
             let (page, home) = self.tables[index].place(hash);
@@ -685,6 +751,46 @@ mod tests {
         let mut again = KeyFilter::open(&header, 4).expect("whole");
         assert!((0..51_000).all(|n| again.may_contain(&key(n), &pages)));
         assert!(!(51_000..60_000).any(|n| again.may_contain(&key(n), &pages)));
+    }
+
+    #[test]
+    fn a_key_just_found_absent_is_inserted_without_looking_it_up_again() {
+        let mut filter = filled(0..50_000);
+        let mut pages = Pages::default();
+        let header = pages.save(&mut filter, 1);
+        let mut read = KeyFilter::open(&header, 1).expect("whole");
+        let tables = read.tables.len();
+        assert!(tables >= 3);
+        // No page stays in memory but the last one read: each lookup reads its own.
+        read.limit_cache(0);
+        let reads_of = |read: &mut KeyFilter, pages: &Pages, n: u64, looked_up: bool| {
+            if looked_up {
+                assert!(!read.may_contain(&key(n), pages));
+            }
+            let before = pages.reads();
+            read.insert(&key(n), pages);
+            pages.reads() - before
+        };
+        assert_eq!(
+            reads_of(&mut read, &pages, 60_000, false),
+            tables,
+            "a page per table"
+        );
+        assert_eq!(
+            reads_of(&mut read, &pages, 60_001, true),
+            0,
+            "its page, just read"
+        );
+        assert!(read.known_absent.is_empty(), "forgotten once inserted");
+        // Inserted once, however often, and found.
+        let keys = read.tables.iter().map(|table| table.keys).sum::<u64>();
+        read.insert(&key(60_001), &pages);
+        assert_eq!(
+            read.tables.iter().map(|table| table.keys).sum::<u64>(),
+            keys
+        );
+        assert!(read.may_contain(&key(60_000), &pages) && read.may_contain(&key(60_001), &pages));
+        assert!(read.broken().is_none());
     }
 
     #[test]
