@@ -14,6 +14,7 @@
 //! pipeline writes. The tenant is set up with the example's manifest first, and the
 //! bulk source removed afterwards, so the binary runs the example's modules on it.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -392,6 +393,7 @@ pub fn build_ledger(data: &Path, keys: u64, cache: &Path) -> anyhow::Result<Buil
     let records = keys.div_ceil(EVENTS_PER_RECORD);
     let started = Instant::now();
     let mut made = 0;
+    let terminal = std::io::stderr().is_terminal();
     for first in (0..records).step_by(RECORDS_PER_INGEST as usize) {
         let mut input = String::new();
         for id in first..(first + RECORDS_PER_INGEST).min(records) {
@@ -404,9 +406,16 @@ pub fn build_ledger(data: &Path, keys: u64, cache: &Path) -> anyhow::Result<Buil
             report.problems.first()
         );
         made += report.new;
-        eprint!("\r{made} ledger keys");
+        // One line rewritten on a terminal, a line each in a log.
+        if terminal {
+            eprint!("\r{made} ledger keys");
+        } else {
+            eprintln!("{made} ledger keys");
+        }
     }
-    eprintln!();
+    if terminal {
+        eprintln!();
+    }
     let seconds = started.elapsed().as_secs_f64();
     tenant.remove_module("bulk")?;
     tenant.flush()?;
