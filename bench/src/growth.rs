@@ -698,3 +698,42 @@ pub fn store_cache(challenges: u64, seed: u64, cap_mib: u64) -> anyhow::Result<(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(seconds: f64, cpu_seconds: f64, peak_rss_mb: f64) -> Process {
+        Process {
+            seconds,
+            cpu_seconds,
+            peak_rss_mb,
+            stdout: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_size_reports_the_median_of_its_rounds_and_the_highest_peak() {
+        // The slow round (a neighbour's burst) is the last one, not the median.
+        let size = Size {
+            challenges: 10,
+            new: 1_000,
+            ingests: vec![
+                run(0.5, 0.8, 50.0),
+                run(0.4, 0.7, 60.0),
+                run(2.0, 0.9, 55.0),
+            ],
+            agains: vec![
+                run(0.1, 0.1, 30.0),
+                run(0.05, 0.05, 20.0),
+                run(0.2, 0.2, 25.0),
+            ],
+        };
+        assert_eq!(size.new_per_second(), 2_000.0);
+        assert_eq!(size.duplicates_per_second(), 10_000.0);
+        assert_eq!(size.cpu_us_per_new(), 800.0);
+        assert_eq!(size.cpu_us_per_duplicate(), 100.0);
+        assert_eq!(highest_peak_mb(&size.ingests), 60.0);
+        assert_eq!(median_of(&size.agains, |run| run.seconds), 0.1);
+    }
+}
