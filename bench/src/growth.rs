@@ -1,7 +1,8 @@
 //! Growth: the README's challenges workload at several sizes through the release `spark`
 //! binary, each size on a fresh data dir, each run a whole process (start, open,
-//! ingest, durable commit): new events/s and duplicates/s at each size as a ratio to
-//! the first, and the peak resident memory of each process (from `wait4`, the child's
+//! ingest, durable commit), in [`GROWTH_ROUNDS`] rounds over every size: the medians of
+//! new events/s and duplicates/s at each size as a ratio to the first, and the peak
+//! resident memory of each process (from `wait4`, the child's
 //! own `ru_maxrss`). Then a tenant whose ledger holds millions of keys: what it costs
 //! the `spark` binary to open it and check the keys of a small ingest, against the same
 //! ingest on an empty tenant.

@@ -794,6 +794,28 @@ mod tests {
     }
 
     #[test]
+    fn keys_found_absent_are_remembered_up_to_a_limit() {
+        let mut filter = filled(0..1_000);
+        let limit = KNOWN_ABSENT_LIMIT as u64;
+        for n in 1_000..1_000 + limit + 10 {
+            assert!(!filter.may_contain(&key(n), &NoPages));
+        }
+        assert!(
+            filter.known_absent.len() <= KNOWN_ABSENT_LIMIT,
+            "cleared when full"
+        );
+        // A key whose lookup was forgotten is looked up at its insert, as before.
+        filter.insert(&key(1_000), &NoPages);
+        filter.insert(&key(1_000), &NoPages);
+        assert_eq!(
+            filter.tables.iter().map(|table| table.keys).sum::<u64>(),
+            1_001
+        );
+        assert!(filter.may_contain(&key(1_000), &NoPages));
+        assert!(filter.broken().is_none());
+    }
+
+    #[test]
     fn keys_whose_page_is_full_go_to_the_overflow_list() {
         // Keys that all fall in page 0 of the first table (one in eight do).
         let table = Table::new(0);
